@@ -1,0 +1,26 @@
+# Two commands: `make demo` runs the main job, `make test` runs the tests.
+# Both create (or reuse) a local virtual environment in .venv.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+
+.PHONY: demo test bench accuracy clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	rm -f $(VENV)/.installed-*; touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m fastact demo
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+accuracy: $(STAMP)
+	$(PY) tools/accuracy_report.py
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info

@@ -1,0 +1,221 @@
+"""Argument checking, dtype rules, ``out=``, and dispatch to the compiled kernels.
+
+NumPy's conventions, as a ufunc would apply them:
+
+* float32 and float64 keep their dtype; float16 is computed in float32 and returned as
+  float16; integers and booleans are computed in float64. Mixed inputs of a backward follow
+  ``np.result_type``. Complex, object, string and longdouble inputs raise TypeError.
+* Any shape, 0-d (returns a NumPy scalar without ``out``), empty, Python scalars and lists,
+  non-contiguous views. Contiguous arrays run through the fast 1-D kernels (serial below
+  ``PARALLEL_THRESHOLD`` elements, multi-threaded above); any other layout through the same
+  serial kernel, chunk by chunk along ``np.nditer``.
+* Backward arguments broadcast against each other with NumPy's rules.
+* ``out`` must be an ndarray of exactly the result's shape and dtype (ValueError/TypeError
+  naming ``out`` otherwise); with ``out`` nothing is allocated except for float16 results or
+  when ``out`` partially overlaps an input (then the result goes through a temporary, as
+  NumPy ufuncs do). ``out`` may be an input itself (in place).
+* Inputs are never modified, unless they are also ``out``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from fastact._config import PARALLEL_THRESHOLD
+
+_F32 = np.dtype(np.float32)
+_F64 = np.dtype(np.float64)
+
+
+# --------------------------------------------------------------------------- argument checks
+def as_array(func: str, name: str, value) -> np.ndarray:
+    """``value`` as an ndarray of a supported dtype, or a TypeError that says what to pass."""
+    if type(value) is np.ndarray:
+        array = value
+    else:
+        if hasattr(value, "__cuda_array_interface__") and not isinstance(value, np.ndarray):
+            raise TypeError(f"fastact.{func}: {name} is a CUDA device array; fastact's CUDA "
+                            "kernels are not available in this version, pass a NumPy array")
+        try:
+            array = np.asarray(value)
+        except (ValueError, TypeError) as exc:
+            raise TypeError(f"fastact.{func}: {name} must be array-like with a real numeric dtype, "
+                            f"got {type(value).__name__} ({exc})") from None
+    kind = array.dtype.kind
+    if (kind == "f" and array.dtype.itemsize <= 8) or kind in "iub":
+        return array
+    what = "float128/longdouble" if kind == "f" else str(array.dtype)
+    raise TypeError(f"fastact.{func}: {name} must have a real floating-point, integer or boolean "
+                    f"dtype (float16/32/64, int, bool), got {what}; convert it with "
+                    f".astype(np.float32) or .real first")
+
+
+def result_dtypes(*dtypes: np.dtype) -> tuple[np.dtype, np.dtype]:
+    """(dtype the kernel computes in, dtype returned) for the given input dtypes."""
+    result = np.result_type(*dtypes)
+    if result.kind != "f":
+        return _F64, _F64
+    if result.itemsize < 4:
+        return _F32, result
+    return result, result
+
+
+def check_param(func: str, name: str, value, rule: str) -> float:
+    """A numeric parameter as a float, or a clear error (see ``activations.Param.rule``)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"fastact.{func}: {name} must be a real number, got {value!r}")
+    v = float(value)
+    if math.isnan(v) or (rule != "any" and math.isinf(v)):
+        raise ValueError(f"fastact.{func}: {name} must be finite, got {value!r}")
+    if rule == "positive" and not v > 0:
+        raise ValueError(f"fastact.{func}: {name} must be > 0, got {value!r}")
+    if rule == "nonnegative" and not v >= 0:
+        raise ValueError(f"fastact.{func}: {name} must be >= 0, got {value!r}")
+    return v
+
+
+def check_out(func: str, out, shape: tuple, dtype: np.dtype) -> None:
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"fastact.{func}: out must be a numpy.ndarray, got {type(out).__name__}")
+    if out.dtype != dtype:
+        raise TypeError(f"fastact.{func}: out has dtype {out.dtype}, the result has dtype {dtype}; "
+                        f"pass out with dtype {dtype}")
+    if out.shape != shape:
+        raise ValueError(f"fastact.{func}: out has shape {out.shape}, the result has shape {shape}")
+    if not out.flags.writeable:
+        raise ValueError(f"fastact.{func}: out is read-only")
+
+
+def pick(func: str, arg: str, value, variants: dict):
+    """The variant that a string argument (e.g. gelu's ``approximate``) selects."""
+    try:
+        return variants[value]
+    except (KeyError, TypeError):
+        options = " or ".join(repr(k) for k in variants)
+        raise ValueError(f"fastact.{func}: {arg} must be {options}, got {value!r}") from None
+
+
+# --------------------------------------------------------------------------- running kernels
+def _same_view(a: np.ndarray, b: np.ndarray) -> bool:
+    return (a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
+            and a.strides == b.strides and a.shape == b.shape)
+
+
+def _overlaps(out: np.ndarray, *inputs: np.ndarray) -> bool:
+    """True when ``out`` shares memory with an input without being exactly that input."""
+    return any(np.may_share_memory(out, a) and not _same_view(out, a) for a in inputs)
+
+
+def _flat(a: np.ndarray, order: str) -> np.ndarray:
+    return a if a.ndim == 1 else a.reshape(-1, order=order)
+
+
+def _common_order(*arrays: np.ndarray) -> str | None:
+    """'C' or 'F' when all arrays are contiguous in that order, else None."""
+    if all(a.flags.c_contiguous for a in arrays):
+        return "C"
+    if all(a.flags.f_contiguous for a in arrays):
+        return "F"
+    return None
+
+
+def run(serial, parallel, arrays: tuple, out: np.ndarray, params: tuple) -> None:
+    """Apply a kernel ``kernel(*arrays, out, a, b)`` elementwise; arrays have out's shape
+    (or broadcast to it)."""
+    order = _common_order(out, *arrays) if all(a.shape == out.shape for a in arrays) else None
+    if order is not None:
+        kernel = parallel if out.size >= PARALLEL_THRESHOLD else serial
+        kernel(*(_flat(a, order) for a in arrays), _flat(out, order), *params)
+        return
+    it = np.nditer(arrays + (out,), flags=["external_loop", "zerosize_ok"],
+                   op_flags=[["readonly"]] * len(arrays) + [["writeonly"]], order="K")
+    with it:
+        for chunks in it:
+            serial(*chunks, *params)
+
+
+def public_name(spec) -> str:
+    """The public function that reaches an activation (a variant: the function with the choice)."""
+    if spec.public:
+        return spec.name
+    from fastact.activations import ACTIVATIONS
+
+    return next(a.name for a in ACTIVATIONS.values() if a.choice and spec.name in a.choice[1].values())
+
+
+class Op:
+    """An activation's public entry points: argument handling around its generated kernels."""
+
+    def __init__(self, spec, kernels_module):
+        self.spec = spec
+        self.name = spec.name
+        self.public_name = public_name(spec)
+        k = kernels_module
+        self.forward_kernels = (getattr(k, f"{spec.name}_forward_serial"),
+                                getattr(k, f"{spec.name}_forward_parallel"))
+        self.backward_kernels = (getattr(k, f"{spec.name}_backward_serial"),
+                                 getattr(k, f"{spec.name}_backward_parallel"))
+        self.vname = "output" if spec.grad_from == "output" else "x"
+        self._default_params = tuple(p.default for p in spec.params) + (0.0,) * (2 - len(spec.params))
+
+    def _params(self, func: str, values: tuple, dtype: np.dtype) -> tuple:
+        defaults = self._default_params
+        if not (type(values[0]) is float and type(values[1]) is float
+                and values[0] == defaults[0] and values[1] == defaults[1]):
+            checked = [check_param(func, p.name, v, p.rule) for p, v in zip(self.spec.params, values)]
+            values = tuple(checked) + values[len(checked):]
+            if self.name == "hard_tanh" and not values[0] <= values[1]:
+                raise ValueError(f"fastact.{func}: min_val ({values[0]}) must be <= max_val ({values[1]})")
+        t = dtype.type
+        return t(values[0]), t(values[1])
+
+    def forward(self, x, out, a, b):
+        func = self.public_name
+        # hot path: a contiguous float32/float64 array, no out
+        if out is None and type(x) is np.ndarray and x.flags.c_contiguous:
+            dt = x.dtype
+            if dt == _F32 or dt == _F64:
+                params = self._params(func, (a, b), dt)
+                res = np.empty(x.shape, dt)
+                serial, parallel = self.forward_kernels
+                kernel = parallel if x.size >= PARALLEL_THRESHOLD else serial
+                kernel(_flat(x, "C"), _flat(res, "C"), *params)
+                return res if res.ndim else res[()]
+        x = as_array(func, "x", x)
+        compute, result = result_dtypes(x.dtype)
+        params = self._params(func, (a, b), compute)
+        return _apply(func, self.forward_kernels, (x,), x.shape, compute, result, out, params)
+
+    def backward(self, grad_output, v, out, a, b):
+        func = f"{self.public_name}_backward"
+        g = as_array(func, "grad_output", grad_output)
+        v = as_array(func, self.vname, v)
+        try:
+            shape = np.broadcast_shapes(g.shape, v.shape)
+        except ValueError:
+            raise ValueError(f"fastact.{func}: grad_output with shape {g.shape} and {self.vname} "
+                             f"with shape {v.shape} do not broadcast together") from None
+        compute, result = result_dtypes(g.dtype, v.dtype)
+        params = self._params(func, (a, b), compute)
+        return _apply(func, self.backward_kernels, (g, v), shape, compute, result, out, params)
+
+
+def _apply(func, kernels, inputs, shape, compute, result, out, params):
+    """Cast inputs to the compute dtype, choose where the result goes, run, return."""
+    inputs = tuple(a if a.dtype == compute else a.astype(compute) for a in inputs)
+    if out is not None:
+        check_out(func, out, shape, result)
+    target = out
+    if out is None or result != compute or _overlaps(out, *inputs):
+        order = "F" if inputs[0].flags.f_contiguous and not inputs[0].flags.c_contiguous else "C"
+        target = np.empty(shape, compute, order=order)
+    run(*kernels, inputs, target, params)
+    if out is not None:
+        if target is not out:
+            np.copyto(out, target, casting="unsafe")
+        return out
+    if result != compute:
+        target = target.astype(result)
+    return target if target.ndim else target[()]

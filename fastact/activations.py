@@ -1,0 +1,402 @@
+"""The activations, each defined once: a scalar forward and a scalar gradient.
+
+Every kernel in fastact (serial and parallel CPU loops, backward passes, fused epilogues,
+CUDA twins) is generated from the two scalar functions of a row of ``ACTIVATIONS``:
+
+* ``forward(x, a, b) -> y``: the activation of one element; ``a`` and ``b`` are the
+  activation's numeric parameters (unused ones are 0), already of x's dtype.
+* ``grad(g, v, a, b) -> g * dy/dx``: the backward of one element, where ``v`` is the input
+  ``x`` or, for sigmoid and tanh, the forward's output (as PyTorch's aten backward ops).
+
+The functions are written with fastact's vectorizable math (``fastact._math``) and typed
+constants (``typed(1.0, x)``), so one definition serves float32 and float64 and LLVM
+vectorizes the loops that call it. Adding an activation: two scalar functions here, a row
+in ``ACTIVATIONS``, a NumPy reference in ``fastact.reference``, then
+``python -m fastact._codegen`` (see docs/adding-an-activation.md).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from dataclasses import dataclass
+
+from numba import njit
+
+from fastact._config import SCALAR
+from fastact._math import exp, expm1, fma, log1p, tanh as _tanh, typed
+
+scalar = njit(**SCALAR)
+
+# float64 constants of the definitions (the reference uses the same values)
+SELU_ALPHA = 1.6732632423543772848170429916717
+SELU_SCALE = 1.0507009873554804934193349852946
+GELU_TANH_K0 = 0.7978845608028654  # sqrt(2/pi)
+GELU_TANH_K1 = 0.044715
+_INV_SQRT2_HI = -0.7071067811865476  # -1/sqrt(2) = _INV_SQRT2_HI + _INV_SQRT2_LO
+_INV_SQRT2_LO = 4.833646656726457e-17
+_TWO_OVER_SQRT_PI = 1.1283791670955126
+_INV_SQRT_2PI = 0.3989422804014327
+
+
+@scalar
+def _at_infinity(x, y, at_plus_inf, at_minus_inf):
+    """y, with the limits at x = +inf / -inf (where x * 0 would give NaN)."""
+    inf = typed(np.inf, x)
+    y = at_plus_inf if x == inf else y
+    return at_minus_inf if x == -inf else y
+
+
+# --------------------------------------------------------------------------- sigmoid family
+@scalar
+def sigmoid(x, a, b):
+    """1 / (1 + exp(-x)); stable: e = exp(-|x|), (1 if x >= 0 else e) / (1 + e)."""
+    one = typed(1.0, x)
+    e = exp(-abs(x))
+    numerator = one if x >= 0 else e
+    return numerator / (one + e)
+
+
+@scalar
+def sigmoid_grad(g, y, a, b):
+    """g * y * (1 - y), from the output y = sigmoid(x)."""
+    return g * (y * (typed(1.0, y) - y))
+
+
+@scalar
+def log_sigmoid(x, a, b):
+    """log(sigmoid(x)); stable: min(x, 0) - log1p(exp(-|x|))."""
+    zero = typed(0.0, x)
+    return (x if x < zero else zero) - log1p(exp(-abs(x)))
+
+
+@scalar
+def log_sigmoid_grad(g, x, a, b):
+    """g * (1 - sigmoid(x)) = g * sigmoid(-x)."""
+    return g * sigmoid(-x, a, b)
+
+
+@scalar
+def tanh(x, a, b):
+    """(e^x - e^-x) / (e^x + e^-x); |x| < 0.55: odd polynomial, else 1 - 2 / (exp(2|x|) + 1)."""
+    return _tanh(x)
+
+
+@scalar
+def tanh_grad(g, y, a, b):
+    """g * (1 - y^2), from the output y = tanh(x)."""
+    return g * (typed(1.0, y) - y * y)
+
+
+@scalar
+def softplus(x, beta, threshold):
+    """log(1 + exp(beta x)) / beta, x where beta x > threshold; stable:
+    (max(beta x, 0) + log1p(exp(-|beta x|))) / beta."""
+    z = beta * x
+    zero = typed(0.0, x)
+    y = ((z if z > zero else zero) + log1p(exp(-abs(z)))) / beta
+    return x if z > threshold else y
+
+
+@scalar
+def softplus_grad(g, x, beta, threshold):
+    """g * sigmoid(beta x), g where beta x > threshold."""
+    z = beta * x
+    return g if z > threshold else g * sigmoid(z, beta, threshold)
+
+
+# --------------------------------------------------------------------------- ReLU family
+@scalar
+def relu(x, a, b):
+    """max(x, 0); NaN propagates, relu(-0.0) = +0.0."""
+    return typed(0.0, x) if x <= typed(0.0, x) else x
+
+
+@scalar
+def relu_grad(g, x, a, b):
+    """g where x > 0, else 0."""
+    return typed(0.0, g) if x <= typed(0.0, x) else g
+
+
+@scalar
+def relu6(x, a, b):
+    """min(max(x, 0), 6)."""
+    six = typed(6.0, x)
+    y = six if x >= six else x
+    return typed(0.0, x) if x <= typed(0.0, x) else y
+
+
+@scalar
+def relu6_grad(g, x, a, b):
+    """g where 0 < x < 6, else 0."""
+    inside = x > typed(0.0, x) and x < typed(6.0, x)
+    return g if inside else typed(0.0, g)
+
+
+@scalar
+def leaky_relu(x, negative_slope, b):
+    """x if x > 0 else negative_slope * x."""
+    return x if x > typed(0.0, x) else x * negative_slope
+
+
+@scalar
+def leaky_relu_grad(g, x, negative_slope, b):
+    """g if x > 0 else negative_slope * g."""
+    return g if x > typed(0.0, x) else g * negative_slope
+
+
+@scalar
+def elu(x, alpha, b):
+    """x if x > 0 else alpha * (exp(x) - 1), with expm1 for accuracy near 0."""
+    return x if x > typed(0.0, x) else alpha * expm1(x)
+
+
+@scalar
+def elu_grad(g, x, alpha, b):
+    """g if x > 0 else g * alpha * exp(x)."""
+    return g if x > typed(0.0, x) else g * (alpha * exp(x))
+
+
+@scalar
+def celu(x, alpha, b):
+    """x if x > 0 else alpha * (exp(x / alpha) - 1)."""
+    return x if x > typed(0.0, x) else alpha * expm1(x / alpha)
+
+
+@scalar
+def celu_grad(g, x, alpha, b):
+    """g if x > 0 else g * exp(x / alpha)."""
+    return g if x > typed(0.0, x) else g * exp(x / alpha)
+
+
+@scalar
+def selu(x, a, b):
+    """scale * (x if x > 0 else alpha * (exp(x) - 1)), alpha ~ 1.6733, scale ~ 1.0507."""
+    alpha = typed(SELU_ALPHA, x)
+    scale = typed(SELU_SCALE, x)
+    return scale * (x if x > typed(0.0, x) else alpha * expm1(x))
+
+
+@scalar
+def selu_grad(g, x, a, b):
+    """g * scale * (1 if x > 0 else alpha * exp(x))."""
+    scale = typed(SELU_SCALE, x)
+    scale_alpha = typed(SELU_SCALE * SELU_ALPHA, x)
+    return g * scale if x > typed(0.0, x) else g * (scale_alpha * exp(x))
+
+
+# --------------------------------------------------------------------------- smooth ReLUs
+@scalar
+def gelu(x, a, b):
+    """x * Phi(x) = x/2 * erfc(-x / sqrt(2)); evaluated in float64 with the argument
+    -x/sqrt(2) carried to double-double precision (erfc's left tail amplifies its error)."""
+    xd = np.float64(x)
+    t = xd * _INV_SQRT2_HI
+    t_lo = fma(xd, _INV_SQRT2_HI, -t) + xd * _INV_SQRT2_LO
+    # erfc(t + t_lo) = erfc(t) - t_lo * 2/sqrt(pi) * exp(-t^2) + O(t_lo^2)
+    e = math.erfc(t) - t_lo * _TWO_OVER_SQRT_PI * math.exp(-t * t)
+    return _at_infinity(x, typed(0.5 * xd * e, x), x, typed(-0.0, x))
+
+
+@scalar
+def gelu_grad(g, x, a, b):
+    """g * (Phi(x) + x * phi(x)), phi the standard normal density."""
+    xd = np.float64(x)
+    cdf = 0.5 * math.erfc(xd * _INV_SQRT2_HI)
+    pdf = _INV_SQRT_2PI * math.exp(-0.5 * xd * xd)
+    return g * _at_infinity(x, typed(cdf + xd * pdf, x), typed(1.0, x), typed(0.0, x))
+
+
+@scalar
+def _gelu_tanh_arg(x):
+    """2u = 2 sqrt(2/pi) (x + 0.044715 x^3), the argument of the sigmoid form."""
+    k0 = typed(2.0 * GELU_TANH_K0, x)
+    k1 = typed(GELU_TANH_K1, x)
+    return k0 * fma(k1 * x * x, x, x)
+
+
+@scalar
+def gelu_tanh(x, a, b):
+    """x/2 (1 + tanh(u)), u = sqrt(2/pi) (x + 0.044715 x^3); stable: x * sigmoid(2u)."""
+    return _at_infinity(x, x * sigmoid(_gelu_tanh_arg(x), a, b), x, typed(-0.0, x))
+
+
+@scalar
+def gelu_tanh_grad(g, x, a, b):
+    """g * (s + x s (1 - s) 2u'), s = sigmoid(2u), 2u' = 2 sqrt(2/pi) (1 + 3 * 0.044715 x^2)."""
+    s = sigmoid(_gelu_tanh_arg(x), a, b)
+    k0 = typed(2.0 * GELU_TANH_K0, x)
+    k3 = typed(3.0 * GELU_TANH_K1, x)
+    du = k0 * (typed(1.0, x) + k3 * x * x)
+    d = s + x * (s * (typed(1.0, x) - s)) * du
+    return g * _at_infinity(x, d, typed(1.0, x), typed(0.0, x))
+
+
+@scalar
+def silu(x, a, b):
+    """x * sigmoid(x); stable: e = exp(-|x|), (x if x >= 0 else x e) / (1 + e)."""
+    e = exp(-abs(x))
+    numerator = x if x >= typed(0.0, x) else x * e
+    return _at_infinity(x, numerator / (typed(1.0, x) + e), x, typed(-0.0, x))
+
+
+@scalar
+def silu_grad(g, x, a, b):
+    """g * s * (1 + x (1 - s)), s = sigmoid(x)."""
+    s = sigmoid(x, a, b)
+    one = typed(1.0, x)
+    return g * _at_infinity(x, s * (one + x * (one - s)), one, typed(0.0, x))
+
+
+@scalar
+def _mish_ratio(x):
+    """(tanh(softplus(x)), n + 2) with n = e^x (e^x + 2): tanh(softplus(x)) = n / (n + 2),
+    no cancellation at either end; x is capped at 20 where the ratio is 1.0 in both dtypes."""
+    cap = typed(20.0, x)
+    e = exp(cap if x > cap else x)
+    n = e * (e + typed(2.0, x))
+    d = n + typed(2.0, x)
+    return n / d, d, e
+
+
+@scalar
+def mish(x, a, b):
+    """x * tanh(softplus(x)); stable: x * n / (n + 2), n = e^x (e^x + 2)."""
+    t, d, e = _mish_ratio(x)
+    return _at_infinity(x, x * t, x, typed(-0.0, x))
+
+
+@scalar
+def mish_grad(g, x, a, b):
+    """g * (t + x sigmoid(x) (1 - t^2)), t = tanh(softplus(x)); 1 - t = 2 / (n + 2)."""
+    t, d, e = _mish_ratio(x)
+    one = typed(1.0, x)
+    sig = e / (one + e)
+    sech2 = (typed(2.0, x) / d) * (one + t)
+    sech2 = typed(0.0, x) if x > typed(20.0, x) else sech2  # below float precision there
+    return g * _at_infinity(x, t + x * sig * sech2, one, typed(0.0, x))
+
+
+# --------------------------------------------------------------------------- hard variants
+@scalar
+def hard_sigmoid(x, a, b):
+    """0 if x <= -3, 1 if x >= 3, else x/6 + 1/2."""
+    three = typed(3.0, x)
+    y = x / typed(6.0, x) + typed(0.5, x)
+    y = typed(1.0, x) if x >= three else y
+    return typed(0.0, x) if x <= -three else y
+
+
+@scalar
+def hard_sigmoid_grad(g, x, a, b):
+    """g / 6 where -3 < x < 3, else 0."""
+    three = typed(3.0, x)
+    inside = x > -three and x < three
+    return g / typed(6.0, g) if inside else typed(0.0, g)
+
+
+@scalar
+def hard_swish(x, a, b):
+    """x * hard_sigmoid(x): 0 if x <= -3, x if x >= 3, else x (x + 3) / 6."""
+    three = typed(3.0, x)
+    y = x * (x + three) / typed(6.0, x)
+    y = x if x >= three else y
+    return typed(0.0, x) if x <= -three else y
+
+
+@scalar
+def hard_swish_grad(g, x, a, b):
+    """0 if x < -3, g if x > 3, else g (x/3 + 1/2) (PyTorch's convention at the kinks)."""
+    three = typed(3.0, x)
+    y = g * (x / three + typed(0.5, x))
+    y = g if x > three else y
+    return typed(0.0, g) if x < -three else y
+
+
+@scalar
+def hard_tanh(x, min_val, max_val):
+    """min(max(x, min_val), max_val)."""
+    y = max_val if x > max_val else x
+    return min_val if x < min_val else y
+
+
+@scalar
+def hard_tanh_grad(g, x, min_val, max_val):
+    """g where min_val < x < max_val, else 0."""
+    inside = x > min_val and x < max_val
+    return g if inside else typed(0.0, g)
+
+
+# --------------------------------------------------------------------------- the table
+@dataclass(frozen=True)
+class Param:
+    """A numeric parameter: its name, default, and which values make sense."""
+
+    name: str
+    default: float
+    rule: str = "finite"  # 'finite', 'positive' (> 0), 'nonnegative' (>= 0), 'any' (inf ok)
+
+
+@dataclass(frozen=True)
+class Activation:
+    """One row of the table: everything else about the activation is generated from it."""
+
+    name: str
+    forward: object
+    grad: object
+    formula: str
+    stable_form: str
+    grad_from: str = "x"  # 'x' or 'output': what the backward takes besides grad_output
+    params: tuple = ()
+    family: str = ""
+    public: bool = True  # False: a variant reached through another function's argument
+    #: (argument name, {value: activation name}): a string argument that picks a variant
+    choice: tuple = ()
+
+
+ACTIVATIONS = {
+    a.name: a
+    for a in (
+        Activation("sigmoid", sigmoid, sigmoid_grad, "1 / (1 + exp(-x))",
+                   "e = exp(-|x|); (1 if x >= 0 else e) / (1 + e)", "output", family="sigmoid"),
+        Activation("log_sigmoid", log_sigmoid, log_sigmoid_grad, "log(1 / (1 + exp(-x)))",
+                   "min(x, 0) - log1p(exp(-|x|))", family="sigmoid"),
+        Activation("tanh", tanh, tanh_grad, "(exp(x) - exp(-x)) / (exp(x) + exp(-x))",
+                   "|x| < 0.55: x + x^3 q(x^2); else sign(x) (1 - 2 / (exp(2|x|) + 1))", "output",
+                   family="sigmoid"),
+        Activation("softplus", softplus, softplus_grad, "log(1 + exp(beta x)) / beta",
+                   "(max(beta x, 0) + log1p(exp(-|beta x|))) / beta; x where beta x > threshold",
+                   params=(Param("beta", 1.0, "positive"), Param("threshold", 20.0, "any")),
+                   family="sigmoid"),
+        Activation("relu", relu, relu_grad, "max(x, 0)", "select", family="relu"),
+        Activation("relu6", relu6, relu6_grad, "min(max(x, 0), 6)", "select", family="relu"),
+        Activation("leaky_relu", leaky_relu, leaky_relu_grad, "x if x > 0 else negative_slope x",
+                   "select", params=(Param("negative_slope", 0.01, "finite"),), family="relu"),
+        Activation("elu", elu, elu_grad, "x if x > 0 else alpha (exp(x) - 1)",
+                   "alpha expm1(x) for x <= 0", params=(Param("alpha", 1.0, "nonnegative"),),
+                   family="relu"),
+        Activation("celu", celu, celu_grad, "max(0, x) + min(0, alpha (exp(x / alpha) - 1))",
+                   "alpha expm1(x / alpha) for x <= 0", params=(Param("alpha", 1.0, "positive"),),
+                   family="relu"),
+        Activation("selu", selu, selu_grad, "scale (x if x > 0 else alpha (exp(x) - 1))",
+                   "scale alpha expm1(x) for x <= 0", family="relu"),
+        Activation("gelu", gelu, gelu_grad, "x Phi(x) = x/2 (1 + erf(x / sqrt(2)))",
+                   "x/2 erfc(-x / sqrt(2)) in float64, argument in double-double", family="smooth",
+                   choice=("approximate", {"none": "gelu", "tanh": "gelu_tanh"})),
+        Activation("gelu_tanh", gelu_tanh, gelu_tanh_grad,
+                   "x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))",
+                   "x sigmoid(2 sqrt(2/pi) (x + 0.044715 x^3))", family="smooth", public=False),
+        Activation("silu", silu, silu_grad, "x sigmoid(x)",
+                   "e = exp(-|x|); (x if x >= 0 else x e) / (1 + e)", family="smooth"),
+        Activation("mish", mish, mish_grad, "x tanh(softplus(x))",
+                   "n = e^x (e^x + 2); x n / (n + 2)", family="smooth"),
+        Activation("hard_sigmoid", hard_sigmoid, hard_sigmoid_grad, "relu6(x + 3) / 6", "select",
+                   family="hard"),
+        Activation("hard_swish", hard_swish, hard_swish_grad, "x relu6(x + 3) / 6", "select",
+                   family="hard"),
+        Activation("hard_tanh", hard_tanh, hard_tanh_grad, "min(max(x, min_val), max_val)",
+                   "select", params=(Param("min_val", -1.0, "finite"), Param("max_val", 1.0, "finite")),
+                   family="hard"),
+    )
+}

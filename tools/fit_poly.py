@@ -1,0 +1,40 @@
+"""Fit the polynomial coefficients used in fastact/_math.py (run once; output pasted there).
+
+Least squares on Chebyshev nodes with mpmath at 60 digits, relative error weighting: close to
+minimax, and the ULP tests in tests/test_math.py check the result.
+
+    python tools/fit_poly.py
+"""
+import mpmath as mp
+
+mp.mp.dps = 60
+
+
+def fit(func, lo, hi, degree, nodes=400):
+    """Coefficients c[0..degree] minimising sum ((p(z) - f(z)) / f(z))^2 on Chebyshev nodes."""
+    zs = [lo + (hi - lo) * (1 - mp.cos(mp.pi * (k + 0.5) / nodes)) / 2 for k in range(nodes)]
+    A = mp.matrix(nodes, degree + 1)
+    b = mp.matrix(nodes, 1)
+    for i, z in enumerate(zs):
+        f = func(z)
+        for j in range(degree + 1):
+            A[i, j] = z**j / f
+        b[i] = 1
+    c = mp.lu_solve(A.T * A, A.T * b)
+    err = max(abs((sum(c[j] * z**j for j in range(degree + 1)) - func(z)) / func(z)) for z in zs)
+    return [c[j] for j in range(degree + 1)], err
+
+
+def tanh_q(z):
+    """tanh(a) = a + a*z*q(z), z = a*a: q(z) = (tanh(a)/a - 1)/z."""
+    if z == 0:
+        return mp.mpf(-1) / 3
+    a = mp.sqrt(z)
+    return (mp.tanh(a) / a - 1) / z
+
+
+if __name__ == "__main__":
+    for name, deg in (("f32", 5), ("f64", 11)):
+        c, err = fit(tanh_q, mp.mpf(0), mp.mpf("0.3025"), deg)
+        print(f"tanh {name} q deg {deg}: max rel err {mp.nstr(err, 3)}")
+        print("  (" + ", ".join(repr(float(v)) for v in c) + ")")
