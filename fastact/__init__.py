@@ -13,6 +13,7 @@ from fastact._functions import (
     relu, relu6, relu6_backward, relu_backward, selu, selu_backward, sigmoid, sigmoid_backward,
     silu, silu_backward, softplus, softplus_backward, tanh, tanh_backward,
 )
+from fastact._prelu import prelu, prelu_backward
 from fastact._version import __version__
 
 __all__ = [

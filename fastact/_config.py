@@ -29,31 +29,54 @@ PARALLEL_THRESHOLD = int(os.environ.get("FASTACT_PARALLEL_THRESHOLD", 1 << 17))
 CUDA_BLOCK_SIZE = 256
 
 
-#: The files every kernel is compiled from (the generated kernels embed their hash).
-KERNEL_SOURCES = ("_config.py", "_math.py", "activations.py", "_codegen.py")
-
-
 def source_fingerprint() -> str:
-    """A hash of KERNEL_SOURCES; ``_kernels.py`` records the one it was generated from."""
+    """A hash of every source file of the package.
+
+    numba's cache checks only the content of a kernel's own file, not of the functions it
+    calls (the activations, the math): kernels would be reloaded stale after an edit of
+    ``activations.py``. fastact's cache locators add this fingerprint to every source stamp,
+    so any change to the package's sources recompiles its kernels, and nothing else's.
+    """
     import hashlib
 
     digest = hashlib.sha256()
-    for name in KERNEL_SOURCES:
-        with open(os.path.join(os.path.dirname(__file__), name), "rb") as fh:
-            digest.update(fh.read())
+    here = os.path.dirname(os.path.abspath(__file__))
+    for name in sorted(os.listdir(here)):
+        if name.endswith(".py"):
+            with open(os.path.join(here, name), "rb") as fh:
+                digest.update(name.encode() + fh.read())
     return digest.hexdigest()[:16]
 
 
-def _generated_kernels_are_current() -> bool:
-    """numba checks only the timestamp of a kernel's own file, not of what it calls: if the
-    sources changed since ``_kernels.py`` was generated, cached kernels could be stale."""
+def _install_cache_locators() -> None:
+    """Put fastact's locators (numba's own, plus the fingerprint) first in numba's list."""
     try:
-        with open(os.path.join(os.path.dirname(__file__), "_kernels.py"), encoding="utf-8") as fh:
-            fh.readline()
-            recorded = fh.readline().split(":")[-1].strip()
-        return recorded == source_fingerprint()
-    except OSError:
-        return False
+        from numba.core import caching
+
+        impl = caching.CacheImpl
+        bases = [caching.UserProvidedCacheLocator, caching.InTreeCacheLocator,
+                 caching.UserWideCacheLocator]
+    except (ImportError, AttributeError):  # pragma: no cover - numba internals moved
+        return
+    package = os.path.dirname(os.path.abspath(__file__)) + os.sep
+    fingerprint = source_fingerprint()
+
+    def make(base):
+        class FastactLocator(base):
+            def get_source_stamp(self):
+                return (super().get_source_stamp(), fingerprint)
+
+            @classmethod
+            def from_function(cls, py_func, py_file):
+                if not os.path.abspath(py_file).startswith(package):
+                    return None
+                return super().from_function(py_func, py_file)
+
+        FastactLocator.__name__ = FastactLocator.__qualname__ = "Fastact" + base.__name__
+        return FastactLocator
+
+    if not any(c.__name__.startswith("Fastact") for c in impl._locator_classes):
+        impl._locator_classes = [make(b) for b in bases] + list(impl._locator_classes)
 
 
 def _cache_is_usable() -> bool:
@@ -76,7 +99,9 @@ def _cache_is_usable() -> bool:
     return False
 
 
-CACHE = _cache_is_usable() and _generated_kernels_are_current()
+CACHE = _cache_is_usable()
+if CACHE:
+    _install_cache_locators()
 
 #: Scalar device functions: inlined into every kernel that calls them.
 SCALAR = dict(cache=CACHE, fastmath=FASTMATH, error_model=ERROR_MODEL)

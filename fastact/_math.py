@@ -81,6 +81,7 @@ _SHIFT_64 = f64(6755399441055744.0)  # 1.5 * 2**52: adding it rounds to an integ
 _SHIFT_BITS_64 = i64(0x4338000000000000)
 _EXP_HI_64 = f64(710.0)
 _EXP_LO_64 = f64(-746.0)
+_EXP_MUL_LO_64 = f64(-800.0)  # exp_mul: m e^x with |m| up to ~|x| still underflows below
 _BIAS_64 = i64(1023)
 _MANT_64 = i64(52)
 
@@ -91,15 +92,17 @@ _SHIFT_32 = f32(12582912.0)  # 1.5 * 2**23
 _SHIFT_BITS_32 = i32(0x4B400000)
 _EXP_HI_32 = f32(89.0)
 _EXP_LO_32 = f32(-104.0)
+_EXP_MUL_LO_32 = f32(-120.0)
 _BIAS_32 = i32(127)
 _MANT_32 = i32(23)
 
 
 @njit(**SCALAR)
-def _reduce_64(x):
-    """(k as int, k as float, r) with x = k*ln2 + r; x is clamped so 2^k stays representable."""
+def _reduce_64(x, lo):
+    """(k as int, k as float, r) with x = k*ln2 + r; x is clamped to [lo, hi] so that 2^k,
+    applied as two factors, stays representable."""
     x = _EXP_HI_64 if x > _EXP_HI_64 else x
-    x = _EXP_LO_64 if x < _EXP_LO_64 else x
+    x = lo if x < lo else x
     t = x * _LOG2E_64 + _SHIFT_64
     kf = t - _SHIFT_64
     k = _float_bits(t) - _SHIFT_BITS_64
@@ -109,9 +112,9 @@ def _reduce_64(x):
 
 
 @njit(**SCALAR)
-def _reduce_32(x):
+def _reduce_32(x, lo):
     x = _EXP_HI_32 if x > _EXP_HI_32 else x
-    x = _EXP_LO_32 if x < _EXP_LO_32 else x
+    x = lo if x < lo else x
     t = x * _LOG2E_32 + _SHIFT_32
     kf = t - _SHIFT_32
     k = i32(_float_bits(t) - _SHIFT_BITS_32)
@@ -168,22 +171,40 @@ def _exp2_parts_32(k):
 
 @njit(**SCALAR)
 def exp_f64(x):
-    k, kf, r = _reduce_64(x)
+    k, kf, r = _reduce_64(x, _EXP_LO_64)
     s1, s2 = _exp2_parts_64(k)
     return ((f64(1.0) + _expm1_poly_64(r)) * s1) * s2
 
 
 @njit(**SCALAR)
 def exp_f32(x):
-    k, kf, r = _reduce_32(x)
+    k, kf, r = _reduce_32(x, _EXP_LO_32)
     s1, s2 = _exp2_parts_32(k)
     return ((f32(1.0) + _expm1_poly_32(r)) * s1) * s2
 
 
 @njit(**SCALAR)
+def exp_mul_f64(x, m):
+    """m * exp(x) rounded once at the end, so no precision is lost where exp(x) alone would be
+    subnormal; m * 0 below x = -800 (float32: -120), meant for |m| <= |x| (e.g. x e^x)."""
+    k, kf, r = _reduce_64(x, _EXP_MUL_LO_64)
+    s1, s2 = _exp2_parts_64(k)
+    y = (((f64(1.0) + _expm1_poly_64(r)) * m) * s1) * s2
+    return m * f64(0.0) if x < _EXP_MUL_LO_64 else y
+
+
+@njit(**SCALAR)
+def exp_mul_f32(x, m):
+    k, kf, r = _reduce_32(x, _EXP_MUL_LO_32)
+    s1, s2 = _exp2_parts_32(k)
+    y = (((f32(1.0) + _expm1_poly_32(r)) * m) * s1) * s2
+    return m * f32(0.0) if x < _EXP_MUL_LO_32 else y
+
+
+@njit(**SCALAR)
 def expm1_f64(x):
     """expm1(x) = 2^k * expm1(r) + (2^k - 1), one rounding at the end (FMA)."""
-    k, kf, r = _reduce_64(x)
+    k, kf, r = _reduce_64(x, _EXP_LO_64)
     s1, s2 = _exp2_parts_64(k)
     s = s1 * s2
     y = _expm1_poly_64(r) * s + (s - f64(1.0))
@@ -192,7 +213,7 @@ def expm1_f64(x):
 
 @njit(**SCALAR)
 def expm1_f32(x):
-    k, kf, r = _reduce_32(x)
+    k, kf, r = _reduce_32(x, _EXP_LO_32)
     s1, s2 = _exp2_parts_32(k)
     s = s1 * s2
     y = _expm1_poly_32(r) * s + (s - f32(1.0))
@@ -301,19 +322,19 @@ def tanh_f32(x):
 def _generic(name, impl_32, impl_64, numpy_impl):
     """A function usable from Python (NumPy) and, inside jitted code, typed on its argument."""
 
-    def python_version(x):
-        return numpy_impl(x)
+    def python_version(*args):
+        return numpy_impl(*args)
 
     python_version.__name__ = name
     python_version.__qualname__ = name
     python_version.__doc__ = f"{name}(x): float32 and float64, vectorizable inside kernels."
 
     @overload(python_version, jit_options=OVERLOAD)
-    def _dispatch(x):
-        if x == types.float32:
-            return lambda x: impl_32(x)
-        if x == types.float64:
-            return lambda x: impl_64(x)
+    def _dispatch(*args):
+        if all(a == types.float32 for a in args):
+            return lambda *args: impl_32(*args)
+        if all(a == types.float64 for a in args):
+            return lambda *args: impl_64(*args)
         return None
 
     return python_version
@@ -323,6 +344,7 @@ exp = _generic("exp", exp_f32, exp_f64, np.exp)
 expm1 = _generic("expm1", expm1_f32, expm1_f64, np.expm1)
 log1p = _generic("log1p", log1p_f32, log1p_f64, np.log1p)
 tanh = _generic("tanh", tanh_f32, tanh_f64, np.tanh)
+exp_mul = _generic("exp_mul", exp_mul_f32, exp_mul_f64, lambda x, m: m * np.exp(x))
 
 
 @intrinsic

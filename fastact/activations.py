@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from numba import njit
 
 from fastact._config import SCALAR
-from fastact._math import exp, expm1, fma, log1p, tanh as _tanh, typed
+from fastact._math import exp, exp_mul, expm1, fma, log1p, tanh as _tanh, typed
 
 scalar = njit(**SCALAR)
 
@@ -209,35 +209,54 @@ def gelu_grad(g, x, a, b):
 
 
 @scalar
-def _gelu_tanh_arg(x):
-    """2u = 2 sqrt(2/pi) (x + 0.044715 x^3), the argument of the sigmoid form."""
-    k0 = typed(2.0 * GELU_TANH_K0, x)
-    k1 = typed(GELU_TANH_K1, x)
-    return k0 * fma(k1 * x * x, x, x)
+def _gelu_tanh_sigmoid(x):
+    """(s, 2u) with s = sigmoid(2u), 2u = 2 sqrt(2/pi) x (1 + 0.044715 x^2), in float64.
+
+    exp amplifies the relative error of its argument by |2u| (up to ~745), so 2u is carried
+    in double-double (error-free products with fma) and its low part corrects exp."""
+    xd = np.float64(x)
+    big = 1e100  # beyond it s is exactly 0 or 1; keeps x^2 finite
+    xd = big if xd > big else (-big if xd < -big else xd)
+    x2 = xd * xd
+    x2_lo = fma(xd, xd, -x2)
+    p = GELU_TANH_K1 * x2
+    p_lo = fma(GELU_TANH_K1, x2, -p) + GELU_TANH_K1 * x2_lo
+    inner = 1.0 + p  # two-sum of 1 and p
+    bp = inner - 1.0
+    inner_lo = ((1.0 - (inner - bp)) + (p - bp)) + p_lo
+    q = xd * inner
+    q_lo = fma(xd, inner, -q) + xd * inner_lo
+    k0 = 2.0 * GELU_TANH_K0
+    r = k0 * q
+    r_lo = fma(k0, q, -r) + k0 * q_lo
+    # sigmoid(r + r_lo): e = exp(-|r + r_lo|) = exp(-|r|) (1 - sign(r) r_lo)
+    e = exp(-abs(r)) * (1.0 - math.copysign(1.0, r) * r_lo)
+    numerator = 1.0 if r >= 0.0 else e
+    return numerator / (1.0 + e), r
 
 
 @scalar
 def gelu_tanh(x, a, b):
     """x/2 (1 + tanh(u)), u = sqrt(2/pi) (x + 0.044715 x^3); stable: x * sigmoid(2u)."""
-    return _at_infinity(x, x * sigmoid(_gelu_tanh_arg(x), a, b), x, typed(-0.0, x))
+    s, r = _gelu_tanh_sigmoid(x)
+    return _at_infinity(x, typed(np.float64(x) * s, x), x, typed(-0.0, x))
 
 
 @scalar
 def gelu_tanh_grad(g, x, a, b):
     """g * (s + x s (1 - s) 2u'), s = sigmoid(2u), 2u' = 2 sqrt(2/pi) (1 + 3 * 0.044715 x^2)."""
-    s = sigmoid(_gelu_tanh_arg(x), a, b)
-    k0 = typed(2.0 * GELU_TANH_K0, x)
-    k3 = typed(3.0 * GELU_TANH_K1, x)
-    du = k0 * (typed(1.0, x) + k3 * x * x)
-    d = s + x * (s * (typed(1.0, x) - s)) * du
-    return g * _at_infinity(x, d, typed(1.0, x), typed(0.0, x))
+    s, r = _gelu_tanh_sigmoid(x)
+    xd = np.float64(x)
+    du = 2.0 * GELU_TANH_K0 * (1.0 + 3.0 * GELU_TANH_K1 * xd * xd)
+    d = s + xd * (s * (1.0 - s)) * du
+    return g * _at_infinity(x, typed(d, x), typed(1.0, x), typed(0.0, x))
 
 
 @scalar
 def silu(x, a, b):
     """x * sigmoid(x); stable: e = exp(-|x|), (x if x >= 0 else x e) / (1 + e)."""
     e = exp(-abs(x))
-    numerator = x if x >= typed(0.0, x) else x * e
+    numerator = x if x >= typed(0.0, x) else exp_mul(x, x)  # x e^x, one rounding
     return _at_infinity(x, numerator / (typed(1.0, x) + e), x, typed(-0.0, x))
 
 
@@ -264,7 +283,11 @@ def _mish_ratio(x):
 def mish(x, a, b):
     """x * tanh(softplus(x)); stable: x * n / (n + 2), n = e^x (e^x + 2)."""
     t, d, e = _mish_ratio(x)
-    return _at_infinity(x, x * t, x, typed(-0.0, x))
+    # x t = x e^x (e^x + 2) / (n + 2), with x e^x rounded once (no subnormal e^x for x << 0)
+    two = typed(2.0, x)
+    y = exp_mul(x, x) * ((e + two) / d)
+    y = x if x > typed(20.0, x) else y
+    return _at_infinity(x, y, x, typed(-0.0, x))
 
 
 @scalar
@@ -386,7 +409,8 @@ ACTIVATIONS = {
                    choice=("approximate", {"none": "gelu", "tanh": "gelu_tanh"})),
         Activation("gelu_tanh", gelu_tanh, gelu_tanh_grad,
                    "x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))",
-                   "x sigmoid(2 sqrt(2/pi) (x + 0.044715 x^3))", family="smooth", public=False),
+                   "x sigmoid(2u), 2u = 2 sqrt(2/pi) x (1 + 0.044715 x^2) in double-double",
+                   family="smooth", public=False),
         Activation("silu", silu, silu_grad, "x sigmoid(x)",
                    "e = exp(-|x|); (x if x >= 0 else x e) / (1 + e)", family="smooth"),
         Activation("mish", mish, mish_grad, "x tanh(softplus(x))",

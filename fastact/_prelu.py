@@ -1,0 +1,144 @@
+"""PReLU: leaky ReLU with a learned slope per channel (axis 1), as ``torch.nn.functional.prelu``.
+
+The elementwise work is ``activations.leaky_relu`` / ``leaky_relu_grad`` with the channel's
+slope; only the layout (channels on axis 1) and the slope's gradient are specific here:
+d prelu(x, w) / dw = x where x <= 0, else 0, summed over every axis but the channel axis.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from fastact import activations as act
+from fastact._api import as_array, check_out, result_dtypes
+from fastact._config import PARALLEL, PARALLEL_THRESHOLD, SCALAR, SERIAL
+
+
+@njit(**SCALAR)
+def _forward_row(x3, w, out3, o):
+    for c in range(x3.shape[1]):
+        slope = w[c]
+        for i in range(x3.shape[2]):
+            out3[o, c, i] = act.leaky_relu(x3[o, c, i], slope, slope)
+
+
+@njit(**SERIAL)
+def prelu_forward_serial(x3, w, out3):
+    for o in range(x3.shape[0]):
+        _forward_row(x3, w, out3, o)
+
+
+@njit(**PARALLEL)
+def prelu_forward_parallel(x3, w, out3):
+    for o in prange(x3.shape[0]):
+        _forward_row(x3, w, out3, o)
+
+
+@njit(**SCALAR)
+def _backward_channel(g3, x3, w, out3, grad_w, c):
+    slope = w[c]
+    acc = 0.0  # float64 accumulator for the slope's gradient
+    zero = act.typed(0.0, slope)
+    for o in range(x3.shape[0]):
+        for i in range(x3.shape[2]):
+            x = x3[o, c, i]
+            g = g3[o, c, i]
+            out3[o, c, i] = act.leaky_relu_grad(g, x, slope, slope)
+            acc += np.float64(zero if x > zero else g * x)
+    grad_w[c] = acc
+
+
+@njit(**SERIAL)
+def prelu_backward_serial(g3, x3, w, out3, grad_w):
+    for c in range(x3.shape[1]):
+        _backward_channel(g3, x3, w, out3, grad_w, c)
+
+
+@njit(**PARALLEL)
+def prelu_backward_parallel(g3, x3, w, out3, grad_w):
+    for c in prange(x3.shape[1]):
+        _backward_channel(g3, x3, w, out3, grad_w, c)
+
+
+def _prepare(func, x, weight):
+    """(x as C-contiguous compute array, weight vector, result dtype, 3-D shape)."""
+    x = as_array(func, "x", x)
+    w = as_array(func, "weight", weight)
+    compute, result = result_dtypes(x.dtype)
+    channels = x.shape[1] if x.ndim >= 2 else 1
+    if w.ndim > 1 or w.size not in (1, channels):
+        raise ValueError(f"fastact.{func}: weight must be a scalar or a 1-D array of length "
+                         f"{channels} (x.shape[1], the channel axis), got shape {w.shape}")
+    w = np.ascontiguousarray(w, dtype=compute).reshape(-1)
+    if not np.isfinite(w).all():
+        raise ValueError(f"fastact.{func}: weight must be finite")
+    if w.size != channels:
+        w = np.full(channels, w[0], dtype=compute)
+    outer = x.shape[0] if x.ndim >= 2 else 1
+    inner = int(np.prod(x.shape[2:])) if x.ndim >= 2 else x.size
+    return np.ascontiguousarray(x, dtype=compute), w, result, (outer, channels, inner)
+
+
+def _target(func, out, like, result):
+    if out is None:
+        return np.empty(like.shape, like.dtype)
+    check_out(func, out, like.shape, result)
+    if out.dtype == like.dtype and out.flags.c_contiguous:
+        return out
+    return np.empty(like.shape, like.dtype)
+
+
+def prelu(x, weight, out=None):
+    """PReLU, elementwise: ``x if x > 0 else weight[c] * x``, c the index on axis 1.
+
+    Parameters
+    ----------
+    x : array_like
+        Input; axis 1 is the channel axis (arrays with fewer than 2 dims have one channel).
+    weight : array_like
+        The slopes: a scalar, or one per channel (length ``x.shape[1]``), finite.
+    out : ndarray, optional
+        Where to write the result (x's shape and result dtype).
+
+    Returns
+    -------
+    ndarray
+    """
+    xc, w, result, shape3 = _prepare("prelu", x, weight)
+    target = _target("prelu", out, xc, result)
+    kernel = prelu_forward_parallel if xc.size >= PARALLEL_THRESHOLD else prelu_forward_serial
+    kernel(xc.reshape(shape3), w, target.reshape(shape3))
+    return _finish(out, target, result)
+
+
+def prelu_backward(grad_output, x, weight, out=None):
+    """Backward of :func:`prelu`: returns ``(grad_input, grad_weight)``.
+
+    ``grad_input = grad_output * (1 if x > 0 else weight[c])``;
+    ``grad_weight[c] = sum of grad_output * x over x <= 0`` in channel c (accumulated in
+    float64), with ``weight``'s shape. ``out`` receives ``grad_input``.
+    """
+    func = "prelu_backward"
+    xc, w, result, shape3 = _prepare(func, x, weight)
+    g = as_array(func, "grad_output", grad_output)
+    if g.shape != xc.shape:
+        raise ValueError(f"fastact.{func}: grad_output has shape {g.shape}, x has shape {xc.shape}")
+    gc = np.ascontiguousarray(g, dtype=xc.dtype)
+    target = _target(func, out, xc, result)
+    grad_w = np.empty(shape3[1], np.float64)
+    kernel = prelu_backward_parallel if xc.size >= PARALLEL_THRESHOLD else prelu_backward_serial
+    kernel(gc.reshape(shape3), xc.reshape(shape3), w, target.reshape(shape3), grad_w)
+    weight_shape = np.shape(weight)
+    grad_weight = grad_w.astype(result) if np.size(weight) != 1 else np.asarray(grad_w.sum(), result)
+    return _finish(out, target, result), grad_weight.reshape(weight_shape)
+
+
+def _finish(out, target, result):
+    if out is not None:
+        if target is not out:
+            np.copyto(out, target, casting="unsafe")
+        return out
+    if target.dtype != result:
+        target = target.astype(result)
+    return target if target.ndim else target[()]

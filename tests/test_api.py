@@ -1,0 +1,309 @@
+"""NumPy conventions: dtypes, shapes, views, out=, broadcasting, errors; against the reference."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+import fastact as fa
+from fastact import reference
+from fastact._config import PARALLEL_THRESHOLD
+from fastact.activations import ACTIVATIONS
+from tests.conftest import call_backward, call_forward
+
+
+def fa_grad_from(name):
+    return ACTIVATIONS[name].grad_from
+
+RTOL = {np.float32: 2e-6, np.float64: 1e-13}
+
+
+def assert_same(got, want, dtype, atol=0.0):
+    assert got.dtype == want.dtype, (got.dtype, want.dtype)
+    np.testing.assert_allclose(got, want, rtol=RTOL[dtype], atol=max(atol, np.finfo(dtype).tiny * 16))
+
+
+def sample(rng, shape, dtype):
+    return (rng.standard_normal(shape) * 5).astype(dtype)
+
+
+# --------------------------------------------------------------------------- values
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_forward_and_backward_match_reference(variant, dtype, rng):
+    name, kw = variant
+    x = sample(rng, (7, 33), dtype)
+    g = sample(rng, (7, 33), dtype)
+    wide = np.float64
+    # the reference evaluated in float64 on the same inputs, rounded to the dtype
+    want = call_forward(name, x.astype(wide), kw, reference).astype(dtype)
+    assert_same(call_forward(name, x, kw), want, dtype)
+    v = call_forward(name, x, kw) if fa_grad_from(name) == "output" else x
+    want = getattr(reference, f"{name}_backward")(g.astype(wide), v.astype(wide), **kw).astype(dtype)
+    # backward: absolute floor of a few eps * |g| (cancellation in e.g. 1 - y*y, x/3 + 1/2)
+    floor = 8 * np.finfo(dtype).eps * np.abs(g).max()
+    assert_same(getattr(fa, f"{name}_backward")(g, v, **kw), want, dtype, atol=floor)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_parallel_path_matches_serial(variant, dtype, rng):
+    name, kw = variant
+    x = sample(rng, PARALLEL_THRESHOLD + 17, dtype)
+    big = call_forward(name, x, kw)
+    small = np.concatenate([call_forward(name, part, kw) for part in np.array_split(x, 8)])
+    np.testing.assert_array_equal(big, small)
+    g = sample(rng, x.shape, dtype)
+    big = call_backward(name, g, x, kw)
+    parts = zip(np.array_split(g, 8), np.array_split(x, 8))
+    small = np.concatenate([call_backward(name, gp, xp, kw) for gp, xp in parts])
+    np.testing.assert_array_equal(big, small)
+
+
+SPECIAL = np.array([-np.inf, -1e30, -1e4, -1000.0, -100.0, -20.0, -1.0, -1e-30, -0.0, 0.0,
+                    1e-30, 1.0, 20.0, 100.0, 1000.0, 1e4, 1e30, np.inf, np.nan])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_special_values_match_reference_without_warnings(variant, dtype):
+    name, kw = variant
+    x = np.concatenate([SPECIAL, [np.finfo(dtype).max, -np.finfo(dtype).max]]).astype(dtype)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        y = call_forward(name, x, kw)
+        gx = call_backward(name, np.ones_like(x), x, kw)
+    with np.errstate(over="ignore"):  # float64 results beyond float32's range become inf
+        want = call_forward(name, x.astype(np.float64), kw, reference).astype(dtype)
+    # the NumPy reference rounds -x/sqrt(2) before erfc: it loses digits in gelu's left tail
+    # (tests/test_accuracy.py checks the tails against mpmath instead)
+    rtol = (1e3 if name == "gelu" else 4) * np.finfo(dtype).eps
+    np.testing.assert_allclose(y, want, rtol=rtol, equal_nan=True)
+    assert np.isnan(y[-3]), "NaN must propagate"
+    assert not np.isnan(y[:-3]).any()
+    assert not np.isnan(gx[:-3]).any()
+    # -0.0 and +0.0 give the same value; odd functions keep the sign of zero
+    zero = x == 0
+    assert (y[zero] == y[zero][0]).all()
+
+
+def test_exact_special_values():
+    assert fa.sigmoid(-np.inf) == 0.0 and fa.sigmoid(np.inf) == 1.0
+    assert fa.sigmoid(np.float32(-100.0)) == np.float32(3.7200760e-44)  # subnormal, not 0
+    assert fa.log_sigmoid(-1000.0) == -1000.0
+    assert fa.softplus(1000.0) == 1000.0
+    assert fa.softplus(-1000.0) == 0.0
+    assert fa.tanh(-0.0) == 0.0 and np.signbit(fa.tanh(-0.0))
+    assert fa.relu(-0.0) == 0.0 and not np.signbit(fa.relu(-0.0))
+    assert fa.silu(-np.inf) == 0.0 and fa.gelu(-np.inf) == 0.0 and fa.mish(-np.inf) == 0.0
+    assert fa.gelu(np.inf) == np.inf and fa.mish(np.inf) == np.inf
+    assert fa.sigmoid_backward(1.0, fa.sigmoid(0.0)) == 0.25  # the maximum of sigmoid'
+
+
+# --------------------------------------------------------------------------- dtypes
+@pytest.mark.parametrize("dtype, result", [
+    (np.float16, np.float16), (np.float32, np.float32), (np.float64, np.float64),
+    (np.int8, np.float64), (np.int64, np.float64), (np.uint16, np.float64), (np.bool_, np.float64),
+])
+def test_dtype_rules(dtype, result):
+    x = np.array([-3, -1, 0, 1, 2]).astype(dtype)
+    y = fa.sigmoid(x)
+    assert y.dtype == result
+    np.testing.assert_allclose(y, reference.sigmoid(x.astype(np.float64)), rtol=1e-3)
+    gy = fa.sigmoid_backward(x, y)
+    assert gy.dtype == result
+
+
+def test_mixed_backward_dtypes_follow_result_type():
+    g = np.ones(4, np.float32)
+    assert fa.relu_backward(g, np.ones(4, np.float64)).dtype == np.float64
+    assert fa.relu_backward(g, np.ones(4, np.int32)).dtype == np.float64
+    assert fa.relu_backward(g, np.ones(4, np.float16)).dtype == np.float32
+
+
+def test_python_scalars_and_lists():
+    y = fa.sigmoid(0.0)
+    assert isinstance(y, np.float64) and y == 0.5
+    assert fa.relu([-1, 2]).tolist() == [0.0, 2.0]
+    assert isinstance(fa.tanh(np.array(0.5)), np.float64)  # 0-d in, scalar out (as ufuncs)
+
+
+# --------------------------------------------------------------------------- shapes and views
+@pytest.mark.parametrize("shape", [(), (0,), (3, 0, 2), (1,), (5, 4, 3)])
+def test_shapes(shape, rng):
+    x = sample(rng, shape, np.float64)
+    y = fa.gelu(x)
+    assert np.shape(y) == shape
+    np.testing.assert_allclose(y, reference.gelu(x), rtol=1e-13)
+
+
+@pytest.mark.parametrize("view", ["strided", "transposed", "reversed", "fortran", "column"])
+def test_non_contiguous_views(variant, view, rng):
+    name, kw = variant
+    base = sample(rng, (12, 10), np.float32)
+    x = {"strided": base[::2, ::3], "transposed": base.T, "reversed": base[::-1, ::-2],
+         "fortran": np.asfortranarray(base), "column": base[:, 3]}[view]
+    before = base.copy()
+    y = call_forward(name, x, kw)
+    np.testing.assert_array_equal(y, call_forward(name, np.ascontiguousarray(x), kw))
+    g = np.ones_like(x)
+    np.testing.assert_array_equal(call_backward(name, g, x, kw),
+                                  call_backward(name, g, np.ascontiguousarray(x), kw))
+    np.testing.assert_array_equal(base, before)  # input untouched
+
+
+def test_backward_broadcasts_like_numpy(rng):
+    g = sample(rng, (3, 1), np.float64)
+    x = sample(rng, (1, 4), np.float64)
+    got = fa.silu_backward(g, x)
+    assert got.shape == (3, 4)
+    np.testing.assert_allclose(got, reference.silu_backward(g, x), rtol=1e-13)
+    with pytest.raises(ValueError, match="silu_backward.*do not broadcast"):
+        fa.silu_backward(np.ones(3), np.ones(4))
+
+
+# --------------------------------------------------------------------------- out=
+def test_out_is_filled_and_returned(rng):
+    x = sample(rng, (4, 5), np.float32)
+    out = np.full_like(x, np.nan)
+    assert fa.sigmoid(x, out=out) is out
+    np.testing.assert_array_equal(out, fa.sigmoid(x))
+
+
+def test_out_in_place_and_views(rng):
+    x = sample(rng, (6, 8), np.float64)
+    want = fa.elu(x, 0.5)
+    y = x.copy()
+    assert fa.elu(y, 0.5, out=y) is y
+    np.testing.assert_array_equal(y, want)
+    out = np.zeros((8, 6)).T  # non-contiguous out
+    fa.elu(x, 0.5, out=out)
+    np.testing.assert_array_equal(out, want)
+    g = np.ones_like(x)
+    fa.relu_backward(g, x, out=g)  # in place on grad_output
+    np.testing.assert_array_equal(g, (x > 0).astype(float))
+
+
+def test_out_partially_overlapping_input_is_handled():
+    x = np.arange(-5.0, 5.0)
+    want = fa.relu(x[1:])
+    fa.relu(x[1:], out=x[:-1])
+    np.testing.assert_array_equal(x[:-1], want)
+
+
+def test_out_float16():
+    x = np.linspace(-3, 3, 7).astype(np.float16)
+    out = np.empty_like(x)
+    fa.tanh(x, out=out)
+    np.testing.assert_array_equal(out, fa.tanh(x))
+
+
+@pytest.mark.parametrize("out, err, msg", [
+    (np.empty(4, np.float64), TypeError, "out has dtype float64"),
+    (np.empty(5, np.float32), ValueError, "out has shape"),
+    ([0.0] * 4, TypeError, "out must be a numpy.ndarray"),
+])
+def test_bad_out(out, err, msg):
+    with pytest.raises(err, match=msg):
+        fa.sigmoid(np.ones(4, np.float32), out=out)
+
+
+def test_read_only_out():
+    out = np.empty(3)
+    out.flags.writeable = False
+    with pytest.raises(ValueError, match="out is read-only"):
+        fa.relu(np.ones(3), out=out)
+
+
+# --------------------------------------------------------------------------- bad input
+@pytest.mark.parametrize("x, what", [
+    (np.ones(3, complex), "complex128"), (np.array(["a"]), "<U1"),
+    (np.array([object()]), "object"), ("abc", "<U3"), ([1, [2, 3]], "array-like"),
+])
+def test_bad_input_types(x, what):
+    with pytest.raises(TypeError, match=r"fastact\.sigmoid: x must .*") as info:
+        fa.sigmoid(x)
+    assert what in str(info.value)
+    with pytest.raises(TypeError, match="relu_backward: grad_output"):
+        fa.relu_backward(x, np.ones(3))
+
+
+@pytest.mark.parametrize("call, err, msg", [
+    (lambda: fa.gelu(np.ones(2), approximate="bogus"), ValueError, "approximate must be 'none' or 'tanh'"),
+    (lambda: fa.leaky_relu(np.ones(2), float("nan")), ValueError, "negative_slope must be finite"),
+    (lambda: fa.leaky_relu(np.ones(2), "0.1"), TypeError, "negative_slope must be a real number"),
+    (lambda: fa.elu(np.ones(2), -1.0), ValueError, "alpha must be >= 0"),
+    (lambda: fa.celu(np.ones(2), 0.0), ValueError, "alpha must be > 0"),
+    (lambda: fa.softplus(np.ones(2), beta=0), ValueError, "beta must be > 0"),
+    (lambda: fa.softplus(np.ones(2), beta=np.inf), ValueError, "beta must be finite"),
+    (lambda: fa.hard_tanh(np.ones(2), 1.0, -1.0), ValueError, "min_val .* must be <= max_val"),
+    (lambda: fa.elu_backward(np.ones(2), np.ones(2), alpha=True), TypeError, "alpha must be a real"),
+    (lambda: fa.prelu(np.ones((2, 3)), np.ones(2)), ValueError, "weight must be a scalar or a 1-D array of length 3"),
+    (lambda: fa.prelu(np.ones((2, 3)), np.array([1, np.nan, 1])), ValueError, "weight must be finite"),
+    (lambda: fa.prelu_backward(np.ones((2, 2)), np.ones((2, 3)), 0.25), ValueError, "grad_output has shape"),
+])
+def test_bad_arguments(call, err, msg):
+    with pytest.raises(err, match=msg):
+        call()
+
+
+def test_params_change_results():
+    x = np.array([-2.0, 3.0])
+    np.testing.assert_allclose(fa.leaky_relu(x, 0.2), [-0.4, 3.0])
+    np.testing.assert_allclose(fa.hard_tanh(x, -1.5, 2.5), [-1.5, 2.5])
+    np.testing.assert_allclose(fa.softplus(x, beta=2.0, threshold=5.0), reference.softplus(x, 2.0, 5.0))
+    np.testing.assert_allclose(fa.celu_backward(np.ones(2), x, 2.0), reference.celu_backward(np.ones(2), x, 2.0))
+
+
+# --------------------------------------------------------------------------- prelu
+@pytest.mark.parametrize("shape, wshape", [((5,), ()), ((4, 3), (3,)), ((2, 3, 4, 5), (3,)), ((2, 3), (1,))])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_prelu_matches_reference(shape, wshape, dtype, rng):
+    x = sample(rng, shape, dtype)
+    w = rng.uniform(0.05, 0.5, wshape).astype(dtype)
+    g = sample(rng, shape, dtype)
+    assert_same(fa.prelu(x, w), reference.prelu(x, w), dtype)
+    gi, gw = fa.prelu_backward(g, x, w)
+    ri, rw = reference.prelu_backward(g, x, w)
+    assert_same(gi, ri, dtype)
+    assert gw.shape == np.shape(w) and gw.dtype == dtype
+    np.testing.assert_allclose(gw, rw, rtol=RTOL[dtype] * 10)
+
+
+def test_prelu_weight_gradient_by_finite_differences(rng):
+    x = sample(rng, (6, 3, 2), np.float64)
+    w = np.array([0.1, 0.25, 0.4])
+    g = sample(rng, x.shape, np.float64)
+    _, gw = fa.prelu_backward(g, x, w)
+    for c in range(3):
+        e = np.zeros(3)
+        e[c] = 1e-6
+        fd = (np.sum(g * fa.prelu(x, w + e)) - np.sum(g * fa.prelu(x, w - e))) / 2e-6
+        assert gw[c] == pytest.approx(fd, rel=1e-6)
+
+
+# --------------------------------------------------------------------------- properties
+finite_or_special = st.floats(allow_nan=True, allow_infinity=True, width=32)
+
+
+@settings(max_examples=60, deadline=None)
+@given(hnp.arrays(np.float32, hnp.array_shapes(min_dims=0, max_dims=3, max_side=6), elements=finite_or_special))
+def test_property_forward_matches_reference_float32(x):
+    for name in ("sigmoid", "log_sigmoid", "softplus", "silu", "relu", "leaky_relu", "elu", "mish", "tanh"):
+        got = getattr(fa, name)(x)
+        with np.errstate(over="ignore"):
+            want = getattr(reference, name)(x.astype(np.float64)).astype(np.float32)
+        np.testing.assert_allclose(got, want, rtol=8 * np.finfo(np.float32).eps,
+                                   atol=np.finfo(np.float32).smallest_subnormal * 4, equal_nan=True)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.floats(-1e6, 1e6), st.floats(-1e6, 1e6))
+def test_property_sigmoid_bounded_and_monotone(a, b):
+    sa, sb = fa.sigmoid(np.array([a, b]))
+    assert 0.0 <= sa <= 1.0 and 0.0 <= sb <= 1.0
+    if a < b:
+        assert sa <= sb
+    assert 0.0 <= fa.sigmoid_backward(1.0, sa) <= 0.25
