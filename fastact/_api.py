@@ -159,15 +159,19 @@ class Op:
                                  getattr(k, f"{spec.name}_backward_parallel"))
         self.vname = "output" if spec.grad_from == "output" else "x"
         self._default_params = tuple(p.default for p in spec.params) + (0.0,) * (2 - len(spec.params))
+        # the defaults already typed per dtype: no scalar conversion on the hot path
+        self._typed_defaults = {dt: (dt.type(self._default_params[0]), dt.type(self._default_params[1]))
+                                for dt in (_F32, _F64)}
 
     def _params(self, func: str, values: tuple, dtype: np.dtype) -> tuple:
         defaults = self._default_params
-        if not (type(values[0]) is float and type(values[1]) is float
+        if (type(values[0]) is float and type(values[1]) is float
                 and values[0] == defaults[0] and values[1] == defaults[1]):
-            checked = [check_param(func, p.name, v, p.rule) for p, v in zip(self.spec.params, values)]
-            values = tuple(checked) + values[len(checked):]
-            if self.name == "hard_tanh" and not values[0] <= values[1]:
-                raise ValueError(f"fastact.{func}: min_val ({values[0]}) must be <= max_val ({values[1]})")
+            return self._typed_defaults[dtype]
+        checked = [check_param(func, p.name, v, p.rule) for p, v in zip(self.spec.params, values)]
+        values = tuple(checked) + values[len(checked):]
+        if self.name == "hard_tanh" and not values[0] <= values[1]:
+            raise ValueError(f"fastact.{func}: min_val ({values[0]}) must be <= max_val ({values[1]})")
         t = dtype.type
         return t(values[0]), t(values[1])
 
