@@ -170,8 +170,9 @@ class Op:
             return self._typed_defaults[dtype]
         checked = [check_param(func, p.name, v, p.rule) for p, v in zip(self.spec.params, values)]
         values = tuple(checked) + values[len(checked):]
-        if self.name == "hard_tanh" and not values[0] <= values[1]:
-            raise ValueError(f"fastact.{func}: min_val ({values[0]}) must be <= max_val ({values[1]})")
+        problem = self.spec.validate(*values) if self.spec.validate else ""
+        if problem:
+            raise ValueError(f"fastact.{func}: {problem}")
         t = dtype.type
         return t(values[0]), t(values[1])
 

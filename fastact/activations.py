@@ -376,6 +376,12 @@ class Activation:
     public: bool = True  # False: a variant reached through another function's argument
     #: (argument name, {value: activation name}): a string argument that picks a variant
     choice: tuple = ()
+    #: a check across parameters: (a, b) -> error message, or "" when they are valid
+    validate: object = None
+
+
+def _ordered_bounds(min_val, max_val):
+    return "" if min_val <= max_val else f"min_val ({min_val}) must be <= max_val ({max_val})"
 
 
 ACTIVATIONS = {
@@ -421,6 +427,6 @@ ACTIVATIONS = {
                    family="hard"),
         Activation("hard_tanh", hard_tanh, hard_tanh_grad, "min(max(x, min_val), max_val)",
                    "select", params=(Param("min_val", -1.0, "finite"), Param("max_val", 1.0, "finite")),
-                   family="hard"),
+                   family="hard", validate=_ordered_bounds),
     )
 }
