@@ -52,6 +52,61 @@ def {name}_backward_parallel(g, v, out, a, b):
         out[i] = act.{name}_grad(g[i], v[i], a, b)
 '''
 
+# Fused bias + activation epilogues on 2-D (batch, features) C-contiguous arrays. The forward
+# saves what the backward needs: the output (activations whose grad is computed from it) or
+# the pre-activation z = x + bias. The backward returns grad_pre and, in the same pass, the
+# bias gradient (column sums; per-chunk partial sums in the parallel version).
+FUSED_TEMPLATE = '''
+
+@njit(**SERIAL)
+def {name}_bias_forward_serial(x, bias, out, saved, a, b):
+    for i in range(x.shape[0]):
+        for j in range(x.shape[1]):
+            z = x[i, j] + bias[j]
+{save}
+
+
+@njit(**PARALLEL)
+def {name}_bias_forward_parallel(x, bias, out, saved, a, b):
+    for i in prange(x.shape[0]):
+        for j in range(x.shape[1]):
+            z = x[i, j] + bias[j]
+{save}
+
+
+@njit(**SERIAL)
+def {name}_bias_backward_serial(g, saved, grad_pre, grad_bias, a, b):
+    grad_bias[:] = 0
+    for i in range(g.shape[0]):
+        for j in range(g.shape[1]):
+            d = act.{name}_grad(g[i, j], saved[i, j], a, b)
+            grad_pre[i, j] = d
+            grad_bias[j] += d
+
+
+@njit(**PARALLEL)
+def {name}_bias_backward_parallel(g, saved, grad_pre, grad_bias, a, b):
+    rows = g.shape[0]
+    chunks = min(rows, FUSED_CHUNKS)
+    partial = np.zeros((chunks, g.shape[1]), dtype=grad_bias.dtype)
+    for c in prange(chunks):
+        for i in range(c * rows // chunks, (c + 1) * rows // chunks):
+            for j in range(g.shape[1]):
+                d = act.{name}_grad(g[i, j], saved[i, j], a, b)
+                grad_pre[i, j] = d
+                partial[c, j] += d
+    grad_bias[:] = 0
+    for c in range(chunks):
+        for j in range(g.shape[1]):
+            grad_bias[j] += partial[c, j]
+'''
+
+SAVE_OUTPUT = """\
+            out[i, j] = act.{name}(z, a, b)  # the output is what the backward needs: saved unused"""
+SAVE_INPUT = """\
+            saved[i, j] = z
+            out[i, j] = act.{name}(z, a, b)"""
+
 FORWARD_TEMPLATE = '''
 
 def {name}(x, {params}out=None):
@@ -122,10 +177,12 @@ def _param_docs(spec):
 def render_kernels(table) -> str:
     body = [HEADER]
     body.append('"""Serial and parallel CPU kernels of every activation (see fastact._codegen)."""\n')
-    body.append("from numba import njit, prange\n\nfrom fastact import activations as act\n"
-                "from fastact._config import PARALLEL, SERIAL\n")
-    for name in table:
+    body.append("import numpy as np\nfrom numba import njit, prange\n\nfrom fastact import activations as act\n"
+                "from fastact._config import FUSED_CHUNKS, PARALLEL, SERIAL\n")
+    for name, spec in table.items():
         body.append(KERNEL_TEMPLATE.format(name=name))
+        save = SAVE_OUTPUT if spec.grad_from == "output" else SAVE_INPUT
+        body.append(FUSED_TEMPLATE.format(name=name, save=save.format(name=name)))
     return "".join(body)
 
 

@@ -25,6 +25,10 @@ ERROR_MODEL = "numpy"
 #: Arrays with at least this many elements use the multi-threaded kernels.
 PARALLEL_THRESHOLD = int(os.environ.get("FASTACT_PARALLEL_THRESHOLD", 1 << 17))
 
+#: Row chunks of the parallel fused backward (each keeps a partial bias gradient). A
+#: constant, not numba.get_num_threads(): kernels that call it miss the disk cache.
+FUSED_CHUNKS = 16
+
 #: Threads per block of the CUDA kernels (tests shrink it).
 CUDA_BLOCK_SIZE = 256
 
