@@ -480,7 +480,7 @@ def gelu(x, approximate='none', out=None):
 
     ``x Phi(x) = x/2 (1 + erf(x / sqrt(2)))``
 
-    Stable form: ``x/2 erfc(-x / sqrt(2)) in float64, argument in double-double``.
+    Stable form: ``float64: x/2 exp(-t^2) erfcx(t), t = -x/sqrt(2) in double-double``.
 
     Parameters
     ----------

@@ -318,24 +318,73 @@ def tanh_f32(x):
     return math.copysign(t, x)
 
 
+# --------------------------------------------------------------------------- erfcx
+# exp(a^2) erfc(a) for a >= 0 (float64): with s = 1 / (1 + a/4), erfcx(a) = s g(s), g a
+# polynomial in v = (s - s_lo) / (1 - s_lo) * 2 - 1 fitted on a in [0, 28.5] (tools/fit_poly.py,
+# max relative error 3.8e-18). erfc(a) = exp(-a^2) erfcx(a): callers keep exp(-a^2) apart to
+# carry a^2 in double-double (see activations.gelu).
+_ERFCX_A_MAX = f64(28.5)
+_ERFCX_S_LO = f64(0.12307692307692308)
+_ERFCX_V_SCALE = f64(2.0) / (f64(1.0) - _ERFCX_S_LO)
+
+
+@njit(**SCALAR)
+def erfcx_f64(a):
+    """exp(a^2) erfc(a) for a >= 0 (a above 28.5 is taken as 28.5: erfc is 0 there)."""
+    a = _ERFCX_A_MAX if a > _ERFCX_A_MAX else a
+    s = f64(1.0) / (f64(1.0) + a * f64(0.25))
+    v = (s - _ERFCX_S_LO) * _ERFCX_V_SCALE - f64(1.0)
+    g = f64(1.500922791208015e-11)
+    g = g * v + f64(4.974248448062068e-11)
+    g = g * v + f64(-2.0066582704405175e-10)
+    g = g * v + f64(-7.497021333292729e-10)
+    g = g * v + f64(1.8018976987924e-09)
+    g = g * v + f64(8.428084288548189e-09)
+    g = g * v + f64(-1.2760706916056582e-08)
+    g = g * v + f64(-9.593581041422929e-08)
+    g = g * v + f64(2.8106367263066048e-08)
+    g = g * v + f64(1.0821971684616587e-06)
+    g = g * v + f64(1.627106052158116e-06)
+    g = g * v + f64(-9.270957714115303e-06)
+    g = g * v + f64(-4.6191038495618e-05)
+    g = g * v + f64(-3.254978108236253e-05)
+    g = g * v + f64(0.0005297043307583337)
+    g = g * v + f64(0.003232702071745626)
+    g = g * v + f64(0.011563338476906892)
+    g = g * v + f64(0.031042509968796348)
+    g = g * v + f64(0.06757823126859577)
+    g = g * v + f64(0.12360190883469382)
+    g = g * v + f64(0.19349855946792258)
+    g = g * v + f64(0.26179135946536825)
+    g = g * v + f64(0.3072470598350682)
+    return s * g
+
+
 # --------------------------------------------------------------------------- generic names
 def _generic(name, impl_32, impl_64, numpy_impl):
-    """A function usable from Python (NumPy) and, inside jitted code, typed on its argument."""
+    """A function usable from Python (NumPy) and, inside jitted code, typed on its arguments."""
 
     def python_version(*args):
         return numpy_impl(*args)
 
     python_version.__name__ = name
     python_version.__qualname__ = name
-    python_version.__doc__ = f"{name}(x): float32 and float64, vectorizable inside kernels."
+    python_version.__doc__ = f"{name}: float32 and float64, vectorizable inside kernels."
+
+    def pick(args):
+        if all(a == types.float32 for a in args):
+            return impl_32
+        if all(a == types.float64 for a in args):
+            return impl_64
+        return None
 
     @overload(python_version, jit_options=OVERLOAD)
-    def _dispatch(*args):
-        if all(a == types.float32 for a in args):
-            return lambda *args: impl_32(*args)
-        if all(a == types.float64 for a in args):
-            return lambda *args: impl_64(*args)
-        return None
+    def _dispatch(x, m=None):
+        if m is None or isinstance(m, types.Omitted):
+            impl = pick((x,))
+            return None if impl is None else (lambda x, m=None: impl(x))
+        impl = pick((x, m))
+        return None if impl is None else (lambda x, m=None: impl(x, m))
 
     return python_version
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from numba import njit
 
 from fastact._config import SCALAR
-from fastact._math import exp, exp_mul, expm1, fma, log1p, tanh as _tanh, typed
+from fastact._math import erfcx_f64, exp, exp_mul, expm1, fma, log1p, tanh as _tanh, typed
 
 scalar = njit(**SCALAR)
 
@@ -188,24 +188,43 @@ def selu_grad(g, x, a, b):
 
 # --------------------------------------------------------------------------- smooth ReLUs
 @scalar
-def gelu(x, a, b):
-    """x * Phi(x) = x/2 * erfc(-x / sqrt(2)); evaluated in float64 with the argument
-    -x/sqrt(2) carried to double-double precision (erfc's left tail amplifies its error)."""
+def _gelu_erfc(x):
+    """(x as float64, a^2, m) with erfc(|t|) = m exp(-a^2), t = -x/sqrt(2) carried in
+    double-double: erfc's tail amplifies the relative error of its argument by 2t^2."""
     xd = np.float64(x)
     t = xd * _INV_SQRT2_HI
     t_lo = fma(xd, _INV_SQRT2_HI, -t) + xd * _INV_SQRT2_LO
-    # erfc(t + t_lo) = erfc(t) - t_lo * 2/sqrt(pi) * exp(-t^2) + O(t_lo^2)
-    e = math.erfc(t) - t_lo * _TWO_OVER_SQRT_PI * math.exp(-t * t)
-    return _at_infinity(x, typed(0.5 * xd * e, x), x, typed(-0.0, x))
+    a = abs(t)
+    a_lo = t_lo if t >= 0.0 else -t_lo
+    a_lo = 0.0 if a > 28.5 else a_lo
+    a = 28.5 if a > 28.5 else a  # erfc(28.5) = 0 in float64; keeps a^2 finite
+    a2 = a * a
+    a2_lo = fma(a, a, -a2)
+    ex = erfcx_f64(a)
+    # erfc(a + a_lo) = exp(-a2) erfcx(a) (1 - a2_lo - a_lo 2 / (sqrt(pi) erfcx(a))) to first order
+    m = ex * (1.0 - a2_lo) - a_lo * _TWO_OVER_SQRT_PI
+    return xd, a2, m
+
+
+@scalar
+def gelu(x, a, b):
+    """x Phi(x) = x/2 erfc(-x/sqrt(2)); in float64: x < 0: x/2 erfc(|t|), else
+    x - x/2 erfc(|t|), with erfc(|t|) = exp(-t^2) erfcx(|t|) and x/2 erfcx applied inside exp
+    (one rounding, no subnormal intermediate)."""
+    xd, a2, m = _gelu_erfc(x)
+    half_x_erfc = exp_mul(-a2, 0.5 * xd * m)
+    y = half_x_erfc if xd <= 0.0 else xd - half_x_erfc  # x = -0.0 stays -0.0
+    return _at_infinity(x, typed(y, x), x, typed(-0.0, x))
 
 
 @scalar
 def gelu_grad(g, x, a, b):
-    """g * (Phi(x) + x * phi(x)), phi the standard normal density."""
-    xd = np.float64(x)
-    cdf = 0.5 * math.erfc(xd * _INV_SQRT2_HI)
-    pdf = _INV_SQRT_2PI * math.exp(-0.5 * xd * xd)
-    return g * _at_infinity(x, typed(cdf + xd * pdf, x), typed(1.0, x), typed(0.0, x))
+    """g * (Phi(x) + x phi(x)), phi(x) = exp(-x^2/2) / sqrt(2 pi) = exp(-a^2) / sqrt(2 pi)."""
+    xd, a2, m = _gelu_erfc(x)
+    half_erfc = exp_mul(-a2, 0.5 * m)
+    cdf = half_erfc if xd < 0.0 else 1.0 - half_erfc
+    x_pdf = exp_mul(-a2, xd * _INV_SQRT_2PI)
+    return g * _at_infinity(x, typed(cdf + x_pdf, x), typed(1.0, x), typed(0.0, x))
 
 
 @scalar
@@ -411,7 +430,7 @@ ACTIVATIONS = {
         Activation("selu", selu, selu_grad, "scale (x if x > 0 else alpha (exp(x) - 1))",
                    "scale alpha expm1(x) for x <= 0", family="relu"),
         Activation("gelu", gelu, gelu_grad, "x Phi(x) = x/2 (1 + erf(x / sqrt(2)))",
-                   "x/2 erfc(-x / sqrt(2)) in float64, argument in double-double", family="smooth",
+                   "float64: x/2 exp(-t^2) erfcx(t), t = -x/sqrt(2) in double-double", family="smooth",
                    choice=("approximate", {"none": "gelu", "tanh": "gelu_tanh"})),
         Activation("gelu_tanh", gelu_tanh, gelu_tanh_grad,
                    "x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))",

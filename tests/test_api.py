@@ -55,12 +55,14 @@ def test_parallel_path_matches_serial(variant, dtype, rng):
     x = sample(rng, PARALLEL_THRESHOLD + 17, dtype)
     big = call_forward(name, x, kw)
     small = np.concatenate([call_forward(name, part, kw) for part in np.array_split(x, 8)])
-    np.testing.assert_array_equal(big, small)
+    # vectorized loop bodies and their scalar remainders may contract to FMA differently:
+    # an element's result can differ by 1 ULP with its position in a chunk, never more
+    np.testing.assert_array_max_ulp(big, small, maxulp=1)
     g = sample(rng, x.shape, dtype)
     big = call_backward(name, g, x, kw)
     parts = zip(np.array_split(g, 8), np.array_split(x, 8))
     small = np.concatenate([call_backward(name, gp, xp, kw) for gp, xp in parts])
-    np.testing.assert_array_equal(big, small)
+    np.testing.assert_array_max_ulp(big, small, maxulp=1)
 
 
 SPECIAL = np.array([-np.inf, -1e30, -1e4, -1000.0, -100.0, -20.0, -1.0, -1e-30, -0.0, 0.0,

@@ -33,7 +33,23 @@ def tanh_q(z):
     return (mp.tanh(a) / a - 1) / z
 
 
+ERFCX_K = 4  # s = 1 / (1 + a / ERFCX_K)
+ERFCX_A_MAX = 28.5  # erfc(28.5) = 0 in float64 (below the smallest subnormal)
+
+
+def erfcx_g(v, lo, hi):
+    """exp(a^2) erfc(a) / s as a function of v in [-1, 1], s = lo + (v + 1) (hi - lo) / 2."""
+    s = lo + (v + 1) * (hi - lo) / 2
+    a = ERFCX_K * (1 / s - 1)
+    return mp.erfc(a) * mp.exp(a * a) / s
+
+
 if __name__ == "__main__":
+    lo = mp.mpf(1) / (1 + mp.mpf(ERFCX_A_MAX) / ERFCX_K)
+    hi = mp.mpf(1)
+    c, err = fit(lambda v: erfcx_g(v, lo, hi), mp.mpf(-1), mp.mpf(1), 22)
+    print(f"erfcx g(v), s in [{float(lo)!r}, 1], deg 22: max rel err {mp.nstr(err, 3)}")
+    print("  (" + ", ".join(repr(float(v)) for v in c) + ")")
     for name, deg in (("f32", 5), ("f64", 11)):
         c, err = fit(tanh_q, mp.mpf(0), mp.mpf("0.3025"), deg)
         print(f"tanh {name} q deg {deg}: max rel err {mp.nstr(err, 3)}")
