@@ -22,8 +22,18 @@ import tempfile
 FASTMATH = {"contract"}
 ERROR_MODEL = "numpy"
 
-#: Arrays with at least this many elements use the multi-threaded kernels.
-PARALLEL_THRESHOLD = int(os.environ.get("FASTACT_PARALLEL_THRESHOLD", 1 << 17))
+#: Arrays with at least this many elements use the multi-threaded kernels. Measured on the
+#: 2-core machine (docs/performance.md): with the spin count below, a parallel launch costs
+#: ~3 us and wins from ~16K elements for sigmoid/gelu and ~64K for relu.
+PARALLEL_THRESHOLD = int(os.environ.get("FASTACT_PARALLEL_THRESHOLD", 1 << 15))
+
+# numba's OpenMP workers spin after each parallel kernel (GNU default: 300,000 spins), stealing
+# the cores from OpenBLAS's threads: a loop of 512x512 matmuls and 1M-element parallel
+# kernels ran 5x slower than with serial kernels. A short spin keeps launches cheap and lets
+# the workers sleep before BLAS needs the cores. Set before numba's OpenMP runtime starts; a
+# value the user set wins. (OMP_WAIT_POLICY=passive also avoids the fight, but makes every
+# parallel launch cost ~80 us.)
+os.environ.setdefault("GOMP_SPINCOUNT", "20000")
 
 #: Row chunks of the parallel fused backward (each keeps a partial bias gradient). A
 #: constant, not numba.get_num_threads(): kernels that call it miss the disk cache.
