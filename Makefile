@@ -18,6 +18,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+	$(PY) -m pytest -q -m slow
 
 accuracy: $(STAMP)
 	$(PY) tools/accuracy_report.py

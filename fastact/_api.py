@@ -145,10 +145,62 @@ def public_name(spec) -> str:
     return next(a.name for a in ACTIVATIONS.values() if a.choice and spec.name in a.choice[1].values())
 
 
+# --------------------------------------------------------------------------- Dask / xarray
+#: Ops by name, so that work sent to Dask workers names its op instead of pickling it.
+OPS: dict = {}
+
+
+def _container(x) -> str:
+    """'dask' or 'xarray' for those array types (checked without importing them), else ''."""
+    module = type(x).__module__
+    if module.startswith("dask.array") and hasattr(x, "map_blocks"):
+        return "dask"
+    if module.startswith("xarray.") and hasattr(x, "variable") and hasattr(x, "copy"):
+        return "xarray"
+    return ""
+
+
+def _forward_block(name, block, a, b):
+    return OPS[name].forward(block, None, a, b)
+
+
+def _backward_block(name, g, v, a, b):
+    return OPS[name].backward(g, v, None, a, b)
+
+
+def _lazy_forward(op, kind, x, out, a, b):
+    """Dask: chunk by chunk, lazily (a Dask array back). xarray: same object type with its
+    coordinates and attributes (lazy too when it holds a Dask array)."""
+    func = op.public_name
+    if out is not None:
+        raise TypeError(f"fastact.{func}: out= is not supported for {kind} arrays")
+    if kind == "xarray":
+        return x.copy(data=op.forward(x.data, None, a, b))
+    import functools
+
+    _, result = result_dtypes(as_array(func, "x", np.empty(0, x.dtype)).dtype)
+    op._params(func, (a, b), _F64)  # validate now, not in the workers
+    return x.map_blocks(functools.partial(_forward_block, op.name, a=a, b=b), dtype=result)
+
+
+def _lazy_backward(op, g, v, out, a, b):
+    import functools
+
+    from dask.array.core import elemwise
+
+    func = f"{op.public_name}_backward"
+    if out is not None:
+        raise TypeError(f"fastact.{func}: out= is not supported for Dask arrays")
+    _, result = result_dtypes(np.result_type(g.dtype, v.dtype))
+    op._params(func, (a, b), _F64)
+    return elemwise(functools.partial(_backward_block, op.name, a=a, b=b), g, v, dtype=result)
+
+
 class Op:
     """An activation's public entry points: argument handling around its generated kernels."""
 
     def __init__(self, spec, kernels_module):
+        OPS[spec.name] = self
         self.spec = spec
         self.name = spec.name
         self.public_name = public_name(spec)
@@ -188,6 +240,9 @@ class Op:
                 kernel = parallel if x.size >= PARALLEL_THRESHOLD else serial
                 kernel(_flat(x, "C"), _flat(res, "C"), *params)
                 return res if res.ndim else res[()]
+        kind = _container(x)
+        if kind:
+            return _lazy_forward(self, kind, x, out, a, b)
         x = as_array(func, "x", x)
         compute, result = result_dtypes(x.dtype)
         params = self._params(func, (a, b), compute)
@@ -195,6 +250,11 @@ class Op:
 
     def backward(self, grad_output, v, out, a, b):
         func = f"{self.public_name}_backward"
+        kinds = {_container(grad_output), _container(v)}
+        if "xarray" in kinds:
+            raise TypeError(f"fastact.{func}: pass xarray's .data (NumPy or Dask arrays)")
+        if "dask" in kinds:
+            return _lazy_backward(self, grad_output, v, out, a, b)
         g = as_array(func, "grad_output", grad_output)
         v = as_array(func, self.vname, v)
         try:
