@@ -10,11 +10,11 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -e '.[test,study]'
 	rm -f $(VENV)/.installed-*; touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m fastact demo
+	$(PY) -m fastact demo --out results
 
 test: $(STAMP)
 	$(PY) -m pytest -q
