@@ -277,10 +277,16 @@ def _apply(func, kernels, inputs, shape, compute, result, out, params):
         order = "F" if inputs[0].flags.f_contiguous and not inputs[0].flags.c_contiguous else "C"
         target = np.empty(shape, compute, order=order)
     run(*kernels, inputs, target, params)
+    return finish(out, target, result)
+
+
+def finish(out, target: np.ndarray, result: np.dtype):
+    """What a function returns: ``out`` (filled from ``target`` if it went through a
+    temporary), else ``target`` in the result dtype, a NumPy scalar when 0-d."""
     if out is not None:
         if target is not out:
             np.copyto(out, target, casting="unsafe")
         return out
-    if result != compute:
+    if target.dtype != result:
         target = target.astype(result)
     return target if target.ndim else target[()]

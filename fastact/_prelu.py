@@ -11,7 +11,7 @@ import numpy as np
 from numba import njit, prange
 
 from fastact import activations as act
-from fastact._api import as_array, check_out, result_dtypes
+from fastact._api import as_array, check_out, finish, result_dtypes
 from fastact._config import PARALLEL, PARALLEL_THRESHOLD, SCALAR, SERIAL
 
 
@@ -109,7 +109,7 @@ def prelu(x, weight, out=None):
     target = _target("prelu", out, xc, result)
     kernel = prelu_forward_parallel if xc.size >= PARALLEL_THRESHOLD else prelu_forward_serial
     kernel(xc.reshape(shape3), w, target.reshape(shape3))
-    return _finish(out, target, result)
+    return finish(out, target, result)
 
 
 def prelu_backward(grad_output, x, weight, out=None):
@@ -131,14 +131,4 @@ def prelu_backward(grad_output, x, weight, out=None):
     kernel(gc.reshape(shape3), xc.reshape(shape3), w, target.reshape(shape3), grad_w)
     weight_shape = np.shape(weight)
     grad_weight = grad_w.astype(result) if np.size(weight) != 1 else np.asarray(grad_w.sum(), result)
-    return _finish(out, target, result), grad_weight.reshape(weight_shape)
-
-
-def _finish(out, target, result):
-    if out is not None:
-        if target is not out:
-            np.copyto(out, target, casting="unsafe")
-        return out
-    if target.dtype != result:
-        target = target.astype(result)
-    return target if target.ndim else target[()]
+    return finish(out, target, result), grad_weight.reshape(weight_shape)
