@@ -19,6 +19,10 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q
 	$(PY) -m pytest -q -m slow
+	$(PY) tools/perf_gate.py
+
+bench: $(STAMP)
+	$(PY) -m pytest bench --benchmark-enable --benchmark-only
 
 accuracy: $(STAMP)
 	$(PY) tools/accuracy_report.py

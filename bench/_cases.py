@@ -304,21 +304,48 @@ RTOL = {"fastact": {"float32": 1e-5, "float64": 1e-12},
 
 
 def check_result(impl: str, op: str, dtype: str, size: int, got) -> None:
-    """assert_allclose(got, fastact.reference(...)) with the implementation's tolerance."""
+    """assert_allclose(got, fastact.reference(...)) with the implementation's tolerance.
+
+    A parallel numba pass decides (assert_allclose itself takes ~1 s at 16e6 elements);
+    np.testing.assert_allclose runs only to report a mismatch."""
     _, ref = inputs_and_reference(op, dtype, size)
     got = np.asarray(got)
     assert got.dtype == np.dtype(dtype), f"{impl} {op}: result dtype {got.dtype}, expected {dtype}"
     assert got.shape == ref.shape, f"{impl} {op}: result shape {got.shape}, expected {ref.shape}"
     rtol = RTOL["fastact" if impl == "fastact" else "other"][dtype]
-    atol = rtol * float(np.max(np.abs(ref)))
-    np.testing.assert_allclose(got, ref, rtol=rtol, atol=atol,
-                               err_msg=f"{impl} {op} {dtype} n={size} vs fastact.reference")
+    atol = rtol * float(_max_abs(ref.reshape(-1)))
+    if _count_mismatches(got.reshape(-1), ref.reshape(-1), rtol, atol):
+        np.testing.assert_allclose(got, ref, rtol=rtol, atol=atol,
+                                   err_msg=f"{impl} {op} {dtype} n={size} vs fastact.reference")
+
+
+@njit(parallel=True, nogil=True, cache=True)
+def _max_abs(a):
+    m = 0.0
+    for i in prange(a.size):
+        v = abs(np.float64(a[i]))
+        m = max(m, 0.0 if np.isnan(v) else v)  # the reduction form prange recognizes
+    return m
+
+
+@njit(parallel=True, nogil=True, cache=True)
+def _count_mismatches(got, ref, rtol, atol):
+    """Elements failing assert_allclose's rule |got - ref| <= atol + rtol |ref| (NaN == NaN,
+    equal infinities match)."""
+    bad = 0
+    for i in prange(got.size):
+        a = np.float64(got[i])
+        b = np.float64(ref[i])
+        ok = a == b or (np.isnan(a) and np.isnan(b)) or abs(a - b) <= atol + rtol * abs(b)
+        if not ok:
+            bad += 1
+    return bad
 
 
 # --------------------------------------------------------------------------- memory
-def peak_bytes(call) -> int:
-    """Peak bytes allocated (as seen by tracemalloc: Python and NumPy allocations, not torch's)
-    during one call, beyond what was allocated before it."""
+def traced_call(call):
+    """(call's return value, peak bytes allocated during the call beyond what was allocated
+    before it), as tracemalloc sees them: Python and NumPy allocations, not torch's."""
     was_tracing = tracemalloc.is_tracing()
     if not was_tracing:
         tracemalloc.start()
@@ -327,11 +354,15 @@ def peak_bytes(call) -> int:
         before = tracemalloc.get_traced_memory()[0]
         ret = call()
         peak = tracemalloc.get_traced_memory()[1] - before
-        del ret
     finally:
         if not was_tracing:
             tracemalloc.stop()
-    return max(int(peak), 0)
+    return ret, max(int(peak), 0)
+
+
+def peak_bytes(call) -> int:
+    """Peak bytes allocated during one call (see ``traced_call``)."""
+    return traced_call(call)[1]
 
 
 # --------------------------------------------------------------------------- copy ceiling
@@ -342,11 +373,29 @@ def parallel_copy(src, dst):
         dst[i] = src[i]
 
 
-def prepare_copy(dtype: str, size: int) -> Prepared:
+@njit(nogil=True, cache=True)
+def serial_copy(src, dst):
+    for i in range(src.size):
+        dst[i] = src[i]
+
+
+def copy_kernel(size: int):
+    """("parallel" | "serial", kernel): the copy that matches fastact's own dispatch, parallel
+    from fastact._config.PARALLEL_THRESHOLD elements on (below it a parallel region costs
+    more than the copy, and fastact runs its serial kernels there too)."""
+    from fastact._config import PARALLEL_THRESHOLD
+
+    if size >= PARALLEL_THRESHOLD:
+        return "parallel", parallel_copy
+    return "serial", serial_copy
+
+
+def prepare_copy(dtype: str, size: int, kernel=None) -> Prepared:
     x, _ = base_data(dtype, size)
     out = np.empty(size, dtype)
-    parallel_copy(x, out)  # compile / warm up
-    return Prepared(lambda: parallel_copy(x, out), lambda ret: out, True, (x,), out.nbytes)
+    copy = kernel or copy_kernel(size)[1]
+    copy(x, out)  # compile / warm up
+    return Prepared(lambda: copy(x, out), lambda ret: out, True, (x,), out.nbytes)
 
 
 # --------------------------------------------------------------------------- timing (tools)

@@ -83,7 +83,14 @@ def test_activation(benchmark, op, dtype, size, impl):
         prepared = C.prepare(impl, op, dtype, n)
     except C.Unavailable as exc:
         pytest.skip(str(exc))
-    ret = prepared.call()  # warm-up: compilation and first-touch happen here, not in timing
+    # warm-up (compilation, first touch of out) + the peak memory of one call
+    if impl == "fastact":
+        ret = prepared.call()  # may compile: tracemalloc would count the compiler's allocations
+        peak = C.peak_bytes(prepared.call)
+    elif impl == "torch":
+        ret, peak = prepared.call(), None  # torch's allocator is invisible to tracemalloc
+    else:
+        ret, peak = C.traced_call(prepared.call)  # one call of a slow reference, not two
     C.check_result(impl, op, dtype, n, prepared.result(ret))
     del ret
 
@@ -91,9 +98,7 @@ def test_activation(benchmark, op, dtype, size, impl):
     nbytes = C.bytes_moved(prepared.inputs, prepared.out_nbytes)
     info = benchmark.extra_info
     info.update(op=op, impl=impl, dtype=dtype, size=n, bytes=nbytes, uses_out=prepared.uses_out,
-                output_bytes=prepared.out_nbytes)
-    # torch allocates through its own allocator, which tracemalloc does not see
-    info["peak_bytes"] = None if impl == "torch" else C.peak_bytes(prepared.call)
+                output_bytes=prepared.out_nbytes, peak_bytes=peak)
     if impl == "fastact":
         info["peak_bytes_no_out"] = C.peak_bytes(C.fastact_call_no_out(op, dtype, n))
 
@@ -102,12 +107,14 @@ def test_activation(benchmark, op, dtype, size, impl):
 
 
 def test_copy_ceiling(benchmark, dtype, size):
-    """A parallel (numba prange) copy of the same data: the memory-bandwidth ceiling."""
+    """A numba copy of the same data: the memory-bandwidth ceiling. Parallel (prange) where
+    fastact runs its parallel kernels, serial below its PARALLEL_THRESHOLD."""
     n = C.SIZES[size]
-    prepared = C.prepare_copy(dtype, n)
+    kind, kernel = C.copy_kernel(n)
+    prepared = C.prepare_copy(dtype, n, kernel)
     benchmark.group = f"copy/{dtype}/{size}"
     nbytes = C.bytes_moved(prepared.inputs, prepared.out_nbytes)
-    benchmark.extra_info.update(op="copy", impl="numba_prange_copy", dtype=dtype, size=n,
+    benchmark.extra_info.update(op="copy", impl=f"numba_{kind}_copy", dtype=dtype, size=n,
                                 bytes=nbytes)
     benchmark(prepared.call)
     _record_speed(benchmark, nbytes)

@@ -27,3 +27,40 @@ def pytest_addoption(parser):
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "quick: the representative benchmark subset (pytest bench --quick)")
+
+
+def _data_block(item):
+    """(size, dtype, 0 for the copy ceiling / 1 for an activation) of a bench_activations item,
+    None for any other item."""
+    spec = getattr(item, "callspec", None)
+    if spec is None or os.path.basename(str(item.path)) != "bench_activations.py":
+        return None
+    params = spec.params
+    if "size" not in params or "dtype" not in params:
+        return None
+    import _cases
+
+    sizes = list(_cases.SIZES)
+    size = sizes.index(params["size"]) if params["size"] in sizes else len(sizes)
+    return size, params["dtype"], 0 if item.originalname == "test_copy_ceiling" else 1
+
+
+def pytest_collection_modifyitems(config, items):
+    """Order bench_activations' items by (size, dtype), each block starting with its copy
+    ceiling, so that the ceiling is measured next to (and on the same data as) the
+    activations it is compared with; then --quick keeps only the bench items marked
+    ``quick`` (other bench files included)."""
+    where = [i for i, item in enumerate(items) if _data_block(item) is not None]
+    block = sorted((items[i] for i in where), key=_data_block)  # stable: op order kept
+    for i, item in zip(where, block):
+        items[i] = item
+    if not config.getoption("quick", False):
+        return
+    keep, drop = [], []
+    for item in items:
+        folder = os.path.dirname(os.path.abspath(str(item.path)))
+        in_bench = folder == _HERE or folder.startswith(_HERE + os.sep)
+        (drop if in_bench and item.get_closest_marker("quick") is None else keep).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
