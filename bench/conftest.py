@@ -1,6 +1,6 @@
 """pytest configuration of the benchmark suite (see docs/benchmarks.md).
 
-* ``pytest``: pyproject passes ``--benchmark-disable``; every benchmark then runs once as a
+* ``pytest``: the root conftest.py disables timing; every benchmark then runs once as a
   smoke test (correctness check + one call) at the small sizes only (1e3, 1e5).
 * ``pytest bench --benchmark-enable``: the full suite, every size (1e3 .. 16e6).
 * ``pytest bench --quick --benchmark-enable``: the representative subset (``-m quick``
