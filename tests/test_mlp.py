@@ -1,0 +1,231 @@
+"""fastact.mlp: whole-network gradients by finite differences, training, the estimator API."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+
+from fastact.mlp import MLP, Network, activation_names
+
+
+# --------------------------------------------------------------------------- gradients
+def check_network_gradients(net, X, y, seed=None):
+    """Every parameter's gradient (one backward) against central differences of the loss
+    (float64). ``seed``: dropout draws its mask from a generator seeded with it, so every
+    evaluation of the loss uses the same mask."""
+    rng = lambda: None if seed is None else np.random.default_rng(seed)  # noqa: E731
+    net.loss_and_backward(X, y, rng())
+    analytic = [p.grad.copy() for p in net.params]
+    h = 1e-6
+    for p, grad in zip(net.params, analytic):
+        numeric = np.empty_like(grad)
+        for i in np.ndindex(p.value.shape):
+            old = p.value[i]
+            p.value[i] = old + h
+            up = net.loss_and_backward(X, y, rng())[0]
+            p.value[i] = old - h
+            down = net.loss_and_backward(X, y, rng())[0]
+            p.value[i] = old
+            numeric[i] = (up - down) / (2 * h)
+        np.testing.assert_allclose(grad, numeric, rtol=1e-5, atol=1e-8)
+
+
+def small_problem(n_outputs, n=8, features=5, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, features))
+    if n_outputs == 1:
+        return X, rng.integers(0, 2, n).astype(np.float64)
+    return X, rng.integers(0, n_outputs, n).astype(np.intp)
+
+
+@pytest.mark.parametrize("activation", activation_names())
+def test_network_gradients_every_activation(activation):
+    X, y = small_problem(3)
+    net = Network((5, 6, 4, 3), activation, dtype=np.float64, rng=1)
+    for layer in net.layers:  # non-zero biases, so that they matter
+        layer.b.value[:] = np.random.default_rng(2).standard_normal(layer.b.value.shape) * 0.5
+    check_network_gradients(net, X, y)
+
+
+@pytest.mark.parametrize("activation", ["relu", "tanh", "prelu"])
+def test_network_gradients_with_batch_norm(activation):
+    X, y = small_problem(3)
+    net = Network((5, 6, 4, 3), activation, dtype=np.float64, rng=1, batch_norm=True)
+    net.layers[0].gamma.value[:] = np.linspace(0.5, 1.5, 6)
+    check_network_gradients(net, X, y)
+
+
+@pytest.mark.parametrize("activation", ["relu", "sigmoid"])
+def test_network_gradients_with_dropout_under_a_fixed_mask(activation):
+    X, y = small_problem(3)
+    net = Network((5, 6, 4, 3), activation, dtype=np.float64, rng=1, dropout=0.4)
+    check_network_gradients(net, X, y, seed=3)
+    assert not net.layers[0].mask.all()  # the mask did drop units
+
+
+def test_network_gradients_binary_output():
+    X, y = small_problem(1)
+    net = Network((5, 4, 1), "silu", dtype=np.float64, rng=1, batch_norm=True, dropout=0.3)
+    check_network_gradients(net, X, y, seed=4)
+
+
+# --------------------------------------------------------------------------- training
+def blobs(n=300, classes=3, features=4, seed=0):
+    rng = np.random.default_rng(seed)
+    centers = rng.standard_normal((classes, features)) * 3
+    y = rng.integers(0, classes, n)
+    return (centers[y] + rng.standard_normal((n, features))).astype(np.float32), y
+
+
+def test_loss_decreases_and_history():
+    X, y = blobs()
+    clf = MLP((16,), "tanh", epochs=8, batch_size=32, lr=0.01, seed=0)
+    clf.fit(X, y, validation_data=(X[:50], y[:50]))
+    h = clf.history_
+    assert set(h) == {"loss", "train_accuracy", "val_accuracy", "grad_norms"}
+    assert all(len(v) == 8 for v in h.values())
+    assert h["loss"][-1] < 0.5 * h["loss"][0]
+    assert len(h["grad_norms"][0]) == 2 and all(g > 0 for g in h["grad_norms"][0])
+    assert h["val_accuracy"][-1] > 0.9 and h["train_accuracy"][-1] > 0.9
+
+
+def test_xor_2_4_1_sigmoid_net_learns_xor():
+    """The article's net: 2 inputs, 4 sigmoid hidden units, 1 output."""
+    X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=np.float64)
+    y = np.array([0, 1, 1, 0])
+    clf = MLP((4,), "sigmoid", lr=0.1, epochs=2000, batch_size=4, seed=0).fit(X, y)
+    assert [layer.W.value.shape for layer in clf.network_.layers] == [(2, 4), (4, 1)]
+    assert clf.score(X, y) == 1.0
+    np.testing.assert_array_equal(clf.predict(X), y)
+    assert clf.history_["loss"][-1] < 0.01
+
+
+def test_digits_relu_net_reaches_97_percent():
+    datasets = pytest.importorskip("sklearn.datasets")
+    model_selection = pytest.importorskip("sklearn.model_selection")
+    digits = datasets.load_digits()
+    X_train, X_test, y_train, y_test = model_selection.train_test_split(
+        digits.data, digits.target, test_size=0.25, stratify=digits.target, random_state=0)
+    mean, std = X_train.mean(axis=0), X_train.std(axis=0)
+    std[std == 0] = 1
+    X_train, X_test = (X_train - mean) / std, (X_test - mean) / std
+    clf = MLP((64,), "relu", epochs=100, batch_size=32, seed=0).fit(X_train, y_train)
+    assert clf.score(X_test, y_test) >= 0.97
+
+
+@pytest.mark.parametrize("kwargs", [
+    dict(optimizer="sgd", lr=0.05, momentum=0.9),
+    dict(activation="prelu", weight_decay=1e-3),
+    dict(activation="gelu", batch_norm=True, dropout=0.2),
+    dict(dtype="float64", activation="leaky_relu"),
+])
+def test_configurations_train(kwargs):
+    X, y = blobs()
+    clf = MLP(**{"hidden_sizes": (16, 8), "epochs": 10, "batch_size": 32, "lr": 0.01,
+                 "seed": 0, **kwargs}).fit(X, y)
+    assert clf.score(X, y) > 0.9
+    assert clf.network_.params[0].value.dtype == np.dtype(kwargs.get("dtype", "float32"))
+
+
+def test_prelu_slope_is_learned_without_weight_decay():
+    X, y = blobs()
+    clf = MLP((8,), "prelu", epochs=5, batch_size=32, lr=0.01, weight_decay=0.5, seed=0)
+    clf.fit(X, y)
+    layer = clf.network_.layers[0]
+    assert not np.allclose(layer.slope.value, 0.25)
+    assert not layer.slope.decay and layer.W.decay and not layer.b.decay
+
+
+def test_trainer_uses_serial_kernels():
+    net = Network((3, 4, 4, 2), "relu", rng=0)
+    for layer in net.layers[:-1]:
+        assert layer.act.forward_kernel.__name__.endswith("_serial")
+        assert layer.act.backward_kernel.__name__.endswith("_serial")
+
+
+def test_labels_of_any_hashable_type_and_probabilities():
+    X, y = blobs()
+    names = np.array(["cat", "dog", "eel"])[y]
+    clf = MLP((16,), epochs=5, batch_size=32, lr=0.01, seed=0).fit(X, names)
+    assert list(clf.classes_) == ["cat", "dog", "eel"]
+    assert set(clf.predict(X[:20])) <= {"cat", "dog", "eel"}
+    p = clf.predict_proba(X[:20])
+    assert p.shape == (20, 3)
+    np.testing.assert_allclose(p.sum(axis=1), 1, rtol=1e-5)
+    np.testing.assert_array_equal(clf.classes_[p.argmax(axis=1)], clf.predict(X[:20]))
+
+    binary = np.where(y == 0, "yes", "no")
+    clf = MLP((8,), epochs=10, batch_size=32, lr=0.01, seed=0).fit(X, binary)
+    p = clf.predict_proba(X[:20])
+    assert p.shape == (20, 2) and clf.network_.layers[-1].W.value.shape[1] == 1
+    np.testing.assert_allclose(p.sum(axis=1), 1, rtol=1e-6)
+    np.testing.assert_array_equal(clf.classes_[p.argmax(axis=1)], clf.predict(X[:20]))
+    assert clf.score(X, binary) > 0.9
+
+
+def test_same_seed_same_model():
+    X, y = blobs()
+    kw = dict(hidden_sizes=(8,), epochs=3, batch_size=32, dropout=0.2, seed=7)
+    a, b, c = MLP(**kw).fit(X, y), MLP(**kw).fit(X, y), MLP(**{**kw, "seed": 8}).fit(X, y)
+    for pa, pb in zip(a.network_.params, b.network_.params):
+        np.testing.assert_array_equal(pa.value, pb.value)
+    assert a.history_ == b.history_
+    assert not np.array_equal(a.network_.params[0].value, c.network_.params[0].value)
+
+
+def test_verbose_progress(capsys, monkeypatch):
+    X, y = blobs(n=60)
+    MLP((4,), epochs=2, verbose=True, seed=0).fit(X, y)
+    assert "loss" in capsys.readouterr().err  # tqdm writes to stderr
+    monkeypatch.setitem(sys.modules, "tqdm.auto", None)  # as if tqdm were not installed
+    MLP((4,), epochs=2, verbose=True, seed=0).fit(X, y)
+    out = capsys.readouterr().out
+    assert "epoch 2: loss" in out and "acc" in out
+
+
+# --------------------------------------------------------------------------- bad input
+@pytest.mark.parametrize("kwargs,message", [
+    (dict(activation="relu7"), "unknown activation 'relu7'; valid names: .*prelu"),
+    (dict(optimizer="rmsprop"), "unknown optimizer 'rmsprop'"),
+    (dict(init="xavier"), "unknown init 'xavier'"),
+    (dict(dtype="float16"), "dtype must be 'float32' or 'float64'"),
+    (dict(hidden_sizes=(8, 0)), "hidden_sizes entries must be a positive integer"),
+    (dict(dropout=1.0), "dropout must be a number in"),
+    (dict(lr=0.0), "lr must be a number in"),
+    (dict(batch_size=0), "batch_size must be a positive integer"),
+    (dict(epochs=2.5), "epochs must be a positive integer"),
+])
+def test_bad_hyperparameters(kwargs, message):
+    X, y = blobs(n=20)
+    with pytest.raises(ValueError, match=message):
+        MLP(**kwargs).fit(X, y)
+
+
+def test_bad_data():
+    X, y = blobs(n=20)
+    bad = X.copy()
+    bad[3, 1] = np.nan
+    with pytest.raises(ValueError, match="X contains NaN or infinity"):
+        MLP().fit(bad, y)
+    bad[3, 1] = -np.inf
+    with pytest.raises(ValueError, match="X contains NaN or infinity"):
+        MLP().fit(bad, y)
+    with pytest.raises(ValueError, match="X has 20 samples but its labels have 19"):
+        MLP().fit(X, y[:-1])
+    with pytest.raises(ValueError, match="single class"):
+        MLP().fit(X, np.zeros(20))
+    with pytest.raises(ValueError, match="X must be 2-D"):
+        MLP().fit(X[:, 0], y)
+    with pytest.raises(ValueError, match="y must be 1-D"):
+        MLP().fit(X, y[:, None])
+    with pytest.raises(ValueError, match="not fitted"):
+        MLP().predict(X)
+    with pytest.raises(ValueError, match="validation y has labels not in the training data"):
+        MLP(epochs=1).fit(X, y, validation_data=(X, y + 10))
+    clf = MLP((4,), epochs=1, seed=0).fit(X, y)
+    with pytest.raises(ValueError, match="X has 3 features, the model was fitted with 4"):
+        clf.predict(X[:, :3])
+    with pytest.raises(ValueError, match="X contains NaN"):
+        clf.predict_proba(bad)
