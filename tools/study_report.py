@@ -58,9 +58,12 @@ def main(argv=None) -> int:
           f"{r['test_acc']:.3f} ± {r['test_acc_std']:.3f}", f"{r['gap']:+.3f} ± {r['gap_std']:.3f}",
           "—" if np.isnan(r["epochs_to_target"]) else f"{r['epochs_to_target']:.1f} ({r['reached_target']}/{r['seeds']})",
           f"{r['ms_per_epoch']:.1f}"] for r in rows])
+    def layer_ratio(norms):  # layer 1 over layer 10; 0/0 when both underflow to 0
+        return f"{norms[0] / norms[9]:.2e}" if norms[9] else ("0/0" if not norms[0] else "inf")
+
     grad_md = _markdown(["case", "L1 at init", "L10 at init", "L1/L10 at init", "L1/L10 trained", "test acc"],
                         [[study.case_name(g), f"{g['at_init'][0]:.2e}", f"{g['at_init'][9]:.2e}",
-                          f"{g['at_init'][0] / g['at_init'][9]:.2e}", f"{g['trained'][0] / g['trained'][9]:.2e}",
+                          layer_ratio(g["at_init"]), layer_ratio(g["trained"]),
                           f"{g['test_acc']:.3f}"] for g in grads])
 
     def find(dataset, activation, variant="plain"):
