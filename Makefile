@@ -19,6 +19,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q
 	$(PY) -m pytest -q -m slow
+	NUMBA_ENABLE_CUDASIM=1 $(PY) -m pytest -q tests/cuda
 	$(PY) tools/perf_gate.py
 
 bench: $(STAMP)

@@ -14,6 +14,7 @@ from fastact._functions import (
     silu, silu_backward, softplus, softplus_backward, tanh, tanh_backward,
 )
 from fastact._prelu import prelu, prelu_backward
+from fastact import cuda  # noqa: F401  (light: imports numba.cuda only on first GPU use)
 from fastact._version import __version__
 
 __all__ = [

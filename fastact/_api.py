@@ -35,9 +35,11 @@ def as_array(func: str, name: str, value) -> np.ndarray:
     if type(value) is np.ndarray:
         array = value
     else:
-        if hasattr(value, "__cuda_array_interface__") and not isinstance(value, np.ndarray):
-            raise TypeError(f"fastact.{func}: {name} is a CUDA device array; fastact's CUDA "
-                            "kernels are not available in this version, pass a NumPy array")
+        if on_device(value):
+            raise TypeError(f"fastact.{func}: {name} is a CUDA device array; fastact.{func} runs "
+                            "on the CPU only (the activations and fastact.cuda.bias_act run on the "
+                            "GPU): copy it to the host first (.copy_to_host(), cupy.asnumpy, "
+                            ".cpu().numpy())")
         try:
             array = np.asarray(value)
         except (ValueError, TypeError) as exc:
@@ -50,6 +52,11 @@ def as_array(func: str, name: str, value) -> np.ndarray:
     raise TypeError(f"fastact.{func}: {name} must have a real floating-point, integer or boolean "
                     f"dtype (float16/32/64, int, bool), got {what}; convert it with "
                     f".astype(np.float32) or .real first")
+
+
+def on_device(value) -> bool:
+    """True for CUDA device arrays (see fastact.cuda.is_device_array; no CUDA import here)."""
+    return hasattr(value, "__cuda_array_interface__") or bool(getattr(type(value), "__cuda_ndarray__", False))
 
 
 def result_dtypes(*dtypes: np.dtype) -> tuple[np.dtype, np.dtype]:
@@ -240,6 +247,10 @@ class Op:
                 kernel = parallel if x.size >= PARALLEL_THRESHOLD else serial
                 kernel(_flat(x, "C"), _flat(res, "C"), *params)
                 return res if res.ndim else res[()]
+        if on_device(x):
+            from fastact import cuda
+
+            return cuda.forward(self, x, out, a, b)
         kind = _container(x)
         if kind:
             return _lazy_forward(self, kind, x, out, a, b)
@@ -250,6 +261,10 @@ class Op:
 
     def backward(self, grad_output, v, out, a, b):
         func = f"{self.public_name}_backward"
+        if on_device(grad_output) or on_device(v):
+            from fastact import cuda
+
+            return cuda.backward(self, grad_output, v, out, a, b)
         kinds = {_container(grad_output), _container(v)}
         if "xarray" in kinds:
             raise TypeError(f"fastact.{func}: pass xarray's .data (NumPy or Dask arrays)")

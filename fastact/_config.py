@@ -41,6 +41,23 @@ FUSED_CHUNKS = 16
 
 #: Threads per block of the CUDA kernels (tests shrink it).
 CUDA_BLOCK_SIZE = 256
+#: At most this many blocks per launch: the kernels loop over the rest (grid-stride). 8192
+#: blocks of 256 threads keep every SM of a large GPU busy (132 SMs x 2048 threads = 135 blocks'
+#: worth resident at once) while a launch stays cheap.
+CUDA_MAX_BLOCKS = 8192
+#: Fused bias backward: each thread sums at least this many rows before writing a partial bias
+#: sum, so the float64 partials stay small next to the data (<= 1/16 of the rows).
+CUDA_BIAS_MIN_ROWS = 16
+
+#: CUDA kernels (fastact.cuda, generated in fastact/_cuda_kernels.py). No fastmath: numba-cuda's
+#: fastmath=True flushes subnormals to zero, approximates division and sqrt, and sets LLVM's
+#: fast-math flags (nnan/ninf); FMA contraction is on without it (NVVM's default), as
+#: ``contract`` on the CPU. No disk cache: numba's cache checks only the kernel's own file, and
+#: fastact's fingerprinting locators (below) cover the CPU cache only; compiling a CUDA kernel
+#: takes ~0.3 s, once per process, kernel and dtype. The scalar functions the kernels call
+#: are the CPU's own ``SCALAR`` njit functions: numba-cuda compiles them as device functions
+#: (their ``inline='always'`` inlines them at numba-IR level, so the kernel's options apply).
+CUDA_KERNEL = dict(fastmath=False, cache=False)
 
 
 def source_fingerprint() -> str:

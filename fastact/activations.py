@@ -255,7 +255,10 @@ def _gelu_tanh_parts(x):
     xc = big if xd > big else (-big if xd < -big else xd)
     x2 = xc * xc
     x2_lo = fma(xc, xc, -x2)
-    p = GELU_TANH_K1 * x2
+    # p rounded as an fma, not a product: on CUDA, ptxas fuses a plain product into the
+    # addition below (1 + p as one fma), and the two-sum then corrects for a rounding that
+    # did not happen (gelu_tanh's float64 tail was ~500 ULP off on an H200). Same value on the CPU.
+    p = fma(GELU_TANH_K1, x2, 0.0)
     p_lo = fma(GELU_TANH_K1, x2, -p) + GELU_TANH_K1 * x2_lo
     inner = 1.0 + p  # two-sum of 1 and p
     bp = inner - 1.0

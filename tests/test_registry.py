@@ -40,7 +40,7 @@ def test_public_signatures_follow_torch_names():
 
 def test_jit_flags_only_in_config():
     """Kernels take their options from fastact._config, never spell them out."""
-    flag = re.compile(r"(fastmath\s*=|error_model\s*=|parallel\s*=\s*True|cache\s*=\s*True|@(njit|jit|vectorize)\()")
+    flag = re.compile(r"(fastmath\s*=|error_model\s*=|parallel\s*=\s*True|cache\s*=\s*True|@(njit|jit|vectorize)\(|cuda\.jit\()")
     for name in os.listdir(PACKAGE):
         if name.endswith(".py") and name != "_config.py":
             with open(os.path.join(PACKAGE, name), encoding="utf-8") as fh:

@@ -31,14 +31,10 @@ from tests import ulp  # noqa: E402
 
 
 def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    sys.path.insert(0, os.path.join(ROOT, "bench"))
+    import _cases
+
+    return _cases.cpu_model()
 
 
 def fmt_ulp(v: float) -> str:

@@ -24,39 +24,20 @@ import tracemalloc
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+sys.path[:0] = [ROOT, os.path.join(ROOT, "bench")]
 
+import _cases  # noqa: E402  (the benchmark suite's data, peers, copy kernel and timers)
 import numba  # noqa: E402
-from numba import njit, prange  # noqa: E402
 
 import fastact as fa  # noqa: E402
 from fastact import _config, reference  # noqa: E402
-from fastact.activations import ACTIVATIONS  # noqa: E402
-
-
-@njit(parallel=True, cache=False)
-def _parallel_copy(x, out):
-    for i in prange(x.size):
-        out[i] = x[i]
 
 
 def median_time(func, repeat=9, min_time=0.02):
+    """Median seconds per call over ``repeat`` batches (warm-up call first)."""
     func()
-    loops = 1
-    while True:
-        t0 = time.perf_counter()
-        for _ in range(loops):
-            func()
-        if time.perf_counter() - t0 >= min_time or loops >= 1 << 16:
-            break
-        loops *= 4
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        for _ in range(loops):
-            func()
-        times.append((time.perf_counter() - t0) / loops)
-    return statistics.median(times)
+    loops = _cases.calibrate(func, min_time)
+    return statistics.median(_cases.batch_time(func, loops) for _ in range(repeat))
 
 
 def _run(code, env_extra=None):
@@ -87,62 +68,26 @@ def startup():
     return imp, cold, warm, warm_many
 
 
-def torch_ops():
-    try:
-        import torch
-    except ImportError:
-        return None, {}
-    torch.set_num_threads(numba.get_num_threads())
-    nn = torch._C._nn
-    aten = torch.ops.aten
-    fwd = {
-        "sigmoid": lambda x, o: torch.sigmoid(x, out=o), "tanh": lambda x, o: torch.tanh(x, out=o),
-        "relu": lambda x, o: torch.clamp_min(x, 0, out=o), "gelu": lambda x, o: nn.gelu(x, out=o),
-        "silu": lambda x, o: nn.silu(x, out=o), "softplus": lambda x, o: nn.softplus(x, 1.0, 20.0, out=o),
-        "elu": lambda x, o: nn.elu(x, out=o), "log_sigmoid": lambda x, o: nn.log_sigmoid(x, out=o),
-        "mish": lambda x, o: nn.mish(x, out=o), "hard_swish": lambda x, o: nn.hardswish(x, out=o),
-    }
-    bwd = {
-        "sigmoid": lambda g, v, o: aten.sigmoid_backward.grad_input(g, v, grad_input=o),
-        "tanh": lambda g, v, o: aten.tanh_backward.grad_input(g, v, grad_input=o),
-        "silu": lambda g, v, o: aten.silu_backward.grad_input(g, v, grad_input=o),
-        "gelu": lambda g, v, o: aten.gelu_backward.grad_input(g, v, grad_input=o),
-    }
-    return torch, {"forward": fwd, "backward": bwd}
-
-
 def bandwidth_rows(n, dtypes):
-    torch, tops = torch_ops()
-    rng = np.random.default_rng(0)
+    """Every op of the benchmark suite at n elements: fastact (out=) vs a parallel copy of the
+    same array and vs torch (out=, same threads) where torch has the op."""
+    torch = _cases.torch_module()
+    if torch is not None:
+        torch.set_num_threads(numba.get_num_threads())
     rows = []
     for dtype in dtypes:
-        x = (rng.standard_normal(n) * 4).astype(dtype)
-        g = rng.standard_normal(n).astype(dtype)
-        out = np.empty_like(x)
-        copy = median_time(lambda: _parallel_copy(x, out))
-        copy_gbs = 2 * x.nbytes / copy / 1e9
-        rows.append(["copy (parallel numba)", np.dtype(dtype).name, copy * 1e3, copy_gbs, 1.0, "", ""])
-        for name, spec in ACTIVATIONS.items():
-            if not spec.public:
-                continue
-            v = fa.sigmoid(x) if name == "sigmoid" else (fa.tanh(x) if name == "tanh" else x)
-            for direction in ("forward", "backward"):
-                if direction == "forward":
-                    t = median_time(lambda: getattr(fa, name)(x, out=out))
-                    nbytes = 2 * x.nbytes
-                else:
-                    t = median_time(lambda: getattr(fa, name + "_backward")(g, v, out=out))
-                    nbytes = 3 * x.nbytes
-                gbs = nbytes / t / 1e9
-                # the copy moves 2 arrays: the ceiling for 3 arrays is the same bytes/s
-                ratio_torch = ""
-                f = tops.get(direction, {}).get(name) if torch else None
-                if f is not None:
-                    tx, tg, tv, to = (torch.from_numpy(a) for a in (x, g, v, out))
-                    tt = median_time(lambda: f(tx, to) if direction == "forward" else f(tg, tv, to))
-                    ratio_torch = tt / t
-                rows.append([f"{name} {direction}", np.dtype(dtype).name, t * 1e3, gbs, gbs / copy_gbs,
-                             ratio_torch, ""])
+        copy = _cases.prepare_copy(dtype, n)
+        t_copy = median_time(copy.call)
+        copy_gbs = _cases.bytes_moved(copy.inputs, copy.out_nbytes) / t_copy / 1e9
+        rows.append(["copy (parallel numba)", dtype, t_copy * 1e3, copy_gbs, 1.0, ""])
+        for op in _cases.CASES:
+            fast = _cases.prepare("fastact", op, dtype, n)
+            t = median_time(fast.call)
+            gbs = _cases.bytes_moved(fast.inputs, fast.out_nbytes) / t / 1e9
+            vs_torch = ""
+            if torch is not None and _cases.has_impl("torch", op):
+                vs_torch = median_time(_cases.prepare("torch", op, dtype, n).call) / t
+            rows.append([op, dtype, t * 1e3, gbs, gbs / copy_gbs, vs_torch])
     return rows
 
 
@@ -225,7 +170,7 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     imp, cold, warm, warm_many = startup()
     call, call_torch = small_call()
-    bw = bandwidth_rows(n, (np.float32, np.float64))
+    bw = bandwidth_rows(n, ("float32", "float64"))
     vs_numpy = numpy_rows(100_000 if args.quick else 1_000_000)
     mem = memory(1_000_000)
     loop = blas_loop()
@@ -235,12 +180,7 @@ def main(argv=None) -> int:
         torch_version = torch.__version__
     except ImportError:
         torch_version = "not installed"
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as fh:
-            cpu = next(line.split(":", 1)[1].strip() for line in fh if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    cpu = _cases.cpu_model()
     page = f"""# Performance (CPU)
 
 Generated by `tools/performance_report.py{' --quick' if args.quick else ''}` on {datetime.date.today()}
@@ -269,6 +209,8 @@ With no writable cache location fastact still works, compiling in each process.
 `torch.sigmoid` on the same array: {call_torch * 1e6:.2f} µs.
 
 ## Bandwidth at {n:,} elements (forward reads 1 array and writes 1, backward reads 2)
+
+The same cases, data and peers as the benchmark suite (`bench/_cases.py`).
 
 GB/s counts bytes read + written; *of copy* is the fraction of a parallel numba copy's GB/s in
 the same run; *torch / fastact* is torch's time over fastact's (> 1: fastact faster), same

@@ -1,0 +1,420 @@
+"""fastact's CUDA kernels on a real GPU: correctness against the CPU kernels, then speed.
+
+    python bench/gpu.py                          # every kernel, float32 and float64 (~3 min on an H100)
+    python bench/gpu.py --only relu,gelu --dtypes float32 --size 64M
+    python bench/gpu.py --simulate               # no GPU: numba's simulator, tiny sizes
+
+1. Correctness: every kernel (forward, backward, bias+activation forward, its backward with
+   the bias-gradient reduction) on fresh random data with special values at the front, written
+   into outputs poisoned with NaN (never zeros), against fastact's CPU kernels: the same
+   NaN / inf / signed-zero pattern and at most ``--max-ulp`` ULP apart (the bias gradient to a
+   relative 1e-5 / 1e-12 of its absolute sum). The check size stays below fastact's parallel
+   threshold, so the CPU side compiles only its serial kernels.
+2. Speed: CUDA events around each kernel after warm-up, at ``--size`` elements (default 256M,
+   1 GiB per float32 array: enough to fill an H100/H200), as the median of ``--repeat`` runs;
+   the effective bandwidth (bytes read + written / time) next to a device-to-device copy of
+   the same size (the bandwidth ceiling), and PyTorch / CuPy equivalents on the same buffers
+   when they are installed (``act(x + b)`` as two ops for the fused rows). The elementwise rows
+   go through the public functions with ``out=``; the fused rows time the kernel launches
+   (``fastact.cuda.bias_act`` allocates its outputs, numba's allocator is not what is measured).
+
+The table comes last. Exit status 1 if any check failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+
+def _size(text: str) -> int:
+    text = text.strip().upper().replace("_", "")
+    factor = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(text[-1:], 1)
+    return int(float(text[:-1] if factor > 1 else text) * factor)
+
+
+def parse(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--size", type=_size, default=None, help="elements per array when timing (default 256M)")
+    p.add_argument("--check-size", type=_size, default=None, help="elements per correctness check (default 30000)")
+    p.add_argument("--dtypes", default="float32,float64")
+    p.add_argument("--only", default="", help="comma-separated activation names (default: all)")
+    p.add_argument("--repeat", type=int, default=7, help="timed runs per kernel (median)")
+    p.add_argument("--max-ulp", type=int, default=8, help="largest ULP distance from the CPU accepted")
+    p.add_argument("--no-timing", action="store_true", help="correctness only")
+    p.add_argument("--simulate", action="store_true",
+                   help="numba's CUDA simulator (no GPU): tiny sizes, small blocks")
+    args = p.parse_args(argv)
+    if args.simulate:
+        args.size = args.size or 96
+        args.check_size = args.check_size or 64
+        args.repeat = 1
+    args.size = args.size or (256 << 20)
+    args.check_size = args.check_size or 30000
+    return args
+
+
+ARGS = parse()
+if ARGS.simulate:
+    os.environ["NUMBA_ENABLE_CUDASIM"] = "1"  # before numba is imported
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import numpy as np  # noqa: E402
+from numba import cuda  # noqa: E402
+
+import fastact as fa  # noqa: E402
+from fastact import _config, fused  # noqa: E402
+from fastact.activations import ACTIVATIONS, SELU_ALPHA, SELU_SCALE  # noqa: E402
+
+if ARGS.simulate:  # one Python thread per GPU thread: few of them, still several blocks
+    _config.CUDA_BLOCK_SIZE = 8
+    _config.CUDA_MAX_BLOCKS = 4
+    _config.CUDA_BIAS_MIN_ROWS = 2
+
+#: (public function, keyword arguments, registry name) of every kernel
+VARIANTS = [(n, {}, n) for n, s in ACTIVATIONS.items() if s.public] + [("gelu", {"approximate": "tanh"}, "gelu_tanh")]
+BIAS_COLS = 1024
+
+
+def label(name, kw):
+    return name + "".join(f"_{v}" for v in kw.values())
+
+
+# --------------------------------------------------------------------------- checks
+def specials(dtype):
+    info = np.finfo(dtype)
+    v = [-np.inf, -info.max, -1e30, -1e4, -1000.0, -100.0, -30.0, -20.0, -6.0, -3.0, -1.0, -0.5,
+         -1e-30, -info.tiny / 4, -0.0, 0.0, info.tiny / 4, 1e-30, 0.5, 1.0, 3.0, 6.0, 20.0, 30.0,
+         100.0, 1000.0, 1e4, 1e30, info.max, np.inf, np.nan]
+    with np.errstate(over="ignore"):
+        return np.array(v, dtype)
+
+
+def sample(rng, n, dtype, with_specials=True):
+    scale = np.repeat([0.3, 3.0, 30.0], -(-n // 3))[:n]
+    x = (rng.standard_normal(n) * scale).astype(dtype)
+    if with_specials:
+        s = specials(dtype)[:n]
+        x[: s.size] = s
+    return x
+
+
+def ulp_distance(got, want) -> tuple[int, str]:
+    """(max ULP distance over the finite part, '' or what does not match in the special values)."""
+    got, want = np.asarray(got), np.asarray(want)
+    if got.shape != want.shape or got.dtype != want.dtype:
+        return -1, f"shape/dtype {got.shape} {got.dtype} vs {want.shape} {want.dtype}"
+    nan_g, nan_w = np.isnan(got), np.isnan(want)
+    if (nan_g != nan_w).any():
+        i = int(np.argmax(nan_g != nan_w))
+        return -1, f"NaN mismatch at {i}: got {got.flat[i]!r}, want {want.flat[i]!r}"
+    f = ~nan_w
+    g, w = got[f], want[f]
+    if (np.isinf(g) != np.isinf(w)).any() or (g[np.isinf(g)] != w[np.isinf(w)]).any():
+        return -1, "inf mismatch"
+    zero = (g == 0) & (w == 0)
+    if (np.signbit(g[zero]) != np.signbit(w[zero])).any():
+        return -1, "sign of zero differs"
+    bits = np.int32 if got.dtype == np.float32 else np.int64
+    gi, wi = g.view(bits).astype(np.int64), w.view(bits).astype(np.int64)
+    top = np.int64(np.iinfo(bits).min)
+    gi = np.where(gi < 0, top - gi, gi)  # monotonic integer order of the floats
+    wi = np.where(wi < 0, top - wi, wi)
+    same_sign = (gi >= 0) == (wi >= 0)  # exact int64 difference; opposite signs: huge anyway
+    with np.errstate(over="ignore"):
+        d = np.where(same_sign, np.abs(np.where(same_sign, gi - wi, 0)), np.iinfo(np.int64).max)
+    return (int(d.max()) if d.size else 0), ""
+
+
+def poisoned(shape, dtype):
+    return cuda.to_device(np.full(shape, np.nan, dtype))
+
+
+def check(name, kw, reg, dtype, rng, failures):
+    """Every kernel of one activation and dtype against the CPU; returns the max ULP seen."""
+    n = ARGS.check_size
+    worst = 0
+
+    def record(what, got, want, g=None):
+        """got vs want; for a backward, differences within 8 eps |g| count as equal (a
+        cancellation such as 1 - y*y rounds differently with and without an FMA)."""
+        nonlocal worst
+        if g is not None:
+            with np.errstate(invalid="ignore"):
+                close = np.abs(got - want) <= 8 * np.finfo(dtype).eps * np.abs(g)
+            got = np.where(close, want, got)
+        ulp, problem = ulp_distance(got, want)
+        if problem or ulp > ARGS.max_ulp:
+            failures.append(f"{label(name, kw)} {what} {np.dtype(dtype).name}: {problem or f'{ulp} ULP'}")
+        worst = max(worst, ulp)
+
+    fwd, bwd = getattr(fa, name), getattr(fa, f"{name}_backward")
+    x = sample(rng, n, dtype)
+    g = sample(rng, n, dtype, with_specials=False)
+    cpu_y = fwd(x, **kw)
+    out = poisoned(n, dtype)
+    fwd(cuda.to_device(x), **kw, out=out)
+    record("forward", out.copy_to_host(), cpu_y)
+    v = cpu_y if ACTIVATIONS[reg].grad_from == "output" else x
+    out = poisoned(n, dtype)
+    bwd(cuda.to_device(g), cuda.to_device(v), **kw, out=out)
+    record("backward", out.copy_to_host(), bwd(g, v, **kw), g)
+
+    cols = min(BIAS_COLS, max(1, n // 8))
+    rows = max(1, n // cols)
+    X = sample(rng, rows * cols, dtype).reshape(rows, cols)
+    B = sample(rng, cols, dtype, with_specials=False)
+    G = sample(rng, rows * cols, dtype, with_specials=False).reshape(rows, cols)
+    G[0] = 0  # the special values of row 0 stay out of the bias gradient (0 * inf = NaN)
+    cpu_out, cpu_saved = fused.bias_act(X, B, name, **kw)
+    out = poisoned((rows, cols), dtype)
+    _, saved = fa.cuda.bias_act(cuda.to_device(X), cuda.to_device(B), name, out=out, **kw)
+    record("bias forward", out.copy_to_host(), cpu_out)
+    if saved is not out:
+        record("bias forward (saved x + b)", saved.copy_to_host(), cpu_saved)
+    cpu_pre, cpu_bias = fused.bias_act_backward(G, cpu_saved, name, **kw)
+    pre, grad_bias = fa.cuda.bias_act_backward(cuda.to_device(G), saved, name, **kw)
+    record("bias backward", pre.copy_to_host(), cpu_pre, G)
+    got = grad_bias.copy_to_host()
+    rel = 1e-5 if dtype == np.float32 else 1e-12
+    scale = np.nansum(np.abs(cpu_pre[1:]), axis=0) + np.finfo(dtype).tiny
+    err = np.abs(got.astype(np.float64) - cpu_bias) / scale
+    same_nan = (np.isnan(got) == np.isnan(cpu_bias)).all()
+    if not same_nan or np.nanmax(err, initial=0.0) > rel:
+        failures.append(f"{label(name, kw)} bias gradient {np.dtype(dtype).name}: relative error "
+                        f"{np.nanmax(err, initial=0.0):.3g} (NaN pattern {'same' if same_nan else 'differs'})")
+    return worst
+
+
+# --------------------------------------------------------------------------- timing
+@cuda.jit(**_config.CUDA_KERNEL)
+def fill_uniform(out, seed, scale):
+    """out[i] = scale * u, u in [-1, 1) from a hash of (i, seed): no host data, no transfer."""
+    for i in range(cuda.grid(1), out.size, cuda.gridsize(1)):
+        h = (i * 2654435761 + seed) & 0xFFFFFFFF
+        h ^= h >> 16
+        h = (h * 0x45D9F3B) & 0xFFFFFFFF
+        h ^= h >> 16
+        h = (h * 0x45D9F3B) & 0xFFFFFFFF
+        h ^= h >> 16
+        out[i] = scale * (h * (2.0 / 4294967296.0) - 1.0)
+
+
+def random_device(n, dtype, seed, scale=6.0):
+    a = cuda.device_array(n, dtype)
+    fill_uniform[fa.cuda._grid_1d(n)](a, seed, scale)
+    return a
+
+
+def gpu_time(fn, repeat):
+    """Median milliseconds of ``fn()`` between CUDA events, after one warm-up run."""
+    fn()
+    cuda.synchronize()
+    start, end = cuda.event(), cuda.event()
+    times = []
+    for _ in range(repeat):
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end))
+    return float(np.median(times))
+
+
+def torch_ops(name, kw, reg):
+    """(forward(x), backward(g, v)) in PyTorch for an activation, or None."""
+    try:
+        import torch
+
+        if not torch.cuda.is_available():
+            return None
+    except Exception:  # noqa: BLE001
+        return None
+    F, A = torch.nn.functional, torch.ops.aten
+    p = {prm.name: prm.default for prm in ACTIVATIONS[reg].params}
+    approximate = kw.get("approximate", "none")
+    ops = {
+        "sigmoid": (torch.sigmoid, A.sigmoid_backward),
+        "log_sigmoid": (F.logsigmoid, lambda g, x: A.log_sigmoid_backward(g, x, torch.empty(0, device=x.device))),
+        "tanh": (torch.tanh, A.tanh_backward),
+        "softplus": (lambda x: F.softplus(x, p["beta"], p["threshold"]),
+                     lambda g, x: A.softplus_backward(g, x, p["beta"], p["threshold"])),
+        "relu": (F.relu, lambda g, x: A.threshold_backward(g, x, 0)),
+        "relu6": (F.relu6, lambda g, x: A.hardtanh_backward(g, x, 0.0, 6.0)),
+        "leaky_relu": (lambda x: F.leaky_relu(x, p["negative_slope"]),
+                       lambda g, x: A.leaky_relu_backward(g, x, p["negative_slope"], False)),
+        "elu": (lambda x: F.elu(x, p["alpha"]), lambda g, x: A.elu_backward(g, p["alpha"], 1.0, 1.0, False, x)),
+        "celu": (lambda x: F.celu(x, p["alpha"]),
+                 lambda g, x: A.elu_backward(g, p["alpha"], 1.0, 1.0 / p["alpha"], False, x)),
+        "selu": (F.selu, lambda g, x: A.elu_backward(g, SELU_ALPHA, SELU_SCALE, 1.0, False, x)),
+        "gelu": (lambda x: F.gelu(x, approximate=approximate),
+                 lambda g, x: A.gelu_backward(g, x, approximate=approximate)),
+        "silu": (F.silu, A.silu_backward),
+        "mish": (F.mish, A.mish_backward),
+        "hard_sigmoid": (F.hardsigmoid, A.hardsigmoid_backward),
+        "hard_swish": (F.hardswish, A.hardswish_backward),
+        "hard_tanh": (lambda x: F.hardtanh(x, p["min_val"], p["max_val"]),
+                      lambda g, x: A.hardtanh_backward(g, x, p["min_val"], p["max_val"])),
+    }
+    return ops.get(name)
+
+
+def cupy_forward(name, kw):
+    try:
+        import cupy as cp
+        import cupyx.scipy.special as sp
+
+        cp.cuda.runtime.getDeviceCount()
+    except Exception:  # noqa: BLE001
+        return None
+    ops = {"sigmoid": lambda x, o: sp.expit(x, out=o), "tanh": lambda x, o: cp.tanh(x, out=o),
+           "relu": lambda x, o: cp.maximum(x, 0, out=o), "log_sigmoid": lambda x, o: sp.log_expit(x, out=o)}
+    if name not in ops or kw:
+        return None
+    return lambda x, o: ops[name](cp.asarray(x), cp.asarray(o))
+
+
+def bench(dtype, variants, errors):
+    """Rows of timings (ms) for one dtype; the copy's time first."""
+    n = ARGS.size
+    item = np.dtype(dtype).itemsize
+    cols = min(BIAS_COLS, n)
+    rows = n // cols
+    n2 = rows * cols
+    x = random_device(n, dtype, 1)
+    g = random_device(n, dtype, 2, 1.0)
+    y = cuda.device_array(n, dtype)
+    aux = cuda.device_array(n, dtype)
+    pre = cuda.device_array(n, dtype)
+    bias = random_device(cols, dtype, 3, 1.0)
+    x2, g2, y2, aux2, pre2 = (a[:n2].reshape(rows, cols) for a in (x, g, y, aux, pre))
+    copy_ms = gpu_time(lambda: y.copy_to_device(x), ARGS.repeat)  # cudaMemcpy device to device
+    k = fa.cuda.kernels()
+    grid2, threads2 = fa.cuda._grid_2d(rows, cols)
+    gridb, threadsb = fa.cuda._grid_2d(rows, cols, _config.CUDA_BIAS_MIN_ROWS)
+    partial = cuda.device_array((gridb[1] * threadsb[1], cols), np.float64)
+    grad_bias = cuda.device_array(cols, dtype)
+    try:
+        import torch
+
+        tt = (lambda a: torch.as_tensor(a, device="cuda")) if torch.cuda.is_available() else None
+    except Exception:  # noqa: BLE001
+        tt = None
+    if tt is not None:  # PyTorch's copy kernel beats cudaMemcpy on H200 (0.51 vs 0.61 ms at 1 GiB)
+        tx_, ty_ = tt(x), tt(y)
+        copy_ms = min(copy_ms, gpu_time(lambda: ty_.copy_(tx_), ARGS.repeat))
+        del tx_, ty_
+    out_rows = []
+    for name, kw, reg in variants:
+        fwd, bwd = getattr(fa, name), getattr(fa, f"{name}_backward")
+        spec = ACTIVATIONS[reg]
+        a, b = (np.dtype(dtype).type(v) for v in
+                (tuple(p.default for p in spec.params) + (0.0, 0.0))[:2])
+        row = {"name": label(name, kw)}
+        row["fwd"] = gpu_time(lambda: fwd(x, **kw, out=y), ARGS.repeat)
+        v = y if spec.grad_from == "output" else x
+        row["bwd"] = gpu_time(lambda: bwd(g, v, **kw, out=pre), ARGS.repeat)
+        saves = spec.grad_from != "output"
+        kf = getattr(k, f"{reg}_bias_forward")
+        kb = getattr(k, f"{reg}_bias_backward")
+        row["bias_fwd"] = gpu_time(lambda: kf[grid2, threads2](x2, bias, y2, aux2, a, b), ARGS.repeat)
+        saved2 = aux2 if saves else y2
+
+        def bias_backward():
+            kb[gridb, threadsb](g2, saved2, pre2, partial, a, b)
+            k.sum_partials[fa.cuda._grid_1d(cols)](partial, grad_bias)
+
+        row["bias_bwd"] = gpu_time(bias_backward, ARGS.repeat)
+        row["bytes"] = {"fwd": 2 * n * item, "bwd": 3 * n * item,
+                        "bias_fwd": (3 if saves else 2) * n2 * item, "bias_bwd": 3 * n2 * item}
+        ops = torch_ops(name, kw, reg) if tt is not None else None
+        if ops is not None:
+            try:
+                tf, tb = ops
+                tx, tg, tv, tb_ = tt(x), tt(g), tt(v), tt(bias)
+                tx2, tg2 = tt(x2), tt(g2)
+                row["torch_fwd"] = gpu_time(lambda: tf(tx), ARGS.repeat)
+                row["torch_bwd"] = gpu_time(lambda: tb(tg, tv), ARGS.repeat)
+                row["torch_bias_fwd"] = gpu_time(lambda: tf(tx2 + tb_), ARGS.repeat)
+                tsaved = tt(saved2)
+                row["torch_bias_bwd"] = gpu_time(lambda: tb(tg2, tsaved).sum(0), ARGS.repeat)
+            except Exception as exc:  # noqa: BLE001 - a missing aten op is reported, not fatal
+                errors.append(f"torch {row['name']}: {type(exc).__name__}: {str(exc)[:200]}")
+        cp_fwd = cupy_forward(name, kw)
+        if cp_fwd is not None:
+            try:
+                row["cupy_fwd"] = gpu_time(lambda: cp_fwd(x, y), ARGS.repeat)
+            except Exception as exc:  # noqa: BLE001
+                errors.append(f"cupy {row['name']}: {type(exc).__name__}: {str(exc)[:200]}")
+        out_rows.append(row)
+    del x, g, y, aux, pre, partial
+    return copy_ms, out_rows
+
+
+def table(dtype, copy_ms, rows):
+    n = ARGS.size
+    item = np.dtype(dtype).itemsize
+    copy_gbs = 2 * n * item / copy_ms / 1e6
+    print(f"\n{np.dtype(dtype).name}: {n:,} elements ({n * item / 2**30:.2f} GiB per array); "
+          f"fastest device-to-device copy {copy_ms:.3f} ms = {copy_gbs:,.0f} GB/s (read + write)")
+    print("ms (% of the copy's bandwidth)   fwd              bwd              bias fwd         "
+          "bias bwd         | torch fwd  bwd     bias f  bias b | cupy fwd")
+
+    def cell(r, key):
+        ms = r[key]
+        pct = r["bytes"][key] / ms / 1e6 / copy_gbs * 100
+        return f"{ms:7.3f} ({pct:3.0f}%)"
+
+    def other(r, key):
+        return f"{r[key]:7.3f}" if key in r else "      -"
+
+    for r in rows:
+        print(f"{r['name']:<32} {cell(r, 'fwd'):<16} {cell(r, 'bwd'):<16} {cell(r, 'bias_fwd'):<16} "
+              f"{cell(r, 'bias_bwd'):<16} | {other(r, 'torch_fwd')} {other(r, 'torch_bwd')} "
+              f"{other(r, 'torch_bias_fwd')} {other(r, 'torch_bias_bwd')} | {other(r, 'cupy_fwd')}")
+
+
+def main() -> int:
+    t0 = time.perf_counter()
+    if not fa.cuda.is_available():
+        print("no CUDA GPU here (numba.cuda.is_available() is False): run with --simulate", file=sys.stderr)
+        return 2
+    dev = cuda.get_current_device()
+    name = getattr(dev, "name", b"simulator")
+    print(f"device: {name.decode() if isinstance(name, bytes) else name}; numba {__import__('numba').__version__}"
+          f"{'; SIMULATOR' if ARGS.simulate else ''}", flush=True)
+    only = {s for s in ARGS.only.split(",") if s}
+    variants = [v for v in VARIANTS if not only or v[0] in only or label(v[0], v[1]) in only]
+    dtypes = [np.dtype(d).type for d in ARGS.dtypes.split(",")]
+    rng = np.random.default_rng(int(time.time()))  # fresh data each run
+    failures, worst = [], {}
+    for dtype in dtypes:
+        for name, kw, reg in variants:
+            worst[(label(name, kw), dtype)] = check(name, kw, reg, dtype, rng, failures)
+    t1 = time.perf_counter()
+    print(f"correctness: {len(variants) * len(dtypes)} activation/dtype pairs, 4 kernels each, "
+          f"{ARGS.check_size:,} elements, in {t1 - t0:.0f} s (compilation included)", flush=True)
+    results, errors = [], []
+    if not ARGS.no_timing:
+        for dtype in dtypes:
+            results.append((dtype, *bench(dtype, variants, errors)))
+        print(f"timing: {time.perf_counter() - t1:.0f} s", flush=True)
+    for e in errors:
+        print("note:", e)
+    for dtype, copy_ms, rows in results:
+        table(dtype, copy_ms, rows)
+    print("\nmax ULP vs the CPU (beyond 8 eps |g| in backward passes): " + (", ".join(
+        f"{n}/{np.dtype(d).name}={u}" for (n, d), u in worst.items() if u) or "0 everywhere"))
+    if failures:
+        print(f"\nFAILED: {len(failures)} check(s):")
+        for f in failures:
+            print("  " + f)
+        return 1
+    print(f"\nall kernels match the CPU (<= {ARGS.max_ulp} ULP; {time.perf_counter() - t0:.0f} s in all)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,107 @@
+"""Compile every generated CUDA kernel to PTX for real (numba-cuda + NVVM; no GPU needed).
+
+    python tests/cuda/ptx_check.py [--cc 9.0] [--json PATH] [--only NAME ...]
+
+Prints one line per kernel and dtype, the number of float64 instructions in its PTX, and
+writes the same as JSON (``{"kernel/dtype": {"f64": n, "error": "..."}}``). Run by
+``tests/cuda/test_cuda_ptx.py`` in a process of its own, without ``NUMBA_ENABLE_CUDASIM`` (the
+simulator has no compiler).
+
+Without a GPU, numba-cuda (0.30) still asks the driver for the current device's compute
+capability when it compiles a device function called by a kernel (``compile_ptx`` itself takes
+``cc``): here that lookup answers the ``cc`` given instead, only when no GPU is available.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+import time
+import types as pytypes
+
+_INSTRUCTION = re.compile(r"^\s*(@!?%p\d+\s+)?[a-z][\w.]*\s")
+
+
+def f64_instructions(ptx: str) -> int:
+    """PTX instructions that operate on, produce or convert float64 (declarations excluded)."""
+    count = 0
+    for line in ptx.splitlines():
+        stripped = line.strip()
+        if not stripped or stripped.startswith((".", "//", "{", "}")) or ".f64" not in stripped:
+            continue
+        if _INSTRUCTION.match(line):
+            count += 1
+    return count
+
+
+def signatures(name: str, ty, f64):
+    """The argument types fastact.cuda launches each kernel with (C-contiguous arrays)."""
+    v, m = ty[::1], ty[:, ::1]
+    if name == "sum_partials":
+        return (f64[:, ::1], v)
+    if name.endswith("_bias_forward"):
+        return (m, v, m, m, ty, ty)
+    if name.endswith("_bias_backward"):
+        return (m, m, m, f64[:, ::1], ty, ty)
+    if name.endswith("_backward"):
+        return (v, v, v, ty, ty)
+    return (v, v, ty, ty)
+
+
+def kernel_names(module) -> list[str]:
+    from numba.cuda.dispatcher import CUDADispatcher
+
+    return [n for n, obj in vars(module).items() if isinstance(obj, CUDADispatcher)]
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--cc", default="9.0", help="compute capability (default 9.0, Hopper)")
+    parser.add_argument("--json", help="write the results here")
+    parser.add_argument("--only", nargs="*", help="kernel names to compile (default: all)")
+    args = parser.parse_args(argv)
+    if os.environ.get("NUMBA_ENABLE_CUDASIM", "0") not in ("", "0"):
+        print("ptx_check: unset NUMBA_ENABLE_CUDASIM (the simulator cannot compile)", file=sys.stderr)
+        return 2
+    cc = tuple(int(p) for p in args.cc.split("."))
+
+    from numba import cuda, float32, float64
+
+    if not cuda.is_available():
+        import numba.cuda.dispatcher as dispatcher
+
+        dispatcher.get_current_device = lambda: pytypes.SimpleNamespace(compute_capability=cc)
+
+    from fastact import _cuda_kernels
+
+    names = args.only or kernel_names(_cuda_kernels)
+    results = {}
+    start = time.perf_counter()
+    for name in names:
+        kernel = getattr(_cuda_kernels, name)
+        for ty in (float32, float64):
+            if name == "sum_partials" and ty is float32:
+                continue  # sum_partials: float64 partials into either dtype, float64 below
+            key = f"{name}/{ty}"
+            t0 = time.perf_counter()
+            try:
+                ptx, _ = cuda.compile_ptx(kernel.py_func, signatures(name, ty, float64), cc=cc)
+                results[key] = {"f64": f64_instructions(ptx), "seconds": time.perf_counter() - t0}
+            except Exception as exc:  # noqa: BLE001 - every failure is reported, none stops the run
+                results[key] = {"error": f"{type(exc).__name__}: {exc}"[:2000]}
+            print(key, results[key].get("f64", results[key].get("error")), flush=True)
+    if "sum_partials" in names:  # float64 sums stored into float32
+        ptx, _ = cuda.compile_ptx(_cuda_kernels.sum_partials.py_func, (float64[:, ::1], float32[::1]), cc=cc)
+        results["sum_partials/float32"] = {"f64": f64_instructions(ptx)}
+    print(f"{len(results)} kernels in {time.perf_counter() - start:.1f} s", flush=True)
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as fh:
+            json.dump(results, fh, indent=1, sort_keys=True)
+    return 1 if any("error" in r for r in results.values()) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,120 @@
+"""Every CUDA kernel compiles to PTX for real (numba-cuda + NVVM, no GPU needed), and float32
+kernels use float64 only where the design says so. Also: a process without CUDA never imports
+numba.cuda, and fastact.cuda.is_available() answers without raising.
+
+Both run in subprocesses without NUMBA_ENABLE_CUDASIM (the simulator has no compiler).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from fastact.activations import ACTIVATIONS
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+#: Which float32 kernels have float64 instructions in their PTX, by design (keep this table
+#: exact: the test fails both ways, so that it stays the documentation):
+#:
+#: * fastact._math computes float32 exp, expm1 and exp_mul in float64 and rounds once (0.5 ULP,
+#:   subnormal results rounded once): every activation whose forward / gradient calls them;
+#: * gelu and gelu_tanh compute in float64 throughout (double-double arguments, erfcx_f64);
+#: * every ``*_bias_backward`` accumulates the bias gradient in float64 (as fastact.fused on the
+#:   CPU), and ``sum_partials`` adds the float64 partial sums.
+#:
+#: On GPUs with slow float64 (consumer cards: 1/64 of float32) the exp-based float32 kernels
+#: become compute-bound; on H100/H200 (float64 at 1/2 rate) they stay memory-bound.
+#: name: (forward uses float64, gradient uses float64)
+F64_BY_DESIGN = {
+    "sigmoid": (True, False),  # exp(-|x|); the gradient is computed from the output
+    "log_sigmoid": (True, True),  # exp; the gradient is sigmoid(-x)
+    "tanh": (True, False),  # exp(2|x|) for |x| >= 0.55; the gradient is from the output
+    "softplus": (True, True),  # exp; the gradient is sigmoid(beta x)
+    "relu": (False, False),
+    "relu6": (False, False),
+    "leaky_relu": (False, False),
+    "elu": (True, True),  # expm1 / exp
+    "celu": (True, True),
+    "selu": (True, True),
+    "gelu": (True, True),  # float64 throughout
+    "gelu_tanh": (True, True),  # float64 throughout
+    "silu": (True, True),  # exp, exp_mul
+    "mish": (True, True),  # exp, exp_mul
+    "hard_sigmoid": (False, False),
+    "hard_swish": (False, False),
+    "hard_tanh": (False, False),
+}
+
+
+def clean_env():
+    env = dict(os.environ)
+    env.pop("NUMBA_ENABLE_CUDASIM", None)
+    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+@pytest.fixture(scope="module")
+def ptx_results(tmp_path_factory):
+    pytest.importorskip("numba.cuda")
+    path = tmp_path_factory.mktemp("ptx") / "ptx.json"
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "tests", "cuda", "ptx_check.py"),
+                           "--cc", "9.0", "--json", str(path)],
+                          env=clean_env(), capture_output=True, text=True, timeout=600)
+    if not path.exists():
+        if "NVVM" in proc.stderr or "libnvvm" in proc.stderr.lower():
+            pytest.skip("no NVVM here: pip install 'numba-cuda[cu13]' (or [cu12])")
+        raise AssertionError(f"ptx_check.py failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
+    return json.loads(path.read_text())
+
+
+def test_table_covers_every_activation():
+    assert set(F64_BY_DESIGN) == set(ACTIVATIONS)
+
+
+def test_every_kernel_compiles_to_ptx(ptx_results):
+    errors = {k: r["error"] for k, r in ptx_results.items() if "error" in r}
+    assert not errors, "\n\n".join(f"{k}: {e}" for k, e in errors.items())
+    expected = {f"{n}_{kind}/{dt}" for n in ACTIVATIONS
+                for kind in ("forward", "backward", "bias_forward", "bias_backward")
+                for dt in ("float32", "float64")} | {"sum_partials/float32", "sum_partials/float64"}
+    assert set(ptx_results) == expected
+
+
+def test_float64_in_float32_kernels_only_by_design(ptx_results):
+    want = {"sum_partials"}
+    for name, (forward, grad) in F64_BY_DESIGN.items():
+        want.add(f"{name}_bias_backward")
+        if forward:
+            want |= {f"{name}_forward", f"{name}_bias_forward"}
+        if grad:
+            want.add(f"{name}_backward")
+    got = {k.split("/")[0] for k, r in ptx_results.items() if k.endswith("/float32") and r.get("f64")}
+    unexpected = sorted(got - want)
+    assert not unexpected, (f"float32 kernels with float64 instructions in their PTX: {unexpected} "
+                            f"(a float literal or a float64 helper in an activation? see typed())")
+    gone = sorted(want - got)
+    assert not gone, f"no float64 in these float32 kernels any more: update F64_BY_DESIGN: {gone}"
+
+
+def test_a_process_without_gpu_work_never_imports_numba_cuda():
+    code = (
+        "import sys, numpy as np, fastact as fa\n"
+        "from fastact import fused\n"
+        "fa.sigmoid(np.ones(3)); fa.gelu_backward(np.ones(3), np.ones(3))\n"
+        "fused.bias_act(np.ones((2, 3)), np.ones(3), 'relu')\n"
+        "assert 'numba.cuda' not in sys.modules, 'import fastact imported numba.cuda'\n"
+        "sys.modules['numba.cuda'] = None  # as without numba-cuda: no ImportError escapes\n"
+        "print(fa.cuda.is_available())\n"
+        "del sys.modules['numba.cuda']\n"
+        "print(fa.cuda.is_available())  # this machine's answer\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], env=clean_env(), capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    without, here = proc.stdout.split()
+    assert without == "False" and here in ("True", "False")

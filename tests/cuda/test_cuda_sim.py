@@ -1,0 +1,272 @@
+"""fastact's CUDA kernels against the CPU kernels and fastact.reference, through the public
+functions (device dispatch) and fastact.cuda.bias_act.
+
+Under the simulator (``NUMBA_ENABLE_CUDASIM=1``) each GPU thread is a Python thread: sizes are
+small, and the block size and block count are shrunk so that every input spans several blocks
+and every thread loops (grid-stride). On a real GPU (``FASTACT_CUDA_TESTS=1``) the same tests
+compare the compiled PTX's results with the CPU's, within a few ULP.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+import fastact as fa
+from fastact import _config, fused, reference
+from fastact.activations import ACTIVATIONS
+from tests.conftest import VARIANTS, backward_arg, variant_id
+from tests.cuda.conftest import SIMULATOR
+
+cuda = pytest.importorskip("numba.cuda")
+
+#: The simulator runs the very scalar functions the CPU kernels inline: results agree to 1 ULP
+#: (FMA contraction may differ between a vectorized loop and a scalar call). Compiled PTX:
+#: NVVM contracts and schedules differently, a few ULP.
+MAX_ULP = 1 if SIMULATOR else 4
+#: fastact.fused's CPU kernels inline the activation into a 2-D loop, contracted differently
+#: from the elementwise kernels: gelu's float64 tail differs by up to 3 ULP between the two
+FUSED_MAX_ULP = MAX_ULP + 3
+RTOL = {np.float32: 2e-6, np.float64: 1e-13}
+DTYPES = [np.float32, np.float64]
+
+
+@pytest.fixture(autouse=True)
+def small_launches(monkeypatch):
+    """Blocks of 8 threads, at most 3 blocks: 24 threads, so 50 elements need a grid stride."""
+    monkeypatch.setattr(_config, "CUDA_BLOCK_SIZE", 8)
+    monkeypatch.setattr(_config, "CUDA_MAX_BLOCKS", 3)
+    monkeypatch.setattr(_config, "CUDA_BIAS_MIN_ROWS", 2)
+
+
+def registry_name(name, kw):
+    return "gelu_tanh" if kw.get("approximate") == "tanh" else name
+
+
+def special(dtype):
+    info = np.finfo(dtype)
+    values = [-np.inf, -info.max, -1e30, -1e4, -1000.0, -100.0, -30.0, -20.0, -6.0, -3.0, -1.0,
+              -0.5, -1e-30, -info.tiny / 4, -0.0, 0.0, info.tiny / 4, 1e-30, 0.5, 1.0, 3.0, 6.0,
+              20.0, 30.0, 100.0, 1000.0, 1e4, 1e30, info.max, np.inf, np.nan]
+    with np.errstate(over="ignore"):
+        return np.array(values, dtype=dtype)
+
+
+def inputs(dtype, rng, n=50):
+    """Special values, then random ones over several scales: n + 31 elements."""
+    scale = np.repeat([0.5, 4.0, 30.0], -(-n // 3))[:n]
+    return np.concatenate([special(dtype), (rng.standard_normal(n) * scale).astype(dtype)])
+
+
+def assert_ulp(got, want, maxulp=MAX_ULP):
+    """Same NaNs, same infinities, same zeros (signs included), the rest within maxulp."""
+    got, want = np.asarray(got), np.asarray(want)
+    assert got.dtype == want.dtype and got.shape == want.shape
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    finite = ~np.isnan(want)
+    np.testing.assert_array_equal(np.isinf(got[finite]), np.isinf(want[finite]))
+    np.testing.assert_array_equal(np.signbit(got[finite]) & (got[finite] == 0),
+                                  np.signbit(want[finite]) & (want[finite] == 0))
+    np.testing.assert_array_max_ulp(got[finite], want[finite], maxulp=maxulp)
+
+
+def to_host(a):
+    return a.copy_to_host()
+
+
+# --------------------------------------------------------------------------- elementwise
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("variant", VARIANTS, ids=variant_id)
+def test_forward_and_backward_match_cpu_and_reference(variant, dtype, rng):
+    name, kw = variant
+    x = inputs(dtype, rng)
+    g = (rng.standard_normal(x.size) * 3).astype(dtype)
+    v = np.asarray(backward_arg(name, x, kw), dtype)  # the output for sigmoid/tanh, else x
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        cpu_y = getattr(fa, name)(x, **kw)
+        cpu_g = getattr(fa, f"{name}_backward")(g, v, **kw)
+    dev_y = getattr(fa, name)(cuda.to_device(x), **kw)
+    dev_g = getattr(fa, f"{name}_backward")(cuda.to_device(g), cuda.to_device(v), **kw)
+    assert fa.cuda.is_device_array(dev_y) and fa.cuda.is_device_array(dev_g)
+    assert_ulp(to_host(dev_y), cpu_y)
+    assert_ulp(to_host(dev_g), cpu_g)
+
+    # and fastact.reference (float64) on the finite random part, as tests/test_api.py does
+    k = special(dtype).size
+    xs, gs, vs = x[k:].astype(np.float64), g[k:].astype(np.float64), v[k:].astype(np.float64)
+    want = getattr(reference, name)(xs, **kw).astype(dtype)
+    np.testing.assert_allclose(to_host(dev_y)[k:], want, rtol=RTOL[dtype], atol=np.finfo(dtype).tiny * 16)
+    want = getattr(reference, f"{name}_backward")(gs, vs, **kw).astype(dtype)
+    floor = 8 * np.finfo(dtype).eps * np.abs(gs).max()
+    np.testing.assert_allclose(to_host(dev_g)[k:], want, rtol=RTOL[dtype], atol=floor)
+
+
+@pytest.mark.parametrize("name, kw", [("leaky_relu", {"negative_slope": 0.2}), ("elu", {"alpha": 0.5}),
+                                      ("celu", {"alpha": 2.0}), ("softplus", {"beta": 2.0, "threshold": 5.0}),
+                                      ("hard_tanh", {"min_val": -0.5, "max_val": 2.0})])
+def test_parameters_reach_the_kernels(name, kw, rng):
+    x = inputs(np.float64, rng, 20)
+    assert_ulp(to_host(getattr(fa, name)(cuda.to_device(x), **kw)), getattr(fa, name)(x, **kw))
+    g = np.ones_like(x)
+    dev = getattr(fa, f"{name}_backward")(cuda.to_device(g), cuda.to_device(x), **kw)
+    assert_ulp(to_host(dev), getattr(fa, f"{name}_backward")(g, x, **kw))
+
+
+# --------------------------------------------------------------------------- shapes, out=
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_nd_arrays_keep_shape_and_order(order, rng):
+    x = np.asarray(rng.standard_normal((5, 3, 4)), order=order)
+    y = fa.silu(cuda.to_device(x))
+    assert tuple(y.shape) == x.shape
+    assert_ulp(to_host(y), fa.silu(x))
+    g = np.asarray(rng.standard_normal(x.shape), order=order)
+    assert_ulp(to_host(fa.silu_backward(cuda.to_device(g), cuda.to_device(x))), fa.silu_backward(g, x))
+
+
+def test_out_on_device_and_in_place(rng):
+    x = rng.standard_normal(40).astype(np.float32)
+    out = cuda.device_array(40, np.float32)
+    assert fa.mish(cuda.to_device(x), out=out) is out
+    assert_ulp(to_host(out), fa.mish(x))
+    d = cuda.to_device(x)
+    assert fa.gelu(d, approximate="tanh", out=d) is d  # in place
+    assert_ulp(to_host(d), fa.gelu(x, approximate="tanh"))
+    g = np.ones(40, np.float32)
+    dg = cuda.to_device(g)
+    assert fa.relu_backward(dg, cuda.to_device(x), out=dg) is dg
+    assert_ulp(to_host(dg), fa.relu_backward(g, x))
+
+
+def test_zero_d_and_empty():
+    y = fa.sigmoid(cuda.to_device(np.array(0.0)))
+    assert tuple(y.shape) == () and to_host(y)[()] == 0.5
+    e = fa.tanh(cuda.to_device(np.empty((0, 3), np.float32)))
+    assert tuple(e.shape) == (0, 3) and e.dtype == np.float32
+
+
+def test_errors_say_what_to_pass():
+    d = cuda.to_device(np.zeros(4, np.float32))
+    with pytest.raises(TypeError, match="float32 and float64 only"):
+        fa.relu(cuda.to_device(np.zeros(4, np.int32)))
+    with pytest.raises(TypeError, match="x is a ndarray"):
+        fa.relu_backward(d, np.zeros(4, np.float32))
+    with pytest.raises(ValueError, match="no broadcasting"):
+        fa.relu_backward(d, cuda.to_device(np.zeros((2, 4), np.float32)))
+    with pytest.raises(TypeError, match="same dtype"):
+        fa.relu_backward(d, cuda.to_device(np.zeros(4)))
+    with pytest.raises(ValueError, match="non-contiguous"):
+        fa.relu(cuda.to_device(np.zeros((4, 6), np.float32))[:, ::2])
+    with pytest.raises(TypeError, match="out has dtype"):
+        fa.relu(d, out=cuda.device_array(4, np.float64))
+    with pytest.raises(ValueError, match="out has shape"):
+        fa.relu(d, out=cuda.device_array(5, np.float32))
+    with pytest.raises(TypeError, match="pass a CUDA device array"):
+        fa.relu(d, out=np.zeros(4, np.float32))
+    with pytest.raises(ValueError, match="alpha must be > 0"):
+        fa.celu(d, alpha=0.0)
+    with pytest.raises(TypeError, match="runs on the CPU only"):
+        fa.prelu(d, 0.25)
+
+
+def test_numpy_input_stays_on_the_cpu():
+    x = np.linspace(-3, 3, 11)
+    assert type(fa.gelu(x)) is np.ndarray
+    with pytest.raises(TypeError, match="out must be a numpy.ndarray"):
+        fa.gelu(x, out=cuda.device_array(11))
+
+
+# --------------------------------------------------------------------------- bias + activation
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("variant", VARIANTS, ids=variant_id)
+def test_bias_act_matches_cpu(variant, dtype, rng):
+    """13 x 5: blocks of 8 x 1 threads, 2 row blocks of >= 2 rows, partial bias sums added up."""
+    name, kw = variant
+    x = (rng.standard_normal((13, 5)) * 3).astype(dtype)
+    x[0] = special(dtype)[[0, 14, 15, -2, -1]]  # -inf, -0, 0, inf, nan in the first row
+    bias = rng.standard_normal(5).astype(dtype)
+    g = rng.standard_normal((13, 5)).astype(dtype)
+    cpu_out, cpu_saved = fused.bias_act(x, bias, name, **kw)
+    out, saved = fa.cuda.bias_act(cuda.to_device(x), cuda.to_device(bias), name, **kw)
+    assert_ulp(to_host(out), cpu_out, FUSED_MAX_ULP)
+    if ACTIVATIONS[registry_name(name, kw)].grad_from == "output":
+        assert saved is out
+    else:
+        np.testing.assert_array_equal(to_host(saved), cpu_saved)
+    g[0] = 0.0  # keep the NaN/inf row out of the bias gradient
+    cpu_pre, cpu_bias = fused.bias_act_backward(g, cpu_saved, name, **kw)
+    pre, grad_bias = fa.cuda.bias_act_backward(cuda.to_device(g), saved, name, **kw)
+    assert_ulp(to_host(pre), cpu_pre, FUSED_MAX_ULP)
+    assert grad_bias.dtype == dtype and tuple(grad_bias.shape) == (5,)
+    # float64 partial sums in another order than the CPU's: equal up to the final rounding
+    floor = 8 * np.finfo(dtype).eps * np.abs(cpu_pre[1:]).sum(axis=0).max()  # row 0: 0 * inf = NaN
+    np.testing.assert_allclose(to_host(grad_bias), cpu_bias, rtol=4 * np.finfo(dtype).eps, atol=floor)
+
+
+@pytest.mark.parametrize("shape, block", [((37, 3), 64), ((3, 70), 8), ((1, 1), 8), ((0, 4), 8)])
+def test_bias_act_launch_shapes(shape, block, monkeypatch, rng):
+    """Narrow matrices (2-D blocks: 32 x 2 threads), wide ones (3 column blocks), tiny, empty."""
+    monkeypatch.setattr(_config, "CUDA_BLOCK_SIZE", block)
+    x = rng.standard_normal(shape)
+    bias = rng.standard_normal(shape[1])
+    g = rng.standard_normal(shape)
+    out, saved = fa.cuda.bias_act(cuda.to_device(x), cuda.to_device(bias), "gelu")
+    cpu_out, cpu_saved = fused.bias_act(x, bias, "gelu")
+    assert_ulp(to_host(out), cpu_out, FUSED_MAX_ULP)
+    pre, grad_bias = fa.cuda.bias_act_backward(cuda.to_device(g), saved, "gelu")
+    cpu_pre, cpu_bias = fused.bias_act_backward(g, cpu_saved, "gelu")
+    assert_ulp(to_host(pre), cpu_pre, FUSED_MAX_ULP)
+    np.testing.assert_allclose(to_host(grad_bias), cpu_bias, rtol=1e-13, atol=1e-300)
+
+
+def test_bias_act_errors():
+    x = cuda.to_device(np.zeros((3, 4), np.float32))
+    with pytest.raises(ValueError, match="pass one bias per feature"):
+        fa.cuda.bias_act(x, cuda.to_device(np.zeros(3, np.float32)), "relu")
+    with pytest.raises(TypeError, match="same dtype"):
+        fa.cuda.bias_act(x, cuda.to_device(np.zeros(4)), "relu")
+    with pytest.raises(ValueError, match="unknown activation"):
+        fa.cuda.bias_act(x, cuda.to_device(np.zeros(4, np.float32)), "swish")
+    with pytest.raises(TypeError, match="pass CUDA device arrays"):
+        fa.cuda.bias_act(x, np.zeros(4, np.float32), "relu")
+
+
+def test_every_activation_has_cuda_kernels():
+    k = fa.cuda.kernels()
+    for name in ACTIVATIONS:
+        for kind in ("forward", "backward", "bias_forward", "bias_backward"):
+            assert hasattr(k, f"{name}_{kind}"), (name, kind)
+
+
+# --------------------------------------------------------------------------- other libraries
+@pytest.mark.skipif(SIMULATOR, reason="needs a GPU: CuPy / PyTorch CUDA arrays")
+def test_cupy_and_torch_arrays(rng):
+    x = rng.standard_normal(1000).astype(np.float32)
+    g = rng.standard_normal(1000).astype(np.float32)
+    ran = 0
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            tx, tg = torch.as_tensor(x, device="cuda"), torch.as_tensor(g, device="cuda")
+            assert_ulp(to_host(fa.silu(tx)), fa.silu(x))
+            assert_ulp(to_host(fa.silu_backward(tg, tx)), fa.silu_backward(g, x))
+            out = torch.empty_like(tx)
+            assert fa.gelu(tx, out=out) is out
+            assert_ulp(out.cpu().numpy(), fa.gelu(x))
+            ran += 1
+    except ImportError:
+        pass
+    try:
+        import cupy
+
+        cx = cupy.asarray(x)
+        assert_ulp(to_host(fa.mish(cx)), fa.mish(x))
+        assert_ulp(cupy.asnumpy(cupy.asarray(fa.tanh(cx))), fa.tanh(x))  # back to CuPy, no copy
+        ran += 1
+    except ImportError:
+        pass
+    if not ran:
+        pytest.skip("neither PyTorch with CUDA nor CuPy is installed")
