@@ -237,16 +237,15 @@ class Op:
 
     def forward(self, x, out, a, b):
         func = self.public_name
-        # hot path: a contiguous float32/float64 array, no out
-        if out is None and type(x) is np.ndarray and x.flags.c_contiguous:
-            dt = x.dtype
-            if dt == _F32 or dt == _F64:
-                params = self._params(func, (a, b), dt)
-                res = np.empty(x.shape, dt)
+        # hot path: a C-contiguous float32/float64 array; out absent, or of its kind
+        if type(x) is np.ndarray and x.flags.c_contiguous and (x.dtype == _F32 or x.dtype == _F64):
+            res = _hot_out(out, x.shape, x.dtype, (x,))
+            if res is not None:
+                params = self._params(func, (a, b), x.dtype)
                 serial, parallel = self.forward_kernels
                 kernel = parallel if x.size >= PARALLEL_THRESHOLD else serial
                 kernel(_flat(x, "C"), _flat(res, "C"), *params)
-                return res if res.ndim else res[()]
+                return res if (out is not None or res.ndim) else res[()]
         if on_device(x):
             from fastact import cuda
 
@@ -265,6 +264,18 @@ class Op:
             from fastact import cuda
 
             return cuda.backward(self, grad_output, v, out, a, b)
+        # hot path: same-shape C-contiguous arrays of one float dtype
+        g = grad_output
+        if (type(g) is np.ndarray and type(v) is np.ndarray and g.shape == v.shape
+                and g.dtype == v.dtype and (g.dtype == _F32 or g.dtype == _F64)
+                and g.flags.c_contiguous and v.flags.c_contiguous):
+            res = _hot_out(out, g.shape, g.dtype, (g, v))
+            if res is not None:
+                params = self._params(func, (a, b), g.dtype)
+                serial, parallel = self.backward_kernels
+                kernel = parallel if g.size >= PARALLEL_THRESHOLD else serial
+                kernel(_flat(g, "C"), _flat(v, "C"), _flat(res, "C"), *params)
+                return res if (out is not None or res.ndim) else res[()]
         kinds = {_container(grad_output), _container(v)}
         if "xarray" in kinds:
             raise TypeError(f"fastact.{func}: pass xarray's .data (NumPy or Dask arrays)")
@@ -280,6 +291,19 @@ class Op:
         compute, result = result_dtypes(g.dtype, v.dtype)
         params = self._params(func, (a, b), compute)
         return _apply(func, self.backward_kernels, (g, v), shape, compute, result, out, params)
+
+
+def _hot_out(out, shape, dtype, inputs):
+    """The array a hot-path kernel writes: a new one, or ``out`` when it is a C-contiguous
+    ndarray of the right shape and dtype that is an input or overlaps none; else None (the
+    general path then checks ``out`` and reports what is wrong)."""
+    if out is None:
+        return np.empty(shape, dtype)
+    if (type(out) is np.ndarray and out.shape == shape and out.dtype == dtype
+            and out.flags.c_contiguous and out.flags.writeable
+            and all(out is a or not np.may_share_memory(out, a) for a in inputs)):
+        return out
+    return None
 
 
 def _apply(func, kernels, inputs, shape, compute, result, out, params):
