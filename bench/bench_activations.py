@@ -22,7 +22,7 @@ import _cases as C
 
 
 def benchmarks_enabled(config) -> bool:
-    """As pytest-benchmark decides it: --benchmark-disable (pyproject's default) unless
+    """As pytest-benchmark decides it: --benchmark-disable (set by the root conftest.py) unless
     --benchmark-enable; --benchmark-skip or xdist also mean no timing."""
     if config.getoption("benchmark_skip", False):
         return False
