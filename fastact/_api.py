@@ -319,6 +319,18 @@ def _apply(func, kernels, inputs, shape, compute, result, out, params):
     return finish(out, target, result)
 
 
+def contiguous_target(func, out, shape, compute, result, *inputs):
+    """Where a kernel that needs C-contiguous arrays writes: ``out`` itself when it is one of
+    the compute dtype and overlaps no input (exactly an input is fine), else a new array;
+    ``out`` is checked first (shape and result dtype)."""
+    if out is None:
+        return np.empty(shape, compute)
+    check_out(func, out, shape, result)
+    if out.dtype == compute and out.flags.c_contiguous and not _overlaps(out, *inputs):
+        return out
+    return np.empty(shape, compute)
+
+
 def finish(out, target: np.ndarray, result: np.dtype):
     """What a function returns: ``out`` (filled from ``target`` if it went through a
     temporary), else ``target`` in the result dtype, a NumPy scalar when 0-d."""

@@ -11,7 +11,7 @@ import numpy as np
 from numba import njit, prange
 
 from fastact import activations as act
-from fastact._api import as_array, check_out, finish, result_dtypes
+from fastact._api import as_array, contiguous_target, finish, result_dtypes
 from fastact._config import PARALLEL, PARALLEL_THRESHOLD, SCALAR, SERIAL
 
 
@@ -80,15 +80,6 @@ def _prepare(func, x, weight):
     return np.ascontiguousarray(x, dtype=compute), w, result, (outer, channels, inner)
 
 
-def _target(func, out, like, result):
-    if out is None:
-        return np.empty(like.shape, like.dtype)
-    check_out(func, out, like.shape, result)
-    if out.dtype == like.dtype and out.flags.c_contiguous:
-        return out
-    return np.empty(like.shape, like.dtype)
-
-
 def prelu(x, weight, out=None):
     """PReLU, elementwise: ``x if x > 0 else weight[c] * x``, c the index on axis 1.
 
@@ -106,7 +97,7 @@ def prelu(x, weight, out=None):
     ndarray
     """
     xc, w, result, shape3 = _prepare("prelu", x, weight)
-    target = _target("prelu", out, xc, result)
+    target = contiguous_target("prelu", out, xc.shape, xc.dtype, result, xc)
     kernel = prelu_forward_parallel if xc.size >= PARALLEL_THRESHOLD else prelu_forward_serial
     kernel(xc.reshape(shape3), w, target.reshape(shape3))
     return finish(out, target, result)
@@ -125,7 +116,7 @@ def prelu_backward(grad_output, x, weight, out=None):
     if g.shape != xc.shape:
         raise ValueError(f"fastact.{func}: grad_output has shape {g.shape}, x has shape {xc.shape}")
     gc = np.ascontiguousarray(g, dtype=xc.dtype)
-    target = _target(func, out, xc, result)
+    target = contiguous_target(func, out, xc.shape, xc.dtype, result, xc, gc)
     grad_w = np.empty(shape3[1], np.float64)
     kernel = prelu_backward_parallel if xc.size >= PARALLEL_THRESHOLD else prelu_backward_serial
     kernel(gc.reshape(shape3), xc.reshape(shape3), w, target.reshape(shape3), grad_w)

@@ -27,7 +27,7 @@ from numba import njit
 
 from fastact import _kernels
 from fastact import activations as act
-from fastact._api import _overlaps, as_array, check_out, check_param, pick, result_dtypes
+from fastact._api import as_array, check_param, contiguous_target, finish, pick, result_dtypes
 from fastact._config import PARALLEL_THRESHOLD, SERIAL
 from fastact._math import exp, log1p, typed
 from fastact.activations import ACTIVATIONS
@@ -53,25 +53,6 @@ def _float_array(func, name, value, ndim=None):
 def _c(a, dtype):
     """``a`` as a C-contiguous array of ``dtype`` (no copy when it already is one)."""
     return np.ascontiguousarray(a, dtype=dtype)
-
-
-def _finish(out, target, result):
-    """Copy a temporary result into ``out`` (or cast it to the result dtype) and return it."""
-    if out is not None:
-        if target is not out:
-            np.copyto(out, target, casting="unsafe")
-        return out
-    return target if target.dtype == result else target.astype(result)
-
-
-def _target(func, out, shape, compute, result, *inputs):
-    """Where a kernel writes: ``out`` itself when it can, else a new compute-dtype array."""
-    if out is None:
-        return np.empty(shape, compute)
-    check_out(func, out, shape, result)
-    if out.dtype == compute and out.flags.c_contiguous and not _overlaps(out, *inputs):
-        return out
-    return np.empty(shape, compute)
 
 
 # --------------------------------------------------------------------------- bias + activation
@@ -166,11 +147,11 @@ def bias_act(x, bias, activation, *, out=None, **params):
         raise ValueError(f"fastact.{func}: bias has length {bias.shape[0]}, x has {x.shape[1]} "
                          f"features (x.shape[1]); pass one bias per feature")
     compute, result = result_dtypes(x.dtype, bias.dtype)
-    target = _target(func, out, x.shape, compute, result, x, bias)
+    target = contiguous_target(func, out, x.shape, compute, result, x, bias)
     xc, bc = _c(x, compute), _c(bias, compute)
     saved = target if spec.grad_from == "output" else np.empty(x.shape, compute)
     _BiasAct(spec, a, b, compute, x.size < PARALLEL_THRESHOLD).forward(xc, bc, target, saved)
-    return _finish(out, target, result), saved
+    return finish(out, target, result), saved
 
 
 def bias_act_backward(grad_output, saved, activation, **params):
@@ -193,7 +174,7 @@ def bias_act_backward(grad_output, saved, activation, **params):
     grad_bias = np.empty(g.shape[1], np.float64)
     op = _BiasAct(spec, a, b, compute, g.size < PARALLEL_THRESHOLD)
     op.backward(_c(g, compute), _c(saved, compute), grad_pre, grad_bias)
-    return _finish(None, grad_pre, result), grad_bias.astype(result)
+    return finish(None, grad_pre, result), grad_bias.astype(result)
 
 
 # --------------------------------------------------------------------------- softmax and losses
@@ -268,9 +249,9 @@ def softmax(logits, *, out=None):
     func = "softmax"
     x = _logits_2d(func, logits)
     compute, result = result_dtypes(x.dtype)
-    target = _target(func, out, x.shape, compute, result, x)
+    target = contiguous_target(func, out, x.shape, compute, result, x)
     softmax_kernel(_c(x, compute), target)
-    return _finish(out, target, result)
+    return finish(out, target, result)
 
 
 def softmax_cross_entropy(logits, labels, *, out=None):
@@ -307,9 +288,9 @@ def softmax_cross_entropy(logits, labels, *, out=None):
         raise ValueError(f"fastact.{func}: labels must be in [0, {x.shape[1]}) (logits has "
                          f"{x.shape[1]} classes), got values in [{y.min()}, {y.max()}]")
     compute, result = result_dtypes(x.dtype)
-    target = _target(func, out, x.shape, compute, result, x)
+    target = contiguous_target(func, out, x.shape, compute, result, x)
     loss = softmax_cross_entropy_kernel(_c(x, compute), _c(y, np.intp), target)
-    return float(loss), _finish(out, target, result)
+    return float(loss), finish(out, target, result)
 
 
 def binary_cross_entropy_with_logits(logits, targets, *, out=None):
@@ -338,10 +319,10 @@ def binary_cross_entropy_with_logits(logits, targets, *, out=None):
         raise ValueError(f"fastact.{func}: targets must be probabilities in [0, 1] (e.g. 0/1 "
                          "labels), got values outside it or NaN")
     compute, result = result_dtypes(x.dtype)
-    target = _target(func, out, x.shape, compute, result, x)
+    target = contiguous_target(func, out, x.shape, compute, result, x)
     loss = bce_with_logits_kernel(_c(x, compute).reshape(-1), _c(t, compute).reshape(-1),
                                   target.reshape(-1))
-    return float(loss), _finish(out, target, result)
+    return float(loss), finish(out, target, result)
 
 
 # --------------------------------------------------------------------------- dropout
@@ -397,13 +378,13 @@ def dropout(x, p, rng=None, *, out=None):
     x = as_array(func, "x", x)
     rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
     compute, result = result_dtypes(x.dtype)
-    target = _target(func, out, x.shape, compute, result, x)
+    target = contiguous_target(func, out, x.shape, compute, result, x)
     u = rng.random(x.shape, dtype=compute)
     mask = np.empty(x.shape, np.bool_)
     t = compute.type
     dropout_kernel(_c(x, compute).reshape(-1), u.reshape(-1), t(p), t(scale),
                    target.reshape(-1), mask.reshape(-1))
-    return _finish(out, target, result), mask
+    return finish(out, target, result), mask
 
 
 def dropout_backward(grad_output, mask, p, *, out=None):
@@ -416,10 +397,10 @@ def dropout_backward(grad_output, mask, p, *, out=None):
         raise ValueError(f"fastact.{func}: mask must be the boolean mask dropout returned, of "
                          f"grad_output's shape {g.shape}; got {mask.dtype} with shape {mask.shape}")
     compute, result = result_dtypes(g.dtype)
-    target = _target(func, out, g.shape, compute, result, g)
+    target = contiguous_target(func, out, g.shape, compute, result, g)
     dropout_backward_kernel(_c(g, compute).reshape(-1), _c(mask, np.bool_).reshape(-1),
                             compute.type(scale), target.reshape(-1))
-    return _finish(out, target, result)
+    return finish(out, target, result)
 
 
 # --------------------------------------------------------------------------- batch norm
@@ -552,7 +533,7 @@ def batch_norm(x, gamma, beta, running_mean, running_var, training, momentum=0.1
     batch_norm_forward_kernel(_c(x, compute), params[0], params[1], running_mean, running_var,
                               bool(training), momentum, eps, y, xhat, inv_std)
     gamma_copy = params[0].copy() if params[0] is gamma else params[0]
-    return _finish(None, y, result), BatchNormCache(xhat, gamma_copy, inv_std, bool(training))
+    return finish(None, y, result), BatchNormCache(xhat, gamma_copy, inv_std, bool(training))
 
 
 def batch_norm_backward(grad_output, cache):
@@ -571,7 +552,7 @@ def batch_norm_backward(grad_output, cache):
     dbeta = np.empty(g.shape[1], compute)
     batch_norm_backward_kernel(_c(g, compute), cache.xhat, cache.gamma, cache.inv_std,
                                cache.training, dx, dgamma, dbeta)
-    return _finish(None, dx, result), dgamma, dbeta
+    return finish(None, dx, result), dgamma, dbeta
 
 
 # --------------------------------------------------------------------------- optimizers
