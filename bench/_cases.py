@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 import time
 import tracemalloc
 from dataclasses import dataclass, field
@@ -438,3 +439,14 @@ def fastact_call_no_out(op: str, dtype: str, size: int):
     f = getattr(fastact, case.func)
     kw = dict(case.kwargs)
     return lambda: f(*inputs, **kw)
+
+
+def benchmarks_enabled(config) -> bool:
+    """Whether benchmarks are timed, as pytest-benchmark decides it: --benchmark-disable (set by the root conftest.py) unless
+    --benchmark-enable; --benchmark-skip or xdist also mean no timing."""
+    if config.getoption("benchmark_skip", False):
+        return False
+    if config.getoption("dist", "no") != "no" or os.environ.get("PYTEST_XDIST_WORKER"):
+        return False
+    return not (config.getoption("benchmark_disable", False)
+                and not config.getoption("benchmark_enable", False))

@@ -14,22 +14,11 @@ one call, then is timed; ``extra_info`` carries GB/s, bytes moved and peak memor
 
 from __future__ import annotations
 
-import os
 
 import pytest
 
 import _cases as C
-
-
-def benchmarks_enabled(config) -> bool:
-    """As pytest-benchmark decides it: --benchmark-disable (set by the root conftest.py) unless
-    --benchmark-enable; --benchmark-skip or xdist also mean no timing."""
-    if config.getoption("benchmark_skip", False):
-        return False
-    if config.getoption("dist", "no") != "no" or os.environ.get("PYTEST_XDIST_WORKER"):
-        return False
-    return not (config.getoption("benchmark_disable", False)
-                and not config.getoption("benchmark_enable", False))
+from _cases import benchmarks_enabled
 
 
 def _is_quick(op: str, dtype: str, size: str) -> bool:

@@ -21,16 +21,7 @@ import time
 import pytest
 
 import _mlp_cases as M
-
-
-def benchmarks_enabled(config) -> bool:
-    """As pytest-benchmark decides it (see bench_activations.py)."""
-    if config.getoption("benchmark_skip", False):
-        return False
-    if config.getoption("dist", "no") != "no" or os.environ.get("PYTEST_XDIST_WORKER"):
-        return False
-    return not (config.getoption("benchmark_disable", False)
-                and not config.getoption("benchmark_enable", False))
+from _cases import benchmarks_enabled
 
 
 @pytest.mark.parametrize("impl", M.IMPLS)

@@ -152,17 +152,22 @@ def forward(op, x, out, a, b):
     return result
 
 
+def _check_pair(func, name_a, a, name_b, b):
+    """Two device arrays of one shape and dtype (no broadcasting or casting on the GPU)."""
+    if tuple(a.shape) != tuple(b.shape):
+        raise ValueError(f"fastact.{func}: {name_a} has shape {tuple(a.shape)}, {name_b} has "
+                         f"shape {tuple(b.shape)}; on the GPU they must be equal (no broadcasting)")
+    if a.dtype != b.dtype:
+        raise TypeError(f"fastact.{func}: {name_a} is {a.dtype}, {name_b} is {b.dtype}; on the "
+                        f"GPU they must have the same dtype")
+
+
 def backward(op, grad_output, v, out, a, b):
     """The backward of ``op`` on device arrays (same shape, dtype and layout)."""
     func = f"{op.public_name}_backward"
     g = _device(func, "grad_output", grad_output)
     v = _device(func, op.vname, v)
-    if tuple(g.shape) != tuple(v.shape):
-        raise ValueError(f"fastact.{func}: grad_output has shape {tuple(g.shape)}, {op.vname} has "
-                         f"shape {tuple(v.shape)}; on the GPU they must be equal (no broadcasting)")
-    if g.dtype != v.dtype:
-        raise TypeError(f"fastact.{func}: grad_output is {g.dtype}, {op.vname} is {v.dtype}; on the "
-                        f"GPU they must have the same dtype")
+    _check_pair(func, "grad_output", g, op.vname, v)
     dtype = np.dtype(g.dtype)
     params = op._params(func, (a, b), dtype)
     order = _order(func, "grad_output", g) if g.size > 1 else "C"
@@ -231,12 +236,7 @@ def bias_act_backward(grad_output, saved, activation, **params):
     spec, a, b = resolve_activation(func, activation, params)
     g = _matrix(func, "grad_output", grad_output, 2)
     saved = _matrix(func, "saved", saved, 2)
-    if tuple(g.shape) != tuple(saved.shape):
-        raise ValueError(f"fastact.{func}: grad_output has shape {tuple(g.shape)}, saved has shape "
-                         f"{tuple(saved.shape)}; they must be equal")
-    if g.dtype != saved.dtype:
-        raise TypeError(f"fastact.{func}: grad_output is {g.dtype}, saved is {saved.dtype}; on the GPU "
-                        f"they must have the same dtype")
+    _check_pair(func, "grad_output", g, "saved", saved)
     dtype = np.dtype(g.dtype)
     rows, cols = g.shape
     grad_pre = cuda.device_array(g.shape, dtype)
