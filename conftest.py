@@ -12,5 +12,6 @@ import pytest
 def pytest_configure(config):
     option = config.option
     if hasattr(option, "benchmark_disable") and not (
-            getattr(option, "benchmark_only", False) or getattr(option, "benchmark_enable", False)):
+        getattr(option, "benchmark_only", False) or getattr(option, "benchmark_enable", False)
+    ):
         option.benchmark_disable = True

@@ -65,8 +65,10 @@ def _case_list() -> list[Case]:
         if spec.public:
             func, kwargs = spec.name, {}
         else:  # a variant: find the public function with the choice argument that picks it
-            owner = next((a for a in ACTIVATIONS.values()
-                          if a.choice and spec.name in a.choice[1].values()), None)
+            owner = next(
+                (a for a in ACTIVATIONS.values() if a.choice and spec.name in a.choice[1].values()),
+                None,
+            )
             if owner is None:
                 continue
             arg, variants = owner.choice
@@ -75,8 +77,17 @@ def _case_list() -> list[Case]:
         params = {p.name: p.default for p in spec.params}
         for backward in (False, True):
             op = spec.name + ("_backward" if backward else "")
-            cases.append(Case(op, spec.name, backward, func + ("_backward" if backward else ""),
-                              kwargs, spec.grad_from, params))
+            cases.append(
+                Case(
+                    op,
+                    spec.name,
+                    backward,
+                    func + ("_backward" if backward else ""),
+                    kwargs,
+                    spec.grad_from,
+                    params,
+                )
+            )
     return cases
 
 
@@ -124,7 +135,7 @@ def bytes_moved(inputs: tuple, out_nbytes: int) -> int:
 
 
 # --------------------------------------------------------------------------- implementations
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def torch_module():
     """torch with intra-op threads = numba's threads, or None when it is not importable."""
     try:
@@ -135,7 +146,7 @@ def torch_module():
     return torch
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def scipy_special():
     try:
         import scipy.special
@@ -155,8 +166,9 @@ def _torch_table(torch):
     nn, aten = torch._C._nn, torch.ops.aten
 
     def fwd(f, *args, **kw):
-        return lambda p, t, o: (lambda: f(t[0], *[a(p) if callable(a) else a for a in args],
-                                          out=o, **kw))
+        return lambda p, t, o: (
+            lambda: f(t[0], *[a(p) if callable(a) else a for a in args], out=o, **kw)
+        )
 
     def bwd(name, *args, overload="grad_input", out_kw="grad_input", self_arg=True):
         op = getattr(getattr(aten, name), overload)
@@ -169,6 +181,7 @@ def _torch_table(torch):
                 return lambda: op(*call_args)
             kw = {out_kw: o}
             return lambda: op(*call_args, **kw)
+
         return build
 
     def log_sigmoid_bwd(p, t, o):
@@ -212,10 +225,12 @@ def _torch_table(torch):
         "elu_backward": bwd("elu_backward", alpha, 1.0, 1.0, False, self_arg=False),
         "celu_backward": bwd("elu_backward", alpha, 1.0, inv_alpha, False, self_arg=False),
         "selu_backward": bwd("elu_backward", SELU_ALPHA, SELU_SCALE, 1.0, False, self_arg=False),
-        "gelu_backward": lambda p, t, o: (lambda: aten.gelu_backward.grad_input(
-            t[0], t[1], approximate="none", grad_input=o)),
-        "gelu_tanh_backward": lambda p, t, o: (lambda: aten.gelu_backward.grad_input(
-            t[0], t[1], approximate="tanh", grad_input=o)),
+        "gelu_backward": lambda p, t, o: (
+            lambda: aten.gelu_backward.grad_input(t[0], t[1], approximate="none", grad_input=o)
+        ),
+        "gelu_tanh_backward": lambda p, t, o: (
+            lambda: aten.gelu_backward.grad_input(t[0], t[1], approximate="tanh", grad_input=o)
+        ),
         "silu_backward": bwd("silu_backward"),
         "mish_backward": bwd("mish_backward", overload="default", out_kw=None),  # no out variant
         "hard_sigmoid_backward": bwd("hardsigmoid_backward"),
@@ -226,10 +241,28 @@ def _torch_table(torch):
 
 # ops that torch.ops.aten / scipy.special know (static, so test ids do not depend on imports)
 TORCH_OPS = frozenset(
-    f"{name}{suffix}" for name in ("sigmoid", "log_sigmoid", "tanh", "softplus", "relu", "relu6",
-                                   "leaky_relu", "elu", "celu", "selu", "gelu", "gelu_tanh", "silu",
-                                   "mish", "hard_sigmoid", "hard_swish", "hard_tanh")
-    for suffix in ("", "_backward"))
+    f"{name}{suffix}"
+    for name in (
+        "sigmoid",
+        "log_sigmoid",
+        "tanh",
+        "softplus",
+        "relu",
+        "relu6",
+        "leaky_relu",
+        "elu",
+        "celu",
+        "selu",
+        "gelu",
+        "gelu_tanh",
+        "silu",
+        "mish",
+        "hard_sigmoid",
+        "hard_swish",
+        "hard_tanh",
+    )
+    for suffix in ("", "_backward")
+)
 
 
 def has_impl(impl: str, op: str) -> bool:
@@ -300,8 +333,7 @@ def prepare(impl: str, op: str, dtype: str, size: int) -> Prepared:
 #: the reference; other libraries get a looser tolerance (torch's float32 kernels compute in
 #: float32, its float64 hardsigmoid_backward uses a float32 1/6): the check is that they
 #: compute the same function, the test suite checks fastact's accuracy.
-RTOL = {"fastact": {"float32": 1e-5, "float64": 1e-12},
-        "other": {"float32": 2e-4, "float64": 1e-6}}
+RTOL = {"fastact": {"float32": 1e-5, "float64": 1e-12}, "other": {"float32": 2e-4, "float64": 1e-6}}
 
 
 def check_result(impl: str, op: str, dtype: str, size: int, got) -> None:
@@ -316,8 +348,13 @@ def check_result(impl: str, op: str, dtype: str, size: int, got) -> None:
     rtol = RTOL["fastact" if impl == "fastact" else "other"][dtype]
     atol = rtol * float(_max_abs(ref.reshape(-1)))
     if _count_mismatches(got.reshape(-1), ref.reshape(-1), rtol, atol):
-        np.testing.assert_allclose(got, ref, rtol=rtol, atol=atol,
-                                   err_msg=f"{impl} {op} {dtype} n={size} vs fastact.reference")
+        np.testing.assert_allclose(
+            got,
+            ref,
+            rtol=rtol,
+            atol=atol,
+            err_msg=f"{impl} {op} {dtype} n={size} vs fastact.reference",
+        )
 
 
 @njit(parallel=True, nogil=True, cache=True)
@@ -448,5 +485,7 @@ def benchmarks_enabled(config) -> bool:
         return False
     if config.getoption("dist", "no") != "no" or os.environ.get("PYTEST_XDIST_WORKER"):
         return False
-    return not (config.getoption("benchmark_disable", False)
-                and not config.getoption("benchmark_enable", False))
+    return not (
+        config.getoption("benchmark_disable", False)
+        and not config.getoption("benchmark_enable", False)
+    )

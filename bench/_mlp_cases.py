@@ -81,8 +81,16 @@ class FastactTrainer(Trainer):
         from fastact.mlp import MLP
 
         self.X, self.y, self.seed, self.epochs = X, y, seed, 0
-        self.make = lambda epochs: MLP(HIDDEN, "relu", optimizer="sgd", lr=LR, momentum=MOMENTUM,
-                                       batch_size=BATCH, epochs=epochs, seed=seed)
+        self.make = lambda epochs: MLP(
+            HIDDEN,
+            "relu",
+            optimizer="sgd",
+            lr=LR,
+            momentum=MOMENTUM,
+            batch_size=BATCH,
+            epochs=epochs,
+            seed=seed,
+        )
         self.model = None
 
     def epoch(self):
@@ -103,8 +111,10 @@ class NumpyTrainer(Trainer):
         self.X, self.y = X, y
         self.rng = np.random.default_rng(seed)
         sizes = (X.shape[1], *HIDDEN, CLASSES)
-        self.W = [(self.rng.standard_normal((a, b)) * math.sqrt(2.0 / a)).astype(np.float32)
-                  for a, b in zip(sizes[:-1], sizes[1:])]
+        self.W = [
+            (self.rng.standard_normal((a, b)) * math.sqrt(2.0 / a)).astype(np.float32)
+            for a, b in zip(sizes[:-1], sizes[1:])
+        ]
         self.b = [np.zeros(b, np.float32) for b in sizes[1:]]
         self.vel = [np.zeros_like(p) for p in self.W + self.b]
 
@@ -121,7 +131,7 @@ class NumpyTrainer(Trainer):
         X, y, lr, mom = self.X, self.y, np.float32(LR), np.float32(MOMENTUM)
         order = self.rng.permutation(len(X))
         for s in range(0, len(X), BATCH):
-            idx = order[s:s + BATCH]
+            idx = order[s : s + BATCH]
             x, t = X[idx], y[idx]
             hs, zs = self.forward(x)
             logits = zs[-1]
@@ -174,7 +184,7 @@ class TorchTrainer(Trainer):
         order = torch.from_numpy(self.rng.permutation(len(self.X)))
         model.train()
         for s in range(0, len(self.X), BATCH):
-            idx = order[s:s + BATCH]
+            idx = order[s : s + BATCH]
             opt.zero_grad(set_to_none=True)
             self.loss(model(self.X[idx]), self.y[idx]).backward()
             opt.step()
@@ -193,9 +203,18 @@ class SklearnTrainer(Trainer):
         except ImportError:
             raise Unavailable("scikit-learn is not importable") from None
         self.X, self.y = X, y
-        self.model = MLPClassifier(HIDDEN, activation="relu", solver="sgd", alpha=0.0,
-                                   batch_size=BATCH, learning_rate_init=LR, momentum=MOMENTUM,
-                                   nesterovs_momentum=False, shuffle=True, random_state=seed)
+        self.model = MLPClassifier(
+            HIDDEN,
+            activation="relu",
+            solver="sgd",
+            alpha=0.0,
+            batch_size=BATCH,
+            learning_rate_init=LR,
+            momentum=MOMENTUM,
+            nesterovs_momentum=False,
+            shuffle=True,
+            random_state=seed,
+        )
 
     def epoch(self):
         self.model.partial_fit(self.X, self.y, classes=np.arange(CLASSES))
@@ -204,8 +223,12 @@ class SklearnTrainer(Trainer):
         return float(self.model.score(X, y))
 
 
-TRAINERS = {"fastact": FastactTrainer, "numpy": NumpyTrainer, "torch": TorchTrainer,
-            "sklearn": SklearnTrainer}
+TRAINERS = {
+    "fastact": FastactTrainer,
+    "numpy": NumpyTrainer,
+    "torch": TorchTrainer,
+    "sklearn": SklearnTrainer,
+}
 
 
 def trainer(impl: str, X, y, seed=0) -> Trainer:

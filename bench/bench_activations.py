@@ -14,16 +14,13 @@ one call, then is timed; ``extra_info`` carries GB/s, bytes moved and peak memor
 
 from __future__ import annotations
 
-
-import pytest
-
 import _cases as C
+import pytest
 from _cases import benchmarks_enabled
 
 
 def _is_quick(op: str, dtype: str, size: str) -> bool:
-    return ((op is None or op in C.QUICK_OPS) and dtype in C.QUICK_DTYPES
-            and size in C.QUICK_SIZES)
+    return (op is None or op in C.QUICK_OPS) and dtype in C.QUICK_DTYPES and size in C.QUICK_SIZES
 
 
 def _sizes(config) -> tuple:
@@ -47,8 +44,16 @@ def pytest_generate_tests(metafunc):
                     for impl in C.IMPLS:
                         if C.has_impl(impl, op):
                             marks = [pytest.mark.quick] if _is_quick(op, dtype, size) else []
-                            params.append(pytest.param(op, dtype, size, impl, marks=marks,
-                                                       id=f"{op}-{dtype}-{size}-{impl}"))
+                            params.append(
+                                pytest.param(
+                                    op,
+                                    dtype,
+                                    size,
+                                    impl,
+                                    marks=marks,
+                                    id=f"{op}-{dtype}-{size}-{impl}",
+                                )
+                            )
         metafunc.parametrize(("op", "dtype", "size", "impl"), params)
     elif metafunc.function.__name__ == "test_copy_ceiling":
         for size in sizes:
@@ -86,8 +91,16 @@ def test_activation(benchmark, op, dtype, size, impl):
     benchmark.group = f"{op}/{dtype}/{size}"
     nbytes = C.bytes_moved(prepared.inputs, prepared.out_nbytes)
     info = benchmark.extra_info
-    info.update(op=op, impl=impl, dtype=dtype, size=n, bytes=nbytes, uses_out=prepared.uses_out,
-                output_bytes=prepared.out_nbytes, peak_bytes=peak)
+    info.update(
+        op=op,
+        impl=impl,
+        dtype=dtype,
+        size=n,
+        bytes=nbytes,
+        uses_out=prepared.uses_out,
+        output_bytes=prepared.out_nbytes,
+        peak_bytes=peak,
+    )
     if impl == "fastact":
         info["peak_bytes_no_out"] = C.peak_bytes(C.fastact_call_no_out(op, dtype, n))
 
@@ -103,7 +116,8 @@ def test_copy_ceiling(benchmark, dtype, size):
     prepared = C.prepare_copy(dtype, n, kernel)
     benchmark.group = f"copy/{dtype}/{size}"
     nbytes = C.bytes_moved(prepared.inputs, prepared.out_nbytes)
-    benchmark.extra_info.update(op="copy", impl=f"numba_{kind}_copy", dtype=dtype, size=n,
-                                bytes=nbytes)
+    benchmark.extra_info.update(
+        op="copy", impl=f"numba_{kind}_copy", dtype=dtype, size=n, bytes=nbytes
+    )
     benchmark(prepared.call)
     _record_speed(benchmark, nbytes)

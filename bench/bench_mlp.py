@@ -18,9 +18,8 @@ import platform
 import sys
 import time
 
-import pytest
-
 import _mlp_cases as M
+import pytest
 from _cases import benchmarks_enabled
 
 
@@ -35,8 +34,9 @@ def test_mlp_epoch(benchmark, impl, request):
     trainer.epoch()  # warm-up: compilation, first touch
     assert 0.0 <= trainer.accuracy(X_test, y_test) <= 1.0
     benchmark.group = f"mlp-epoch/{len(X)}x{X.shape[1]}"
-    benchmark.extra_info.update(impl=impl, samples=len(X), features=X.shape[1],
-                                hidden=list(M.HIDDEN), batch=M.BATCH)
+    benchmark.extra_info.update(
+        impl=impl, samples=len(X), features=X.shape[1], hidden=list(M.HIDDEN), batch=M.BATCH
+    )
     benchmark.pedantic(trainer.epoch, rounds=3 if full else 1, iterations=1)
 
 
@@ -45,8 +45,11 @@ def _versions() -> str:
     import numba
     import numpy
 
-    parts = [f"Python {platform.python_version()}", f"numpy {numpy.__version__}",
-             f"numba {numba.__version__}"]
+    parts = [
+        f"Python {platform.python_version()}",
+        f"numpy {numpy.__version__}",
+        f"numba {numba.__version__}",
+    ]
     for name in ("torch", "sklearn"):
         try:
             module = __import__(name)
@@ -71,7 +74,6 @@ def report(epochs: int, repeats: int, warmup: int, blas_threads: int | None, imp
     implementations, after ``warmup`` epochs each), the ratios to fastact, and the test accuracy
     after ``epochs`` epochs (a separate run)."""
     import numpy as np
-
     from _cases import cpu_model
 
     load_before = os.getloadavg()[0]
@@ -103,40 +105,69 @@ def report(epochs: int, repeats: int, warmup: int, blas_threads: int | None, imp
             start = time.perf_counter()
             t.epoch()
             times[impl].append(time.perf_counter() - start)
-    accuracy = {impl: (M.accuracy_after(impl, epochs, X, y, X_test, y_test) if epochs else
-                       float("nan")) for impl in trainers}
+    accuracy = {
+        impl: (M.accuracy_after(impl, epochs, X, y, X_test, y_test) if epochs else float("nan"))
+        for impl in trainers
+    }
     med = {impl: float(np.median(v)) for impl, v in times.items()}
     best = {impl: min(v) for impl, v in times.items()}
-    print(f"\n{len(X)} x {X.shape[1]} float32, 784-256-256-10 ReLU, batch {M.BATCH}, SGD momentum "
-          f"{M.MOMENTUM}; {_versions()}; BLAS threads: {blas_threads or 'default'}")
-    print(f"{cpu_model()}, {os.cpu_count()} cores; load average (1 min) before {load_before:.2f}, "
-          f"after {os.getloadavg()[0]:.2f}")
-    print(f"\n| implementation | epoch (s), best of {repeats} | median | fastact / this (best; "
-          f"median) | all epochs (s) | test accuracy after {epochs} epochs |")
+    print(
+        f"\n{len(X)} x {X.shape[1]} float32, 784-256-256-10 ReLU, batch {M.BATCH}, SGD momentum "
+        f"{M.MOMENTUM}; {_versions()}; BLAS threads: {blas_threads or 'default'}"
+    )
+    print(
+        f"{cpu_model()}, {os.cpu_count()} cores; load average (1 min) before {load_before:.2f}, "
+        f"after {os.getloadavg()[0]:.2f}"
+    )
+    print(
+        f"\n| implementation | epoch (s), best of {repeats} | median | fastact / this (best; "
+        f"median) | all epochs (s) | test accuracy after {epochs} epochs |"
+    )
     print("|---|---|---|---|---|---|")
     for impl in trainers:
         ratios = f"{best['fastact'] / best[impl]:.2f}; {med['fastact'] / med[impl]:.2f}"
         runs = ", ".join(f"{t:.2f}" for t in times[impl])
-        print(f"| {impl} | {best[impl]:.2f} | {med[impl]:.2f} | {ratios} | {runs} | "
-              f"{100 * accuracy[impl]:.2f}% |")
+        print(
+            f"| {impl} | {best[impl]:.2f} | {med[impl]:.2f} | {ratios} | {runs} | "
+            f"{100 * accuracy[impl]:.2f}% |"
+        )
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--epochs", type=int, default=3,
-                        help="epochs before the accuracy check (0: no accuracy check)")
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        default=3,
+        help="epochs before the accuracy check (0: no accuracy check)",
+    )
     parser.add_argument("--repeats", type=int, default=3, help="timed epochs per implementation")
-    parser.add_argument("--warmup", type=int, default=2,
-                        help="untimed epochs per implementation first (torch allocates fresh "
-                             "memory every batch: on a VM it runs slowly until that memory has "
-                             "been touched once)")
-    parser.add_argument("--blas-threads", type=int, default=None,
-                        help="limit BLAS (threadpoolctl) and torch to this many threads")
-    parser.add_argument("--parallel-kernels", action="store_true",
-                        help="fastact's trainer with the multi-threaded fused kernels (numba's "
-                             "thread pool next to BLAS's; the default is single-threaded)")
-    parser.add_argument("--impl", action="append", choices=M.IMPLS,
-                        help="only these implementations (repeatable; fastact is always run)")
+    parser.add_argument(
+        "--warmup",
+        type=int,
+        default=2,
+        help="untimed epochs per implementation first (torch allocates fresh "
+        "memory every batch: on a VM it runs slowly until that memory has "
+        "been touched once)",
+    )
+    parser.add_argument(
+        "--blas-threads",
+        type=int,
+        default=None,
+        help="limit BLAS (threadpoolctl) and torch to this many threads",
+    )
+    parser.add_argument(
+        "--parallel-kernels",
+        action="store_true",
+        help="fastact's trainer with the multi-threaded fused kernels (numba's "
+        "thread pool next to BLAS's; the default is single-threaded)",
+    )
+    parser.add_argument(
+        "--impl",
+        action="append",
+        choices=M.IMPLS,
+        help="only these implementations (repeatable; fastact is always run)",
+    )
     args = parser.parse_args(argv)
     if args.parallel_kernels:
         import fastact.mlp

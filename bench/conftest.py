@@ -20,13 +20,19 @@ if _HERE not in sys.path:
 
 def pytest_addoption(parser):
     group = parser.getgroup("fastact benchmarks")
-    group.addoption("--quick", action="store_true", default=False,
-                    help="fastact bench: only the representative subset (sigmoid, relu, gelu, silu, "
-                         "tanh forward, sigmoid/relu backward; float32; n=1e3 and 1e6)")
+    group.addoption(
+        "--quick",
+        action="store_true",
+        default=False,
+        help="fastact bench: only the representative subset (sigmoid, relu, gelu, silu, "
+        "tanh forward, sigmoid/relu backward; float32; n=1e3 and 1e6)",
+    )
 
 
 def pytest_configure(config):
-    config.addinivalue_line("markers", "quick: the representative benchmark subset (pytest bench --quick)")
+    config.addinivalue_line(
+        "markers", "quick: the representative benchmark subset (pytest bench --quick)"
+    )
 
 
 def _data_block(item):

@@ -37,15 +37,27 @@ def _size(text: str) -> int:
 
 def parse(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--size", type=_size, default=None, help="elements per array when timing (default 256M)")
-    p.add_argument("--check-size", type=_size, default=None, help="elements per correctness check (default 30000)")
+    p.add_argument(
+        "--size", type=_size, default=None, help="elements per array when timing (default 256M)"
+    )
+    p.add_argument(
+        "--check-size",
+        type=_size,
+        default=None,
+        help="elements per correctness check (default 30000)",
+    )
     p.add_argument("--dtypes", default="float32,float64")
     p.add_argument("--only", default="", help="comma-separated activation names (default: all)")
     p.add_argument("--repeat", type=int, default=7, help="timed runs per kernel (median)")
-    p.add_argument("--max-ulp", type=int, default=8, help="largest ULP distance from the CPU accepted")
+    p.add_argument(
+        "--max-ulp", type=int, default=8, help="largest ULP distance from the CPU accepted"
+    )
     p.add_argument("--no-timing", action="store_true", help="correctness only")
-    p.add_argument("--simulate", action="store_true",
-                   help="numba's CUDA simulator (no GPU): tiny sizes, small blocks")
+    p.add_argument(
+        "--simulate",
+        action="store_true",
+        help="numba's CUDA simulator (no GPU): tiny sizes, small blocks",
+    )
     args = p.parse_args(argv)
     if args.simulate:
         args.size = args.size or 96
@@ -74,7 +86,9 @@ if ARGS.simulate:  # one Python thread per GPU thread: few of them, still severa
     _config.CUDA_BIAS_MIN_ROWS = 2
 
 #: (public function, keyword arguments, registry name) of every kernel
-VARIANTS = [(n, {}, n) for n, s in ACTIVATIONS.items() if s.public] + [("gelu", {"approximate": "tanh"}, "gelu_tanh")]
+VARIANTS = [(n, {}, n) for n, s in ACTIVATIONS.items() if s.public] + [
+    ("gelu", {"approximate": "tanh"}, "gelu_tanh")
+]
 BIAS_COLS = 1024
 
 
@@ -85,9 +99,39 @@ def label(name, kw):
 # --------------------------------------------------------------------------- checks
 def specials(dtype):
     info = np.finfo(dtype)
-    v = [-np.inf, -info.max, -1e30, -1e4, -1000.0, -100.0, -30.0, -20.0, -6.0, -3.0, -1.0, -0.5,
-         -1e-30, -info.tiny / 4, -0.0, 0.0, info.tiny / 4, 1e-30, 0.5, 1.0, 3.0, 6.0, 20.0, 30.0,
-         100.0, 1000.0, 1e4, 1e30, info.max, np.inf, np.nan]
+    v = [
+        -np.inf,
+        -info.max,
+        -1e30,
+        -1e4,
+        -1000.0,
+        -100.0,
+        -30.0,
+        -20.0,
+        -6.0,
+        -3.0,
+        -1.0,
+        -0.5,
+        -1e-30,
+        -info.tiny / 4,
+        -0.0,
+        0.0,
+        info.tiny / 4,
+        1e-30,
+        0.5,
+        1.0,
+        3.0,
+        6.0,
+        20.0,
+        30.0,
+        100.0,
+        1000.0,
+        1e4,
+        1e30,
+        info.max,
+        np.inf,
+        np.nan,
+    ]
     with np.errstate(over="ignore"):
         return np.array(v, dtype)
 
@@ -147,7 +191,9 @@ def check(name, kw, reg, dtype, rng, failures):
             got = np.where(close, want, got)
         ulp, problem = ulp_distance(got, want)
         if problem or ulp > ARGS.max_ulp:
-            failures.append(f"{label(name, kw)} {what} {np.dtype(dtype).name}: {problem or f'{ulp} ULP'}")
+            failures.append(
+                f"{label(name, kw)} {what} {np.dtype(dtype).name}: {problem or f'{ulp} ULP'}"
+            )
         worst = max(worst, ulp)
 
     fwd, bwd = getattr(fa, name), getattr(fa, f"{name}_backward")
@@ -183,8 +229,10 @@ def check(name, kw, reg, dtype, rng, failures):
     err = np.abs(got.astype(np.float64) - cpu_bias) / scale
     same_nan = (np.isnan(got) == np.isnan(cpu_bias)).all()
     if not same_nan or np.nanmax(err, initial=0.0) > rel:
-        failures.append(f"{label(name, kw)} bias gradient {np.dtype(dtype).name}: relative error "
-                        f"{np.nanmax(err, initial=0.0):.3g} (NaN pattern {'same' if same_nan else 'differs'})")
+        failures.append(
+            f"{label(name, kw)} bias gradient {np.dtype(dtype).name}: relative error "
+            f"{np.nanmax(err, initial=0.0):.3g} (NaN pattern {'same' if same_nan else 'differs'})"
+        )
     return worst
 
 
@@ -230,33 +278,49 @@ def torch_ops(name, kw, reg):
 
         if not torch.cuda.is_available():
             return None
-    except Exception:  # noqa: BLE001
+    except Exception:
         return None
     F, A = torch.nn.functional, torch.ops.aten
     p = {prm.name: prm.default for prm in ACTIVATIONS[reg].params}
     approximate = kw.get("approximate", "none")
     ops = {
         "sigmoid": (torch.sigmoid, A.sigmoid_backward),
-        "log_sigmoid": (F.logsigmoid, lambda g, x: A.log_sigmoid_backward(g, x, torch.empty(0, device=x.device))),
+        "log_sigmoid": (
+            F.logsigmoid,
+            lambda g, x: A.log_sigmoid_backward(g, x, torch.empty(0, device=x.device)),
+        ),
         "tanh": (torch.tanh, A.tanh_backward),
-        "softplus": (lambda x: F.softplus(x, p["beta"], p["threshold"]),
-                     lambda g, x: A.softplus_backward(g, x, p["beta"], p["threshold"])),
+        "softplus": (
+            lambda x: F.softplus(x, p["beta"], p["threshold"]),
+            lambda g, x: A.softplus_backward(g, x, p["beta"], p["threshold"]),
+        ),
         "relu": (F.relu, lambda g, x: A.threshold_backward(g, x, 0)),
         "relu6": (F.relu6, lambda g, x: A.hardtanh_backward(g, x, 0.0, 6.0)),
-        "leaky_relu": (lambda x: F.leaky_relu(x, p["negative_slope"]),
-                       lambda g, x: A.leaky_relu_backward(g, x, p["negative_slope"], False)),
-        "elu": (lambda x: F.elu(x, p["alpha"]), lambda g, x: A.elu_backward(g, p["alpha"], 1.0, 1.0, False, x)),
-        "celu": (lambda x: F.celu(x, p["alpha"]),
-                 lambda g, x: A.elu_backward(g, p["alpha"], 1.0, 1.0 / p["alpha"], False, x)),
+        "leaky_relu": (
+            lambda x: F.leaky_relu(x, p["negative_slope"]),
+            lambda g, x: A.leaky_relu_backward(g, x, p["negative_slope"], False),
+        ),
+        "elu": (
+            lambda x: F.elu(x, p["alpha"]),
+            lambda g, x: A.elu_backward(g, p["alpha"], 1.0, 1.0, False, x),
+        ),
+        "celu": (
+            lambda x: F.celu(x, p["alpha"]),
+            lambda g, x: A.elu_backward(g, p["alpha"], 1.0, 1.0 / p["alpha"], False, x),
+        ),
         "selu": (F.selu, lambda g, x: A.elu_backward(g, SELU_ALPHA, SELU_SCALE, 1.0, False, x)),
-        "gelu": (lambda x: F.gelu(x, approximate=approximate),
-                 lambda g, x: A.gelu_backward(g, x, approximate=approximate)),
+        "gelu": (
+            lambda x: F.gelu(x, approximate=approximate),
+            lambda g, x: A.gelu_backward(g, x, approximate=approximate),
+        ),
         "silu": (F.silu, A.silu_backward),
         "mish": (F.mish, A.mish_backward),
         "hard_sigmoid": (F.hardsigmoid, A.hardsigmoid_backward),
         "hard_swish": (F.hardswish, A.hardswish_backward),
-        "hard_tanh": (lambda x: F.hardtanh(x, p["min_val"], p["max_val"]),
-                      lambda g, x: A.hardtanh_backward(g, x, p["min_val"], p["max_val"])),
+        "hard_tanh": (
+            lambda x: F.hardtanh(x, p["min_val"], p["max_val"]),
+            lambda g, x: A.hardtanh_backward(g, x, p["min_val"], p["max_val"]),
+        ),
     }
     return ops.get(name)
 
@@ -267,10 +331,14 @@ def cupy_forward(name, kw):
         import cupyx.scipy.special as sp
 
         cp.cuda.runtime.getDeviceCount()
-    except Exception:  # noqa: BLE001
+    except Exception:
         return None
-    ops = {"sigmoid": lambda x, o: sp.expit(x, out=o), "tanh": lambda x, o: cp.tanh(x, out=o),
-           "relu": lambda x, o: cp.maximum(x, 0, out=o), "log_sigmoid": lambda x, o: sp.log_expit(x, out=o)}
+    ops = {
+        "sigmoid": lambda x, o: sp.expit(x, out=o),
+        "tanh": lambda x, o: cp.tanh(x, out=o),
+        "relu": lambda x, o: cp.maximum(x, 0, out=o),
+        "log_sigmoid": lambda x, o: sp.log_expit(x, out=o),
+    }
     if name not in ops or kw:
         return None
     return lambda x, o: ops[name](cp.asarray(x), cp.asarray(o))
@@ -300,7 +368,7 @@ def bench(dtype, variants, errors):
         import torch
 
         tt = (lambda a: torch.as_tensor(a, device="cuda")) if torch.cuda.is_available() else None
-    except Exception:  # noqa: BLE001
+    except Exception:
         tt = None
     if tt is not None:  # PyTorch's copy kernel beats cudaMemcpy on H200 (0.51 vs 0.61 ms at 1 GiB)
         tx_, ty_ = tt(x), tt(y)
@@ -310,8 +378,10 @@ def bench(dtype, variants, errors):
     for name, kw, reg in variants:
         fwd, bwd = getattr(fa, name), getattr(fa, f"{name}_backward")
         spec = ACTIVATIONS[reg]
-        a, b = (np.dtype(dtype).type(v) for v in
-                (tuple(p.default for p in spec.params) + (0.0, 0.0))[:2])
+        a, b = (
+            np.dtype(dtype).type(v)
+            for v in (tuple(p.default for p in spec.params) + (0.0, 0.0))[:2]
+        )
         row = {"name": label(name, kw)}
         row["fwd"] = gpu_time(lambda: fwd(x, **kw, out=y), ARGS.repeat)
         v = y if spec.grad_from == "output" else x
@@ -319,7 +389,9 @@ def bench(dtype, variants, errors):
         saves = spec.grad_from != "output"
         kf = getattr(k, f"{reg}_bias_forward")
         kb = getattr(k, f"{reg}_bias_backward")
-        row["bias_fwd"] = gpu_time(lambda: kf[grid2, threads2](x2, bias, y2, aux2, a, b), ARGS.repeat)
+        row["bias_fwd"] = gpu_time(
+            lambda: kf[grid2, threads2](x2, bias, y2, aux2, a, b), ARGS.repeat
+        )
         saved2 = aux2 if saves else y2
 
         def bias_backward():
@@ -327,8 +399,12 @@ def bench(dtype, variants, errors):
             k.sum_partials[fa.cuda._grid_1d(cols)](partial, grad_bias)
 
         row["bias_bwd"] = gpu_time(bias_backward, ARGS.repeat)
-        row["bytes"] = {"fwd": 2 * n * item, "bwd": 3 * n * item,
-                        "bias_fwd": (3 if saves else 2) * n2 * item, "bias_bwd": 3 * n2 * item}
+        row["bytes"] = {
+            "fwd": 2 * n * item,
+            "bwd": 3 * n * item,
+            "bias_fwd": (3 if saves else 2) * n2 * item,
+            "bias_bwd": 3 * n2 * item,
+        }
         ops = torch_ops(name, kw, reg) if tt is not None else None
         if ops is not None:
             try:
@@ -340,16 +416,15 @@ def bench(dtype, variants, errors):
                 row["torch_bias_fwd"] = gpu_time(lambda: tf(tx2 + tb_), ARGS.repeat)
                 tsaved = tt(saved2)
                 row["torch_bias_bwd"] = gpu_time(lambda: tb(tg2, tsaved).sum(0), ARGS.repeat)
-            except Exception as exc:  # noqa: BLE001 - a missing aten op is reported, not fatal
+            except Exception as exc:
                 errors.append(f"torch {row['name']}: {type(exc).__name__}: {str(exc)[:200]}")
         cp_fwd = cupy_forward(name, kw)
         if cp_fwd is not None:
             try:
                 row["cupy_fwd"] = gpu_time(lambda: cp_fwd(x, y), ARGS.repeat)
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 errors.append(f"cupy {row['name']}: {type(exc).__name__}: {str(exc)[:200]}")
         out_rows.append(row)
-    del x, g, y, aux, pre, partial
     return copy_ms, out_rows
 
 
@@ -357,10 +432,14 @@ def table(dtype, copy_ms, rows):
     n = ARGS.size
     item = np.dtype(dtype).itemsize
     copy_gbs = 2 * n * item / copy_ms / 1e6
-    print(f"\n{np.dtype(dtype).name}: {n:,} elements ({n * item / 2**30:.2f} GiB per array); "
-          f"fastest device-to-device copy {copy_ms:.3f} ms = {copy_gbs:,.0f} GB/s (read + write)")
-    print("ms (% of the copy's bandwidth)   fwd              bwd              bias fwd         "
-          "bias bwd         | torch fwd  bwd     bias f  bias b | cupy fwd")
+    print(
+        f"\n{np.dtype(dtype).name}: {n:,} elements ({n * item / 2**30:.2f} GiB per array); "
+        f"fastest device-to-device copy {copy_ms:.3f} ms = {copy_gbs:,.0f} GB/s (read + write)"
+    )
+    print(
+        "ms (% of the copy's bandwidth)   fwd              bwd              bias fwd         "
+        "bias bwd         | torch fwd  bwd     bias f  bias b | cupy fwd"
+    )
 
     def cell(r, key):
         ms = r[key]
@@ -371,20 +450,28 @@ def table(dtype, copy_ms, rows):
         return f"{r[key]:7.3f}" if key in r else "      -"
 
     for r in rows:
-        print(f"{r['name']:<32} {cell(r, 'fwd'):<16} {cell(r, 'bwd'):<16} {cell(r, 'bias_fwd'):<16} "
-              f"{cell(r, 'bias_bwd'):<16} | {other(r, 'torch_fwd')} {other(r, 'torch_bwd')} "
-              f"{other(r, 'torch_bias_fwd')} {other(r, 'torch_bias_bwd')} | {other(r, 'cupy_fwd')}")
+        print(
+            f"{r['name']:<32} {cell(r, 'fwd'):<16} {cell(r, 'bwd'):<16} {cell(r, 'bias_fwd'):<16} "
+            f"{cell(r, 'bias_bwd'):<16} | {other(r, 'torch_fwd')} {other(r, 'torch_bwd')} "
+            f"{other(r, 'torch_bias_fwd')} {other(r, 'torch_bias_bwd')} | {other(r, 'cupy_fwd')}"
+        )
 
 
 def main() -> int:
     t0 = time.perf_counter()
     if not fa.cuda.is_available():
-        print("no CUDA GPU here (numba.cuda.is_available() is False): run with --simulate", file=sys.stderr)
+        print(
+            "no CUDA GPU here (numba.cuda.is_available() is False): run with --simulate",
+            file=sys.stderr,
+        )
         return 2
     dev = cuda.get_current_device()
     name = getattr(dev, "name", b"simulator")
-    print(f"device: {name.decode() if isinstance(name, bytes) else name}; numba {__import__('numba').__version__}"
-          f"{'; SIMULATOR' if ARGS.simulate else ''}", flush=True)
+    print(
+        f"device: {name.decode() if isinstance(name, bytes) else name}; numba {__import__('numba').__version__}"
+        f"{'; SIMULATOR' if ARGS.simulate else ''}",
+        flush=True,
+    )
     only = {s for s in ARGS.only.split(",") if s}
     variants = [v for v in VARIANTS if not only or v[0] in only or label(v[0], v[1]) in only]
     dtypes = [np.dtype(d).type for d in ARGS.dtypes.split(",")]
@@ -394,8 +481,11 @@ def main() -> int:
         for name, kw, reg in variants:
             worst[(label(name, kw), dtype)] = check(name, kw, reg, dtype, rng, failures)
     t1 = time.perf_counter()
-    print(f"correctness: {len(variants) * len(dtypes)} activation/dtype pairs, 4 kernels each, "
-          f"{ARGS.check_size:,} elements, in {t1 - t0:.0f} s (compilation included)", flush=True)
+    print(
+        f"correctness: {len(variants) * len(dtypes)} activation/dtype pairs, 4 kernels each, "
+        f"{ARGS.check_size:,} elements, in {t1 - t0:.0f} s (compilation included)",
+        flush=True,
+    )
     results, errors = [], []
     if not ARGS.no_timing:
         for dtype in dtypes:
@@ -405,14 +495,21 @@ def main() -> int:
         print("note:", e)
     for dtype, copy_ms, rows in results:
         table(dtype, copy_ms, rows)
-    print("\nmax ULP vs the CPU (beyond 8 eps |g| in backward passes): " + (", ".join(
-        f"{n}/{np.dtype(d).name}={u}" for (n, d), u in worst.items() if u) or "0 everywhere"))
+    print(
+        "\nmax ULP vs the CPU (beyond 8 eps |g| in backward passes): "
+        + (
+            ", ".join(f"{n}/{np.dtype(d).name}={u}" for (n, d), u in worst.items() if u)
+            or "0 everywhere"
+        )
+    )
     if failures:
         print(f"\nFAILED: {len(failures)} check(s):")
         for f in failures:
             print("  " + f)
         return 1
-    print(f"\nall kernels match the CPU (<= {ARGS.max_ulp} ULP; {time.perf_counter() - t0:.0f} s in all)")
+    print(
+        f"\nall kernels match the CPU (<= {ARGS.max_ulp} ULP; {time.perf_counter() - t0:.0f} s in all)"
+    )
     return 0
 
 

@@ -36,27 +36,35 @@ def as_array(func: str, name: str, value) -> np.ndarray:
         array = value
     else:
         if on_device(value):
-            raise TypeError(f"fastact.{func}: {name} is a CUDA device array; fastact.{func} runs "
-                            "on the CPU only (the activations and fastact.cuda.bias_act run on the "
-                            "GPU): copy it to the host first (.copy_to_host(), cupy.asnumpy, "
-                            ".cpu().numpy())")
+            raise TypeError(
+                f"fastact.{func}: {name} is a CUDA device array; fastact.{func} runs "
+                "on the CPU only (the activations and fastact.cuda.bias_act run on the "
+                "GPU): copy it to the host first (.copy_to_host(), cupy.asnumpy, "
+                ".cpu().numpy())"
+            )
         try:
             array = np.asarray(value)
         except (ValueError, TypeError) as exc:
-            raise TypeError(f"fastact.{func}: {name} must be array-like with a real numeric dtype, "
-                            f"got {type(value).__name__} ({exc})") from None
+            raise TypeError(
+                f"fastact.{func}: {name} must be array-like with a real numeric dtype, "
+                f"got {type(value).__name__} ({exc})"
+            ) from None
     kind = array.dtype.kind
     if (kind == "f" and array.dtype.itemsize <= 8) or kind in "iub":
         return array
     what = "float128/longdouble" if kind == "f" else str(array.dtype)
-    raise TypeError(f"fastact.{func}: {name} must have a real floating-point, integer or boolean "
-                    f"dtype (float16/32/64, int, bool), got {what}; convert it with "
-                    f".astype(np.float32) or .real first")
+    raise TypeError(
+        f"fastact.{func}: {name} must have a real floating-point, integer or boolean "
+        f"dtype (float16/32/64, int, bool), got {what}; convert it with "
+        f".astype(np.float32) or .real first"
+    )
 
 
 def on_device(value) -> bool:
     """True for CUDA device arrays (see fastact.cuda.is_device_array; no CUDA import here)."""
-    return hasattr(value, "__cuda_array_interface__") or bool(getattr(type(value), "__cuda_ndarray__", False))
+    return hasattr(value, "__cuda_array_interface__") or bool(
+        getattr(type(value), "__cuda_ndarray__", False)
+    )
 
 
 def result_dtypes(*dtypes: np.dtype) -> tuple[np.dtype, np.dtype]:
@@ -71,7 +79,9 @@ def result_dtypes(*dtypes: np.dtype) -> tuple[np.dtype, np.dtype]:
 
 def check_param(func: str, name: str, value, rule: str) -> float:
     """A numeric parameter as a float, or a clear error (see ``activations.Param.rule``)."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(
+        value, (int, float, np.integer, np.floating)
+    ):
         raise TypeError(f"fastact.{func}: {name} must be a real number, got {value!r}")
     v = float(value)
     if math.isnan(v) or (rule != "any" and math.isinf(v)):
@@ -87,8 +97,10 @@ def check_out(func: str, out, shape: tuple, dtype: np.dtype) -> None:
     if not isinstance(out, np.ndarray):
         raise TypeError(f"fastact.{func}: out must be a numpy.ndarray, got {type(out).__name__}")
     if out.dtype != dtype:
-        raise TypeError(f"fastact.{func}: out has dtype {out.dtype}, the result has dtype {dtype}; "
-                        f"pass out with dtype {dtype}")
+        raise TypeError(
+            f"fastact.{func}: out has dtype {out.dtype}, the result has dtype {dtype}; "
+            f"pass out with dtype {dtype}"
+        )
     if out.shape != shape:
         raise ValueError(f"fastact.{func}: out has shape {out.shape}, the result has shape {shape}")
     if not out.flags.writeable:
@@ -106,8 +118,11 @@ def pick(func: str, arg: str, value, variants: dict):
 
 # --------------------------------------------------------------------------- running kernels
 def _same_view(a: np.ndarray, b: np.ndarray) -> bool:
-    return (a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
-            and a.strides == b.strides and a.shape == b.shape)
+    return (
+        a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
+        and a.strides == b.strides
+        and a.shape == b.shape
+    )
 
 
 def _overlaps(out: np.ndarray, *inputs: np.ndarray) -> bool:
@@ -136,8 +151,12 @@ def run(serial, parallel, arrays: tuple, out: np.ndarray, params: tuple) -> None
         kernel = parallel if out.size >= PARALLEL_THRESHOLD else serial
         kernel(*(_flat(a, order) for a in arrays), _flat(out, order), *params)
         return
-    it = np.nditer(arrays + (out,), flags=["external_loop", "zerosize_ok"],
-                   op_flags=[["readonly"]] * len(arrays) + [["writeonly"]], order="K")
+    it = np.nditer(
+        arrays + (out,),
+        flags=["external_loop", "zerosize_ok"],
+        op_flags=[["readonly"]] * len(arrays) + [["writeonly"]],
+        order="K",
+    )
     with it:
         for chunks in it:
             serial(*chunks, *params)
@@ -149,7 +168,9 @@ def public_name(spec) -> str:
         return spec.name
     from fastact.activations import ACTIVATIONS
 
-    return next(a.name for a in ACTIVATIONS.values() if a.choice and spec.name in a.choice[1].values())
+    return next(
+        a.name for a in ACTIVATIONS.values() if a.choice and spec.name in a.choice[1].values()
+    )
 
 
 # --------------------------------------------------------------------------- Dask / xarray
@@ -212,23 +233,35 @@ class Op:
         self.name = spec.name
         self.public_name = public_name(spec)
         k = kernels_module
-        self.forward_kernels = (getattr(k, f"{spec.name}_forward_serial"),
-                                getattr(k, f"{spec.name}_forward_parallel"))
-        self.backward_kernels = (getattr(k, f"{spec.name}_backward_serial"),
-                                 getattr(k, f"{spec.name}_backward_parallel"))
+        self.forward_kernels = (
+            getattr(k, f"{spec.name}_forward_serial"),
+            getattr(k, f"{spec.name}_forward_parallel"),
+        )
+        self.backward_kernels = (
+            getattr(k, f"{spec.name}_backward_serial"),
+            getattr(k, f"{spec.name}_backward_parallel"),
+        )
         self.vname = "output" if spec.grad_from == "output" else "x"
-        self._default_params = tuple(p.default for p in spec.params) + (0.0,) * (2 - len(spec.params))
+        self._default_params = tuple(p.default for p in spec.params) + (0.0,) * (
+            2 - len(spec.params)
+        )
         # the defaults already typed per dtype: no scalar conversion on the hot path
-        self._typed_defaults = {dt: (dt.type(self._default_params[0]), dt.type(self._default_params[1]))
-                                for dt in (_F32, _F64)}
+        self._typed_defaults = {
+            dt: (dt.type(self._default_params[0]), dt.type(self._default_params[1]))
+            for dt in (_F32, _F64)
+        }
 
     def _params(self, func: str, values: tuple, dtype: np.dtype) -> tuple:
         defaults = self._default_params
-        if (type(values[0]) is float and type(values[1]) is float
-                and values[0] == defaults[0] and values[1] == defaults[1]):
+        if (
+            type(values[0]) is float
+            and type(values[1]) is float
+            and values[0] == defaults[0]
+            and values[1] == defaults[1]
+        ):
             return self._typed_defaults[dtype]
         checked = [check_param(func, p.name, v, p.rule) for p, v in zip(self.spec.params, values)]
-        values = tuple(checked) + values[len(checked):]
+        values = tuple(checked) + values[len(checked) :]
         problem = self.spec.validate(*values) if self.spec.validate else ""
         if problem:
             raise ValueError(f"fastact.{func}: {problem}")
@@ -266,9 +299,15 @@ class Op:
             return cuda.backward(self, grad_output, v, out, a, b)
         # hot path: same-shape C-contiguous arrays of one float dtype
         g = grad_output
-        if (type(g) is np.ndarray and type(v) is np.ndarray and g.shape == v.shape
-                and g.dtype == v.dtype and (g.dtype == _F32 or g.dtype == _F64)
-                and g.flags.c_contiguous and v.flags.c_contiguous):
+        if (
+            type(g) is np.ndarray
+            and type(v) is np.ndarray
+            and g.shape == v.shape
+            and g.dtype == v.dtype
+            and (g.dtype == _F32 or g.dtype == _F64)
+            and g.flags.c_contiguous
+            and v.flags.c_contiguous
+        ):
             res = _hot_out(out, g.shape, g.dtype, (g, v))
             if res is not None:
                 params = self._params(func, (a, b), g.dtype)
@@ -286,8 +325,10 @@ class Op:
         try:
             shape = np.broadcast_shapes(g.shape, v.shape)
         except ValueError:
-            raise ValueError(f"fastact.{func}: grad_output with shape {g.shape} and {self.vname} "
-                             f"with shape {v.shape} do not broadcast together") from None
+            raise ValueError(
+                f"fastact.{func}: grad_output with shape {g.shape} and {self.vname} "
+                f"with shape {v.shape} do not broadcast together"
+            ) from None
         compute, result = result_dtypes(g.dtype, v.dtype)
         params = self._params(func, (a, b), compute)
         return _apply(func, self.backward_kernels, (g, v), shape, compute, result, out, params)
@@ -299,9 +340,14 @@ def _hot_out(out, shape, dtype, inputs):
     general path then checks ``out`` and reports what is wrong)."""
     if out is None:
         return np.empty(shape, dtype)
-    if (type(out) is np.ndarray and out.shape == shape and out.dtype == dtype
-            and out.flags.c_contiguous and out.flags.writeable
-            and all(out is a or not np.may_share_memory(out, a) for a in inputs)):
+    if (
+        type(out) is np.ndarray
+        and out.shape == shape
+        and out.dtype == dtype
+        and out.flags.c_contiguous
+        and out.flags.writeable
+        and all(out is a or not np.may_share_memory(out, a) for a in inputs)
+    ):
         return out
     return None
 

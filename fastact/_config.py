@@ -84,8 +84,11 @@ def _install_cache_locators() -> None:
         from numba.core import caching
 
         impl = caching.CacheImpl
-        bases = [caching.UserProvidedCacheLocator, caching.InTreeCacheLocator,
-                 caching.UserWideCacheLocator]
+        bases = [
+            caching.UserProvidedCacheLocator,
+            caching.InTreeCacheLocator,
+            caching.UserWideCacheLocator,
+        ]
     except (ImportError, AttributeError):  # pragma: no cover - numba internals moved
         return
     package = os.path.dirname(os.path.abspath(__file__)) + os.sep

@@ -68,8 +68,10 @@ def _prepare(func, x, weight):
     compute, result = result_dtypes(x.dtype)
     channels = x.shape[1] if x.ndim >= 2 else 1
     if w.ndim > 1 or w.size not in (1, channels):
-        raise ValueError(f"fastact.{func}: weight must be a scalar or a 1-D array of length "
-                         f"{channels} (x.shape[1], the channel axis), got shape {w.shape}")
+        raise ValueError(
+            f"fastact.{func}: weight must be a scalar or a 1-D array of length "
+            f"{channels} (x.shape[1], the channel axis), got shape {w.shape}"
+        )
     w = np.ascontiguousarray(w, dtype=compute).reshape(-1)
     if not np.isfinite(w).all():
         raise ValueError(f"fastact.{func}: weight must be finite")
@@ -121,5 +123,7 @@ def prelu_backward(grad_output, x, weight, out=None):
     kernel = prelu_backward_parallel if xc.size >= PARALLEL_THRESHOLD else prelu_backward_serial
     kernel(gc.reshape(shape3), xc.reshape(shape3), w, target.reshape(shape3), grad_w)
     weight_shape = np.shape(weight)
-    grad_weight = grad_w.astype(result) if np.size(weight) != 1 else np.asarray(grad_w.sum(), result)
+    grad_weight = (
+        grad_w.astype(result) if np.size(weight) != 1 else np.asarray(grad_w.sum(), result)
+    )
     return finish(out, target, result), grad_weight.reshape(weight_shape)

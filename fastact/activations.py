@@ -18,14 +18,14 @@ in ``ACTIVATIONS``, a NumPy reference in ``fastact.reference``, then
 from __future__ import annotations
 
 import math
-
-import numpy as np
 from dataclasses import dataclass
 
+import numpy as np
 from numba import njit
 
 from fastact._config import SCALAR
-from fastact._math import erfcx_f64, exp, exp_mul, expm1, fma, log1p, tanh as _tanh, typed
+from fastact._math import erfcx_f64, exp, exp_mul, expm1, fma, log1p, typed
+from fastact._math import tanh as _tanh
 
 scalar = njit(**SCALAR)
 
@@ -436,46 +436,132 @@ def _ordered_bounds(min_val, max_val):
 ACTIVATIONS = {
     a.name: a
     for a in (
-        Activation("sigmoid", sigmoid, sigmoid_grad, "1 / (1 + exp(-x))",
-                   "e = exp(-|x|); (1 if x >= 0 else e) / (1 + e)", "output", family="sigmoid"),
-        Activation("log_sigmoid", log_sigmoid, log_sigmoid_grad, "log(1 / (1 + exp(-x)))",
-                   "min(x, 0) - log1p(exp(-|x|))", family="sigmoid"),
-        Activation("tanh", tanh, tanh_grad, "(exp(x) - exp(-x)) / (exp(x) + exp(-x))",
-                   "|x| < 0.55: x + x^3 q(x^2); else sign(x) (1 - 2 / (exp(2|x|) + 1))", "output",
-                   family="sigmoid"),
-        Activation("softplus", softplus, softplus_grad, "log(1 + exp(beta x)) / beta",
-                   "(max(beta x, 0) + log1p(exp(-|beta x|))) / beta; x where beta x > threshold",
-                   params=(Param("beta", 1.0, "positive"), Param("threshold", 20.0, "any")),
-                   family="sigmoid"),
+        Activation(
+            "sigmoid",
+            sigmoid,
+            sigmoid_grad,
+            "1 / (1 + exp(-x))",
+            "e = exp(-|x|); (1 if x >= 0 else e) / (1 + e)",
+            "output",
+            family="sigmoid",
+        ),
+        Activation(
+            "log_sigmoid",
+            log_sigmoid,
+            log_sigmoid_grad,
+            "log(1 / (1 + exp(-x)))",
+            "min(x, 0) - log1p(exp(-|x|))",
+            family="sigmoid",
+        ),
+        Activation(
+            "tanh",
+            tanh,
+            tanh_grad,
+            "(exp(x) - exp(-x)) / (exp(x) + exp(-x))",
+            "|x| < 0.55: x + x^3 q(x^2); else sign(x) (1 - 2 / (exp(2|x|) + 1))",
+            "output",
+            family="sigmoid",
+        ),
+        Activation(
+            "softplus",
+            softplus,
+            softplus_grad,
+            "log(1 + exp(beta x)) / beta",
+            "(max(beta x, 0) + log1p(exp(-|beta x|))) / beta; x where beta x > threshold",
+            params=(Param("beta", 1.0, "positive"), Param("threshold", 20.0, "any")),
+            family="sigmoid",
+        ),
         Activation("relu", relu, relu_grad, "max(x, 0)", "select", family="relu"),
         Activation("relu6", relu6, relu6_grad, "min(max(x, 0), 6)", "select", family="relu"),
-        Activation("leaky_relu", leaky_relu, leaky_relu_grad, "x if x > 0 else negative_slope x",
-                   "select", params=(Param("negative_slope", 0.01, "finite"),), family="relu"),
-        Activation("elu", elu, elu_grad, "x if x > 0 else alpha (exp(x) - 1)",
-                   "alpha expm1(x) for x <= 0", params=(Param("alpha", 1.0, "nonnegative"),),
-                   family="relu"),
-        Activation("celu", celu, celu_grad, "max(0, x) + min(0, alpha (exp(x / alpha) - 1))",
-                   "alpha expm1(x / alpha) for x <= 0", params=(Param("alpha", 1.0, "positive"),),
-                   family="relu"),
-        Activation("selu", selu, selu_grad, "scale (x if x > 0 else alpha (exp(x) - 1))",
-                   "scale alpha expm1(x) for x <= 0", family="relu"),
-        Activation("gelu", gelu, gelu_grad, "x Phi(x) = x/2 (1 + erf(x / sqrt(2)))",
-                   "float64: x/2 exp(-t^2) erfcx(t), t = -x/sqrt(2) in double-double", family="smooth",
-                   choice=("approximate", {"none": "gelu", "tanh": "gelu_tanh"})),
-        Activation("gelu_tanh", gelu_tanh, gelu_tanh_grad,
-                   "x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))",
-                   "x sigmoid(2u), 2u = 2 sqrt(2/pi) x (1 + 0.044715 x^2) in double-double",
-                   family="smooth", public=False),
-        Activation("silu", silu, silu_grad, "x sigmoid(x)",
-                   "e = exp(-|x|); (x if x >= 0 else x e) / (1 + e)", family="smooth"),
-        Activation("mish", mish, mish_grad, "x tanh(softplus(x))",
-                   "n = e^x (e^x + 2); x n / (n + 2)", family="smooth"),
-        Activation("hard_sigmoid", hard_sigmoid, hard_sigmoid_grad, "relu6(x + 3) / 6", "select",
-                   family="hard"),
-        Activation("hard_swish", hard_swish, hard_swish_grad, "x relu6(x + 3) / 6", "select",
-                   family="hard"),
-        Activation("hard_tanh", hard_tanh, hard_tanh_grad, "min(max(x, min_val), max_val)",
-                   "select", params=(Param("min_val", -1.0, "finite"), Param("max_val", 1.0, "finite")),
-                   family="hard", validate=_ordered_bounds),
+        Activation(
+            "leaky_relu",
+            leaky_relu,
+            leaky_relu_grad,
+            "x if x > 0 else negative_slope x",
+            "select",
+            params=(Param("negative_slope", 0.01, "finite"),),
+            family="relu",
+        ),
+        Activation(
+            "elu",
+            elu,
+            elu_grad,
+            "x if x > 0 else alpha (exp(x) - 1)",
+            "alpha expm1(x) for x <= 0",
+            params=(Param("alpha", 1.0, "nonnegative"),),
+            family="relu",
+        ),
+        Activation(
+            "celu",
+            celu,
+            celu_grad,
+            "max(0, x) + min(0, alpha (exp(x / alpha) - 1))",
+            "alpha expm1(x / alpha) for x <= 0",
+            params=(Param("alpha", 1.0, "positive"),),
+            family="relu",
+        ),
+        Activation(
+            "selu",
+            selu,
+            selu_grad,
+            "scale (x if x > 0 else alpha (exp(x) - 1))",
+            "scale alpha expm1(x) for x <= 0",
+            family="relu",
+        ),
+        Activation(
+            "gelu",
+            gelu,
+            gelu_grad,
+            "x Phi(x) = x/2 (1 + erf(x / sqrt(2)))",
+            "float64: x/2 exp(-t^2) erfcx(t), t = -x/sqrt(2) in double-double",
+            family="smooth",
+            choice=("approximate", {"none": "gelu", "tanh": "gelu_tanh"}),
+        ),
+        Activation(
+            "gelu_tanh",
+            gelu_tanh,
+            gelu_tanh_grad,
+            "x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))",
+            "x sigmoid(2u), 2u = 2 sqrt(2/pi) x (1 + 0.044715 x^2) in double-double",
+            family="smooth",
+            public=False,
+        ),
+        Activation(
+            "silu",
+            silu,
+            silu_grad,
+            "x sigmoid(x)",
+            "e = exp(-|x|); (x if x >= 0 else x e) / (1 + e)",
+            family="smooth",
+        ),
+        Activation(
+            "mish",
+            mish,
+            mish_grad,
+            "x tanh(softplus(x))",
+            "n = e^x (e^x + 2); x n / (n + 2)",
+            family="smooth",
+        ),
+        Activation(
+            "hard_sigmoid",
+            hard_sigmoid,
+            hard_sigmoid_grad,
+            "relu6(x + 3) / 6",
+            "select",
+            family="hard",
+        ),
+        Activation(
+            "hard_swish", hard_swish, hard_swish_grad, "x relu6(x + 3) / 6", "select", family="hard"
+        ),
+        Activation(
+            "hard_tanh",
+            hard_tanh,
+            hard_tanh_grad,
+            "min(max(x, min_val), max_val)",
+            "select",
+            params=(Param("min_val", -1.0, "finite"), Param("max_val", 1.0, "finite")),
+            family="hard",
+            validate=_ordered_bounds,
+        ),
     )
 }

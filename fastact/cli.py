@@ -35,8 +35,10 @@ def _fmt(v):
 def _table(header, rows):
     """Print rows (lists) under header as an aligned text table."""
     cells = [[_fmt(c) for c in row] for row in rows]
-    widths = [max(len(str(h)), *(len(r[i]) for r in cells)) if cells else len(str(h))
-              for i, h in enumerate(header)]
+    widths = [
+        max(len(str(h)), *(len(r[i]) for r in cells)) if cells else len(str(h))
+        for i, h in enumerate(header)
+    ]
     print("  ".join(f"{h:>{w}}" for h, w in zip(header, widths)))
     print("  ".join("-" * w for w in widths))
     for row in cells:
@@ -126,22 +128,41 @@ def cmd_xor(args, out=None) -> int:
     seeds = args.seeds or (12 if args.quick else 50)
     epochs = 1500 if args.quick else 3000
     acts = ("sigmoid", "tanh", "relu", "leaky_relu", "prelu")
-    print(f"XOR with the article's 2-4-1 net: {seeds} seeds x {len(acts)} activations, "
-          f"{epochs} full-batch Adam steps each (float64)")
+    print(
+        f"XOR with the article's 2-4-1 net: {seeds} seeds x {len(acts)} activations, "
+        f"{epochs} full-batch Adam steps each (float64)"
+    )
     progress = Progress(seeds * len(acts), "xor")
     rows = study.xor_experiment(acts, seeds=seeds, epochs=epochs, progress=progress)
     progress.close()
     header = ["activation", "solved", "seeds", "success_rate", "dead_units_per_net", "median_loss"]
-    table = [[r["activation"], r["solved"], r["seeds"], r["success_rate"],
-              r["dead_hidden_units_per_net"], r["median_final_loss"]] for r in rows]
+    table = [
+        [
+            r["activation"],
+            r["solved"],
+            r["seeds"],
+            r["success_rate"],
+            r["dead_hidden_units_per_net"],
+            r["median_final_loss"],
+        ]
+        for r in rows
+    ]
     _table(header, table)
-    print("A 4-unit ReLU layer loses units that never activate again (dead ReLUs) on some seeds "
-          "and then cannot fit XOR;\nleaky_relu and prelu keep a gradient for x < 0 and solve it.")
+    print(
+        "A 4-unit ReLU layer loses units that never activate again (dead ReLUs) on some seeds "
+        "and then cannot fit XOR;\nleaky_relu and prelu keep a gradient for x < 0 and solve it."
+    )
     out = out or Output(args.out)
     out.table("xor", header, table, "XOR 2-4-1: success rate over seeds")
-    out.figure("xor_success", lambda plt: _bar(plt, [r["activation"] for r in rows],
-                                               [r["success_rate"] for r in rows],
-                                               "XOR 2-4-1 solved (fraction of seeds)"))
+    out.figure(
+        "xor_success",
+        lambda plt: _bar(
+            plt,
+            [r["activation"] for r in rows],
+            [r["success_rate"] for r in rows],
+            "XOR 2-4-1 solved (fraction of seeds)",
+        ),
+    )
     if not args.keep_open:
         out.report()
     return 0
@@ -165,24 +186,55 @@ def cmd_study(args, out=None) -> int:
     acts = study.STUDY_ACTIVATIONS
     variants = tuple(study.VARIANTS)
     total = len(datasets) * len(acts) * len(variants) * seeds
-    print(f"Study: {len(acts)} activations x {variants} x {datasets}, {seeds} seeds, hidden (64, 64), "
-          f"Adam; digits {epochs} epochs lr 1e-3, spirals {epochs * 5} epochs lr 1e-2")
+    print(
+        f"Study: {len(acts)} activations x {variants} x {datasets}, {seeds} seeds, hidden (64, 64), "
+        f"Adam; digits {epochs} epochs lr 1e-3, spirals {epochs * 5} epochs lr 1e-2"
+    )
     progress = Progress(total, "study")
-    rows, curves = study.accuracy_study(datasets, acts, variants, seeds=seeds, epochs=epochs,
-                                        progress=progress)
+    rows, curves = study.accuracy_study(
+        datasets, acts, variants, seeds=seeds, epochs=epochs, progress=progress
+    )
     progress.close()
-    header = ["dataset", "activation", "variant", "train_acc", "±", "test_acc", "±", "gap", "±",
-              "epochs_to_target", "reached", "ms/epoch"]
-    table = [[r["dataset"], r["activation"], r["variant"], r["train_acc"], r["train_acc_std"],
-              r["test_acc"], r["test_acc_std"], r["gap"], r["gap_std"], r["epochs_to_target"],
-              f"{r['reached_target']}/{r['seeds']}", r["ms_per_epoch"]] for r in rows]
+    header = [
+        "dataset",
+        "activation",
+        "variant",
+        "train_acc",
+        "±",
+        "test_acc",
+        "±",
+        "gap",
+        "±",
+        "epochs_to_target",
+        "reached",
+        "ms/epoch",
+    ]
+    table = [
+        [
+            r["dataset"],
+            r["activation"],
+            r["variant"],
+            r["train_acc"],
+            r["train_acc_std"],
+            r["test_acc"],
+            r["test_acc_std"],
+            r["gap"],
+            r["gap_std"],
+            r["epochs_to_target"],
+            f"{r['reached_target']}/{r['seeds']}",
+            r["ms_per_epoch"],
+        ]
+        for r in rows
+    ]
     _table(header, table)
     print(f"(targets: train accuracy {study.TARGETS}; mean and std over seeds)")
     out = out or Output(args.out)
     out.table("study", header, table, "Train/test accuracy per activation (mean, std over seeds)")
     for dataset in datasets:
         sub = [r for r in rows if r["dataset"] == dataset]
-        out.figure(f"study_{dataset}_accuracy", lambda plt, sub=sub, d=dataset: _grouped(plt, sub, d))
+        out.figure(
+            f"study_{dataset}_accuracy", lambda plt, sub=sub, d=dataset: _grouped(plt, sub, d)
+        )
         out.figure(f"study_{dataset}_loss", lambda plt, d=dataset: _curves(plt, curves, d))
     if not args.keep_open:
         out.report()
@@ -195,8 +247,16 @@ def _grouped(plt, rows, dataset):
     fig, ax = plt.subplots(figsize=(8, 3.5))
     width = 0.8 / len(variants)
     for k, variant in enumerate(variants):
-        vals = [next(r["test_acc"] for r in rows if r["activation"] == a and r["variant"] == variant) for a in acts]
-        errs = [next(r["test_acc_std"] for r in rows if r["activation"] == a and r["variant"] == variant) for a in acts]
+        vals = [
+            next(r["test_acc"] for r in rows if r["activation"] == a and r["variant"] == variant)
+            for a in acts
+        ]
+        errs = [
+            next(
+                r["test_acc_std"] for r in rows if r["activation"] == a and r["variant"] == variant
+            )
+            for a in acts
+        ]
         ax.bar(np.arange(len(acts)) + k * width, vals, width, yerr=errs, label=variant)
     ax.set_xticks(np.arange(len(acts)) + 0.4 - width / 2, acts, rotation=30)
     ax.set_ylim(min(0.5, ax.get_ylim()[0]), 1.0)
@@ -226,10 +286,14 @@ def cmd_gradients(args, out=None) -> int:
     width = 32 if args.quick else 64
     epochs = 3 if args.quick else 10
     cases = study.GRADIENT_CASES
-    print(f"Gradient norms ||dL/dW|| per layer: {depth} hidden layers of {width} units, digits, "
-          f"at initialization and after {epochs} epochs (layer 1 = next to the input)")
+    print(
+        f"Gradient norms ||dL/dW|| per layer: {depth} hidden layers of {width} units, digits, "
+        f"at initialization and after {epochs} epochs (layer 1 = next to the input)"
+    )
     progress = Progress(len(cases), "gradients")
-    rows = study.gradient_study(depth=depth, width=width, cases=cases, epochs=epochs, progress=progress)
+    rows = study.gradient_study(
+        depth=depth, width=width, cases=cases, epochs=epochs, progress=progress
+    )
     progress.close()
     layers = [f"L{i + 1}" for i in range(depth)] + ["out"]
     header = ["case", "when"] + layers + ["L1/L" + str(depth), "test_acc"]
@@ -238,10 +302,16 @@ def cmd_gradients(args, out=None) -> int:
         for when in ("at_init", "trained"):
             norms = r[when]
             ratio = norms[0] / norms[depth - 1] if norms[depth - 1] else math.inf
-            table.append([study.case_name(r), when] + list(norms) + [ratio, r["test_acc"] if when == "trained" else ""])
+            table.append(
+                [study.case_name(r), when]
+                + list(norms)
+                + [ratio, r["test_acc"] if when == "trained" else ""]
+            )
     _table(header, table)
-    print("sigmoid's derivative is at most 0.25, so each sigmoid layer shrinks the gradient: "
-          "L1/L10 << 1;\nHe init + ReLU, or batch norm, keep the norms flat.")
+    print(
+        "sigmoid's derivative is at most 0.25, so each sigmoid layer shrinks the gradient: "
+        "L1/L10 << 1;\nHe init + ReLU, or batch norm, keep the norms flat."
+    )
     out = out or Output(args.out)
     out.table("gradients", header, table, "Gradient norm per layer")
     out.figure("gradients_at_init", lambda plt: _gradient_plot(plt, rows, "at_init", depth))
@@ -260,7 +330,10 @@ def _gradient_plot(plt, rows, when, depth):
     ax.set_yscale("log")
     ax.set_xlabel(f"layer (1 = input side, {depth + 1} = output)")
     ax.set_ylabel("||dL/dW||")
-    ax.set_title("gradient norm per layer " + ("at initialization" if when == "at_init" else "after training"))
+    ax.set_title(
+        "gradient norm per layer "
+        + ("at initialization" if when == "at_init" else "after training")
+    )
     ax.legend(fontsize=7, ncol=2)
     return fig
 
@@ -274,8 +347,10 @@ def cmd_demo(args) -> int:
         print()
         command(args, out)
     out.report()
-    print("\nThe full runs: fastact xor | study | gradients (without --quick); docs/study.md "
-          "puts the results next to the article's claims.")
+    print(
+        "\nThe full runs: fastact xor | study | gradients (without --quick); docs/study.md "
+        "puts the results next to the article's claims."
+    )
     return 0
 
 
@@ -309,30 +384,76 @@ def cmd_bench(args) -> int:
         out = np.empty_like(x)
         tx, tg, tout = (torch.from_numpy(a) for a in (x, g, out)) if torch else (None, None, None)
         cases = [
-            ("sigmoid", lambda: fa.sigmoid(x, out=out), lambda: reference.sigmoid(x),
-             torch and (lambda: torch.sigmoid(tx, out=tout)), 2),
-            ("tanh", lambda: fa.tanh(x, out=out), lambda: reference.tanh(x),
-             torch and (lambda: torch.tanh(tx, out=tout)), 2),
-            ("relu", lambda: fa.relu(x, out=out), lambda: reference.relu(x),
-             torch and (lambda: torch.clamp_min(tx, 0, out=tout)), 2),
-            ("gelu", lambda: fa.gelu(x, out=out), lambda: reference.gelu(x),
-             torch and (lambda: torch._C._nn.gelu(tx, out=tout)), 2),
-            ("silu", lambda: fa.silu(x, out=out), lambda: reference.silu(x),
-             torch and (lambda: torch._C._nn.silu(tx, out=tout)), 2),
-            ("softplus", lambda: fa.softplus(x, out=out), lambda: reference.softplus(x),
-             torch and (lambda: torch._C._nn.softplus(tx, 1.0, 20.0, out=tout)), 2),
-            ("sigmoid_backward", lambda: fa.sigmoid_backward(g, x, out=out),
-             lambda: reference.sigmoid_backward(g, x),
-             torch and (lambda: torch.ops.aten.sigmoid_backward.grad_input(tg, tx, grad_input=tout)), 3),
+            (
+                "sigmoid",
+                lambda: fa.sigmoid(x, out=out),
+                lambda: reference.sigmoid(x),
+                torch and (lambda: torch.sigmoid(tx, out=tout)),
+                2,
+            ),
+            (
+                "tanh",
+                lambda: fa.tanh(x, out=out),
+                lambda: reference.tanh(x),
+                torch and (lambda: torch.tanh(tx, out=tout)),
+                2,
+            ),
+            (
+                "relu",
+                lambda: fa.relu(x, out=out),
+                lambda: reference.relu(x),
+                torch and (lambda: torch.clamp_min(tx, 0, out=tout)),
+                2,
+            ),
+            (
+                "gelu",
+                lambda: fa.gelu(x, out=out),
+                lambda: reference.gelu(x),
+                torch and (lambda: torch._C._nn.gelu(tx, out=tout)),
+                2,
+            ),
+            (
+                "silu",
+                lambda: fa.silu(x, out=out),
+                lambda: reference.silu(x),
+                torch and (lambda: torch._C._nn.silu(tx, out=tout)),
+                2,
+            ),
+            (
+                "softplus",
+                lambda: fa.softplus(x, out=out),
+                lambda: reference.softplus(x),
+                torch and (lambda: torch._C._nn.softplus(tx, 1.0, 20.0, out=tout)),
+                2,
+            ),
+            (
+                "sigmoid_backward",
+                lambda: fa.sigmoid_backward(g, x, out=out),
+                lambda: reference.sigmoid_backward(g, x),
+                torch
+                and (lambda: torch.ops.aten.sigmoid_backward.grad_input(tg, tx, grad_input=tout)),
+                3,
+            ),
         ]
         for name, fast, ref, tor, passes in cases:
             t_fast, t_ref = _median_time(fast), _median_time(ref)
             t_torch = _median_time(tor) if tor else math.nan
-            rows.append([name, np.dtype(dtype).name, t_fast * 1e3, t_ref * 1e3, f"{t_ref / t_fast:.1f}x",
-                         t_torch * 1e3, f"{t_torch / t_fast:.2f}x" if tor else "-",
-                         passes * x.nbytes / t_fast / 1e9])
-    print(f"{n:,} elements, median of 7 runs, out= where the library has it; "
-          f"{os.cpu_count()} cpus, {_numba_threads()} threads")
+            rows.append(
+                [
+                    name,
+                    np.dtype(dtype).name,
+                    t_fast * 1e3,
+                    t_ref * 1e3,
+                    f"{t_ref / t_fast:.1f}x",
+                    t_torch * 1e3,
+                    f"{t_torch / t_fast:.2f}x" if tor else "-",
+                    passes * x.nbytes / t_fast / 1e9,
+                ]
+            )
+    print(
+        f"{n:,} elements, median of 7 runs, out= where the library has it; "
+        f"{os.cpu_count()} cpus, {_numba_threads()} threads"
+    )
     _table(header, rows)
     if torch is None:
         print("(torch not installed: pip install torch==2.13.0 to compare)")
@@ -347,16 +468,22 @@ def cmd_tour(args) -> int:
     print(f"fastact {fa.__version__}: compiled, numerically stable activation kernels\n")
     print("1. Stable on every input (float64; naive formulas overflow or give NaN here)")
     xs = np.array([-1000.0, -30.0, -1.0, 0.0, 1.0, 30.0, 1000.0])
-    rows = [[name] + [f"{v:.6g}" for v in getattr(fa, name)(xs)]
-            for name in ("sigmoid", "log_sigmoid", "softplus", "tanh", "gelu", "silu", "mish")]
+    rows = [
+        [name] + [f"{v:.6g}" for v in getattr(fa, name)(xs)]
+        for name in ("sigmoid", "log_sigmoid", "softplus", "tanh", "gelu", "silu", "mish")
+    ]
     _table(["x"] + [f"{v:g}" for v in xs], rows)
-    print(f"   sigmoid(-100) in float32 = {fa.sigmoid(np.float32(-100.0)):.4g} (subnormal, not 0)\n")
+    print(
+        f"   sigmoid(-100) in float32 = {fa.sigmoid(np.float32(-100.0)):.4g} (subnormal, not 0)\n"
+    )
     print("2. sigmoid'(x) = s(1 - s): largest (0.25) at x = 0, vanishing as |x| grows")
     xs = np.array([-10.0, -5.0, -2.0, 0.0, 2.0, 5.0, 10.0])
     ds = fa.sigmoid_backward(np.ones_like(xs), fa.sigmoid(xs))
     _table(["x"] + [f"{v:g}" for v in xs], [["sigmoid'(x)"] + [f"{d:.4g}" for d in ds]])
-    print(f"   through 10 sigmoid layers the factor is at most 0.25**10 = {0.25**10:.2e}: gradients "
-          "vanish;\n   sigmoid alone never makes them explode (that takes large weights).\n")
+    print(
+        f"   through 10 sigmoid layers the factor is at most 0.25**10 = {0.25**10:.2e}: gradients "
+        "vanish;\n   sigmoid alone never makes them explode (that takes large weights).\n"
+    )
     n = 4_000_000
     print(f"3. Speed on {n:,} float32 values, median of 7 runs")
     x = (np.random.default_rng(0).standard_normal(n) * 4).astype(np.float32)
@@ -407,10 +534,14 @@ def cmd_info(args) -> int:
     if flags:
         simd = [f for f in ("avx2", "fma", "avx512f") if f in flags.split()]
         print(f"cpu features {' '.join(simd)}")
-    print(f"threads      {numba.get_num_threads()} (threading layer: {layer}; "
-          f"GOMP_SPINCOUNT={os.environ.get('GOMP_SPINCOUNT')})")
-    print(f"cache        {'on' if _config.CACHE else 'off (no writable location)'} "
-          f"({os.path.join(os.path.dirname(fastact.__file__), '__pycache__')} or NUMBA_CACHE_DIR)")
+    print(
+        f"threads      {numba.get_num_threads()} (threading layer: {layer}; "
+        f"GOMP_SPINCOUNT={os.environ.get('GOMP_SPINCOUNT')})"
+    )
+    print(
+        f"cache        {'on' if _config.CACHE else 'off (no writable location)'} "
+        f"({os.path.join(os.path.dirname(fastact.__file__), '__pycache__')} or NUMBA_CACHE_DIR)"
+    )
     print(f"parallel at  {_config.PARALLEL_THRESHOLD} elements")
     print(f"cuda         {'available' if cuda_ok else 'not available'}")
     return 0
@@ -422,7 +553,9 @@ def _positive(kind):
         try:
             value = kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a positive {kind.__name__}, got {text!r}") from None
+            raise argparse.ArgumentTypeError(
+                f"expected a positive {kind.__name__}, got {text!r}"
+            ) from None
         if value <= 0:
             raise argparse.ArgumentTypeError(f"expected a positive {kind.__name__}, got {text!r}")
         return value
@@ -431,26 +564,49 @@ def _positive(kind):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fastact", description="fastact: compiled activation "
-                                     "kernels, and the sigmoid-vs-ReLU study done right")
+    parser = argparse.ArgumentParser(
+        prog="fastact",
+        description="fastact: compiled activation "
+        "kernels, and the sigmoid-vs-ReLU study done right",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def experiment(name, func, help_text):
         p = sub.add_parser(name, help=help_text, description=help_text)
         p.add_argument("--quick", action="store_true", help="a small run (under a minute)")
-        p.add_argument("--out", metavar="DIR", help="write tables (CSV, Markdown) and plots (PNG) here")
-        p.add_argument("--seeds", type=_positive(int), help="number of seeds (default: 50/12 xor, 5/2 study)")
-        p.add_argument("--depth", type=_positive(int), default=10, help="hidden layers for gradients")
+        p.add_argument(
+            "--out", metavar="DIR", help="write tables (CSV, Markdown) and plots (PNG) here"
+        )
+        p.add_argument(
+            "--seeds", type=_positive(int), help="number of seeds (default: 50/12 xor, 5/2 study)"
+        )
+        p.add_argument(
+            "--depth", type=_positive(int), default=10, help="hidden layers for gradients"
+        )
         p.set_defaults(func=func, keep_open=False)
         return p
 
-    experiment("xor", cmd_xor, "the article's 2-4-1 XOR nets (sigmoid, tanh, ReLU family) over many seeds")
-    experiment("study", cmd_study, "each activation with/without batch norm and dropout on digits and spirals")
-    experiment("gradients", cmd_gradients, "per-layer gradient norms of a deep net: vanishing gradients")
-    experiment("demo", cmd_demo, "the main job: quick xor, study and gradients, written to --out (default results/)")
+    experiment(
+        "xor", cmd_xor, "the article's 2-4-1 XOR nets (sigmoid, tanh, ReLU family) over many seeds"
+    )
+    experiment(
+        "study",
+        cmd_study,
+        "each activation with/without batch norm and dropout on digits and spirals",
+    )
+    experiment(
+        "gradients", cmd_gradients, "per-layer gradient norms of a deep net: vanishing gradients"
+    )
+    experiment(
+        "demo",
+        cmd_demo,
+        "the main job: quick xor, study and gradients, written to --out (default results/)",
+    )
     bench = sub.add_parser("bench", help="main kernels against the NumPy reference (and torch)")
     bench.add_argument("--quick", action="store_true", help="1M elements")
-    bench.add_argument("--size", type=_positive(int), default=16_000_000, help="elements (default 16M)")
+    bench.add_argument(
+        "--size", type=_positive(int), default=16_000_000, help="elements (default 16M)"
+    )
     bench.add_argument("--out", metavar="DIR", help="write the table as CSV and Markdown here")
     bench.set_defaults(func=cmd_bench)
     tour = sub.add_parser("tour", help="stable values, sigmoid's derivative, timings")

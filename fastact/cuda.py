@@ -36,7 +36,7 @@ def is_available() -> bool:
         from numba import cuda
 
         return bool(cuda.is_available())
-    except Exception:  # noqa: BLE001 - no numba-cuda, no driver, a broken install: not available
+    except Exception:
         return False
 
 
@@ -53,8 +53,9 @@ def kernels():
         try:
             from fastact import _cuda_kernels
         except ImportError as exc:
-            raise RuntimeError("fastact's CUDA kernels need numba-cuda: pip install 'fastact[cuda]' "
-                               f"({exc})") from None
+            raise RuntimeError(
+                f"fastact's CUDA kernels need numba-cuda: pip install 'fastact[cuda]' ({exc})"
+            ) from None
         _kernels_module = _cuda_kernels
     return _kernels_module
 
@@ -69,16 +70,22 @@ def _device(func: str, name: str, value):
     elif hasattr(value, "__cuda_array_interface__"):
         try:
             array = cuda.as_cuda_array(value)
-        except Exception as exc:  # noqa: BLE001 - the simulator has no as_cuda_array
-            raise TypeError(f"fastact.{func}: {name} is a CUDA array that numba cannot use here "
-                            f"({type(exc).__name__}: {exc})") from None
+        except Exception as exc:
+            raise TypeError(
+                f"fastact.{func}: {name} is a CUDA array that numba cannot use here "
+                f"({type(exc).__name__}: {exc})"
+            ) from None
     else:
-        raise TypeError(f"fastact.{func}: {name} is a {type(value).__name__}, the other arrays "
-                        f"are on the GPU; pass CUDA device arrays for all of them "
-                        f"(numba.cuda.to_device, cupy.asarray, tensor.cuda())")
+        raise TypeError(
+            f"fastact.{func}: {name} is a {type(value).__name__}, the other arrays "
+            f"are on the GPU; pass CUDA device arrays for all of them "
+            f"(numba.cuda.to_device, cupy.asarray, tensor.cuda())"
+        )
     if np.dtype(array.dtype) not in _FLOATS:
-        raise TypeError(f"fastact.{func}: {name} has dtype {array.dtype}; on the GPU fastact "
-                        f"computes float32 and float64 only: convert it with .astype(float32)")
+        raise TypeError(
+            f"fastact.{func}: {name} has dtype {array.dtype}; on the GPU fastact "
+            f"computes float32 and float64 only: convert it with .astype(float32)"
+        )
     return array
 
 
@@ -87,8 +94,10 @@ def _order(func: str, name: str, array) -> str:
         return "C"
     if array.is_f_contiguous():
         return "F"
-    raise ValueError(f"fastact.{func}: {name} is a non-contiguous device array; pass a contiguous "
-                     f"one (e.g. cupy.ascontiguousarray, tensor.contiguous(), or a copy)")
+    raise ValueError(
+        f"fastact.{func}: {name} is a non-contiguous device array; pass a contiguous "
+        f"one (e.g. cupy.ascontiguousarray, tensor.contiguous(), or a copy)"
+    )
 
 
 def _flat(array, order: str):
@@ -103,14 +112,20 @@ def _out(func: str, out, shape: tuple, dtype: np.dtype, order: str):
         array = cuda.device_array(shape, dtype, order=order)
         return array, array
     if not is_device_array(out):
-        raise TypeError(f"fastact.{func}: out is a {type(out).__name__}, the input is on the GPU; "
-                        f"pass a CUDA device array (or no out)")
+        raise TypeError(
+            f"fastact.{func}: out is a {type(out).__name__}, the input is on the GPU; "
+            f"pass a CUDA device array (or no out)"
+        )
     array = _device(func, "out", out)
     if np.dtype(array.dtype) != dtype:
-        raise TypeError(f"fastact.{func}: out has dtype {array.dtype}, the result has dtype {dtype}")
+        raise TypeError(
+            f"fastact.{func}: out has dtype {array.dtype}, the result has dtype {dtype}"
+        )
     if tuple(array.shape) != tuple(shape):
-        raise ValueError(f"fastact.{func}: out has shape {tuple(array.shape)}, the result has shape "
-                         f"{tuple(shape)}")
+        raise ValueError(
+            f"fastact.{func}: out has shape {tuple(array.shape)}, the result has shape "
+            f"{tuple(shape)}"
+        )
     if array.size > 1 and _order(func, "out", array) != order:
         raise ValueError(f"fastact.{func}: out must have the input's memory order ({order})")
     return array, out
@@ -155,11 +170,15 @@ def forward(op, x, out, a, b):
 def _check_pair(func, name_a, a, name_b, b):
     """Two device arrays of one shape and dtype (no broadcasting or casting on the GPU)."""
     if tuple(a.shape) != tuple(b.shape):
-        raise ValueError(f"fastact.{func}: {name_a} has shape {tuple(a.shape)}, {name_b} has "
-                         f"shape {tuple(b.shape)}; on the GPU they must be equal (no broadcasting)")
+        raise ValueError(
+            f"fastact.{func}: {name_a} has shape {tuple(a.shape)}, {name_b} has "
+            f"shape {tuple(b.shape)}; on the GPU they must be equal (no broadcasting)"
+        )
     if a.dtype != b.dtype:
-        raise TypeError(f"fastact.{func}: {name_a} is {a.dtype}, {name_b} is {b.dtype}; on the "
-                        f"GPU they must have the same dtype")
+        raise TypeError(
+            f"fastact.{func}: {name_a} is {a.dtype}, {name_b} is {b.dtype}; on the "
+            f"GPU they must have the same dtype"
+        )
 
 
 def backward(op, grad_output, v, out, a, b):
@@ -172,7 +191,9 @@ def backward(op, grad_output, v, out, a, b):
     params = op._params(func, (a, b), dtype)
     order = _order(func, "grad_output", g) if g.size > 1 else "C"
     if v.size > 1 and _order(func, op.vname, v) != order:
-        raise ValueError(f"fastact.{func}: grad_output and {op.vname} must have the same memory order")
+        raise ValueError(
+            f"fastact.{func}: grad_output and {op.vname} must have the same memory order"
+        )
     target, result = _out(func, out, tuple(g.shape), dtype, order)
     n = g.size
     if n:
@@ -208,11 +229,15 @@ def bias_act(x, bias, activation, *, out=None, **params):
     x = _matrix(func, "x", x, 2)
     bias = _matrix(func, "bias", bias, 1)
     if bias.shape[0] != x.shape[1]:
-        raise ValueError(f"fastact.{func}: bias has length {bias.shape[0]}, x has {x.shape[1]} "
-                         f"features (x.shape[1]); pass one bias per feature")
+        raise ValueError(
+            f"fastact.{func}: bias has length {bias.shape[0]}, x has {x.shape[1]} "
+            f"features (x.shape[1]); pass one bias per feature"
+        )
     if bias.dtype != x.dtype:
-        raise TypeError(f"fastact.{func}: bias is {bias.dtype}, x is {x.dtype}; on the GPU they must "
-                        f"have the same dtype")
+        raise TypeError(
+            f"fastact.{func}: bias is {bias.dtype}, x is {x.dtype}; on the GPU they must "
+            f"have the same dtype"
+        )
     dtype = np.dtype(x.dtype)
     target, result = _out(func, out, tuple(x.shape), dtype, "C")
     saved = target if spec.grad_from == "output" else cuda.device_array(x.shape, dtype)
@@ -246,6 +271,7 @@ def bias_act_backward(grad_output, saved, activation, **params):
         partial = cuda.device_array((blocks[1] * threads[1], cols), np.float64)
         k = kernels()
         getattr(k, f"{spec.name}_bias_backward")[blocks, threads](
-            g, saved, grad_pre, partial, dtype.type(a), dtype.type(b))
+            g, saved, grad_pre, partial, dtype.type(a), dtype.type(b)
+        )
         k.sum_partials[_grid_1d(cols)](partial, grad_bias)  # float64 sums, stored in dtype
     return grad_pre, grad_bias

@@ -33,9 +33,18 @@ from fastact._math import exp, log1p, typed
 from fastact.activations import ACTIVATIONS
 
 __all__ = [
-    "bias_act", "bias_act_backward", "softmax", "softmax_cross_entropy",
-    "binary_cross_entropy_with_logits", "dropout", "dropout_backward", "batch_norm",
-    "batch_norm_backward", "BatchNormCache", "sgd_update", "adam_update",
+    "bias_act",
+    "bias_act_backward",
+    "softmax",
+    "softmax_cross_entropy",
+    "binary_cross_entropy_with_logits",
+    "dropout",
+    "dropout_backward",
+    "batch_norm",
+    "batch_norm_backward",
+    "BatchNormCache",
+    "sgd_update",
+    "adam_update",
 ]
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
@@ -88,8 +97,10 @@ def resolve_activation(func, activation, params):
         raise TypeError(f"fastact.{func}: activation must be a name (str), got {activation!r}")
     if activation not in ACTIVATIONS:
         hint = " (prelu has learned weights: use fastact.prelu)" if activation == "prelu" else ""
-        raise ValueError(f"fastact.{func}: unknown activation {activation!r}{hint}; valid names: "
-                         f"{', '.join(ACTIVATIONS)}")
+        raise ValueError(
+            f"fastact.{func}: unknown activation {activation!r}{hint}; valid names: "
+            f"{', '.join(ACTIVATIONS)}"
+        )
     spec = ACTIVATIONS[activation]
     params = dict(params)
     if spec.choice and spec.choice[0] in params:
@@ -99,8 +110,10 @@ def resolve_activation(func, activation, params):
     unknown = sorted(set(params) - set(names))
     if unknown:
         takes = ", ".join(names + list(spec.choice[:1])) or "no parameters"
-        raise TypeError(f"fastact.{func}: activation {activation!r} got unexpected parameter(s) "
-                        f"{', '.join(unknown)}; it takes {takes}")
+        raise TypeError(
+            f"fastact.{func}: activation {activation!r} got unexpected parameter(s) "
+            f"{', '.join(unknown)}; it takes {takes}"
+        )
     values = [check_param(func, p.name, params.get(p.name, p.default), p.rule) for p in spec.params]
     values += [0.0] * (2 - len(values))
     problem = spec.validate(*values) if spec.validate else ""
@@ -144,8 +157,10 @@ def bias_act(x, bias, activation, *, out=None, **params):
     x = _float_array(func, "x", x, ndim=2)
     bias = _float_array(func, "bias", bias, ndim=1)
     if bias.shape[0] != x.shape[1]:
-        raise ValueError(f"fastact.{func}: bias has length {bias.shape[0]}, x has {x.shape[1]} "
-                         f"features (x.shape[1]); pass one bias per feature")
+        raise ValueError(
+            f"fastact.{func}: bias has length {bias.shape[0]}, x has {x.shape[1]} "
+            f"features (x.shape[1]); pass one bias per feature"
+        )
     compute, result = result_dtypes(x.dtype, bias.dtype)
     target = contiguous_target(func, out, x.shape, compute, result, x, bias)
     xc, bc = _c(x, compute), _c(bias, compute)
@@ -167,8 +182,10 @@ def bias_act_backward(grad_output, saved, activation, **params):
     g = _float_array(func, "grad_output", grad_output, ndim=2)
     saved = _float_array(func, "saved", saved, ndim=2)
     if g.shape != saved.shape:
-        raise ValueError(f"fastact.{func}: grad_output has shape {g.shape}, saved has shape "
-                         f"{saved.shape}; they must be equal")
+        raise ValueError(
+            f"fastact.{func}: grad_output has shape {g.shape}, saved has shape "
+            f"{saved.shape}; they must be equal"
+        )
     compute, result = result_dtypes(g.dtype, saved.dtype)
     grad_pre = np.empty(g.shape, compute)
     grad_bias = np.empty(g.shape[1], np.float64)
@@ -239,8 +256,9 @@ def bce_with_logits_kernel(logits, targets, grad):
 def _logits_2d(func, logits):
     x = _float_array(func, "logits", logits, ndim=2)
     if x.shape[0] == 0 or x.shape[1] == 0:
-        raise ValueError(f"fastact.{func}: logits must have at least one row and one class, "
-                         f"got shape {x.shape}")
+        raise ValueError(
+            f"fastact.{func}: logits must have at least one row and one class, got shape {x.shape}"
+        )
     return x
 
 
@@ -280,13 +298,19 @@ def softmax_cross_entropy(logits, labels, *, out=None):
     x = _logits_2d(func, logits)
     y = as_array(func, "labels", labels)
     if y.dtype.kind not in "iu":
-        raise TypeError(f"fastact.{func}: labels must be integer class indices, got dtype {y.dtype}")
+        raise TypeError(
+            f"fastact.{func}: labels must be integer class indices, got dtype {y.dtype}"
+        )
     if y.shape != (x.shape[0],):
-        raise ValueError(f"fastact.{func}: labels must have shape ({x.shape[0]},) (one per row of "
-                         f"logits), got {y.shape}")
+        raise ValueError(
+            f"fastact.{func}: labels must have shape ({x.shape[0]},) (one per row of "
+            f"logits), got {y.shape}"
+        )
     if y.min() < 0 or y.max() >= x.shape[1]:
-        raise ValueError(f"fastact.{func}: labels must be in [0, {x.shape[1]}) (logits has "
-                         f"{x.shape[1]} classes), got values in [{y.min()}, {y.max()}]")
+        raise ValueError(
+            f"fastact.{func}: labels must be in [0, {x.shape[1]}) (logits has "
+            f"{x.shape[1]} classes), got values in [{y.min()}, {y.max()}]"
+        )
     compute, result = result_dtypes(x.dtype)
     target = contiguous_target(func, out, x.shape, compute, result, x)
     loss = softmax_cross_entropy_kernel(_c(x, compute), _c(y, np.intp), target)
@@ -311,17 +335,22 @@ def binary_cross_entropy_with_logits(logits, targets, *, out=None):
     x = as_array(func, "logits", logits)
     t = as_array(func, "targets", targets)
     if x.shape != t.shape:
-        raise ValueError(f"fastact.{func}: logits has shape {x.shape}, targets has shape "
-                         f"{t.shape}; they must be equal")
+        raise ValueError(
+            f"fastact.{func}: logits has shape {x.shape}, targets has shape "
+            f"{t.shape}; they must be equal"
+        )
     if x.size == 0:
         raise ValueError(f"fastact.{func}: logits is empty")
     if not (np.all(t >= 0) and np.all(t <= 1)):
-        raise ValueError(f"fastact.{func}: targets must be probabilities in [0, 1] (e.g. 0/1 "
-                         "labels), got values outside it or NaN")
+        raise ValueError(
+            f"fastact.{func}: targets must be probabilities in [0, 1] (e.g. 0/1 "
+            "labels), got values outside it or NaN"
+        )
     compute, result = result_dtypes(x.dtype)
     target = contiguous_target(func, out, x.shape, compute, result, x)
-    loss = bce_with_logits_kernel(_c(x, compute).reshape(-1), _c(t, compute).reshape(-1),
-                                  target.reshape(-1))
+    loss = bce_with_logits_kernel(
+        _c(x, compute).reshape(-1), _c(t, compute).reshape(-1), target.reshape(-1)
+    )
     return float(loss), finish(out, target, result)
 
 
@@ -346,8 +375,10 @@ def dropout_backward_kernel(g, mask, scale, out):
 def _dropout_p(func, p):
     p = check_param(func, "p", p, "nonnegative")
     if p > 1:
-        raise ValueError(f"fastact.{func}: p is the probability of dropping an element, it must "
-                         f"be in [0, 1], got {p!r}")
+        raise ValueError(
+            f"fastact.{func}: p is the probability of dropping an element, it must "
+            f"be in [0, 1], got {p!r}"
+        )
     return p, (0.0 if p == 1 else 1.0 / (1.0 - p))
 
 
@@ -382,8 +413,14 @@ def dropout(x, p, rng=None, *, out=None):
     u = rng.random(x.shape, dtype=compute)
     mask = np.empty(x.shape, np.bool_)
     t = compute.type
-    dropout_kernel(_c(x, compute).reshape(-1), u.reshape(-1), t(p), t(scale),
-                   target.reshape(-1), mask.reshape(-1))
+    dropout_kernel(
+        _c(x, compute).reshape(-1),
+        u.reshape(-1),
+        t(p),
+        t(scale),
+        target.reshape(-1),
+        mask.reshape(-1),
+    )
     return finish(out, target, result), mask
 
 
@@ -394,12 +431,18 @@ def dropout_backward(grad_output, mask, p, *, out=None):
     g = as_array(func, "grad_output", grad_output)
     mask = np.asarray(mask)
     if mask.dtype != np.bool_ or mask.shape != g.shape:
-        raise ValueError(f"fastact.{func}: mask must be the boolean mask dropout returned, of "
-                         f"grad_output's shape {g.shape}; got {mask.dtype} with shape {mask.shape}")
+        raise ValueError(
+            f"fastact.{func}: mask must be the boolean mask dropout returned, of "
+            f"grad_output's shape {g.shape}; got {mask.dtype} with shape {mask.shape}"
+        )
     compute, result = result_dtypes(g.dtype)
     target = contiguous_target(func, out, g.shape, compute, result, g)
-    dropout_backward_kernel(_c(g, compute).reshape(-1), _c(mask, np.bool_).reshape(-1),
-                            compute.type(scale), target.reshape(-1))
+    dropout_backward_kernel(
+        _c(g, compute).reshape(-1),
+        _c(mask, np.bool_).reshape(-1),
+        compute.type(scale),
+        target.reshape(-1),
+    )
     return finish(out, target, result)
 
 
@@ -432,8 +475,9 @@ def _column_mean_var(x):
 
 
 @njit(**SERIAL)
-def batch_norm_forward_kernel(x, gamma, beta, running_mean, running_var, training, momentum, eps,
-                              y, xhat, inv_std):
+def batch_norm_forward_kernel(
+    x, gamma, beta, running_mean, running_var, training, momentum, eps, y, xhat, inv_std
+):
     n, f = x.shape
     if training:
         mean, var = _column_mean_var(x)
@@ -484,11 +528,15 @@ def batch_norm_backward_kernel(g, xhat, gamma, inv_std, training, dx, dgamma, db
 
 def _state_vector(func, name, value, f):
     if not isinstance(value, np.ndarray) or value.dtype not in _FLOATS:
-        raise TypeError(f"fastact.{func}: {name} must be a float32 or float64 numpy array "
-                        "(it is updated in place)")
+        raise TypeError(
+            f"fastact.{func}: {name} must be a float32 or float64 numpy array "
+            "(it is updated in place)"
+        )
     if value.shape != (f,) or not value.flags.c_contiguous or not value.flags.writeable:
-        raise ValueError(f"fastact.{func}: {name} must be a writeable contiguous array of shape "
-                         f"({f},), got shape {value.shape}")
+        raise ValueError(
+            f"fastact.{func}: {name} must be a writeable contiguous array of shape "
+            f"({f},), got shape {value.shape}"
+        )
     return value
 
 
@@ -511,8 +559,9 @@ def batch_norm(x, gamma, beta, running_mean, running_var, training, momentum=0.1
     x = _float_array(func, "x", x, ndim=2)
     n, f = x.shape
     if training and n < 2:
-        raise ValueError(f"fastact.{func}: training needs at least 2 rows for batch statistics, "
-                         f"got {n}")
+        raise ValueError(
+            f"fastact.{func}: training needs at least 2 rows for batch statistics, got {n}"
+        )
     momentum = check_param(func, "momentum", momentum, "nonnegative")
     eps = check_param(func, "eps", eps, "nonnegative")
     if momentum > 1:
@@ -522,16 +571,28 @@ def batch_norm(x, gamma, beta, running_mean, running_var, training, momentum=0.1
     for name, value in (("gamma", gamma), ("beta", beta)):
         v = _float_array(func, name, value)
         if v.shape != (f,):
-            raise ValueError(f"fastact.{func}: {name} must have shape ({f},) (one per feature), "
-                             f"got {v.shape}")
+            raise ValueError(
+                f"fastact.{func}: {name} must have shape ({f},) (one per feature), got {v.shape}"
+            )
         params.append(_c(v, compute))
     running_mean = _state_vector(func, "running_mean", running_mean, f)
     running_var = _state_vector(func, "running_var", running_var, f)
     y = np.empty(x.shape, compute)
     xhat = np.empty(x.shape, compute)
     inv_std = np.empty(f, compute)
-    batch_norm_forward_kernel(_c(x, compute), params[0], params[1], running_mean, running_var,
-                              bool(training), momentum, eps, y, xhat, inv_std)
+    batch_norm_forward_kernel(
+        _c(x, compute),
+        params[0],
+        params[1],
+        running_mean,
+        running_var,
+        bool(training),
+        momentum,
+        eps,
+        y,
+        xhat,
+        inv_std,
+    )
     gamma_copy = params[0].copy() if params[0] is gamma else params[0]
     return finish(None, y, result), BatchNormCache(xhat, gamma_copy, inv_std, bool(training))
 
@@ -543,15 +604,18 @@ def batch_norm_backward(grad_output, cache):
         raise TypeError(f"fastact.{func}: cache must be the BatchNormCache batch_norm returned")
     g = _float_array(func, "grad_output", grad_output, ndim=2)
     if g.shape != cache.xhat.shape:
-        raise ValueError(f"fastact.{func}: grad_output has shape {g.shape}, the forward's x had "
-                         f"shape {cache.xhat.shape}")
+        raise ValueError(
+            f"fastact.{func}: grad_output has shape {g.shape}, the forward's x had "
+            f"shape {cache.xhat.shape}"
+        )
     compute = cache.xhat.dtype
     _, result = result_dtypes(g.dtype, compute)
     dx = np.empty(g.shape, compute)
     dgamma = np.empty(g.shape[1], compute)
     dbeta = np.empty(g.shape[1], compute)
-    batch_norm_backward_kernel(_c(g, compute), cache.xhat, cache.gamma, cache.inv_std,
-                               cache.training, dx, dgamma, dbeta)
+    batch_norm_backward_kernel(
+        _c(g, compute), cache.xhat, cache.gamma, cache.inv_std, cache.training, dx, dgamma, dbeta
+    )
     return finish(None, dx, result), dgamma, dbeta
 
 
@@ -572,8 +636,20 @@ def sgd_kernel(p, g, v, lr, momentum, weight_decay, nesterov):
 
 
 @njit(**SERIAL)
-def adam_kernel(p, g, m, v, step_size, beta1, one_minus_beta1, beta2, one_minus_beta2,
-                inv_sqrt_bias2, eps, weight_decay):
+def adam_kernel(
+    p,
+    g,
+    m,
+    v,
+    step_size,
+    beta1,
+    one_minus_beta1,
+    beta2,
+    one_minus_beta2,
+    inv_sqrt_bias2,
+    eps,
+    weight_decay,
+):
     """As ``torch.optim.Adam``: m, v moving averages of d = g + wd p and d^2;
     p -= lr / (1 - beta1^t) * m / (sqrt(v / (1 - beta2^t)) + eps)."""
     for i in range(p.size):
@@ -587,8 +663,10 @@ def adam_kernel(p, g, m, v, step_size, beta1, one_minus_beta1, beta2, one_minus_
 
 def _param_and_grad(func, param, grad):
     if not isinstance(param, np.ndarray) or param.dtype not in _FLOATS:
-        raise TypeError(f"fastact.{func}: param must be a float32 or float64 numpy array "
-                        "(it is updated in place)")
+        raise TypeError(
+            f"fastact.{func}: param must be a float32 or float64 numpy array "
+            "(it is updated in place)"
+        )
     if not param.flags.c_contiguous or not param.flags.writeable:
         raise ValueError(f"fastact.{func}: param must be a writeable C-contiguous array")
     g = as_array(func, "grad", grad)
@@ -598,11 +676,17 @@ def _param_and_grad(func, param, grad):
 
 
 def _state(func, name, value, param):
-    if (not isinstance(value, np.ndarray) or value.dtype != param.dtype
-            or value.shape != param.shape or not value.flags.c_contiguous
-            or not value.flags.writeable):
-        raise ValueError(f"fastact.{func}: {name} must be a writeable C-contiguous array with "
-                         f"param's shape {param.shape} and dtype {param.dtype} (start from zeros)")
+    if (
+        not isinstance(value, np.ndarray)
+        or value.dtype != param.dtype
+        or value.shape != param.shape
+        or not value.flags.c_contiguous
+        or not value.flags.writeable
+    ):
+        raise ValueError(
+            f"fastact.{func}: {name} must be a writeable C-contiguous array with "
+            f"param's shape {param.shape} and dtype {param.dtype} (start from zeros)"
+        )
     return value.reshape(-1)
 
 
@@ -628,8 +712,9 @@ def sgd_update(param, grad, velocity=None, *, lr, momentum=0.0, weight_decay=0.0
     sgd_kernel(p, g, v, t(lr), t(momentum), t(weight_decay), bool(nesterov))
 
 
-def adam_update(param, grad, m, v, step, *, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8,
-                weight_decay=0.0):
+def adam_update(
+    param, grad, m, v, step, *, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0
+):
     """One Adam step on ``param``, in place (as ``torch.optim.Adam``, L2 weight decay).
 
     ``m``, ``v``: the first and second moment estimates (param's shape and dtype, start from
@@ -639,8 +724,9 @@ def adam_update(param, grad, m, v, step, *, lr=1e-3, beta1=0.9, beta2=0.999, eps
     p, g = _param_and_grad(func, param, grad)
     m_flat, v_flat = _state(func, "m", m, param), _state(func, "v", v, param)
     if isinstance(step, (bool, np.bool_)) or not isinstance(step, (int, np.integer)) or step < 1:
-        raise ValueError(f"fastact.{func}: step must be an integer >= 1 (the step's number), "
-                         f"got {step!r}")
+        raise ValueError(
+            f"fastact.{func}: step must be an integer >= 1 (the step's number), got {step!r}"
+        )
     lr = check_param(func, "lr", lr, "nonnegative")
     eps = check_param(func, "eps", eps, "positive")
     weight_decay = check_param(func, "weight_decay", weight_decay, "nonnegative")
@@ -650,5 +736,17 @@ def adam_update(param, grad, m, v, step, *, lr=1e-3, beta1=0.9, beta2=0.999, eps
     t = param.dtype.type
     bias1 = 1.0 - beta1 ** int(step)
     bias2 = 1.0 - beta2 ** int(step)
-    adam_kernel(p, g, m_flat, v_flat, t(lr / bias1), t(beta1), t(1.0 - beta1), t(beta2),
-                t(1.0 - beta2), t(1.0 / math.sqrt(bias2)), t(eps), t(weight_decay))
+    adam_kernel(
+        p,
+        g,
+        m_flat,
+        v_flat,
+        t(lr / bias1),
+        t(beta1),
+        t(1.0 - beta1),
+        t(beta2),
+        t(1.0 - beta2),
+        t(1.0 / math.sqrt(bias2)),
+        t(eps),
+        t(weight_decay),
+    )

@@ -26,7 +26,6 @@ import math
 import numbers
 
 import numpy as np
-
 from numba import njit
 
 from fastact import _kernels, _prelu, fused
@@ -41,8 +40,9 @@ __all__ = ["MLP", "Network", "Dense", "SGD", "Adam"]
 SERIAL_KERNELS = True
 
 #: activations initialized with Glorot under init='auto' (saturating, centred around 0)
-GLOROT_ACTIVATIONS = frozenset({"sigmoid", "tanh", "log_sigmoid", "softplus", "hard_sigmoid",
-                                "hard_tanh"})
+GLOROT_ACTIVATIONS = frozenset(
+    {"sigmoid", "tanh", "log_sigmoid", "softplus", "hard_sigmoid", "hard_tanh"}
+)
 INITS = ("auto", "glorot", "he", "normal")
 OPTIMIZERS = ("sgd", "adam")
 
@@ -92,8 +92,7 @@ class Dense:
     plays the role of batch norm's shift (beta): ``act(gamma * xhat + b)``.
     """
 
-    def __init__(self, n_in, n_out, activation, *, init, dtype, rng, batch_norm=False,
-                 dropout=0.0):
+    def __init__(self, n_in, n_out, activation, *, init, dtype, rng, batch_norm=False, dropout=0.0):
         self.dtype = np.dtype(dtype)
         self.activation = activation
         self.W = Param(_init_weights(rng, n_in, n_out, init, self.dtype), decay=True)
@@ -134,9 +133,19 @@ class Dense:
         if self.batch_norm:
             self.xhat, self.inv_std = self._buf("xhat", n, n_out), np.empty(n_out, self.dtype)
             self.bn_training = training
-            fused.batch_norm_forward_kernel(z, self.gamma.value, self._zero_beta,
-                                            self.running_mean, self.running_var, training,
-                                            0.1, 1e-5, z, self.xhat, self.inv_std)
+            fused.batch_norm_forward_kernel(
+                z,
+                self.gamma.value,
+                self._zero_beta,
+                self.running_mean,
+                self.running_var,
+                training,
+                0.1,
+                1e-5,
+                z,
+                self.xhat,
+                self.inv_std,
+            )
         if self.activation is None:
             np.add(z, self.b.value, out=z)
             return z
@@ -155,8 +164,14 @@ class Dense:
             u = rng.random((n, n_out), dtype=self.dtype)
             self.mask = self._buf("mask", n, n_out, np.bool_)
             out = self._buf("dropped", n, n_out)
-            fused.dropout_kernel(h.reshape(-1), u.reshape(-1), self.dtype.type(self.p),
-                                 self._scale, out.reshape(-1), self.mask.reshape(-1))
+            fused.dropout_kernel(
+                h.reshape(-1),
+                u.reshape(-1),
+                self.dtype.type(self.p),
+                self._scale,
+                out.reshape(-1),
+                self.mask.reshape(-1),
+            )
             return out
         return h
 
@@ -169,13 +184,19 @@ class Dense:
         else:
             if self.mask is not None:
                 kept = self._buf("grad_kept", n, g.shape[1])
-                fused.dropout_backward_kernel(g.reshape(-1), self.mask.reshape(-1), self._scale,
-                                              kept.reshape(-1))
+                fused.dropout_backward_kernel(
+                    g.reshape(-1), self.mask.reshape(-1), self._scale, kept.reshape(-1)
+                )
                 g = kept
             grad_pre = self._buf("grad_pre", n, g.shape[1])
             if self.act is None:
-                _prelu.prelu_backward_serial(g[:, :, None], self.z[:, :, None], self.slope.value,
-                                             grad_pre[:, :, None], self._gb)
+                _prelu.prelu_backward_serial(
+                    g[:, :, None],
+                    self.z[:, :, None],
+                    self.slope.value,
+                    grad_pre[:, :, None],
+                    self._gb,
+                )
                 self.slope.grad[:] = self._gb
                 np.sum(grad_pre, axis=0, out=self.b.grad)
             else:
@@ -185,8 +206,16 @@ class Dense:
             g = grad_pre
         if self.batch_norm:
             dz = self._buf("dz", n, g.shape[1])
-            fused.batch_norm_backward_kernel(g, self.xhat, self.gamma.value, self.inv_std,
-                                             self.bn_training, dz, self.gamma.grad, self._gb)
+            fused.batch_norm_backward_kernel(
+                g,
+                self.xhat,
+                self.gamma.value,
+                self.inv_std,
+                self.bn_training,
+                dz,
+                self.gamma.grad,
+                self._gb,
+            )
             g = dz
         np.matmul(self.x.T, g, out=self.W.grad)
         if not input_grad:
@@ -198,8 +227,17 @@ class Network:
     """Dense layers and the loss: one logit and binary cross-entropy when ``n_outputs == 1``,
     softmax cross-entropy otherwise."""
 
-    def __init__(self, sizes, activation, *, init="auto", dtype=np.float32, rng=None,
-                 batch_norm=False, dropout=0.0):
+    def __init__(
+        self,
+        sizes,
+        activation,
+        *,
+        init="auto",
+        dtype=np.float32,
+        rng=None,
+        batch_norm=False,
+        dropout=0.0,
+    ):
         rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
         hidden_init = init
         if init == "auto":
@@ -207,10 +245,18 @@ class Network:
         self.layers = []
         for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
             last = i == len(sizes) - 2
-            self.layers.append(Dense(
-                n_in, n_out, None if last else activation, dtype=dtype, rng=rng,
-                init=("glorot" if init == "auto" else init) if last else hidden_init,
-                batch_norm=batch_norm and not last, dropout=0.0 if last else dropout))
+            self.layers.append(
+                Dense(
+                    n_in,
+                    n_out,
+                    None if last else activation,
+                    dtype=dtype,
+                    rng=rng,
+                    init=("glorot" if init == "auto" else init) if last else hidden_init,
+                    batch_norm=batch_norm and not last,
+                    dropout=0.0 if last else dropout,
+                )
+            )
         self.binary = sizes[-1] == 1
         self.params = [p for layer in self.layers for p in layer.params]
 
@@ -254,8 +300,15 @@ class SGD:
     def step(self):
         zero = self.lr * 0
         for p, v in zip(self.params, self.velocity):
-            fused.sgd_kernel(p.value.reshape(-1), p.grad.reshape(-1), v.reshape(-1), self.lr,
-                             self.momentum, self.weight_decay if p.decay else zero, self.nesterov)
+            fused.sgd_kernel(
+                p.value.reshape(-1),
+                p.grad.reshape(-1),
+                v.reshape(-1),
+                self.lr,
+                self.momentum,
+                self.weight_decay if p.decay else zero,
+                self.nesterov,
+            )
 
 
 class Adam:
@@ -273,14 +326,25 @@ class Adam:
     def step(self):
         self.steps += 1
         t = self.t
-        step_size = t(self.lr / (1.0 - self.beta1 ** self.steps))
-        inv_sqrt_bias2 = t(1.0 / math.sqrt(1.0 - self.beta2 ** self.steps))
+        step_size = t(self.lr / (1.0 - self.beta1**self.steps))
+        inv_sqrt_bias2 = t(1.0 / math.sqrt(1.0 - self.beta2**self.steps))
         b1, b2 = t(self.beta1), t(self.beta2)
         c1, c2 = t(1.0 - self.beta1), t(1.0 - self.beta2)
         for p, m, v in zip(self.params, self.m, self.v):
-            fused.adam_kernel(p.value.reshape(-1), p.grad.reshape(-1), m.reshape(-1), v.reshape(-1),
-                              step_size, b1, c1, b2, c2, inv_sqrt_bias2, self.eps,
-                              self.weight_decay if p.decay else t(0.0))
+            fused.adam_kernel(
+                p.value.reshape(-1),
+                p.grad.reshape(-1),
+                m.reshape(-1),
+                v.reshape(-1),
+                step_size,
+                b1,
+                c1,
+                b2,
+                c2,
+                inv_sqrt_bias2,
+                self.eps,
+                self.weight_decay if p.decay else t(0.0),
+            )
 
 
 # --------------------------------------------------------------------------- the estimator
@@ -346,9 +410,24 @@ class MLP:
         epoch's batches of the L2 norm of the layer's weight gradient).
     """
 
-    def __init__(self, hidden_sizes=(64,), activation="relu", *, batch_norm=False, dropout=0.0,
-                 optimizer="adam", lr=1e-3, momentum=0.9, weight_decay=0.0, batch_size=128,
-                 epochs=20, init="auto", dtype="float32", seed=None, verbose=False):
+    def __init__(
+        self,
+        hidden_sizes=(64,),
+        activation="relu",
+        *,
+        batch_norm=False,
+        dropout=0.0,
+        optimizer="adam",
+        lr=1e-3,
+        momentum=0.9,
+        weight_decay=0.0,
+        batch_size=128,
+        epochs=20,
+        init="auto",
+        dtype="float32",
+        seed=None,
+        verbose=False,
+    ):
         self.hidden_sizes = hidden_sizes
         self.activation = activation
         self.batch_norm = batch_norm
@@ -367,8 +446,10 @@ class MLP:
     # ------------------------------------------------------------------ checks
     def _check_params(self):
         if self.activation not in activation_names():
-            raise ValueError(f"MLP: unknown activation {self.activation!r}; valid names: "
-                             f"{', '.join(activation_names())}")
+            raise ValueError(
+                f"MLP: unknown activation {self.activation!r}; valid names: "
+                f"{', '.join(activation_names())}"
+            )
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"MLP: unknown optimizer {self.optimizer!r}; use 'adam' or 'sgd'")
         if self.init not in INITS:
@@ -420,8 +501,10 @@ class MLP:
         idx = np.minimum(idx, len(self.classes_) - 1)
         unknown = self.classes_[idx] != y
         if np.any(unknown):
-            raise ValueError(f"MLP: {what} has labels not in the training data: "
-                             f"{np.unique(np.asarray(y)[unknown])[:5].tolist()}")
+            raise ValueError(
+                f"MLP: {what} has labels not in the training data: "
+                f"{np.unique(np.asarray(y)[unknown])[:5].tolist()}"
+            )
         return idx
 
     def _check_fitted(self, X):
@@ -429,8 +512,9 @@ class MLP:
             raise ValueError("MLP: this model is not fitted yet; call fit(X, y) first")
         X = self._check_X(X, self.network_.params[0].value.dtype)
         if X.shape[1] != self.n_features_in_:
-            raise ValueError(f"MLP: X has {X.shape[1]} features, the model was fitted with "
-                             f"{self.n_features_in_}")
+            raise ValueError(
+                f"MLP: X has {X.shape[1]} features, the model was fitted with {self.n_features_in_}"
+            )
         return X
 
     # ------------------------------------------------------------------ training
@@ -440,13 +524,16 @@ class MLP:
         X, y = self._check_Xy(X, y, dtype)
         self.classes_, y_idx = np.unique(y, return_inverse=True)
         if len(self.classes_) < 2:
-            raise ValueError(f"MLP: y has a single class ({self.classes_[0]!r}); a classifier "
-                             "needs at least 2")
+            raise ValueError(
+                f"MLP: y has a single class ({self.classes_[0]!r}); a classifier needs at least 2"
+            )
         if validation_data is not None:
             Xv, yv = validation_data
             Xv, yv = self._check_Xy(Xv, yv, dtype, what="validation X")
             if Xv.shape[1] != X.shape[1]:
-                raise ValueError(f"MLP: validation X has {Xv.shape[1]} features, X has {X.shape[1]}")
+                raise ValueError(
+                    f"MLP: validation X has {Xv.shape[1]} features, X has {X.shape[1]}"
+                )
             yv_idx = self._encode(yv, "validation y")
         self.n_features_in_ = X.shape[1]
         binary = len(self.classes_) == 2
@@ -455,9 +542,15 @@ class MLP:
 
         rng = np.random.default_rng(self.seed)
         n_out = 1 if binary else len(self.classes_)
-        net = self.network_ = Network((X.shape[1], *sizes, n_out), self.activation,
-                                      init=self.init, dtype=dtype, rng=rng,
-                                      batch_norm=self.batch_norm, dropout=self.dropout)
+        net = self.network_ = Network(
+            (X.shape[1], *sizes, n_out),
+            self.activation,
+            init=self.init,
+            dtype=dtype,
+            rng=rng,
+            batch_norm=self.batch_norm,
+            dropout=self.dropout,
+        )
         if self.optimizer == "sgd":
             opt = SGD(net.params, self.lr, self.momentum, self.weight_decay)
         else:
@@ -474,7 +567,7 @@ class MLP:
             total_loss, correct = 0.0, 0
             norms = np.zeros(len(weights))
             for start in range(0, n, bs):
-                idx = order[start:start + bs]
+                idx = order[start : start + bs]
                 x, t = X[idx], targets[idx]
                 loss, logits = net.loss_and_backward(x, t, rng)
                 opt.step()
@@ -496,7 +589,7 @@ class MLP:
     def _logits(self, X):
         """Logits of already checked X, in evaluation mode, batch by batch."""
         net, chunk = self.network_, max(self.batch_size, 1024)
-        parts = [net.forward(X[s:s + chunk]).copy() for s in range(0, len(X), chunk)]
+        parts = [net.forward(X[s : s + chunk]).copy() for s in range(0, len(X), chunk)]
         return np.concatenate(parts)
 
     def _logits_argmax(self, X):
@@ -551,14 +644,20 @@ class _Progress:
         self.epoch += 1
         if not self.verbose:
             return
-        stats = {"loss": f"{history['loss'][-1]:.4f}", "acc": f"{history['train_accuracy'][-1]:.4f}"}
+        stats = {
+            "loss": f"{history['loss'][-1]:.4f}",
+            "acc": f"{history['train_accuracy'][-1]:.4f}",
+        }
         if "val_accuracy" in history:
             stats["val_acc"] = f"{history['val_accuracy'][-1]:.4f}"
         if self.bar is not None:
             self.bar.set_postfix(stats)
             self.bar.update(1)
         else:
-            print(f"epoch {self.epoch}: " + ", ".join(f"{k} {v}" for k, v in stats.items()), flush=True)
+            print(
+                f"epoch {self.epoch}: " + ", ".join(f"{k} {v}" for k, v in stats.items()),
+                flush=True,
+            )
 
     def close(self):
         if self.bar is not None:

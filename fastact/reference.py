@@ -15,12 +15,40 @@ import numpy as np
 from fastact.activations import GELU_TANH_K0, GELU_TANH_K1, SELU_ALPHA, SELU_SCALE
 
 __all__ = [
-    "sigmoid", "sigmoid_backward", "log_sigmoid", "log_sigmoid_backward", "tanh", "tanh_backward",
-    "softplus", "softplus_backward", "relu", "relu_backward", "relu6", "relu6_backward",
-    "leaky_relu", "leaky_relu_backward", "prelu", "prelu_backward", "elu", "elu_backward",
-    "celu", "celu_backward", "selu", "selu_backward", "gelu", "gelu_backward", "silu",
-    "silu_backward", "mish", "mish_backward", "hard_sigmoid", "hard_sigmoid_backward",
-    "hard_swish", "hard_swish_backward", "hard_tanh", "hard_tanh_backward",
+    "sigmoid",
+    "sigmoid_backward",
+    "log_sigmoid",
+    "log_sigmoid_backward",
+    "tanh",
+    "tanh_backward",
+    "softplus",
+    "softplus_backward",
+    "relu",
+    "relu_backward",
+    "relu6",
+    "relu6_backward",
+    "leaky_relu",
+    "leaky_relu_backward",
+    "prelu",
+    "prelu_backward",
+    "elu",
+    "elu_backward",
+    "celu",
+    "celu_backward",
+    "selu",
+    "selu_backward",
+    "gelu",
+    "gelu_backward",
+    "silu",
+    "silu_backward",
+    "mish",
+    "mish_backward",
+    "hard_sigmoid",
+    "hard_sigmoid_backward",
+    "hard_swish",
+    "hard_swish_backward",
+    "hard_tanh",
+    "hard_tanh_backward",
 ]
 
 
@@ -194,8 +222,9 @@ def selu(x):
 def selu_backward(grad_output, x):
     x = _f(x)
     t = x.dtype.type
-    return np.where(x > 0, grad_output * t(SELU_SCALE),
-                    grad_output * (t(SELU_SCALE * SELU_ALPHA) * np.exp(x)))
+    return np.where(
+        x > 0, grad_output * t(SELU_SCALE), grad_output * (t(SELU_SCALE * SELU_ALPHA) * np.exp(x))
+    )
 
 
 def _check_approximate(approximate):
@@ -272,7 +301,9 @@ def hard_swish(x):
 
 def hard_swish_backward(grad_output, x):
     x = _f(x)
-    return np.where(x < -3, 0, np.where(x > 3, grad_output, grad_output * (x / 3 + x.dtype.type(0.5))))
+    return np.where(
+        x < -3, 0, np.where(x > 3, grad_output, grad_output * (x / 3 + x.dtype.type(0.5)))
+    )
 
 
 def hard_tanh(x, min_val=-1.0, max_val=1.0):

@@ -75,28 +75,49 @@ class MissingDependency(ImportError):
     """An optional package a command needs; the CLI prints a one-line hint."""
 
     def __init__(self, package: str, purpose: str):
-        super().__init__(f"{purpose} needs {package}: pip install {package} "
-                         f"(or: pip install 'fastact[study]')")
+        super().__init__(
+            f"{purpose} needs {package}: pip install {package} (or: pip install 'fastact[study]')"
+        )
 
 
 # --------------------------------------------------------------------------- XOR
-def xor_experiment(activations=("sigmoid", "tanh", "relu", "leaky_relu", "prelu"), seeds=50,
-                   epochs=3000, hidden=4, progress=None):
+def xor_experiment(
+    activations=("sigmoid", "tanh", "relu", "leaky_relu", "prelu"),
+    seeds=50,
+    epochs=3000,
+    hidden=4,
+    progress=None,
+):
     """The article's 2-4-1 XOR net, full batch, Adam; success = 100% training accuracy."""
     rows = []
     for activation in activations:
         wins, dead_units, final_losses = 0, 0, []
         for seed in range(seeds):
-            clf = MLP((hidden,), activation, optimizer="adam", lr=0.05, batch_size=4,
-                      epochs=epochs, dtype="float64", seed=seed).fit(XOR_X, XOR_Y)
+            clf = MLP(
+                (hidden,),
+                activation,
+                optimizer="adam",
+                lr=0.05,
+                batch_size=4,
+                epochs=epochs,
+                dtype="float64",
+                seed=seed,
+            ).fit(XOR_X, XOR_Y)
             wins += clf.score(XOR_X, XOR_Y) == 1.0
             final_losses.append(clf.history_["loss"][-1])
             dead_units += _dead_units(clf, XOR_X)
             if progress:
                 progress()
-        rows.append({"activation": activation, "seeds": seeds, "solved": wins,
-                     "success_rate": wins / seeds, "dead_hidden_units_per_net": dead_units / seeds,
-                     "median_final_loss": float(np.median(final_losses))})
+        rows.append(
+            {
+                "activation": activation,
+                "seeds": seeds,
+                "solved": wins,
+                "success_rate": wins / seeds,
+                "dead_hidden_units_per_net": dead_units / seeds,
+                "median_final_loss": float(np.median(final_losses)),
+            }
+        )
     return rows
 
 
@@ -118,8 +139,15 @@ TARGETS = {"digits": 0.97, "spirals": 0.95}
 SCHEDULE = {"digits": (1e-3, 1), "spirals": (1e-2, 5)}
 
 
-def accuracy_study(datasets=("digits", "spirals"), activations=STUDY_ACTIVATIONS,
-                   variants=tuple(VARIANTS), seeds=3, epochs=40, hidden=(64, 64), progress=None):
+def accuracy_study(
+    datasets=("digits", "spirals"),
+    activations=STUDY_ACTIVATIONS,
+    variants=tuple(VARIANTS),
+    seeds=3,
+    epochs=40,
+    hidden=(64, 64),
+    progress=None,
+):
     """Train/test accuracy, gap, epochs to the target train accuracy and time per epoch,
     mean and std over seeds, for each dataset x activation x variant."""
     rows = []
@@ -132,45 +160,87 @@ def accuracy_study(datasets=("digits", "spirals"), activations=STUDY_ACTIVATIONS
                 n_epochs = epochs * factor
                 X_train, X_test, y_train, y_test = load_dataset(dataset, 0)
                 # warm-up: compile this configuration's kernels outside the timings
-                MLP(hidden, activation, epochs=1, seed=0, **VARIANTS[variant]).fit(X_train[::8], y_train[::8])
+                MLP(hidden, activation, epochs=1, seed=0, **VARIANTS[variant]).fit(
+                    X_train[::8], y_train[::8]
+                )
                 for seed in range(seeds):
                     X_train, X_test, y_train, y_test = load_dataset(dataset, seed)
-                    clf = MLP(hidden, activation, optimizer="adam", lr=lr, batch_size=64,
-                              epochs=n_epochs, seed=seed, **VARIANTS[variant])
+                    clf = MLP(
+                        hidden,
+                        activation,
+                        optimizer="adam",
+                        lr=lr,
+                        batch_size=64,
+                        epochs=n_epochs,
+                        seed=seed,
+                        **VARIANTS[variant],
+                    )
                     t0 = time.perf_counter()
                     clf.fit(X_train, y_train, validation_data=(X_test, y_test))
                     elapsed = time.perf_counter() - t0
                     acc = clf.history_["train_accuracy"]
-                    reached = next((i + 1 for i, a in enumerate(acc) if a >= TARGETS[dataset]), math.nan)
-                    runs.append((clf.score(X_train, y_train), clf.score(X_test, y_test), reached,
-                                 elapsed / n_epochs))
+                    reached = next(
+                        (i + 1 for i, a in enumerate(acc) if a >= TARGETS[dataset]), math.nan
+                    )
+                    runs.append(
+                        (
+                            clf.score(X_train, y_train),
+                            clf.score(X_test, y_test),
+                            reached,
+                            elapsed / n_epochs,
+                        )
+                    )
                     curves[(dataset, activation, variant, seed)] = clf.history_["loss"]
                     if progress:
                         progress()
                 r = np.array(runs, dtype=float)
                 train, test = r[:, 0], r[:, 1]
-                rows.append({
-                    "dataset": dataset, "activation": activation, "variant": variant,
-                    "train_acc": train.mean(), "train_acc_std": train.std(),
-                    "test_acc": test.mean(), "test_acc_std": test.std(),
-                    "gap": (train - test).mean(), "gap_std": (train - test).std(),
-                    "epochs_to_target": float(np.nanmean(r[:, 2])) if np.isfinite(r[:, 2]).any() else math.nan,
-                    "reached_target": int(np.isfinite(r[:, 2]).sum()), "seeds": seeds,
-                    "ms_per_epoch": 1e3 * r[:, 3].mean(),
-                })
+                rows.append(
+                    {
+                        "dataset": dataset,
+                        "activation": activation,
+                        "variant": variant,
+                        "train_acc": train.mean(),
+                        "train_acc_std": train.std(),
+                        "test_acc": test.mean(),
+                        "test_acc_std": test.std(),
+                        "gap": (train - test).mean(),
+                        "gap_std": (train - test).std(),
+                        "epochs_to_target": float(np.nanmean(r[:, 2]))
+                        if np.isfinite(r[:, 2]).any()
+                        else math.nan,
+                        "reached_target": int(np.isfinite(r[:, 2]).sum()),
+                        "seeds": seeds,
+                        "ms_per_epoch": 1e3 * r[:, 3].mean(),
+                    }
+                )
     return rows, curves
 
 
 # --------------------------------------------------------------------------- gradients
 GRADIENT_CASES = (
-    ("sigmoid", "glorot", False), ("sigmoid", "normal", False), ("sigmoid", "glorot", True),
-    ("tanh", "glorot", False), ("relu", "he", False), ("relu", "glorot", False),
-    ("relu", "normal", False), ("leaky_relu", "he", False), ("relu", "he", True),
+    ("sigmoid", "glorot", False),
+    ("sigmoid", "normal", False),
+    ("sigmoid", "glorot", True),
+    ("tanh", "glorot", False),
+    ("relu", "he", False),
+    ("relu", "glorot", False),
+    ("relu", "normal", False),
+    ("leaky_relu", "he", False),
+    ("relu", "he", True),
 )
 
 
-def gradient_study(depth=10, width=64, cases=GRADIENT_CASES, dataset="digits", epochs=5,
-                   batches=8, seed=0, progress=None):
+def gradient_study(
+    depth=10,
+    width=64,
+    cases=GRADIENT_CASES,
+    dataset="digits",
+    epochs=5,
+    batches=8,
+    seed=0,
+    progress=None,
+):
     """Per-layer gradient norms ||dL/dW_l|| of a deep net (``depth`` hidden layers): at
     initialization (mean over ``batches`` mini-batches) and in the last training epoch."""
     X_train, X_test, y_train, y_test = load_dataset(dataset, seed)
@@ -178,7 +248,9 @@ def gradient_study(depth=10, width=64, cases=GRADIENT_CASES, dataset="digits", e
     rows = []
     for activation, init, batch_norm in cases:
         sizes = (X_train.shape[1],) + (width,) * depth + (len(classes),)
-        net = Network(sizes, activation, init=init, dtype=np.float32, rng=seed, batch_norm=batch_norm)
+        net = Network(
+            sizes, activation, init=init, dtype=np.float32, rng=seed, batch_norm=batch_norm
+        )
         rng = np.random.default_rng(seed)
         at_init = np.zeros(depth + 1)
         for _ in range(batches):
@@ -186,13 +258,29 @@ def gradient_study(depth=10, width=64, cases=GRADIENT_CASES, dataset="digits", e
             net.loss_and_backward(X_train[idx].astype(np.float32), y_idx[idx].astype(np.intp), rng)
             at_init += [np.linalg.norm(layer.W.grad) for layer in net.layers]
         at_init /= batches
-        clf = MLP((width,) * depth, activation, init=init, batch_norm=batch_norm, optimizer="adam",
-                  lr=1e-3, batch_size=64, epochs=epochs, seed=seed).fit(X_train, y_train)
+        clf = MLP(
+            (width,) * depth,
+            activation,
+            init=init,
+            batch_norm=batch_norm,
+            optimizer="adam",
+            lr=1e-3,
+            batch_size=64,
+            epochs=epochs,
+            seed=seed,
+        ).fit(X_train, y_train)
         trained = np.array(clf.history_["grad_norms"][-1])
-        rows.append({"activation": activation, "init": init, "batch_norm": batch_norm,
-                     "at_init": at_init.tolist(), "trained": trained.tolist(),
-                     "first_over_last_at_init": at_init[0] / at_init[-2] if at_init[-2] else math.inf,
-                     "test_acc": clf.score(X_test, y_test)})
+        rows.append(
+            {
+                "activation": activation,
+                "init": init,
+                "batch_norm": batch_norm,
+                "at_init": at_init.tolist(),
+                "trained": trained.tolist(),
+                "first_over_last_at_init": at_init[0] / at_init[-2] if at_init[-2] else math.inf,
+                "test_acc": clf.score(X_test, y_test),
+            }
+        )
         if progress:
             progress()
     return rows

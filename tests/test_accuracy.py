@@ -29,9 +29,15 @@ DTYPES = pytest.mark.parametrize("dtype", [F32, F64], ids=["float32", "float64"]
 
 
 def _cases(names):
-    return [pytest.param(name, params, id=name + (f"[{ulp.params_id(name, params)}]"
-                                                  if ulp.params_id(name, params) else ""))
-            for name in names for params in ulp.param_cases(name)]
+    return [
+        pytest.param(
+            name,
+            params,
+            id=name + (f"[{ulp.params_id(name, params)}]" if ulp.params_id(name, params) else ""),
+        )
+        for name in names
+        for params in ulp.param_cases(name)
+    ]
 
 
 SMOOTH = [name for name in ACTIVATIONS if name not in ulp.PIECEWISE]
@@ -48,9 +54,12 @@ def test_every_activation_is_classified():
     """A new activation needs bounds and an exact reference (tests/ulp.py)."""
     for name in ACTIVATIONS:
         assert (name in ulp.FORWARD_BOUNDS) != (name in ulp.PIECEWISE), (
-            f"{name}: add its max-ULP bounds to FORWARD_BOUNDS (or list it in PIECEWISE)")
+            f"{name}: add its max-ULP bounds to FORWARD_BOUNDS (or list it in PIECEWISE)"
+        )
         assert name in ulp.EXACT and name in ulp.DERIVATIVE, f"{name}: add an mpmath reference"
-        assert name in ulp._NP_FORWARD and name in ulp._NP_DERIVATIVE, f"{name}: add a float64 formula"
+        assert name in ulp._NP_FORWARD and name in ulp._NP_DERIVATIVE, (
+            f"{name}: add a float64 formula"
+        )
 
 
 # --------------------------------------------------------------------------- references
@@ -71,15 +80,19 @@ def test_float64_formulas_agree_with_mpmath(name):
 
 def test_ulp_error_conventions():
     f = np.float32
-    assert ulp.ulp_error(np.array([1.0]), np.array([1.0 + 2.0 ** -23]), f)[0] == 1.0
-    assert ulp.ulp_error(np.array([0.0]), np.array([2.0 ** -149]), f)[0] == 1.0  # subnormal floor
+    assert ulp.ulp_error(np.array([1.0]), np.array([1.0 + 2.0**-23]), f)[0] == 1.0
+    assert ulp.ulp_error(np.array([0.0]), np.array([2.0**-149]), f)[0] == 1.0  # subnormal floor
     got = np.array([np.inf, -np.inf, np.nan, np.nan, 1.0, np.inf, 3.5e38])
     ref = np.array([np.inf, -np.inf, np.nan, 1.0, np.nan, 1.0, 3.5e38])
     assert ulp.ulp_error(got, ref, f).tolist() == [0, 0, 0, np.inf, np.inf, np.inf, 0]
     hi, lo = ulp.reference_f64("sigmoid", np.array([0.0, -740.0, np.inf, -np.inf, np.nan]))
     assert hi[0] == 0.5 and 0 < hi[1] < 1e-300 and hi[2] == 1 and hi[3] == 0 and np.isnan(hi[4])
-    assert ulp.ulp_error(np.array([0.5 + 2.0 ** -53]), (np.array([0.5]), np.array([2.0 ** -54])),
-                         np.float64)[0] == 0.5
+    assert (
+        ulp.ulp_error(
+            np.array([0.5 + 2.0**-53]), (np.array([0.5]), np.array([2.0**-54])), np.float64
+        )[0]
+        == 0.5
+    )
 
 
 # --------------------------------------------------------------------------- forward
@@ -97,7 +110,11 @@ def test_piecewise_forward(name, params, dtype):
     """Selects and up to three roundings: within 2 ULP, or eps absolute (x/6 + 1/2 cancels)."""
     m = ulp.measure_forward(name, dtype, params)
     x = m.x.astype(np.float64)
-    ref = ulp.reference_numpy64(name, x, m.params) if dtype == F32 else ulp.reference_f64(name, x, m.params)[0]
+    ref = (
+        ulp.reference_numpy64(name, x, m.params)
+        if dtype == F32
+        else ulp.reference_f64(name, x, m.params)[0]
+    )
     got = ulp.forward(name, m.x, m.params).astype(np.float64)
     with np.errstate(invalid="ignore"):
         ok = (m.err <= 2) | (np.abs(got - ref) <= np.finfo(dtype).eps)
@@ -123,7 +140,9 @@ def test_backward_matches_finite_difference(name, params):
     """float64: the backward vs (f(x + h) - f(x - h)) / 2h, h = 1e-6 max(1, |x|); points
     where the one-sided slopes disagree (a kink inside [x - h, x + h]) are left out."""
     rng = np.random.default_rng(11)
-    x = np.concatenate([rng.normal(0.0, 3.0, 400), rng.uniform(-30, 30, 300), rng.uniform(-6, 6, 300)])
+    x = np.concatenate(
+        [rng.normal(0.0, 3.0, 400), rng.uniform(-30, 30, 300), rng.uniform(-6, 6, 300)]
+    )
     x = _away_from_kinks(x)
     h = 1e-6 * np.maximum(1.0, np.abs(x))
     xp, xm = x + h, x - h

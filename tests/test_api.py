@@ -20,12 +20,15 @@ from tests.conftest import call_backward, call_forward
 def fa_grad_from(name):
     return ACTIVATIONS[name].grad_from
 
+
 RTOL = {np.float32: 2e-6, np.float64: 1e-13}
 
 
 def assert_same(got, want, dtype, atol=0.0):
     assert got.dtype == want.dtype, (got.dtype, want.dtype)
-    np.testing.assert_allclose(got, want, rtol=RTOL[dtype], atol=max(atol, np.finfo(dtype).tiny * 16))
+    np.testing.assert_allclose(
+        got, want, rtol=RTOL[dtype], atol=max(atol, np.finfo(dtype).tiny * 16)
+    )
 
 
 def sample(rng, shape, dtype):
@@ -43,7 +46,9 @@ def test_forward_and_backward_match_reference(variant, dtype, rng):
     want = call_forward(name, x.astype(wide), kw, reference).astype(dtype)
     assert_same(call_forward(name, x, kw), want, dtype)
     v = call_forward(name, x, kw) if fa_grad_from(name) == "output" else x
-    want = getattr(reference, f"{name}_backward")(g.astype(wide), v.astype(wide), **kw).astype(dtype)
+    want = getattr(reference, f"{name}_backward")(g.astype(wide), v.astype(wide), **kw).astype(
+        dtype
+    )
     # backward: absolute floor of a few eps * |g| (cancellation in e.g. 1 - y*y, x/3 + 1/2)
     floor = 8 * np.finfo(dtype).eps * np.abs(g).max()
     assert_same(getattr(fa, f"{name}_backward")(g, v, **kw), want, dtype, atol=floor)
@@ -65,8 +70,29 @@ def test_parallel_path_matches_serial(variant, dtype, rng):
     np.testing.assert_array_max_ulp(big, small, maxulp=1)
 
 
-SPECIAL = np.array([-np.inf, -1e30, -1e4, -1000.0, -100.0, -20.0, -1.0, -1e-30, -0.0, 0.0,
-                    1e-30, 1.0, 20.0, 100.0, 1000.0, 1e4, 1e30, np.inf, np.nan])
+SPECIAL = np.array(
+    [
+        -np.inf,
+        -1e30,
+        -1e4,
+        -1000.0,
+        -100.0,
+        -20.0,
+        -1.0,
+        -1e-30,
+        -0.0,
+        0.0,
+        1e-30,
+        1.0,
+        20.0,
+        100.0,
+        1000.0,
+        1e4,
+        1e30,
+        np.inf,
+        np.nan,
+    ]
+)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -105,10 +131,18 @@ def test_exact_special_values():
 
 
 # --------------------------------------------------------------------------- dtypes
-@pytest.mark.parametrize("dtype, result", [
-    (np.float16, np.float16), (np.float32, np.float32), (np.float64, np.float64),
-    (np.int8, np.float64), (np.int64, np.float64), (np.uint16, np.float64), (np.bool_, np.float64),
-])
+@pytest.mark.parametrize(
+    "dtype, result",
+    [
+        (np.float16, np.float16),
+        (np.float32, np.float32),
+        (np.float64, np.float64),
+        (np.int8, np.float64),
+        (np.int64, np.float64),
+        (np.uint16, np.float64),
+        (np.bool_, np.float64),
+    ],
+)
 def test_dtype_rules(dtype, result):
     x = np.array([-3, -1, 0, 1, 2]).astype(dtype)
     y = fa.sigmoid(x)
@@ -145,14 +179,20 @@ def test_shapes(shape, rng):
 def test_non_contiguous_views(variant, view, rng):
     name, kw = variant
     base = sample(rng, (12, 10), np.float32)
-    x = {"strided": base[::2, ::3], "transposed": base.T, "reversed": base[::-1, ::-2],
-         "fortran": np.asfortranarray(base), "column": base[:, 3]}[view]
+    x = {
+        "strided": base[::2, ::3],
+        "transposed": base.T,
+        "reversed": base[::-1, ::-2],
+        "fortran": np.asfortranarray(base),
+        "column": base[:, 3],
+    }[view]
     before = base.copy()
     y = call_forward(name, x, kw)
     np.testing.assert_array_equal(y, call_forward(name, np.ascontiguousarray(x), kw))
     g = np.ones_like(x)
-    np.testing.assert_array_equal(call_backward(name, g, x, kw),
-                                  call_backward(name, g, np.ascontiguousarray(x), kw))
+    np.testing.assert_array_equal(
+        call_backward(name, g, x, kw), call_backward(name, g, np.ascontiguousarray(x), kw)
+    )
     np.testing.assert_array_equal(base, before)  # input untouched
 
 
@@ -202,11 +242,14 @@ def test_out_float16():
     np.testing.assert_array_equal(out, fa.tanh(x))
 
 
-@pytest.mark.parametrize("out, err, msg", [
-    (np.empty(4, np.float64), TypeError, "out has dtype float64"),
-    (np.empty(5, np.float32), ValueError, "out has shape"),
-    ([0.0] * 4, TypeError, "out must be a numpy.ndarray"),
-])
+@pytest.mark.parametrize(
+    "out, err, msg",
+    [
+        (np.empty(4, np.float64), TypeError, "out has dtype float64"),
+        (np.empty(5, np.float32), ValueError, "out has shape"),
+        ([0.0] * 4, TypeError, "out must be a numpy.ndarray"),
+    ],
+)
 def test_bad_out(out, err, msg):
     with pytest.raises(err, match=msg):
         fa.sigmoid(np.ones(4, np.float32), out=out)
@@ -220,10 +263,16 @@ def test_read_only_out():
 
 
 # --------------------------------------------------------------------------- bad input
-@pytest.mark.parametrize("x, what", [
-    (np.ones(3, complex), "complex128"), (np.array(["a"]), "<U1"),
-    (np.array([object()]), "object"), ("abc", "<U3"), ([1, [2, 3]], "array-like"),
-])
+@pytest.mark.parametrize(
+    "x, what",
+    [
+        (np.ones(3, complex), "complex128"),
+        (np.array(["a"]), "<U1"),
+        (np.array([object()]), "object"),
+        ("abc", "<U3"),
+        ([1, [2, 3]], "array-like"),
+    ],
+)
 def test_bad_input_types(x, what):
     with pytest.raises(TypeError, match=r"fastact\.sigmoid: x must .*") as info:
         fa.sigmoid(x)
@@ -232,20 +281,51 @@ def test_bad_input_types(x, what):
         fa.relu_backward(x, np.ones(3))
 
 
-@pytest.mark.parametrize("call, err, msg", [
-    (lambda: fa.gelu(np.ones(2), approximate="bogus"), ValueError, "approximate must be 'none' or 'tanh'"),
-    (lambda: fa.leaky_relu(np.ones(2), float("nan")), ValueError, "negative_slope must be finite"),
-    (lambda: fa.leaky_relu(np.ones(2), "0.1"), TypeError, "negative_slope must be a real number"),
-    (lambda: fa.elu(np.ones(2), -1.0), ValueError, "alpha must be >= 0"),
-    (lambda: fa.celu(np.ones(2), 0.0), ValueError, "alpha must be > 0"),
-    (lambda: fa.softplus(np.ones(2), beta=0), ValueError, "beta must be > 0"),
-    (lambda: fa.softplus(np.ones(2), beta=np.inf), ValueError, "beta must be finite"),
-    (lambda: fa.hard_tanh(np.ones(2), 1.0, -1.0), ValueError, "min_val .* must be <= max_val"),
-    (lambda: fa.elu_backward(np.ones(2), np.ones(2), alpha=True), TypeError, "alpha must be a real"),
-    (lambda: fa.prelu(np.ones((2, 3)), np.ones(2)), ValueError, "weight must be a scalar or a 1-D array of length 3"),
-    (lambda: fa.prelu(np.ones((2, 3)), np.array([1, np.nan, 1])), ValueError, "weight must be finite"),
-    (lambda: fa.prelu_backward(np.ones((2, 2)), np.ones((2, 3)), 0.25), ValueError, "grad_output has shape"),
-])
+@pytest.mark.parametrize(
+    "call, err, msg",
+    [
+        (
+            lambda: fa.gelu(np.ones(2), approximate="bogus"),
+            ValueError,
+            "approximate must be 'none' or 'tanh'",
+        ),
+        (
+            lambda: fa.leaky_relu(np.ones(2), float("nan")),
+            ValueError,
+            "negative_slope must be finite",
+        ),
+        (
+            lambda: fa.leaky_relu(np.ones(2), "0.1"),
+            TypeError,
+            "negative_slope must be a real number",
+        ),
+        (lambda: fa.elu(np.ones(2), -1.0), ValueError, "alpha must be >= 0"),
+        (lambda: fa.celu(np.ones(2), 0.0), ValueError, "alpha must be > 0"),
+        (lambda: fa.softplus(np.ones(2), beta=0), ValueError, "beta must be > 0"),
+        (lambda: fa.softplus(np.ones(2), beta=np.inf), ValueError, "beta must be finite"),
+        (lambda: fa.hard_tanh(np.ones(2), 1.0, -1.0), ValueError, "min_val .* must be <= max_val"),
+        (
+            lambda: fa.elu_backward(np.ones(2), np.ones(2), alpha=True),
+            TypeError,
+            "alpha must be a real",
+        ),
+        (
+            lambda: fa.prelu(np.ones((2, 3)), np.ones(2)),
+            ValueError,
+            "weight must be a scalar or a 1-D array of length 3",
+        ),
+        (
+            lambda: fa.prelu(np.ones((2, 3)), np.array([1, np.nan, 1])),
+            ValueError,
+            "weight must be finite",
+        ),
+        (
+            lambda: fa.prelu_backward(np.ones((2, 2)), np.ones((2, 3)), 0.25),
+            ValueError,
+            "grad_output has shape",
+        ),
+    ],
+)
 def test_bad_arguments(call, err, msg):
     with pytest.raises(err, match=msg):
         call()
@@ -255,12 +335,18 @@ def test_params_change_results():
     x = np.array([-2.0, 3.0])
     np.testing.assert_allclose(fa.leaky_relu(x, 0.2), [-0.4, 3.0])
     np.testing.assert_allclose(fa.hard_tanh(x, -1.5, 2.5), [-1.5, 2.5])
-    np.testing.assert_allclose(fa.softplus(x, beta=2.0, threshold=5.0), reference.softplus(x, 2.0, 5.0))
-    np.testing.assert_allclose(fa.celu_backward(np.ones(2), x, 2.0), reference.celu_backward(np.ones(2), x, 2.0))
+    np.testing.assert_allclose(
+        fa.softplus(x, beta=2.0, threshold=5.0), reference.softplus(x, 2.0, 5.0)
+    )
+    np.testing.assert_allclose(
+        fa.celu_backward(np.ones(2), x, 2.0), reference.celu_backward(np.ones(2), x, 2.0)
+    )
 
 
 # --------------------------------------------------------------------------- prelu
-@pytest.mark.parametrize("shape, wshape", [((5,), ()), ((4, 3), (3,)), ((2, 3, 4, 5), (3,)), ((2, 3), (1,))])
+@pytest.mark.parametrize(
+    "shape, wshape", [((5,), ()), ((4, 3), (3,)), ((2, 3, 4, 5), (3,)), ((2, 3), (1,))]
+)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_prelu_matches_reference(shape, wshape, dtype, rng):
     x = sample(rng, shape, dtype)
@@ -291,14 +377,33 @@ finite_or_special = st.floats(allow_nan=True, allow_infinity=True, width=32)
 
 
 @settings(max_examples=60, deadline=None)
-@given(hnp.arrays(np.float32, hnp.array_shapes(min_dims=0, max_dims=3, max_side=6), elements=finite_or_special))
+@given(
+    hnp.arrays(
+        np.float32, hnp.array_shapes(min_dims=0, max_dims=3, max_side=6), elements=finite_or_special
+    )
+)
 def test_property_forward_matches_reference_float32(x):
-    for name in ("sigmoid", "log_sigmoid", "softplus", "silu", "relu", "leaky_relu", "elu", "mish", "tanh"):
+    for name in (
+        "sigmoid",
+        "log_sigmoid",
+        "softplus",
+        "silu",
+        "relu",
+        "leaky_relu",
+        "elu",
+        "mish",
+        "tanh",
+    ):
         got = getattr(fa, name)(x)
         with np.errstate(over="ignore"):
             want = getattr(reference, name)(x.astype(np.float64)).astype(np.float32)
-        np.testing.assert_allclose(got, want, rtol=8 * np.finfo(np.float32).eps,
-                                   atol=np.finfo(np.float32).smallest_subnormal * 4, equal_nan=True)
+        np.testing.assert_allclose(
+            got,
+            want,
+            rtol=8 * np.finfo(np.float32).eps,
+            atol=np.finfo(np.float32).smallest_subnormal * 4,
+            equal_nan=True,
+        )
 
 
 @settings(max_examples=60, deadline=None)

@@ -42,7 +42,7 @@ def test_study_quick(tmp_path, capsys):
 def test_gradients_quick_shows_sigmoid_decay(tmp_path, capsys):
     code, out = run(["gradients", "--quick", "--depth", "6", "--out", str(tmp_path)], capsys)
     assert code == 0
-    lines = [l.split(",") for l in (tmp_path / "gradients.csv").read_text().splitlines()]
+    lines = [line.split(",") for line in (tmp_path / "gradients.csv").read_text().splitlines()]
     header, rows = lines[0], lines[1:]
     first, last = header.index("L1"), header.index("L6")
     sig = next(r for r in rows if r[0] == "sigmoid/glorot" and r[1] == "at_init")
@@ -59,8 +59,16 @@ def test_bench_info_tour(capsys):
     assert code == 0 and "0.25" in out.out
 
 
-@pytest.mark.parametrize("argv", [[], ["nope"], ["xor", "--seeds", "0"], ["gradients", "--depth", "x"],
-                                  ["bench", "--size", "-3"]])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        [],
+        ["nope"],
+        ["xor", "--seeds", "0"],
+        ["gradients", "--depth", "x"],
+        ["bench", "--size", "-3"],
+    ],
+)
 def test_bad_arguments_exit_2_with_usage(argv, capsys):
     with pytest.raises(SystemExit) as info:
         cli.main(argv)
@@ -69,8 +77,10 @@ def test_bad_arguments_exit_2_with_usage(argv, capsys):
 
 
 def test_missing_scikit_learn_gives_a_hint():
-    code = ("import sys; sys.modules['sklearn'] = None; sys.modules['sklearn.datasets'] = None\n"
-            "from fastact.cli import main; sys.exit(main(['study', '--quick', '--seeds', '1']))")
+    code = (
+        "import sys; sys.modules['sklearn'] = None; sys.modules['sklearn.datasets'] = None\n"
+        "from fastact.cli import main; sys.exit(main(['study', '--quick', '--seeds', '1']))"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 1
     assert "needs scikit-learn: pip install scikit-learn" in proc.stderr
@@ -78,8 +88,10 @@ def test_missing_scikit_learn_gives_a_hint():
 
 
 def test_missing_matplotlib_gives_a_hint(tmp_path):
-    code = ("import sys; sys.modules['matplotlib'] = None\n"
-            f"from fastact.cli import main; sys.exit(main(['gradients', '--quick', '--depth', '3', '--out', {str(tmp_path)!r}]))")
+    code = (
+        "import sys; sys.modules['matplotlib'] = None\n"
+        f"from fastact.cli import main; sys.exit(main(['gradients', '--quick', '--depth', '3', '--out', {str(tmp_path)!r}]))"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "plots need matplotlib" in proc.stdout
@@ -88,8 +100,12 @@ def test_missing_matplotlib_gives_a_hint(tmp_path):
 
 
 def test_python_dash_m_and_help():
-    proc = subprocess.run([sys.executable, "-m", "fastact", "xor", "--help"], capture_output=True,
-                          text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "fastact", "xor", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0 and "--quick" in proc.stdout
 
 

@@ -15,8 +15,9 @@ from tests.conftest import VARIANTS, variant_id
 # float32 is checked on a representative subset (each activation and dtype compiles two
 # kernels); float64 on every activation
 FLOAT32_VARIANTS = [v for v in VARIANTS if v[0] in ("relu", "sigmoid", "tanh", "gelu", "silu")]
-CASES = ([pytest.param(v, np.float64, id=variant_id(v) + "-float64") for v in VARIANTS]
-         + [pytest.param(v, np.float32, id=variant_id(v) + "-float32") for v in FLOAT32_VARIANTS])
+CASES = [pytest.param(v, np.float64, id=variant_id(v) + "-float64") for v in VARIANTS] + [
+    pytest.param(v, np.float32, id=variant_id(v) + "-float32") for v in FLOAT32_VARIANTS
+]
 RTOL = {np.float32: 3e-6, np.float64: 1e-13}
 
 
@@ -45,8 +46,12 @@ def test_bias_act_matches_reference(variant, dtype, rng):
 
     out, saved = fused.bias_act(x, b, name, **kw)
     assert out.dtype == dtype and out.shape == x.shape
-    np.testing.assert_allclose(out, _ref_forward(name, z, kw).astype(dtype), rtol=RTOL[dtype],
-                               atol=np.finfo(dtype).tiny * 16)
+    np.testing.assert_allclose(
+        out,
+        _ref_forward(name, z, kw).astype(dtype),
+        rtol=RTOL[dtype],
+        atol=np.finfo(dtype).tiny * 16,
+    )
     if ACTIVATIONS[_registry_name(name, kw)].grad_from == "output":
         assert saved is out
     else:
@@ -75,9 +80,19 @@ def test_bias_act_parallel_kernels_match_serial(name, rng, monkeypatch):
     np.testing.assert_allclose(grads_p[1], grads[1], rtol=1e-6)
 
 
-@pytest.mark.parametrize("name,kw", [("relu", {}), ("sigmoid", {}), ("tanh", {}), ("gelu", {}),
-                                     ("softplus", {"beta": 2.0}), ("hard_tanh", {"min_val": -2.0}),
-                                     ("gelu", {"approximate": "tanh"}), ("mish", {})])
+@pytest.mark.parametrize(
+    "name,kw",
+    [
+        ("relu", {}),
+        ("sigmoid", {}),
+        ("tanh", {}),
+        ("gelu", {}),
+        ("softplus", {"beta": 2.0}),
+        ("hard_tanh", {"min_val": -2.0}),
+        ("gelu", {"approximate": "tanh"}),
+        ("mish", {}),
+    ],
+)
 def test_bias_act_backward_finite_differences(name, kw, rng):
     """d/dx and d/dbias of sum(G * act(x + bias)) by central differences (float64)."""
     x = rng.standard_normal((5, 4)) * 2
@@ -86,8 +101,12 @@ def test_bias_act_backward_finite_differences(name, kw, rng):
     loss = lambda x, b: float(np.sum(G * fused.bias_act(x, b, name, **kw)[0]))  # noqa: E731
     _, saved = fused.bias_act(x, b, name, **kw)
     grad_pre, grad_bias = fused.bias_act_backward(G, saved, name, **kw)
-    np.testing.assert_allclose(grad_pre, numeric_grad(lambda x: loss(x, b), x), rtol=1e-6, atol=1e-8)
-    np.testing.assert_allclose(grad_bias, numeric_grad(lambda b: loss(x, b), b), rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(
+        grad_pre, numeric_grad(lambda x: loss(x, b), x), rtol=1e-6, atol=1e-8
+    )
+    np.testing.assert_allclose(
+        grad_bias, numeric_grad(lambda b: loss(x, b), b), rtol=1e-6, atol=1e-8
+    )
 
 
 def test_bias_act_out_and_dtypes(rng):
@@ -164,11 +183,16 @@ def ref_bce(logits, targets):
 
 def special_logits(dtype):
     """Ordinary rows and rows with huge logits (+-1e4): exp(1e4) overflows any float."""
-    return np.array([[0.5, -1.0, 2.0, 0.0],
-                     [1e4, -1e4, 0.0, 1.0],
-                     [-1e4, -1e4, -1e4, -1e4],
-                     [1e4, 1e4, -3.0, 1e4],
-                     [-1e4, 3.0, 2.0, -1e4]], dtype)
+    return np.array(
+        [
+            [0.5, -1.0, 2.0, 0.0],
+            [1e4, -1e4, 0.0, 1.0],
+            [-1e4, -1e4, -1e4, -1e4],
+            [1e4, 1e4, -3.0, 1e4],
+            [-1e4, 3.0, 2.0, -1e4],
+        ],
+        dtype,
+    )
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -181,8 +205,9 @@ def test_softmax_cross_entropy_matches_reference(dtype, rng):
     tol = 1e-6 if dtype == np.float32 else 1e-14
     assert loss == pytest.approx(want_loss, rel=tol)
     np.testing.assert_allclose(grad, want_grad, rtol=10 * tol, atol=tol / 31)
-    np.testing.assert_allclose(fused.softmax(logits), want_grad * 31 + np.eye(7)[labels],
-                               rtol=10 * tol, atol=tol)
+    np.testing.assert_allclose(
+        fused.softmax(logits), want_grad * 31 + np.eye(7)[labels], rtol=10 * tol, atol=tol
+    )
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -199,7 +224,9 @@ def test_losses_with_special_logits_are_finite_without_warnings(dtype):
         p = fused.softmax(logits)
         np.testing.assert_allclose(p.sum(axis=1), 1, rtol=1e-6)
 
-        targets = np.array([[0, 1, 1, 0], [1, 1, 0, 0], [1, 0, 1, 0], [0, 1, 0, 1], [0.5, 1, 0, 0]], dtype)
+        targets = np.array(
+            [[0, 1, 1, 0], [1, 1, 0, 0], [1, 0, 1, 0], [0, 1, 0, 1], [0.5, 1, 0, 0]], dtype
+        )
         loss, grad = fused.binary_cross_entropy_with_logits(logits, targets)
         want_loss, want_grad = ref_bce(logits, targets)
         assert np.isfinite(loss) and np.all(np.isfinite(grad)) and grad.dtype == dtype
@@ -260,8 +287,11 @@ def test_dropout(dtype, rng):
     y2, mask2 = fused.dropout(x, 0.3, 5)  # an int seed is the same as default_rng(seed)
     np.testing.assert_array_equal(y2, y)
     g = rng.standard_normal(x.shape).astype(dtype)
-    np.testing.assert_allclose(fused.dropout_backward(g, mask, 0.3),
-                               np.where(mask, g.astype(np.float64) / 0.7, 0), rtol=2e-7)
+    np.testing.assert_allclose(
+        fused.dropout_backward(g, mask, 0.3),
+        np.where(mask, g.astype(np.float64) / 0.7, 0),
+        rtol=2e-7,
+    )
 
 
 def test_dropout_edges():
@@ -318,9 +348,15 @@ def test_batch_norm_backward_finite_differences(training, rng):
 
     _, cache = fused.batch_norm(x, gamma, beta, stats[0].copy(), stats[1].copy(), training)
     dx, dgamma, dbeta = fused.batch_norm_backward(G, cache)
-    np.testing.assert_allclose(dx, numeric_grad(lambda v: loss(v, gamma, beta), x), rtol=1e-6, atol=1e-8)
-    np.testing.assert_allclose(dgamma, numeric_grad(lambda v: loss(x, v, beta), gamma), rtol=1e-6, atol=1e-8)
-    np.testing.assert_allclose(dbeta, numeric_grad(lambda v: loss(x, gamma, v), beta), rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(
+        dx, numeric_grad(lambda v: loss(v, gamma, beta), x), rtol=1e-6, atol=1e-8
+    )
+    np.testing.assert_allclose(
+        dgamma, numeric_grad(lambda v: loss(x, v, beta), gamma), rtol=1e-6, atol=1e-8
+    )
+    np.testing.assert_allclose(
+        dbeta, numeric_grad(lambda v: loss(x, gamma, v), beta), rtol=1e-6, atol=1e-8
+    )
 
 
 def test_batch_norm_errors():
@@ -351,12 +387,13 @@ def ref_adam(p, g, m, v, t, lr, b1, b2, eps, wd):
     d = g + wd * p
     m[...] = b1 * m + (1 - b1) * d
     v[...] = b2 * v + (1 - b2) * d * d
-    p -= lr / (1 - b1 ** t) * m / (np.sqrt(v / (1 - b2 ** t)) + eps)
+    p -= lr / (1 - b1**t) * m / (np.sqrt(v / (1 - b2**t)) + eps)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("momentum,nesterov,wd", [(0.0, False, 0.0), (0.9, False, 0.01),
-                                                  (0.9, True, 0.0)])
+@pytest.mark.parametrize(
+    "momentum,nesterov,wd", [(0.0, False, 0.0), (0.9, False, 0.01), (0.9, True, 0.0)]
+)
 def test_sgd_update_matches_reference(dtype, momentum, nesterov, wd, rng):
     p = rng.standard_normal((6, 4)).astype(dtype)
     v = np.zeros_like(p)

@@ -25,7 +25,9 @@ def test_dask_forward_is_lazy_and_chunkwise(data):
     y = fa.softplus(d, beta=2.0)
     assert isinstance(y, da.Array) and y.dtype == np.float32 and y.chunks == d.chunks
     np.testing.assert_array_equal(y.compute(), fa.softplus(data, beta=2.0))
-    np.testing.assert_array_equal(fa.gelu(d, approximate="tanh").compute(), fa.gelu(data, approximate="tanh"))
+    np.testing.assert_array_equal(
+        fa.gelu(d, approximate="tanh").compute(), fa.gelu(data, approximate="tanh")
+    )
 
 
 def test_dask_backward_broadcasts(data):
@@ -33,7 +35,9 @@ def test_dask_backward_broadcasts(data):
     g = da.ones((1, 60), chunks=(1, 30), dtype=np.float32)
     got = fa.mish_backward(g, d)
     assert isinstance(got, da.Array)
-    np.testing.assert_array_equal(got.compute(), fa.mish_backward(np.ones((1, 60), np.float32), data))
+    np.testing.assert_array_equal(
+        got.compute(), fa.mish_backward(np.ones((1, 60), np.float32), data)
+    )
 
 
 def test_dask_bad_arguments_fail_eagerly(data):
@@ -46,7 +50,9 @@ def test_dask_bad_arguments_fail_eagerly(data):
 
 def test_xarray_keeps_coordinates_and_attributes(data):
     xr = pytest.importorskip("xarray")
-    a = xr.DataArray(data, dims=("batch", "unit"), coords={"batch": np.arange(400)}, attrs={"units": "V"})
+    a = xr.DataArray(
+        data, dims=("batch", "unit"), coords={"batch": np.arange(400)}, attrs={"units": "V"}
+    )
     y = fa.silu(a)
     assert isinstance(y, xr.DataArray) and y.attrs == {"units": "V"} and y.dims == a.dims
     assert (y.coords["batch"] == a.coords["batch"]).all()
@@ -59,8 +65,12 @@ def test_xarray_keeps_coordinates_and_attributes(data):
 @pytest.mark.slow
 def test_dask_distributed_local_cluster_with_worker_processes(data):
     distributed = pytest.importorskip("distributed")
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  dashboard_address=None) as cluster, distributed.Client(cluster) as client:
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
         d = da.from_array(data, chunks=(100, 60))
         got = client.compute(fa.sigmoid(d)).result()
         np.testing.assert_array_equal(got, fa.sigmoid(data))
@@ -109,6 +119,8 @@ def test_threads_during_first_compilation():
         print("ok")
     """)
     env = {"FASTACT_DISABLE_CACHE": "1", "PATH": "/usr/bin:/bin"}
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "ok"

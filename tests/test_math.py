@@ -42,8 +42,9 @@ def test_special_values(dtype):
     np.testing.assert_array_equal(f("exp", x), a(inf, 0.0, nan, 1.0, 1.0))
     np.testing.assert_array_equal(f("expm1", x), a(inf, -1.0, nan, 0.0, -0.0))
     np.testing.assert_array_equal(f("tanh", x), a(1.0, -1.0, nan, 0.0, -0.0))
-    np.testing.assert_array_equal(f("log1p", a(inf, -1.0, -2.0, -inf, nan, 0.0, -0.0)),
-                                  a(inf, -inf, nan, nan, nan, 0.0, -0.0))
+    np.testing.assert_array_equal(
+        f("log1p", a(inf, -1.0, -2.0, -inf, nan, 0.0, -0.0)), a(inf, -inf, nan, nan, nan, 0.0, -0.0)
+    )
     # the sign of zero is kept
     for name in ("expm1", "log1p", "tanh"):
         assert np.signbit(f(name, a(-0.0))[0]), name

@@ -107,7 +107,8 @@ def test_digits_relu_net_reaches_97_percent():
     model_selection = pytest.importorskip("sklearn.model_selection")
     digits = datasets.load_digits()
     X_train, X_test, y_train, y_test = model_selection.train_test_split(
-        digits.data, digits.target, test_size=0.25, stratify=digits.target, random_state=0)
+        digits.data, digits.target, test_size=0.25, stratify=digits.target, random_state=0
+    )
     mean, std = X_train.mean(axis=0), X_train.std(axis=0)
     std[std == 0] = 1
     X_train, X_test = (X_train - mean) / std, (X_test - mean) / std
@@ -115,16 +116,20 @@ def test_digits_relu_net_reaches_97_percent():
     assert clf.score(X_test, y_test) >= 0.97
 
 
-@pytest.mark.parametrize("kwargs", [
-    dict(optimizer="sgd", lr=0.05, momentum=0.9),
-    dict(activation="prelu", weight_decay=1e-3),
-    dict(activation="gelu", batch_norm=True, dropout=0.2),
-    dict(dtype="float64", activation="leaky_relu"),
-])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(optimizer="sgd", lr=0.05, momentum=0.9),
+        dict(activation="prelu", weight_decay=1e-3),
+        dict(activation="gelu", batch_norm=True, dropout=0.2),
+        dict(dtype="float64", activation="leaky_relu"),
+    ],
+)
 def test_configurations_train(kwargs):
     X, y = blobs()
-    clf = MLP(**{"hidden_sizes": (16, 8), "epochs": 10, "batch_size": 32, "lr": 0.01,
-                 "seed": 0, **kwargs}).fit(X, y)
+    clf = MLP(
+        **{"hidden_sizes": (16, 8), "epochs": 10, "batch_size": 32, "lr": 0.01, "seed": 0, **kwargs}
+    ).fit(X, y)
     assert clf.score(X, y) > 0.9
     assert clf.network_.params[0].value.dtype == np.dtype(kwargs.get("dtype", "float32"))
 
@@ -186,17 +191,20 @@ def test_verbose_progress(capsys, monkeypatch):
 
 
 # --------------------------------------------------------------------------- bad input
-@pytest.mark.parametrize("kwargs,message", [
-    (dict(activation="relu7"), "unknown activation 'relu7'; valid names: .*prelu"),
-    (dict(optimizer="rmsprop"), "unknown optimizer 'rmsprop'"),
-    (dict(init="xavier"), "unknown init 'xavier'"),
-    (dict(dtype="float16"), "dtype must be 'float32' or 'float64'"),
-    (dict(hidden_sizes=(8, 0)), "hidden_sizes entries must be a positive integer"),
-    (dict(dropout=1.0), "dropout must be a number in"),
-    (dict(lr=0.0), "lr must be a number in"),
-    (dict(batch_size=0), "batch_size must be a positive integer"),
-    (dict(epochs=2.5), "epochs must be a positive integer"),
-])
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        (dict(activation="relu7"), "unknown activation 'relu7'; valid names: .*prelu"),
+        (dict(optimizer="rmsprop"), "unknown optimizer 'rmsprop'"),
+        (dict(init="xavier"), "unknown init 'xavier'"),
+        (dict(dtype="float16"), "dtype must be 'float32' or 'float64'"),
+        (dict(hidden_sizes=(8, 0)), "hidden_sizes entries must be a positive integer"),
+        (dict(dropout=1.0), "dropout must be a number in"),
+        (dict(lr=0.0), "lr must be a number in"),
+        (dict(batch_size=0), "batch_size must be a positive integer"),
+        (dict(epochs=2.5), "epochs must be a positive integer"),
+    ],
+)
 def test_bad_hyperparameters(kwargs, message):
     X, y = blobs(n=20)
     with pytest.raises(ValueError, match=message):

@@ -36,7 +36,11 @@ import fastact as fa
 from fastact import _math
 from fastact._config import PARALLEL_THRESHOLD, SERIAL
 from fastact.activations import (
-    ACTIVATIONS, GELU_TANH_K0, GELU_TANH_K1, SELU_ALPHA, SELU_SCALE,
+    ACTIVATIONS,
+    GELU_TANH_K0,
+    GELU_TANH_K1,
+    SELU_ALPHA,
+    SELU_SCALE,
 )
 
 MP_PREC = 120
@@ -48,9 +52,17 @@ MATH_FUNCTIONS = ("exp", "expm1", "log1p", "tanh")
 # --------------------------------------------------------------------------- bounds (max ULP)
 #: The issue's bounds of the forward activations (float32, float64).
 FORWARD_BOUNDS = {
-    "sigmoid": (2, 4), "log_sigmoid": (2, 4), "tanh": (2, 4), "softplus": (2, 4),
-    "elu": (2, 4), "celu": (2, 4), "selu": (2, 4), "silu": (2, 4),
-    "gelu": (4, 8), "gelu_tanh": (4, 8), "mish": (4, 8),
+    "sigmoid": (2, 4),
+    "log_sigmoid": (2, 4),
+    "tanh": (2, 4),
+    "softplus": (2, 4),
+    "elu": (2, 4),
+    "celu": (2, 4),
+    "selu": (2, 4),
+    "silu": (2, 4),
+    "gelu": (4, 8),
+    "gelu_tanh": (4, 8),
+    "mish": (4, 8),
 }
 #: Piecewise-linear activations (no transcendental): not ULP-bounded by the issue; their
 #: accuracy is measured and reported, and checked with an absolute tolerance.
@@ -180,7 +192,7 @@ def forward(name, x, params=None):
     kw = dict(extra, **_kwargs(name, params))
     out = np.empty_like(x)
     for i in range(0, x.size, _CHUNK):
-        f(x[i:i + _CHUNK], out=out[i:i + _CHUNK], **kw)
+        f(x[i : i + _CHUNK], out=out[i : i + _CHUNK], **kw)
     return out
 
 
@@ -192,7 +204,7 @@ def backward(name, g, v, params=None):
     kw = dict(extra, **_kwargs(name, params))
     out = np.empty_like(v)
     for i in range(0, v.size, _CHUNK):
-        f(g[i:i + _CHUNK], v[i:i + _CHUNK], out=out[i:i + _CHUNK], **kw)
+        f(g[i : i + _CHUNK], v[i : i + _CHUNK], out=out[i : i + _CHUNK], **kw)
     return out
 
 
@@ -251,13 +263,13 @@ def _erfc(t):
         return mpmath.erfc(t)
     a = abs(t)
     inv = 1 / (2 * a * a)
-    series = 1 - inv + 3 * inv ** 2 - 15 * inv ** 3 + 105 * inv ** 4  # relative error < 1e-40
+    series = 1 - inv + 3 * inv**2 - 15 * inv**3 + 105 * inv**4  # relative error < 1e-40
     tail = mpmath.exp(-a * a) / (a * mpmath.sqrt(mpmath.pi)) * series
     return tail if t > 0 else 2 - tail
 
 
 def _gelu_tanh_2u(x):
-    return 2 * mpmath.mpf(GELU_TANH_K0) * (x + mpmath.mpf(GELU_TANH_K1) * x ** 3)
+    return 2 * mpmath.mpf(GELU_TANH_K0) * (x + mpmath.mpf(GELU_TANH_K1) * x**3)
 
 
 def _softplus_mp(x, beta, threshold):
@@ -325,8 +337,9 @@ DERIVATIVE = {
     "elu": lambda x, alpha, b: mpmath.mpf(1) if x > 0 else alpha * mpmath.exp(x),
     "celu": lambda x, alpha, b: mpmath.mpf(1) if x > 0 else mpmath.exp(x / alpha),
     "selu": lambda x, a, b: _SCALE * (1 if x > 0 else _ALPHA * mpmath.exp(x)),
-    "gelu": lambda x, a, b: (_erfc(-x / mpmath.sqrt(2)) / 2
-                             + x * mpmath.exp(-x * x / 2) / mpmath.sqrt(2 * mpmath.pi)),
+    "gelu": lambda x, a, b: (
+        _erfc(-x / mpmath.sqrt(2)) / 2 + x * mpmath.exp(-x * x / 2) / mpmath.sqrt(2 * mpmath.pi)
+    ),
     "gelu_tanh": lambda x, a, b: _gelu_tanh_grad(x),
     "silu": lambda x, a, b: _sig(x) * (1 + x * _sig(-x)),
     "mish": lambda x, a, b: _mish_grad(x),
@@ -334,8 +347,9 @@ DERIVATIVE = {
     "relu6": lambda x, a, b: _step(0 < x < 6),
     "leaky_relu": lambda x, slope, b: mpmath.mpf(1) if x > 0 else mpmath.mpf(slope),
     "hard_sigmoid": lambda x, a, b: _step(-3 < x < 3) / 6,
-    "hard_swish": lambda x, a, b: (mpmath.mpf(0) if x < -3 else mpmath.mpf(1) if x > 3
-                                   else x / 3 + mpmath.mpf(0.5)),
+    "hard_swish": lambda x, a, b: (
+        mpmath.mpf(0) if x < -3 else mpmath.mpf(1) if x > 3 else x / 3 + mpmath.mpf(0.5)
+    ),
     "hard_tanh": lambda x, lo, hi: _step(lo < x < hi),
 }
 
@@ -420,7 +434,7 @@ def _np_gelu(x, a, b):
 
 
 def _np_gelu_tanh(x, a, b):
-    u2 = 2 * GELU_TANH_K0 * (x + GELU_TANH_K1 * x ** 3)
+    u2 = 2 * GELU_TANH_K0 * (x + GELU_TANH_K1 * x**3)
     return _np_limits(x, x * _np_sig(u2), np.inf, -0.0)
 
 
@@ -465,7 +479,7 @@ def _np_gelu_grad(x, a, b):
 
 
 def _np_gelu_tanh_grad(x, a, b):
-    u2 = 2 * GELU_TANH_K0 * (x + GELU_TANH_K1 * x ** 3)
+    u2 = 2 * GELU_TANH_K0 * (x + GELU_TANH_K1 * x**3)
     s = _np_sig(u2)
     return s + x * s * _np_sig(-u2) * (2 * GELU_TANH_K0 * (1 + 3 * GELU_TANH_K1 * x * x))
 
@@ -530,8 +544,21 @@ F64_HUGE = [1e4, 1e30, 1e100, 1e300, float(np.finfo(np.float64).max)]
 
 def _specials(dtype, huge):
     fi = np.finfo(dtype)
-    v = [0.0, 1.0, 0.5, 2.0, 3.0, 6.0, 20.0, 0.55, float(fi.tiny), float(fi.smallest_subnormal),
-         float(fi.eps), np.inf, np.nan] + huge
+    v = [
+        0.0,
+        1.0,
+        0.5,
+        2.0,
+        3.0,
+        6.0,
+        20.0,
+        0.55,
+        float(fi.tiny),
+        float(fi.smallest_subnormal),
+        float(fi.eps),
+        np.inf,
+        np.nan,
+    ] + huge
     v = np.array(v, np.float64)
     return np.concatenate([v, -v]).astype(dtype)
 
@@ -549,10 +576,13 @@ def float32_sweep(limit=120.0, stride=1536, n_linear=1 << 18, n_random=1 << 17, 
     log range down to the subnormals), a uniform grid, random floats, huge and special values."""
     rng = np.random.default_rng(seed)
     pos = _bits_sweep(limit, stride, np.float32)
-    parts = [pos, -pos,
-             np.linspace(-limit, limit, n_linear, dtype=np.float32),
-             rng.uniform(-limit, limit, n_random).astype(np.float32),
-             _specials(np.float32, F32_HUGE)]
+    parts = [
+        pos,
+        -pos,
+        np.linspace(-limit, limit, n_linear, dtype=np.float32),
+        rng.uniform(-limit, limit, n_random).astype(np.float32),
+        _specials(np.float32, F32_HUGE),
+    ]
     return np.unique(np.concatenate(parts))  # NaN kept (unique keeps one)
 
 
@@ -588,24 +618,44 @@ def float64_points(n=3000, seed=0):
     -20]: float32-scale tails), plus special values."""
     rng = np.random.default_rng(seed)
     mags = 10.0 ** rng.uniform(-323.5, 308.25, n // 4)
-    parts = [mags, -mags[::2],
-             rng.uniform(-40, 40, n // 4),
-             rng.uniform(-760, -690, n // 16), rng.uniform(690, 760, n // 16),
-             rng.uniform(-40, -36, n // 16), rng.uniform(-23, -20, n // 16),
-             rng.uniform(-120, -20, n // 16), rng.uniform(20, 120, n // 32),
-             _specials(np.float64, F64_HUGE)]
+    parts = [
+        mags,
+        -mags[::2],
+        rng.uniform(-40, 40, n // 4),
+        rng.uniform(-760, -690, n // 16),
+        rng.uniform(690, 760, n // 16),
+        rng.uniform(-40, -36, n // 16),
+        rng.uniform(-23, -20, n // 16),
+        rng.uniform(-120, -20, n // 16),
+        rng.uniform(20, 120, n // 32),
+        _specials(np.float64, F64_HUGE),
+    ]
     return np.unique(np.concatenate(parts))
 
 
 #: Edges of the math functions (float32, float64): overflow, underflow, subnormal results, -1.
 _MATH_EDGES = {
-    "exp": ([88.72283935546875, -87.33654, -103.97208, -103.27893, 0.0, -0.0, 1e-8],
-            [709.782712893384, -708.3964185322641, -745.1332191019411, -744.4400719213812, 0.0, 1e-17]),
-    "expm1": ([88.72283935546875, -16.635532, -17.0, 0.0, 1e-8, -1e-8, 0.3465, -0.3465],
-              [709.782712893384, -37.42994775023705, 0.0, 1e-17, -1e-17, 0.3465, -0.3465]),
-    "log1p": ([-1.0, -0.999999, 0.0, 1e-8, -1e-8, 0.41421356, -0.29289322, 3.4028235e38],
-              [-1.0, -0.9999999999999999, 0.0, 1e-17, -1e-17, 0.41421356237309503, -0.2928932188134524,
-               1.7976931348623157e308]),
+    "exp": (
+        [88.72283935546875, -87.33654, -103.97208, -103.27893, 0.0, -0.0, 1e-8],
+        [709.782712893384, -708.3964185322641, -745.1332191019411, -744.4400719213812, 0.0, 1e-17],
+    ),
+    "expm1": (
+        [88.72283935546875, -16.635532, -17.0, 0.0, 1e-8, -1e-8, 0.3465, -0.3465],
+        [709.782712893384, -37.42994775023705, 0.0, 1e-17, -1e-17, 0.3465, -0.3465],
+    ),
+    "log1p": (
+        [-1.0, -0.999999, 0.0, 1e-8, -1e-8, 0.41421356, -0.29289322, 3.4028235e38],
+        [
+            -1.0,
+            -0.9999999999999999,
+            0.0,
+            1e-17,
+            -1e-17,
+            0.41421356237309503,
+            -0.2928932188134524,
+            1.7976931348623157e308,
+        ],
+    ),
     "tanh": ([0.55, -0.55, 9.01, -9.01, 1e-8, 0.0], [0.55, -0.55, 19.06, -19.06, 1e-17, 0.0]),
 }
 
@@ -646,8 +696,10 @@ class Measurement:
             return "none above the limit"
         xs = np.asarray(self.x, np.float64)[bad]
         worst = ", ".join(f"x={x!r}: {e:.4g}" for x, e in self.offenders(limit, k))
-        return (f"{int(bad.sum())} of {self.x.size} inputs above {limit:g}, x in "
-                f"[{np.nanmin(xs)!r}, {np.nanmax(xs)!r}]; worst: {worst}")
+        return (
+            f"{int(bad.sum())} of {self.x.size} inputs above {limit:g}, x in "
+            f"[{np.nanmin(xs)!r}, {np.nanmax(xs)!r}]; worst: {worst}"
+        )
 
     def offenders(self, limit, k=5):
         """Up to k (x, err) pairs above ``limit``, worst first."""
@@ -688,7 +740,7 @@ def backward_inputs(dtype):
     return float64_points(2000, seed=2)
 
 
-def x_dprime(name, x, params=None, delta=2.0 ** -20):
+def x_dprime(name, x, params=None, delta=2.0**-20):
     """|x d'(x)|, d the derivative (so |x d'/d| is d's condition number): a central
     difference of the careful float64 derivative, good to a few digits (only a tolerance)."""
     x = np.asarray(x, np.float64)
@@ -737,10 +789,12 @@ def measure_backward(name, dtype, params=None, x=None):
         diff = np.abs((got - d[0]) - d[1])
         diff = np.where(got == d[0], 0.0, diff)  # equal infinities
         sub = 2.0 ** _FORMAT[dtype][1]
-        allowed = (BACKWARD_ULP * ulp_of(np.where(np.isfinite(d[0]), d[0], 0.0).astype(dtype), dtype)
-                   + BACKWARD_COND * eps * xd
-                   + BACKWARD_SUB * sub * np.maximum(1.0, np.abs(x.astype(np.float64)))
-                   + (BACKWARD_ATOL * eps if from_output else 0.0))
+        allowed = (
+            BACKWARD_ULP * ulp_of(np.where(np.isfinite(d[0]), d[0], 0.0).astype(dtype), dtype)
+            + BACKWARD_COND * eps * xd
+            + BACKWARD_SUB * sub * np.maximum(1.0, np.abs(x.astype(np.float64)))
+            + (BACKWARD_ATOL * eps if from_output else 0.0)
+        )
         tol = diff / allowed
     tol = np.where(np.isnan(tol), np.inf, tol)
     if from_output:

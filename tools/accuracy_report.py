@@ -69,9 +69,11 @@ def measure(log):
                 bwd = ulp.measure_backward(name, dtype, params)
                 limit = ulp.bound(name, dtype) if name in ulp.FORWARD_BOUNDS else None
                 rows.append((op_label(name, params), dtype, fwd, limit, bwd))
-                log(f"{op_label(name, params):32s} {dtype.name:8s} forward {fmt_ulp(fwd.max):>8s}  "
+                log(
+                    f"{op_label(name, params):32s} {dtype.name:8s} forward {fmt_ulp(fwd.max):>8s}  "
                     f"backward {fmt_ulp(bwd.ulp.max):>8s} (err/tol {bwd.tol.max:.3g})  "
-                    f"{time.perf_counter() - t:.1f}s")
+                    f"{time.perf_counter() - t:.1f}s"
+                )
     math_rows = []
     for name in ulp.MATH_FUNCTIONS:
         for dtype in ulp.DTYPES:
@@ -91,28 +93,38 @@ def render(rows, math_rows, command: str, seconds: float) -> tuple[str, int]:
     w("`tests/test_accuracy.py` and `tests/test_math.py` (code: `tests/ulp.py`).")
     w("")
     w(f"- Command: `{command}` (run from the repository root; `make accuracy` runs the same)")
-    w(f"- Date: {datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}"
-      f" ({seconds:.0f} s)")
+    w(
+        f"- Date: {datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}"
+        f" ({seconds:.0f} s)"
+    )
     w(f"- Machine: {platform.platform()}, {cpu_name()}, {os.cpu_count()} logical CPUs")
-    w(f"- Versions: fastact {__version__}, Python {platform.python_version()}, NumPy {np.__version__}, "
-      f"Numba {numba.__version__}, mpmath {mpmath.__version__}")
+    w(
+        f"- Versions: fastact {__version__}, Python {platform.python_version()}, NumPy {np.__version__}, "
+        f"Numba {numba.__version__}, mpmath {mpmath.__version__}"
+    )
     w("")
     w("## How it is measured")
     w("")
     n32 = ulp.float32_sweep().size
     n64 = ulp.float64_points().size
-    w(f"- **ULP**: |got - exact| in units of the spacing of the dtype at the correctly rounded exact")
+    w(
+        "- **ULP**: |got - exact| in units of the spacing of the dtype at the correctly rounded exact"
+    )
     w("  value (floored at the smallest subnormal); equal infinities and NaN vs NaN count 0, a NaN")
     w("  or an infinity where the exact value is finite counts inf.")
     w(f"- **float32 forward**: {n32:,} inputs: every 1536th float32 of [-120, 120] by bit pattern")
     w("  (log-uniform, down to the subnormals), a uniform grid, random floats, |x| = 1e4, 1e30,")
-    w("  float max, +-inf, NaN, +-0; reference: careful float64 formulas (checked against mpmath by")
+    w(
+        "  float max, +-inf, NaN, +-0; reference: careful float64 formulas (checked against mpmath by"
+    )
     w("  the tests to 1/100 float32 ULP).")
     w(f"- **float64 forward**: {n64:,} inputs over the whole range (log-uniform magnitudes,")
     w("  [-40, 40], the tails where results are tiny or subnormal, huge and special values);")
     w(f"  reference: mpmath at {ulp.MP_PREC} bits.")
     w("- **backward**: `<op>_backward(1, v)` with v = x, or for sigmoid/tanh the forward's output")
-    w("  y = fastact(x); against the exact derivative at x (float32 inputs: careful float64; float64:")
+    w(
+        "  y = fastact(x); against the exact derivative at x (float32 inputs: careful float64; float64:"
+    )
     w("  mpmath). *max ULP* is taken where the derivative is well conditioned (|x d'(x)| <= |d|;")
     w("  near its zeros any working-precision formula loses relative accuracy) and not subnormal")
     w("  (the tolerance's subnormal term covers those), and for")
@@ -125,7 +137,9 @@ def render(rows, math_rows, command: str, seconds: float) -> tuple[str, int]:
     w("")
     w("## Activations")
     w("")
-    w("| op | dtype | forward max ULP | bound | x at max | backward max ULP | x at max | backward err/tol | status |")
+    w(
+        "| op | dtype | forward max ULP | bound | x at max | backward max ULP | x at max | backward err/tol | status |"
+    )
     w("|---|---|---:|---:|---:|---:|---:|---:|---|")
     for label, dtype, fwd, limit, bwd in rows:
         bad = []
@@ -139,8 +153,10 @@ def render(rows, math_rows, command: str, seconds: float) -> tuple[str, int]:
             bound = str(limit)
         failures += bool(bad)
         status = "ok" if not bad else "**FAIL** (" + ", ".join(bad) + ")"
-        w(f"| {label} | {dtype.name} | {fmt_ulp(fwd.max)} | {bound} | {fmt_x(fwd)} | "
-          f"{fmt_ulp(bwd.ulp.max)} | {fmt_x(bwd.ulp)} | {bwd.tol.max:.3g} | {status} |")
+        w(
+            f"| {label} | {dtype.name} | {fmt_ulp(fwd.max)} | {bound} | {fmt_x(fwd)} | "
+            f"{fmt_ulp(bwd.ulp.max)} | {fmt_x(bwd.ulp)} | {bwd.tol.max:.3g} | {status} |"
+        )
     w("")
     w("Piecewise-linear activations have no ULP bound (the tests require <= 2 ULP or an absolute")
     w("error <= eps: hard_sigmoid's x/6 + 1/2 cancels near x = -3).")
@@ -156,8 +172,10 @@ def render(rows, math_rows, command: str, seconds: float) -> tuple[str, int]:
     for name, dtype, m, limit in math_rows:
         ok = m.max <= limit
         failures += not ok
-        w(f"| {name} | {dtype.name} | {fmt_ulp(m.max)} | {limit} | {fmt_x(m)} | {m.x.size:,} | "
-          f"{'ok' if ok else '**FAIL**'} |")
+        w(
+            f"| {name} | {dtype.name} | {fmt_ulp(m.max)} | {limit} | {fmt_x(m)} | {m.x.size:,} | "
+            f"{'ok' if ok else '**FAIL**'} |"
+        )
     w("")
     return "\n".join(out), failures
 
@@ -168,8 +186,12 @@ def main(argv=None) -> int:
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
     log = (lambda *a: None) if args.quiet else (lambda msg: print(msg, flush=True))
-    python = os.path.relpath(sys.executable, ROOT) if sys.executable.startswith(ROOT) else sys.executable
-    command = shlex.join([python, os.path.relpath(os.path.abspath(sys.argv[0]), ROOT)] + sys.argv[1:])
+    python = (
+        os.path.relpath(sys.executable, ROOT) if sys.executable.startswith(ROOT) else sys.executable
+    )
+    command = shlex.join(
+        [python, os.path.relpath(os.path.abspath(sys.argv[0]), ROOT)] + sys.argv[1:]
+    )
     t = time.perf_counter()
     rows, math_rows = measure(log)
     text, failures = render(rows, math_rows, command, time.perf_counter() - t)

@@ -5,6 +5,7 @@ minimax, and the ULP tests in tests/test_math.py check the result.
 
     python tools/fit_poly.py
 """
+
 import mpmath as mp
 
 mp.mp.dps = 60

@@ -53,16 +53,28 @@ def load_toml(path: str) -> dict:
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--floors", default=DEFAULT_FLOORS, help="floors file (default: %(default)s)")
-    p.add_argument("--repeats", type=int, default=None,
-                   help="timed repeats per measurement (default: the file's, else 15)")
-    p.add_argument("--min-time", type=float, default=None,
-                   help="seconds per timed batch (default: the file's, else 0.02)")
+    p.add_argument(
+        "--repeats",
+        type=int,
+        default=None,
+        help="timed repeats per measurement (default: the file's, else 15)",
+    )
+    p.add_argument(
+        "--min-time",
+        type=float,
+        default=None,
+        help="seconds per timed batch (default: the file's, else 0.02)",
+    )
     p.add_argument("--json", metavar="PATH", help="also write the measurements as JSON")
-    p.add_argument("--suggest", action="store_true",
-                   help="print floors at half of the measured values (to update the file)")
+    p.add_argument(
+        "--suggest",
+        action="store_true",
+        help="print floors at half of the measured values (to update the file)",
+    )
     return p.parse_args(argv)
 
 
@@ -100,9 +112,8 @@ def entry_threads(entry, settings) -> int:
 def build_units(entries, settings):
     """The timed calls the entries need, each checked against the reference, in the order
     measured (the two sides of an entry adjacent)."""
-    import numba
-
     import _cases as C
+    import numba
 
     units: dict = {}
 
@@ -122,8 +133,9 @@ def build_units(entries, settings):
     for e in entries:
         op, dtype, size = e["op"], e["dtype"], int(e["size"])
         if op not in C.CASES:
-            raise SystemExit(f"perf_gate: unknown op {op!r} in the floors file "
-                             f"(known: {', '.join(C.CASES)})")
+            raise SystemExit(
+                f"perf_gate: unknown op {op!r} in the floors file (known: {', '.join(C.CASES)})"
+            )
         threads = entry_threads(e, settings)
         if e["metric"] == "speedup":
             other = unit("numpy", op, dtype, size, threads)
@@ -137,9 +149,8 @@ def build_units(entries, settings):
 
 
 def measure(units, repeats: int, min_time: float) -> None:
-    import numba
-
     import _cases as C
+    import numba
 
     for u in units:
         numba.set_num_threads(u.threads)
@@ -160,7 +171,12 @@ def metric_value(entry, other: Unit, fa: Unit) -> float:
 
 
 def fmt_size(n: int) -> str:
-    for label, value in (("16e6", 16_000_000), ("1e6", 1_000_000), ("1e5", 100_000), ("1e3", 1_000)):
+    for label, value in (
+        ("16e6", 16_000_000),
+        ("1e6", 1_000_000),
+        ("1e5", 100_000),
+        ("1e3", 1_000),
+    ):
         if n == value:
             return label
     return str(n)
@@ -182,23 +198,29 @@ def main(argv=None) -> int:
     repeats = args.repeats or int(settings.get("repeats", 15))
     min_time = args.min_time or float(settings.get("min_time", 0.02))
 
+    import _cases as C
     import numba
     import numpy as np
 
-    import _cases as C
     import fastact
 
     print(f"fastact {fastact.__version__} from {os.path.dirname(fastact.__file__)}")
-    print(f"{C.cpu_model()}, {os.cpu_count()} CPUs, numba threads {numba.get_num_threads()}; "
-          f"python {platform.python_version()}, numpy {np.__version__}, numba {numba.__version__}")
-    print(f"floors: {os.path.relpath(args.floors)}; {repeats} interleaved repeats, "
-          f"batches >= {min_time * 1e3:.0f} ms, default margin {default_margin:.0%}")
+    print(
+        f"{C.cpu_model()}, {os.cpu_count()} CPUs, numba threads {numba.get_num_threads()}; "
+        f"python {platform.python_version()}, numpy {np.__version__}, numba {numba.__version__}"
+    )
+    print(
+        f"floors: {os.path.relpath(args.floors)}; {repeats} interleaved repeats, "
+        f"batches >= {min_time * 1e3:.0f} ms, default margin {default_margin:.0%}"
+    )
 
     try:
         pairs, units = build_units(entries, settings)
     except AssertionError as exc:
-        print(f"perf_gate: an implementation gives wrong results, not timing it:\n{exc}",
-              file=sys.stderr)
+        print(
+            f"perf_gate: an implementation gives wrong results, not timing it:\n{exc}",
+            file=sys.stderr,
+        )
         return 2
     measure(units, repeats, min_time)
 
@@ -214,17 +236,48 @@ def main(argv=None) -> int:
             status = "low (within margin)"
         else:
             status = "ok"
-        rows.append((e["op"], e["dtype"], fmt_size(int(e["size"])), e["metric"], str(fa.threads),
-                     f"{value:.2f}", f"{floor:g}", f"{limit:.2f}", status))
-        results.append(dict(op=e["op"], dtype=e["dtype"], size=int(e["size"]), metric=e["metric"],
-                            threads=fa.threads, measured=value, floor=floor, fail_below=limit,
-                            status=status,
-                            fastact_median_s=fa.median(), other_median_s=other.median()))
+        rows.append(
+            (
+                e["op"],
+                e["dtype"],
+                fmt_size(int(e["size"])),
+                e["metric"],
+                str(fa.threads),
+                f"{value:.2f}",
+                f"{floor:g}",
+                f"{limit:.2f}",
+                status,
+            )
+        )
+        results.append(
+            dict(
+                op=e["op"],
+                dtype=e["dtype"],
+                size=int(e["size"]),
+                metric=e["metric"],
+                threads=fa.threads,
+                measured=value,
+                floor=floor,
+                fail_below=limit,
+                status=status,
+                fastact_median_s=fa.median(),
+                other_median_s=other.median(),
+            )
+        )
 
-    header = ("op", "dtype", "size", "metric", "threads", "measured", "floor", "fail below",
-              "status")
+    header = (
+        "op",
+        "dtype",
+        "size",
+        "metric",
+        "threads",
+        "measured",
+        "floor",
+        "fail below",
+        "status",
+    )
     widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
-    line = "  ".join("{:<%d}" % w for w in widths)
+    line = "  ".join(f"{{:<{w}}}" for w in widths)
     print()
     print(line.format(*header))
     print(line.format(*("-" * w for w in widths)))
@@ -233,16 +286,22 @@ def main(argv=None) -> int:
     elapsed = time.perf_counter() - t_start
     print()
     if failed:
-        print(f"PERFORMANCE REGRESSION: {failed} of {len(rows)} metrics below floor * (1 - margin) "
-              f"({elapsed:.0f} s)")
+        print(
+            f"PERFORMANCE REGRESSION: {failed} of {len(rows)} metrics below floor * (1 - margin) "
+            f"({elapsed:.0f} s)"
+        )
     else:
-        print(f"perf gate passed: {len(rows)} metrics at or above their floors' limits ({elapsed:.0f} s)")
+        print(
+            f"perf gate passed: {len(rows)} metrics at or above their floors' limits ({elapsed:.0f} s)"
+        )
 
     if args.suggest:
         print("\n# suggested floors (half of the measured values):")
         for r in results:
-            print(f"# {r['op']:<20} {r['dtype']:<8} {fmt_size(r['size']):<5} {r['metric']:<14} "
-                  f"measured {r['measured']:.2f} -> floor {r['measured'] / 2:.3g}")
+            print(
+                f"# {r['op']:<20} {r['dtype']:<8} {fmt_size(r['size']):<5} {r['metric']:<14} "
+                f"measured {r['measured']:.2f} -> floor {r['measured'] / 2:.3g}"
+            )
     if args.json:
         with open(args.json, "w", encoding="utf-8") as fh:
             json.dump({"failed": failed, "results": results, "elapsed_s": elapsed}, fh, indent=1)

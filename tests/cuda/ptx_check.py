@@ -64,7 +64,9 @@ def main(argv=None) -> int:
     parser.add_argument("--only", nargs="*", help="kernel names to compile (default: all)")
     args = parser.parse_args(argv)
     if os.environ.get("NUMBA_ENABLE_CUDASIM", "0") not in ("", "0"):
-        print("ptx_check: unset NUMBA_ENABLE_CUDASIM (the simulator cannot compile)", file=sys.stderr)
+        print(
+            "ptx_check: unset NUMBA_ENABLE_CUDASIM (the simulator cannot compile)", file=sys.stderr
+        )
         return 2
     cc = tuple(int(p) for p in args.cc.split("."))
 
@@ -90,11 +92,13 @@ def main(argv=None) -> int:
             try:
                 ptx, _ = cuda.compile_ptx(kernel.py_func, signatures(name, ty, float64), cc=cc)
                 results[key] = {"f64": f64_instructions(ptx), "seconds": time.perf_counter() - t0}
-            except Exception as exc:  # noqa: BLE001 - every failure is reported, none stops the run
+            except Exception as exc:
                 results[key] = {"error": f"{type(exc).__name__}: {exc}"[:2000]}
             print(key, results[key].get("f64", results[key].get("error")), flush=True)
     if "sum_partials" in names:  # float64 sums stored into float32
-        ptx, _ = cuda.compile_ptx(_cuda_kernels.sum_partials.py_func, (float64[:, ::1], float32[::1]), cc=cc)
+        ptx, _ = cuda.compile_ptx(
+            _cuda_kernels.sum_partials.py_func, (float64[:, ::1], float32[::1]), cc=cc
+        )
         results["sum_partials/float32"] = {"f64": f64_instructions(ptx)}
     print(f"{len(results)} kernels in {time.perf_counter() - start:.1f} s", flush=True)
     if args.json:

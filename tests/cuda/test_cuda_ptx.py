@@ -62,9 +62,20 @@ def clean_env():
 def ptx_results(tmp_path_factory):
     pytest.importorskip("numba.cuda")
     path = tmp_path_factory.mktemp("ptx") / "ptx.json"
-    proc = subprocess.run([sys.executable, os.path.join(ROOT, "tests", "cuda", "ptx_check.py"),
-                           "--cc", "9.0", "--json", str(path)],
-                          env=clean_env(), capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            os.path.join(ROOT, "tests", "cuda", "ptx_check.py"),
+            "--cc",
+            "9.0",
+            "--json",
+            str(path),
+        ],
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     if not path.exists():
         if "NVVM" in proc.stderr or "libnvvm" in proc.stderr.lower():
             pytest.skip("no NVVM here: pip install 'numba-cuda[cu13]' (or [cu12])")
@@ -79,9 +90,12 @@ def test_table_covers_every_activation():
 def test_every_kernel_compiles_to_ptx(ptx_results):
     errors = {k: r["error"] for k, r in ptx_results.items() if "error" in r}
     assert not errors, "\n\n".join(f"{k}: {e}" for k, e in errors.items())
-    expected = {f"{n}_{kind}/{dt}" for n in ACTIVATIONS
-                for kind in ("forward", "backward", "bias_forward", "bias_backward")
-                for dt in ("float32", "float64")} | {"sum_partials/float32", "sum_partials/float64"}
+    expected = {
+        f"{n}_{kind}/{dt}"
+        for n in ACTIVATIONS
+        for kind in ("forward", "backward", "bias_forward", "bias_backward")
+        for dt in ("float32", "float64")
+    } | {"sum_partials/float32", "sum_partials/float64"}
     assert set(ptx_results) == expected
 
 
@@ -93,10 +107,14 @@ def test_float64_in_float32_kernels_only_by_design(ptx_results):
             want |= {f"{name}_forward", f"{name}_bias_forward"}
         if grad:
             want.add(f"{name}_backward")
-    got = {k.split("/")[0] for k, r in ptx_results.items() if k.endswith("/float32") and r.get("f64")}
+    got = {
+        k.split("/")[0] for k, r in ptx_results.items() if k.endswith("/float32") and r.get("f64")
+    }
     unexpected = sorted(got - want)
-    assert not unexpected, (f"float32 kernels with float64 instructions in their PTX: {unexpected} "
-                            f"(a float literal or a float64 helper in an activation? see typed())")
+    assert not unexpected, (
+        f"float32 kernels with float64 instructions in their PTX: {unexpected} "
+        f"(a float literal or a float64 helper in an activation? see typed())"
+    )
     gone = sorted(want - got)
     assert not gone, f"no float64 in these float32 kernels any more: update F64_BY_DESIGN: {gone}"
 
@@ -113,8 +131,9 @@ def test_a_process_without_gpu_work_never_imports_numba_cuda():
         "del sys.modules['numba.cuda']\n"
         "print(fa.cuda.is_available())  # this machine's answer\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code], env=clean_env(), capture_output=True,
-                          text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], env=clean_env(), capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr
     without, here = proc.stdout.split()
     assert without == "False" and here in ("True", "False")

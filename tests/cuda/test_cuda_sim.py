@@ -47,9 +47,39 @@ def registry_name(name, kw):
 
 def special(dtype):
     info = np.finfo(dtype)
-    values = [-np.inf, -info.max, -1e30, -1e4, -1000.0, -100.0, -30.0, -20.0, -6.0, -3.0, -1.0,
-              -0.5, -1e-30, -info.tiny / 4, -0.0, 0.0, info.tiny / 4, 1e-30, 0.5, 1.0, 3.0, 6.0,
-              20.0, 30.0, 100.0, 1000.0, 1e4, 1e30, info.max, np.inf, np.nan]
+    values = [
+        -np.inf,
+        -info.max,
+        -1e30,
+        -1e4,
+        -1000.0,
+        -100.0,
+        -30.0,
+        -20.0,
+        -6.0,
+        -3.0,
+        -1.0,
+        -0.5,
+        -1e-30,
+        -info.tiny / 4,
+        -0.0,
+        0.0,
+        info.tiny / 4,
+        1e-30,
+        0.5,
+        1.0,
+        3.0,
+        6.0,
+        20.0,
+        30.0,
+        100.0,
+        1000.0,
+        1e4,
+        1e30,
+        info.max,
+        np.inf,
+        np.nan,
+    ]
     with np.errstate(over="ignore"):
         return np.array(values, dtype=dtype)
 
@@ -67,8 +97,9 @@ def assert_ulp(got, want, maxulp=MAX_ULP):
     np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
     finite = ~np.isnan(want)
     np.testing.assert_array_equal(np.isinf(got[finite]), np.isinf(want[finite]))
-    np.testing.assert_array_equal(np.signbit(got[finite]) & (got[finite] == 0),
-                                  np.signbit(want[finite]) & (want[finite] == 0))
+    np.testing.assert_array_equal(
+        np.signbit(got[finite]) & (got[finite] == 0), np.signbit(want[finite]) & (want[finite] == 0)
+    )
     np.testing.assert_array_max_ulp(got[finite], want[finite], maxulp=maxulp)
 
 
@@ -98,15 +129,24 @@ def test_forward_and_backward_match_cpu_and_reference(variant, dtype, rng):
     k = special(dtype).size
     xs, gs, vs = x[k:].astype(np.float64), g[k:].astype(np.float64), v[k:].astype(np.float64)
     want = getattr(reference, name)(xs, **kw).astype(dtype)
-    np.testing.assert_allclose(to_host(dev_y)[k:], want, rtol=RTOL[dtype], atol=np.finfo(dtype).tiny * 16)
+    np.testing.assert_allclose(
+        to_host(dev_y)[k:], want, rtol=RTOL[dtype], atol=np.finfo(dtype).tiny * 16
+    )
     want = getattr(reference, f"{name}_backward")(gs, vs, **kw).astype(dtype)
     floor = 8 * np.finfo(dtype).eps * np.abs(gs).max()
     np.testing.assert_allclose(to_host(dev_g)[k:], want, rtol=RTOL[dtype], atol=floor)
 
 
-@pytest.mark.parametrize("name, kw", [("leaky_relu", {"negative_slope": 0.2}), ("elu", {"alpha": 0.5}),
-                                      ("celu", {"alpha": 2.0}), ("softplus", {"beta": 2.0, "threshold": 5.0}),
-                                      ("hard_tanh", {"min_val": -0.5, "max_val": 2.0})])
+@pytest.mark.parametrize(
+    "name, kw",
+    [
+        ("leaky_relu", {"negative_slope": 0.2}),
+        ("elu", {"alpha": 0.5}),
+        ("celu", {"alpha": 2.0}),
+        ("softplus", {"beta": 2.0, "threshold": 5.0}),
+        ("hard_tanh", {"min_val": -0.5, "max_val": 2.0}),
+    ],
+)
 def test_parameters_reach_the_kernels(name, kw, rng):
     x = inputs(np.float64, rng, 20)
     assert_ulp(to_host(getattr(fa, name)(cuda.to_device(x), **kw)), getattr(fa, name)(x, **kw))
@@ -123,7 +163,9 @@ def test_nd_arrays_keep_shape_and_order(order, rng):
     assert tuple(y.shape) == x.shape
     assert_ulp(to_host(y), fa.silu(x))
     g = np.asarray(rng.standard_normal(x.shape), order=order)
-    assert_ulp(to_host(fa.silu_backward(cuda.to_device(g), cuda.to_device(x))), fa.silu_backward(g, x))
+    assert_ulp(
+        to_host(fa.silu_backward(cuda.to_device(g), cuda.to_device(x))), fa.silu_backward(g, x)
+    )
 
 
 def test_out_on_device_and_in_place(rng):
@@ -202,7 +244,9 @@ def test_bias_act_matches_cpu(variant, dtype, rng):
     assert grad_bias.dtype == dtype and tuple(grad_bias.shape) == (5,)
     # float64 partial sums in another order than the CPU's: equal up to the final rounding
     floor = 8 * np.finfo(dtype).eps * np.abs(cpu_pre[1:]).sum(axis=0).max()  # row 0: 0 * inf = NaN
-    np.testing.assert_allclose(to_host(grad_bias), cpu_bias, rtol=4 * np.finfo(dtype).eps, atol=floor)
+    np.testing.assert_allclose(
+        to_host(grad_bias), cpu_bias, rtol=4 * np.finfo(dtype).eps, atol=floor
+    )
 
 
 @pytest.mark.parametrize("shape, block", [((37, 3), 64), ((3, 70), 8), ((1, 1), 8), ((0, 4), 8)])
