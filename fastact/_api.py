@@ -37,10 +37,9 @@ def as_array(func: str, name: str, value) -> np.ndarray:
     else:
         if on_device(value):
             raise TypeError(
-                f"fastact.{func}: {name} is a CUDA device array; fastact.{func} runs "
-                "on the CPU only (the activations and fastact.cuda.bias_act run on the "
-                "GPU): copy it to the host first (.copy_to_host(), cupy.asnumpy, "
-                ".cpu().numpy())"
+                f"fastact.{func}: {name} is a CUDA device array and the other arrays are "
+                "on the host: pass all of them on the GPU, or copy it to the host first "
+                "(.copy_to_host(), cupy.asnumpy, .cpu().numpy())"
             )
         try:
             array = np.asarray(value)

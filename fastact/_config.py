@@ -57,6 +57,14 @@ CUDA_BIAS_MIN_ROWS = 16
 #: are the CPU's own ``SCALAR`` njit functions: numba-cuda compiles them as device functions
 #: (their ``inline='always'`` inlines them at numba-IR level, so the kernel's options apply).
 CUDA_KERNEL = dict(fastmath=False, cache=False)
+#: CUDA device functions that need CUDA itself (shared memory, barriers); scalar math is plain
+#: ``SCALAR`` njit functions, shared with the CPU kernels.
+CUDA_DEVICE = dict(device=True, fastmath=False, cache=False)
+#: Shared-memory slots of a block reduction: the largest block CUDA allows.
+CUDA_MAX_THREADS = 1024
+#: Tile edge of the CUDA matrix product (fastact.cuda.matmul, used without CuPy): blocks of
+#: CUDA_TILE x CUDA_TILE threads, each computing one element from shared-memory tiles.
+CUDA_TILE = 16
 
 
 def source_fingerprint() -> str:

@@ -11,7 +11,7 @@ import numpy as np
 from numba import njit, prange
 
 from fastact import activations as act
-from fastact._api import as_array, contiguous_target, finish, result_dtypes
+from fastact._api import as_array, contiguous_target, finish, on_device, result_dtypes
 from fastact._config import PARALLEL, PARALLEL_THRESHOLD, SCALAR, SERIAL
 
 
@@ -98,6 +98,10 @@ def prelu(x, weight, out=None):
     -------
     ndarray
     """
+    if on_device(x):
+        from fastact import cuda
+
+        return cuda.prelu(x, weight, out)
     xc, w, result, shape3 = _prepare("prelu", x, weight)
     target = contiguous_target("prelu", out, xc.shape, xc.dtype, result, xc)
     kernel = prelu_forward_parallel if xc.size >= PARALLEL_THRESHOLD else prelu_forward_serial
@@ -113,6 +117,10 @@ def prelu_backward(grad_output, x, weight, out=None):
     float64), with ``weight``'s shape. ``out`` receives ``grad_input``.
     """
     func = "prelu_backward"
+    if on_device(x):
+        from fastact import cuda
+
+        return cuda.prelu_backward(grad_output, x, weight, out)
     xc, w, result, shape3 = _prepare(func, x, weight)
     g = as_array(func, "grad_output", grad_output)
     if g.shape != xc.shape:

@@ -275,3 +275,372 @@ def bias_act_backward(grad_output, saved, activation, **params):
         )
         k.sum_partials[_grid_1d(cols)](partial, grad_bias)  # float64 sums, stored in dtype
     return grad_pre, grad_bias
+
+
+# --------------------------------------------------------------------------- fused training ops
+# The device twins of fastact.fused (the public functions there call these for device input):
+# the same argument checks, the kernels of fastact/_cuda_fused.py. Device arrays must be
+# C-contiguous and of one float dtype; losses come back as Python floats (one synchronization).
+def fused_kernels():
+    """The CUDA kernels of the fused ops (``fastact._cuda_fused``), imported on first use."""
+    kernels()  # the same clear error without numba-cuda
+    from fastact import _cuda_fused
+
+    return _cuda_fused
+
+
+def _like(func: str, name: str, value, reference, shape=None):
+    """``value`` as a C-contiguous device array of ``reference``'s dtype (and ``shape``)."""
+    array = _matrix(func, name, value, len(shape if shape is not None else reference.shape))
+    if array.dtype != reference.dtype:
+        raise TypeError(
+            f"fastact.{func}: {name} is {array.dtype}, {reference.dtype} expected (on the GPU "
+            f"the arrays of one call share a dtype)"
+        )
+    want = tuple(reference.shape if shape is None else shape)
+    if tuple(array.shape) != want:
+        raise ValueError(f"fastact.{func}: {name} has shape {tuple(array.shape)}, {want} expected")
+    return array
+
+
+def _new_or_out(func: str, out, like):
+    target, result = _out(func, out, tuple(like.shape), np.dtype(like.dtype), "C")
+    if target.size > 1 and not target.is_c_contiguous():
+        raise ValueError(f"fastact.{func}: out must be C-contiguous")
+    return target, result
+
+
+def _total():
+    from numba import cuda
+
+    return cuda.to_device(np.zeros(1, np.float64))
+
+
+def softmax(logits, *, out=None):
+    """Row-wise softmax on the GPU (as :func:`fastact.fused.softmax`)."""
+    func = "softmax"
+    x = _logits(func, logits)
+    target, result = _new_or_out(func, out, x)
+    fused_kernels().softmax[_grid_1d(x.shape[0])](x, target)
+    return result
+
+
+def _logits(func, logits):
+    x = _matrix(func, "logits", logits, 2)
+    if x.shape[0] == 0 or x.shape[1] == 0:
+        raise ValueError(
+            f"fastact.{func}: logits must have at least one row and one class, got shape "
+            f"{tuple(x.shape)}"
+        )
+    return x
+
+
+def softmax_cross_entropy(logits, labels, *, out=None):
+    """``(loss, grad)`` of the mean softmax cross-entropy on the GPU (as
+    :func:`fastact.fused.softmax_cross_entropy`). ``labels``: a device array of integer class
+    indices; out-of-range labels are not checked on the GPU (that would need a copy)."""
+    func = "softmax_cross_entropy"
+    x = _logits(func, logits)
+    y = _device_any(func, "labels", labels)
+    if np.dtype(y.dtype).kind not in "iu":
+        raise TypeError(f"fastact.{func}: labels must be integer class indices, got {y.dtype}")
+    if tuple(y.shape) != (x.shape[0],):
+        raise ValueError(
+            f"fastact.{func}: labels must have shape ({x.shape[0]},) (one per row of logits), "
+            f"got {tuple(y.shape)}"
+        )
+    target, result = _new_or_out(func, out, x)
+    total = _total()
+    fused_kernels().softmax_cross_entropy[_grid_1d(x.shape[0])](x, y, target, total)
+    return float(total.copy_to_host()[0]) / x.shape[0], result
+
+
+def binary_cross_entropy_with_logits(logits, targets, *, out=None):
+    """``(loss, grad)`` of the mean binary cross-entropy with logits on the GPU (as
+    :func:`fastact.fused.binary_cross_entropy_with_logits`; targets are not range-checked)."""
+    func = "binary_cross_entropy_with_logits"
+    x = _device(func, "logits", logits)
+    if x.size == 0:
+        raise ValueError(f"fastact.{func}: logits is empty")
+    x = _like(func, "logits", x, x)
+    t = _like(func, "targets", targets, x)
+    target, result = _new_or_out(func, out, x)
+    total = _total()
+    n = x.size
+    fused_kernels().bce_with_logits[_grid_1d(n)](
+        _flat(x, "C"), _flat(t, "C"), _flat(target, "C"), total
+    )
+    return float(total.copy_to_host()[0]) / n, result
+
+
+def _device_any(func: str, name: str, value):
+    """A device array of any dtype (labels, masks), C-contiguous."""
+    from numba import cuda
+
+    if not is_device_array(value):
+        raise TypeError(
+            f"fastact.{func}: {name} is a {type(value).__name__}, the other arrays are on the "
+            f"GPU; pass a CUDA device array"
+        )
+    array = value if getattr(type(value), "__cuda_ndarray__", False) else cuda.as_cuda_array(value)
+    if array.size > 1 and not array.is_c_contiguous():
+        raise ValueError(f"fastact.{func}: {name} must be a C-contiguous device array")
+    return array
+
+
+def dropout_seed(rng) -> np.uint64:
+    """The 64-bit seed of a device dropout mask: from an int, a numpy Generator (advanced by
+    one draw) or None (fresh entropy)."""
+    if isinstance(rng, np.random.Generator):
+        return np.uint64(rng.integers(0, 2**63))
+    return np.uint64(np.random.default_rng(rng).integers(0, 2**63))
+
+
+def dropout(x, p, rng=None, *, out=None):
+    """Inverted dropout on the GPU: ``(y, mask)`` as :func:`fastact.fused.dropout`. The mask
+    comes from a counter-based hash of (seed, index) drawn on the device: the seed is taken
+    from ``rng`` (an int or a Generator), so the same seed gives the same mask on any GPU (not
+    the CPU's mask: that one comes from the Generator's stream)."""
+    from numba import cuda
+
+    from fastact.fused import _dropout_p
+
+    func = "dropout"
+    p, scale = _dropout_p(func, p)
+    x = _device(func, "x", x)
+    if x.size > 1 and not x.is_c_contiguous():
+        raise ValueError(f"fastact.{func}: x must be a C-contiguous device array")
+    target, result = _new_or_out(func, out, x)
+    mask = cuda.device_array(x.shape, np.bool_)
+    t = np.dtype(x.dtype).type
+    if x.size:
+        fused_kernels().dropout[_grid_1d(x.size)](
+            _flat(x, "C"), dropout_seed(rng), t(p), t(scale), _flat(target, "C"), _flat(mask, "C")
+        )
+    return result, mask
+
+
+def dropout_backward(grad_output, mask, p, *, out=None):
+    """Backward of :func:`dropout` on the GPU."""
+    from fastact.fused import _dropout_p
+
+    func = "dropout_backward"
+    p, scale = _dropout_p(func, p)
+    g = _device(func, "grad_output", grad_output)
+    if g.size > 1 and not g.is_c_contiguous():
+        raise ValueError(f"fastact.{func}: grad_output must be a C-contiguous device array")
+    m = _device_any(func, "mask", mask)
+    if np.dtype(m.dtype) != np.bool_ or tuple(m.shape) != tuple(g.shape):
+        raise ValueError(
+            f"fastact.{func}: mask must be the boolean mask dropout returned, of grad_output's "
+            f"shape {tuple(g.shape)}; got {m.dtype} with shape {tuple(m.shape)}"
+        )
+    target, result = _new_or_out(func, out, g)
+    if g.size:
+        fused_kernels().dropout_backward[_grid_1d(g.size)](
+            _flat(g, "C"), _flat(m, "C"), np.dtype(g.dtype).type(scale), _flat(target, "C")
+        )
+    return result
+
+
+def batch_norm(x, gamma, beta, running_mean, running_var, training, momentum=0.1, eps=1e-5):
+    """1-D batch normalization on the GPU: ``(y, cache)`` as :func:`fastact.fused.batch_norm`
+    (running statistics updated in place on the device)."""
+    from numba import cuda
+
+    from fastact._api import check_param
+    from fastact.fused import BatchNormCache
+
+    func = "batch_norm"
+    x = _matrix(func, "x", x, 2)
+    n, f = x.shape
+    if training and n < 2:
+        raise ValueError(
+            f"fastact.{func}: training needs at least 2 rows for batch statistics, got {n}"
+        )
+    momentum = check_param(func, "momentum", momentum, "nonnegative")
+    eps = check_param(func, "eps", eps, "nonnegative")
+    if momentum > 1:
+        raise ValueError(f"fastact.{func}: momentum must be in [0, 1], got {momentum!r}")
+    vectors = [
+        _like(func, name, value, x, (f,))
+        for name, value in (
+            ("gamma", gamma),
+            ("beta", beta),
+            ("running_mean", running_mean),
+            ("running_var", running_var),
+        )
+    ]
+    dtype = np.dtype(x.dtype)
+    y = cuda.device_array(x.shape, dtype)
+    xhat = cuda.device_array(x.shape, dtype)
+    inv_std = cuda.device_array(f, dtype)
+    center = cuda.device_array(f, dtype)
+    _batch_norm_into(x, *vectors, bool(training), momentum, eps, y, xhat, center, inv_std)
+    gamma_copy = cuda.device_array(f, dtype)
+    gamma_copy.copy_to_device(vectors[0])
+    return y, BatchNormCache(xhat, gamma_copy, inv_std, bool(training))
+
+
+def _batch_norm_into(x, gamma, beta, running_mean, running_var, training, momentum, eps, y, xhat,
+                     center, inv_std):  # fmt: skip
+    """The two launches of a batch-norm forward (no checks; y may be x)."""
+    k = fused_kernels()
+    rows, cols = x.shape
+    if cols:
+        k.batch_norm_stats[_grid_1d(cols)](
+            x, running_mean, running_var, training, momentum, eps, center, inv_std
+        )
+        if rows:
+            k.batch_norm_apply[_grid_2d(rows, cols)](x, gamma, beta, center, inv_std, y, xhat)
+
+
+def batch_norm_backward(grad_output, cache):
+    """Backward of :func:`batch_norm` on the GPU: ``(dx, dgamma, dbeta)``."""
+    from numba import cuda
+
+    from fastact.fused import BatchNormCache
+
+    func = "batch_norm_backward"
+    if not isinstance(cache, BatchNormCache):
+        raise TypeError(f"fastact.{func}: cache must be the BatchNormCache batch_norm returned")
+    g = _like(func, "grad_output", grad_output, cache.xhat)
+    dtype = np.dtype(g.dtype)
+    dx = cuda.device_array(g.shape, dtype)
+    dgamma, dbeta = cuda.device_array(g.shape[1], dtype), cuda.device_array(g.shape[1], dtype)
+    _batch_norm_backward_into(g, cache, dx, dgamma, dbeta)
+    return dx, dgamma, dbeta
+
+
+def _batch_norm_backward_into(g, cache, dx, dgamma, dbeta):
+    from numba import cuda
+
+    rows, cols = g.shape
+    if not cols:
+        return
+    k = fused_kernels()
+    dtype = np.dtype(g.dtype)
+    coef = [cuda.device_array(cols, dtype) for _ in range(3)]
+    k.batch_norm_backward_sums[_grid_1d(cols)](
+        g, cache.xhat, cache.gamma, cache.inv_std, cache.training, dgamma, dbeta, *coef
+    )
+    if rows:
+        k.batch_norm_backward_apply[_grid_2d(rows, cols)](g, cache.xhat, *coef, dx)
+
+
+def _param_state(func, param, grad, *states):
+    p = _device(func, "param", param)
+    if p.size > 1 and not p.is_c_contiguous():
+        raise ValueError(f"fastact.{func}: param must be a C-contiguous device array")
+    arrays = [_like(func, "grad", grad, p, tuple(p.shape))]
+    for name, value in states:
+        if not is_device_array(value):
+            raise ValueError(
+                f"fastact.{func}: {name} must be a device array with param's shape "
+                f"{tuple(p.shape)} and dtype {p.dtype} (start from zeros)"
+            )
+        arrays.append(_like(func, name, value, p, tuple(p.shape)))
+    return [_flat(a, "C") for a in [p, *arrays]]
+
+
+def sgd_update(param, grad, velocity=None, *, lr, momentum=0.0, weight_decay=0.0, nesterov=False):
+    """One SGD step on a device ``param``, in place (as :func:`fastact.fused.sgd_update`)."""
+    from fastact._api import check_param
+
+    func = "sgd_update"
+    lr = check_param(func, "lr", lr, "nonnegative")
+    momentum = check_param(func, "momentum", momentum, "nonnegative")
+    weight_decay = check_param(func, "weight_decay", weight_decay, "nonnegative")
+    if nesterov and momentum == 0:
+        raise ValueError(f"fastact.{func}: nesterov needs momentum > 0")
+    states = [] if momentum == 0 and velocity is None else [("velocity", velocity)]
+    arrays = _param_state(func, param, grad, *states)
+    p, g = arrays[0], arrays[1]
+    v = arrays[2] if states else p[:0]
+    t = np.dtype(p.dtype).type
+    if p.size:
+        fused_kernels().sgd[_grid_1d(p.size)](
+            p, g, v, t(lr), t(momentum), t(weight_decay), bool(nesterov)
+        )
+
+
+def adam_update(param, grad, m, v, step, *, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8,
+                weight_decay=0.0):  # fmt: skip
+    """One Adam step on a device ``param``, in place (as :func:`fastact.fused.adam_update`)."""
+    from fastact.fused import _adam_scalars
+
+    func = "adam_update"
+    p, g, m_flat, v_flat = _param_state(func, param, grad, ("m", m), ("v", v))
+    scalars = _adam_scalars(func, np.dtype(p.dtype), step, lr, beta1, beta2, eps, weight_decay)
+    if p.size:
+        fused_kernels().adam[_grid_1d(p.size)](p, g, m_flat, v_flat, *scalars)
+
+
+# --------------------------------------------------------------------------- prelu
+def _prelu_args(func, x, weight):
+    x = _device(func, "x", x)
+    if x.size > 1 and not x.is_c_contiguous():
+        raise ValueError(f"fastact.{func}: x must be a C-contiguous device array")
+    channels = x.shape[1] if x.ndim >= 2 else 1
+    w = _device(func, "weight", weight)
+    if w.dtype != x.dtype:
+        raise TypeError(
+            f"fastact.{func}: weight is {w.dtype}, x is {x.dtype}: on the GPU they must match"
+        )
+    if w.ndim > 1 or w.size not in (1, channels):
+        raise ValueError(
+            f"fastact.{func}: weight must be a scalar or a 1-D array of length {channels} "
+            f"(x.shape[1], the channel axis), got shape {tuple(w.shape)}"
+        )
+    w = w.reshape(w.size)
+    if w.size != channels:  # one slope for every channel
+        from numba import cuda
+
+        w = cuda.to_device(np.full(channels, w.copy_to_host()[0], dtype=x.dtype))
+    inner = int(np.prod(x.shape[2:])) if x.ndim >= 2 else max(x.size, 1)
+    return x, w, channels, inner
+
+
+def prelu(x, weight, out=None):
+    """PReLU on the GPU (as :func:`fastact.prelu`; weights are not checked for finiteness)."""
+    func = "prelu"
+    x, w, channels, inner = _prelu_args(func, x, weight)
+    target, result = _new_or_out(func, out, x)
+    if x.size:
+        fused_kernels().prelu_forward[_grid_1d(x.size)](
+            _flat(x, "C"), w, _flat(target, "C"), channels, inner
+        )
+    return result
+
+
+def prelu_backward(grad_output, x, weight, out=None):
+    """Backward of :func:`prelu` on the GPU: ``(grad_input, grad_weight)`` (grad_weight summed
+    in float64, returned with weight's shape and dtype)."""
+    from numba import cuda
+
+    func = "prelu_backward"
+    x, w, channels, inner = _prelu_args(func, x, weight)
+    g = _like(func, "grad_output", grad_output, x)
+    target, result = _new_or_out(func, out, x)
+    grad_w = cuda.to_device(np.zeros(channels, np.float64))
+    if x.size:
+        _prelu_backward_into(
+            _flat(g, "C"), _flat(x, "C"), w, _flat(target, "C"), grad_w, channels, inner
+        )
+    weight_shape = tuple(weight.shape)
+    total = grad_w.copy_to_host()
+    if int(np.prod(weight_shape)) == 1:
+        total = np.asarray(total.sum())
+    return result, cuda.to_device(total.astype(x.dtype).reshape(weight_shape))
+
+
+def _prelu_backward_into(g, x, w, out, grad_w, channels, inner):
+    """The launch (grad_w: zeroed float64, one per channel, accumulated into)."""
+    per_channel = x.size // channels
+    threads = _config.CUDA_BLOCK_SIZE
+    parts = max(
+        1, min(-(-per_channel // 16), _config.CUDA_MAX_BLOCKS * threads // max(channels, 1))
+    )
+    bx = min(-(-parts // threads), _config.CUDA_MAX_BLOCKS)
+    by = min(channels, max(1, _config.CUDA_MAX_BLOCKS // bx))
+    fused_kernels().prelu_backward[(bx, by), (threads, 1)](g, x, w, out, grad_w, channels, inner)

@@ -27,7 +27,15 @@ from numba import njit
 
 from fastact import _kernels
 from fastact import activations as act
-from fastact._api import as_array, check_param, contiguous_target, finish, pick, result_dtypes
+from fastact._api import (
+    as_array,
+    check_param,
+    contiguous_target,
+    finish,
+    on_device,
+    pick,
+    result_dtypes,
+)
 from fastact._config import PARALLEL_THRESHOLD, SERIAL
 from fastact._math import exp, log1p, typed
 from fastact.activations import ACTIVATIONS
@@ -153,6 +161,10 @@ def bias_act(x, bias, activation, *, out=None, **params):
         * every other activation: the pre-activation ``x + bias`` (a new array).
     """
     func = "bias_act"
+    if on_device(x):
+        from fastact import cuda
+
+        return cuda.bias_act(x, bias, activation, out=out, **params)
     spec, a, b = resolve_activation(func, activation, params)
     x = _float_array(func, "x", x, ndim=2)
     bias = _float_array(func, "bias", bias, ndim=1)
@@ -178,6 +190,10 @@ def bias_act_backward(grad_output, saved, activation, **params):
     the pre-activation for the others); ``activation`` and ``params`` as given to it.
     """
     func = "bias_act_backward"
+    if on_device(grad_output):
+        from fastact import cuda
+
+        return cuda.bias_act_backward(grad_output, saved, activation, **params)
     spec, a, b = resolve_activation(func, activation, params)
     g = _float_array(func, "grad_output", grad_output, ndim=2)
     saved = _float_array(func, "saved", saved, ndim=2)
@@ -265,6 +281,10 @@ def _logits_2d(func, logits):
 def softmax(logits, *, out=None):
     """Row-wise softmax of a (batch, classes) array: ``exp(x - max) / sum(exp(x - max))``."""
     func = "softmax"
+    if on_device(logits):
+        from fastact import cuda
+
+        return cuda.softmax(logits, out=out)
     x = _logits_2d(func, logits)
     compute, result = result_dtypes(x.dtype)
     target = contiguous_target(func, out, x.shape, compute, result, x)
@@ -295,6 +315,10 @@ def softmax_cross_entropy(logits, labels, *, out=None):
         d loss / d logits, logits' dtype (float16 computed in float32, integers in float64).
     """
     func = "softmax_cross_entropy"
+    if on_device(logits):
+        from fastact import cuda
+
+        return cuda.softmax_cross_entropy(logits, labels, out=out)
     x = _logits_2d(func, logits)
     y = as_array(func, "labels", labels)
     if y.dtype.kind not in "iu":
@@ -332,6 +356,10 @@ def binary_cross_entropy_with_logits(logits, targets, *, out=None):
         d loss / d logits, logits' shape and dtype (float16 in float32, integers in float64).
     """
     func = "binary_cross_entropy_with_logits"
+    if on_device(logits):
+        from fastact import cuda
+
+        return cuda.binary_cross_entropy_with_logits(logits, targets, out=out)
     x = as_array(func, "logits", logits)
     t = as_array(func, "targets", targets)
     if x.shape != t.shape:
@@ -405,6 +433,10 @@ def dropout(x, p, rng=None, *, out=None):
         True where x was kept; :func:`dropout_backward` takes it.
     """
     func = "dropout"
+    if on_device(x):
+        from fastact import cuda
+
+        return cuda.dropout(x, p, rng, out=out)
     p, scale = _dropout_p(func, p)
     x = as_array(func, "x", x)
     rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
@@ -427,6 +459,10 @@ def dropout(x, p, rng=None, *, out=None):
 def dropout_backward(grad_output, mask, p, *, out=None):
     """Backward of :func:`dropout`: ``grad_output / (1 - p)`` where ``mask``, else 0."""
     func = "dropout_backward"
+    if on_device(grad_output):
+        from fastact import cuda
+
+        return cuda.dropout_backward(grad_output, mask, p, out=out)
     p, scale = _dropout_p(func, p)
     g = as_array(func, "grad_output", grad_output)
     mask = np.asarray(mask)
@@ -556,6 +592,10 @@ def batch_norm(x, gamma, beta, running_mean, running_var, training, momentum=0.1
         For :func:`batch_norm_backward`.
     """
     func = "batch_norm"
+    if on_device(x):
+        from fastact import cuda
+
+        return cuda.batch_norm(x, gamma, beta, running_mean, running_var, training, momentum, eps)
     x = _float_array(func, "x", x, ndim=2)
     n, f = x.shape
     if training and n < 2:
@@ -600,6 +640,10 @@ def batch_norm(x, gamma, beta, running_mean, running_var, training, momentum=0.1
 def batch_norm_backward(grad_output, cache):
     """Backward of :func:`batch_norm`: ``(dx, dgamma, dbeta)`` in one pass (two over g)."""
     func = "batch_norm_backward"
+    if on_device(grad_output):
+        from fastact import cuda
+
+        return cuda.batch_norm_backward(grad_output, cache)
     if not isinstance(cache, BatchNormCache):
         raise TypeError(f"fastact.{func}: cache must be the BatchNormCache batch_norm returned")
     g = _float_array(func, "grad_output", grad_output, ndim=2)
@@ -698,6 +742,18 @@ def sgd_update(param, grad, velocity=None, *, lr, momentum=0.0, weight_decay=0.0
     ``nesterov``; then ``param -= lr * d``. ``velocity`` may be None when ``momentum == 0``.
     """
     func = "sgd_update"
+    if on_device(param):
+        from fastact import cuda
+
+        return cuda.sgd_update(
+            param,
+            grad,
+            velocity,
+            lr=lr,
+            momentum=momentum,
+            weight_decay=weight_decay,
+            nesterov=nesterov,
+        )
     p, g = _param_and_grad(func, param, grad)
     lr = check_param(func, "lr", lr, "nonnegative")
     momentum = check_param(func, "momentum", momentum, "nonnegative")
@@ -721,8 +777,19 @@ def adam_update(
     zeros; updated in place). ``step``: this step's number, 1 for the first (bias correction).
     """
     func = "adam_update"
+    if on_device(param):
+        from fastact import cuda
+
+        return cuda.adam_update(param, grad, m, v, step, lr=lr, beta1=beta1, beta2=beta2, eps=eps,
+                                weight_decay=weight_decay)  # fmt: skip
     p, g = _param_and_grad(func, param, grad)
     m_flat, v_flat = _state(func, "m", m, param), _state(func, "v", v, param)
+    scalars = _adam_scalars(func, param.dtype, step, lr, beta1, beta2, eps, weight_decay)
+    adam_kernel(p, g, m_flat, v_flat, *scalars)
+
+
+def _adam_scalars(func, dtype, step, lr, beta1, beta2, eps, weight_decay):
+    """adam_kernel's scalar arguments after ``fastact.fused.adam_update``'s checks."""
     if isinstance(step, (bool, np.bool_)) or not isinstance(step, (int, np.integer)) or step < 1:
         raise ValueError(
             f"fastact.{func}: step must be an integer >= 1 (the step's number), got {step!r}"
@@ -733,14 +800,10 @@ def adam_update(
     for name, beta in (("beta1", beta1), ("beta2", beta2)):
         if not 0 <= check_param(func, name, beta, "finite") < 1:
             raise ValueError(f"fastact.{func}: {name} must be in [0, 1), got {beta!r}")
-    t = param.dtype.type
+    t = np.dtype(dtype).type
     bias1 = 1.0 - beta1 ** int(step)
     bias2 = 1.0 - beta2 ** int(step)
-    adam_kernel(
-        p,
-        g,
-        m_flat,
-        v_flat,
+    return (
         t(lr / bias1),
         t(beta1),
         t(1.0 - beta1),

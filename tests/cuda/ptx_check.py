@@ -51,6 +51,39 @@ def signatures(name: str, ty, f64):
     return (v, v, ty, ty)
 
 
+def fused_signatures(name: str, ty, f64):
+    """The argument types fastact.cuda launches the fused kernels (fastact._cuda_fused) with;
+    ``targets`` of the MLP helpers as the binary case (float), labels as int64."""
+    from numba import boolean, int64, uint64
+
+    v, m, d, i = ty[::1], ty[:, ::1], f64[::1], int64[::1]
+    table = {
+        "softmax": (m, m),
+        "softmax_cross_entropy": (m, i, m, d),
+        "bce_with_logits": (v, v, v, d),
+        "dropout": (v, uint64, ty, ty, v, boolean[::1]),
+        "dropout_backward": (v, boolean[::1], ty, v),
+        "batch_norm_stats": (m, v, v, boolean, f64, f64, v, v),
+        "batch_norm_apply": (m, v, v, v, v, m, m),
+        "batch_norm_backward_sums": (m, m, v, v, boolean, v, v, v, v, v),
+        "batch_norm_backward_apply": (m, m, v, v, v, m),
+        "sgd": (v, v, v, ty, ty, ty, boolean),
+        "adam": (v, v, v, v) + (ty,) * 8,
+        "prelu_forward": (v, v, v, int64, int64),
+        "prelu_backward": (v, v, v, v, d, int64, int64),
+        "matmul": (m, m, m, boolean, boolean),
+        "gather_rows": (m, i, int64, m),
+        "gather": (v, i, int64, v),
+        "add_bias": (m, v),
+        "column_sums": (m, v),
+        "sum_squares": (v, d, int64),
+        "add_sqrt": (d, int64, d, int64),
+        "count_correct": (m, v, boolean, d, int64),
+        "scaled_add": (d, int64, d, f64),
+    }
+    return table[name]
+
+
 def kernel_names(module) -> list[str]:
     from numba.cuda.dispatcher import CUDADispatcher
 
@@ -77,20 +110,25 @@ def main(argv=None) -> int:
 
         dispatcher.get_current_device = lambda: pytypes.SimpleNamespace(compute_capability=cc)
 
-    from fastact import _cuda_kernels
+    from fastact import _cuda_fused, _cuda_kernels
 
-    names = args.only or kernel_names(_cuda_kernels)
+    jobs = [(name, _cuda_kernels, signatures) for name in kernel_names(_cuda_kernels)]
+    jobs += [(f"fused.{n}", _cuda_fused, fused_signatures) for n in kernel_names(_cuda_fused)]
+    if args.only:
+        jobs = [job for job in jobs if job[0] in args.only]
+    names = [job[0] for job in jobs]
     results = {}
     start = time.perf_counter()
-    for name in names:
-        kernel = getattr(_cuda_kernels, name)
+    for name, module, signature in jobs:
+        kernel = getattr(module, name.removeprefix("fused."))
         for ty in (float32, float64):
             if name == "sum_partials" and ty is float32:
                 continue  # sum_partials: float64 partials into either dtype, float64 below
             key = f"{name}/{ty}"
             t0 = time.perf_counter()
             try:
-                ptx, _ = cuda.compile_ptx(kernel.py_func, signatures(name, ty, float64), cc=cc)
+                sig = signature(name.removeprefix("fused."), ty, float64)
+                ptx, _ = cuda.compile_ptx(kernel.py_func, sig, cc=cc)
                 results[key] = {"f64": f64_instructions(ptx), "seconds": time.perf_counter() - t0}
             except Exception as exc:
                 results[key] = {"error": f"{type(exc).__name__}: {exc}"[:2000]}

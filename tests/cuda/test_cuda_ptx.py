@@ -83,6 +83,34 @@ def ptx_results(tmp_path_factory):
     return json.loads(path.read_text())
 
 
+#: The fused kernels (fastact/_cuda_fused.py): float64 only in their sums over many elements
+#: (losses, softmax denominators, batch statistics, slope and bias gradients, norms).
+FUSED_F64 = {
+    "softmax": True,  # the row sum
+    "softmax_cross_entropy": True,  # row sums, the loss
+    "bce_with_logits": True,  # the loss
+    "dropout": False,
+    "dropout_backward": False,
+    "batch_norm_stats": True,  # mean, variance
+    "batch_norm_apply": False,
+    "batch_norm_backward_sums": True,
+    "batch_norm_backward_apply": False,
+    "sgd": False,
+    "adam": False,
+    "prelu_forward": False,
+    "prelu_backward": True,  # the slope's gradient
+    "matmul": False,
+    "gather_rows": False,
+    "gather": False,
+    "add_bias": False,
+    "column_sums": True,
+    "sum_squares": True,
+    "add_sqrt": True,
+    "count_correct": True,  # the count, added in float64
+    "scaled_add": True,
+}
+
+
 def test_table_covers_every_activation():
     assert set(F64_BY_DESIGN) == set(ACTIVATIONS)
 
@@ -96,11 +124,12 @@ def test_every_kernel_compiles_to_ptx(ptx_results):
         for kind in ("forward", "backward", "bias_forward", "bias_backward")
         for dt in ("float32", "float64")
     } | {"sum_partials/float32", "sum_partials/float64"}
+    expected |= {f"fused.{n}/{dt}" for n in FUSED_F64 for dt in ("float32", "float64")}
     assert set(ptx_results) == expected
 
 
 def test_float64_in_float32_kernels_only_by_design(ptx_results):
-    want = {"sum_partials"}
+    want = {"sum_partials"} | {f"fused.{n}" for n, f64 in FUSED_F64.items() if f64}
     for name, (forward, grad) in F64_BY_DESIGN.items():
         want.add(f"{name}_bias_backward")
         if forward:

@@ -1,0 +1,369 @@
+"""CUDA kernels of the fused training ops (the twins of ``fastact.fused``) and of the MLP's
+device steps. Launched by ``fastact.cuda``; imported only there (it imports numba.cuda).
+
+The arithmetic is the CPU kernels': the same scalar functions (``fastact.activations``,
+``fastact._math``), float64 accumulators for every sum over many elements. Grid-stride loops
+throughout; 1-D launches use ``fastact.cuda._grid_1d``, 2-D ones ``_grid_2d`` (x along the
+columns, so a warp reads consecutive elements of a row). Sums over the whole array (losses,
+squared norms) reduce in shared memory per block, then one float64 atomic add per block: their
+last bits may vary from run to run (the order of the blocks' additions), as cuBLAS/PyTorch's.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import cuda, float64, njit
+
+from fastact import activations as act
+from fastact._config import CUDA_DEVICE, CUDA_KERNEL, CUDA_MAX_THREADS, SCALAR
+from fastact._math import exp, log1p, typed
+
+_M32 = np.uint64(0xFFFFFFFF)
+_C1 = np.uint64(0x7FEB352D)
+_C2 = np.uint64(0x846CA68B)
+_S8 = np.uint64(8)
+_S15 = np.uint64(15)
+_S16 = np.uint64(16)
+_S32 = np.uint64(32)
+_TWO_M24 = np.float32(2.0**-24)
+#: float64 accumulators start from this (a bare 0.0 would add in float32 under the
+#: simulator, where NumPy 2 keeps float32 + Python float in float32)
+_ZERO = np.float64(0.0)
+
+
+# --------------------------------------------------------------------------- helpers
+@njit(**SCALAR)
+def _mix32(x):
+    """A 32-bit integer hash (Wellons' lowbias32) of x < 2^32, kept in uint64: the products
+    stay below 2^64, so no step wraps (nor warns under the simulator)."""
+    x ^= x >> _S16
+    x = (x * _C1) & _M32
+    x ^= x >> _S15
+    x = (x * _C2) & _M32
+    x ^= x >> _S16
+    return x
+
+
+@njit(**SCALAR)
+def counter_uniform(seed, i):
+    """A uniform number in [0, 1) (a multiple of 2^-24, exact in float32) from a 64-bit seed and
+    an element index: a counter-based generator, no state, the same value on any launch shape."""
+    k = np.uint64(i)
+    h = _mix32((k & _M32) ^ (seed & _M32))
+    h = _mix32(h ^ (((k >> _S32) + (seed >> _S32)) & _M32))
+    return np.float32(h >> _S8) * _TWO_M24
+
+
+@cuda.jit(**CUDA_DEVICE)
+def _block_sum_add(value, total, index):
+    """Adds the sum of ``value`` over this (1-D) block's threads to ``total[index]`` (one
+    atomic add per block). Every thread of the block must call it."""
+    buf = cuda.shared.array(CUDA_MAX_THREADS, float64)
+    t = cuda.threadIdx.x
+    buf[t] = value
+    cuda.syncthreads()
+    n = cuda.blockDim.x
+    while n > 1:
+        half = (n + 1) // 2
+        if t < n - half:
+            buf[t] += buf[t + half]
+        cuda.syncthreads()
+        n = half
+    if t == 0:
+        cuda.atomic.add(total, index, buf[0])
+
+
+# --------------------------------------------------------------------------- softmax and losses
+@cuda.jit(**CUDA_KERNEL)
+def softmax(logits, out):
+    """out[i] = exp(x[i] - max x[i]) / sum(...), one thread per row."""
+    for i in range(cuda.grid(1), logits.shape[0], cuda.gridsize(1)):
+        m = logits[i, 0]
+        for j in range(1, logits.shape[1]):
+            m = max(m, logits[i, j])
+        s = _ZERO
+        for j in range(logits.shape[1]):
+            e = exp(logits[i, j] - m)
+            out[i, j] = e
+            s += e
+        inv = typed(1.0 / s, m)
+        for j in range(logits.shape[1]):
+            out[i, j] *= inv
+
+
+@cuda.jit(**CUDA_KERNEL)
+def softmax_cross_entropy(logits, labels, grad, total):
+    """total[0] += sum over rows of logsumexp(x[i]) - x[i, label] (float64);
+    grad = (softmax - onehot) / rows. One thread per row."""
+    n = logits.shape[0]
+    acc = _ZERO
+    for i in range(cuda.grid(1), n, cuda.gridsize(1)):
+        m = logits[i, 0]
+        for j in range(1, logits.shape[1]):
+            m = max(m, logits[i, j])
+        s = _ZERO
+        for j in range(logits.shape[1]):
+            e = exp(logits[i, j] - m)  # <= 1: never overflows
+            grad[i, j] = e
+            s += e
+        c = labels[i]
+        acc += (np.float64(m) - np.float64(logits[i, c])) + log1p(s - 1.0)
+        scale = typed(1.0 / (s * n), m)
+        for j in range(logits.shape[1]):
+            grad[i, j] *= scale
+        grad[i, c] -= typed(1.0 / n, m)
+    _block_sum_add(acc, total, 0)
+
+
+@cuda.jit(**CUDA_KERNEL)
+def bce_with_logits(logits, targets, grad, total):
+    """total[0] += sum of max(x, 0) - t x + log1p(exp(-|x|)) (float64); grad = (sigmoid(x) - t)/n."""
+    n = logits.size
+    acc = _ZERO
+    for i in range(cuda.grid(1), n, cuda.gridsize(1)):
+        x = logits[i]
+        t = targets[i]
+        xd = np.float64(x)
+        acc += (max(xd, 0.0) - xd * np.float64(t)) + log1p(exp(-abs(xd)))
+        zero = typed(0.0, x)
+        grad[i] = (act.sigmoid(x, zero, zero) - t) * typed(1.0 / n, x)
+    _block_sum_add(acc, total, 0)
+
+
+# --------------------------------------------------------------------------- dropout
+@cuda.jit(**CUDA_KERNEL)
+def dropout(x, seed, p, scale, y, mask):
+    """Keep x[i] (times scale) where counter_uniform(seed, i) >= p."""
+    for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
+        keep = counter_uniform(seed, i) >= p
+        mask[i] = keep
+        y[i] = x[i] * scale if keep else typed(0.0, scale)
+
+
+@cuda.jit(**CUDA_KERNEL)
+def dropout_backward(g, mask, scale, out):
+    for i in range(cuda.grid(1), g.size, cuda.gridsize(1)):
+        out[i] = g[i] * scale if mask[i] else typed(0.0, scale)
+
+
+# --------------------------------------------------------------------------- batch norm
+@cuda.jit(**CUDA_KERNEL)
+def batch_norm_stats(x, running_mean, running_var, training, momentum, eps, center, inv_std):
+    """Per column (one thread each): the batch mean and biased variance (two passes, float64)
+    with the running statistics updated, or the running statistics; center = mean and
+    inv_std = 1 / sqrt(var + eps), in x's dtype."""
+    n = x.shape[0]
+    for j in range(cuda.grid(1), x.shape[1], cuda.gridsize(1)):
+        if training:
+            mean = _ZERO
+            for i in range(n):
+                mean += x[i, j]
+            mean /= n
+            var = _ZERO
+            for i in range(n):
+                d = x[i, j] - mean
+                var += d * d
+            var /= n
+            keep = 1.0 - momentum
+            running_mean[j] = keep * running_mean[j] + momentum * mean
+            running_var[j] = keep * running_var[j] + momentum * (var * (n / (n - 1.0)))
+        else:
+            mean = np.float64(running_mean[j])
+            var = np.float64(running_var[j])
+        inv_std[j] = 1.0 / math.sqrt(var + eps)
+        center[j] = mean
+
+
+@cuda.jit(**CUDA_KERNEL)
+def batch_norm_apply(x, gamma, beta, center, inv_std, y, xhat):
+    """xhat = (x - center) * inv_std; y = gamma xhat + beta (y may be x)."""
+    j0, i0 = cuda.grid(2)
+    sj, si = cuda.gridsize(2)
+    for j in range(j0, x.shape[1], sj):
+        c, s, gj, bj = center[j], inv_std[j], gamma[j], beta[j]
+        for i in range(i0, x.shape[0], si):
+            h = (x[i, j] - c) * s
+            xhat[i, j] = h
+            y[i, j] = gj * h + bj
+
+
+@cuda.jit(**CUDA_KERNEL)
+def batch_norm_backward_sums(g, xhat, gamma, inv_std, training, dgamma, dbeta, k, c1, c2):
+    """Per column: dbeta = sum g, dgamma = sum g xhat (float64 sums); the coefficients of
+    dx = k (g - c1 - xhat c2): k = gamma inv_std, c1 = mean g, c2 = mean g xhat (training)."""
+    n = g.shape[0]
+    for j in range(cuda.grid(1), g.shape[1], cuda.gridsize(1)):
+        sg = _ZERO
+        sgx = _ZERO
+        for i in range(n):
+            sg += g[i, j]
+            sgx += g[i, j] * xhat[i, j]
+        dbeta[j] = sg
+        dgamma[j] = sgx
+        k[j] = gamma[j] * inv_std[j]
+        c1[j] = sg / n if training else 0.0
+        c2[j] = sgx / n if training else 0.0
+
+
+@cuda.jit(**CUDA_KERNEL)
+def batch_norm_backward_apply(g, xhat, k, c1, c2, dx):
+    j0, i0 = cuda.grid(2)
+    sj, si = cuda.gridsize(2)
+    for j in range(j0, g.shape[1], sj):
+        kj, c1j, c2j = k[j], c1[j], c2[j]
+        for i in range(i0, g.shape[0], si):
+            dx[i, j] = kj * (g[i, j] - c1j - xhat[i, j] * c2j)
+
+
+# --------------------------------------------------------------------------- optimizers
+@cuda.jit(**CUDA_KERNEL)
+def sgd(p, g, v, lr, momentum, weight_decay, nesterov):
+    """As fastact.fused.sgd_kernel (torch.optim.SGD, dampening 0); v unused without momentum."""
+    for i in range(cuda.grid(1), p.size, cuda.gridsize(1)):
+        d = g[i] + weight_decay * p[i]
+        if momentum != 0:
+            buf = momentum * v[i] + d
+            v[i] = buf
+            d = d + momentum * buf if nesterov else buf
+        p[i] -= lr * d
+
+
+@cuda.jit(**CUDA_KERNEL)
+def adam(p, g, m, v, step_size, beta1, one_minus_beta1, beta2, one_minus_beta2, inv_sqrt_bias2,
+         eps, weight_decay):  # fmt: skip
+    """As fastact.fused.adam_kernel (torch.optim.Adam with L2 weight decay)."""
+    for i in range(cuda.grid(1), p.size, cuda.gridsize(1)):
+        d = g[i] + weight_decay * p[i]
+        mi = beta1 * m[i] + one_minus_beta1 * d
+        vi = beta2 * v[i] + one_minus_beta2 * (d * d)
+        m[i] = mi
+        v[i] = vi
+        p[i] -= step_size * mi / (math.sqrt(vi) * inv_sqrt_bias2 + eps)
+
+
+# --------------------------------------------------------------------------- prelu
+@cuda.jit(**CUDA_KERNEL)
+def prelu_forward(x, w, out, channels, inner):
+    """out = leaky_relu(x, w[c]), c = (i // inner) % channels (axis 1 of the C-order array)."""
+    for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
+        slope = w[(i // inner) % channels]
+        out[i] = act.leaky_relu(x[i], slope, slope)
+
+
+@cuda.jit(**CUDA_KERNEL)
+def prelu_backward(g, x, w, out, grad_w, channels, inner):
+    """out = leaky_relu_grad(g, x, w[c]); grad_w[c] += sum of g x over x <= 0 (float64).
+    Grid: y over channels, x over parts of a channel's outer * inner elements."""
+    part, c0 = cuda.grid(2)
+    parts, sc = cuda.gridsize(2)
+    per_channel = x.size // channels if channels else 0
+    for c in range(c0, channels, sc):
+        slope = w[c]
+        zero = typed(0.0, slope)
+        acc = _ZERO
+        for t in range(part, per_channel, parts):
+            i = ((t // inner) * channels + c) * inner + t % inner
+            xi = x[i]
+            out[i] = act.leaky_relu_grad(g[i], xi, slope, slope)
+            acc += np.float64(zero if xi > zero else g[i] * xi)
+        cuda.atomic.add(grad_w, c, acc)
+
+
+# --------------------------------------------------------------------------- the MLP's steps
+@cuda.jit(**CUDA_KERNEL)
+def matmul(a, b, c, trans_a, trans_b):
+    """c = op(a) @ op(b), op the transpose where asked; one thread per element of c (x along
+    c's columns), summed in c's dtype. The fallback without CuPy's cuBLAS."""
+    j0, i0 = cuda.grid(2)
+    sj, si = cuda.gridsize(2)
+    depth = a.shape[0] if trans_a else a.shape[1]
+    for i in range(i0, c.shape[0], si):
+        for j in range(j0, c.shape[1], sj):
+            acc = typed(0.0, c[0, 0])
+            for k in range(depth):
+                x = a[k, i] if trans_a else a[i, k]
+                y = b[j, k] if trans_b else b[k, j]
+                acc += x * y
+            c[i, j] = acc
+
+
+@cuda.jit(**CUDA_KERNEL)
+def gather_rows(src, order, start, out):
+    """out[r] = src[order[start + r]] for the rows of out (a minibatch)."""
+    j0, i0 = cuda.grid(2)
+    sj, si = cuda.gridsize(2)
+    for i in range(i0, out.shape[0], si):
+        row = order[start + i]
+        for j in range(j0, out.shape[1], sj):
+            out[i, j] = src[row, j]
+
+
+@cuda.jit(**CUDA_KERNEL)
+def gather(src, order, start, out):
+    for i in range(cuda.grid(1), out.size, cuda.gridsize(1)):
+        out[i] = src[order[start + i]]
+
+
+@cuda.jit(**CUDA_KERNEL)
+def add_bias(z, bias):
+    """z += bias, in place, on a (rows, columns) array."""
+    j0, i0 = cuda.grid(2)
+    sj, si = cuda.gridsize(2)
+    for j in range(j0, z.shape[1], sj):
+        bj = bias[j]
+        for i in range(i0, z.shape[0], si):
+            z[i, j] += bj
+
+
+@cuda.jit(**CUDA_KERNEL)
+def column_sums(x, out):
+    """out[j] = sum of x[:, j] (float64 sums, one thread per column)."""
+    for j in range(cuda.grid(1), x.shape[1], cuda.gridsize(1)):
+        acc = _ZERO
+        for i in range(x.shape[0]):
+            acc += x[i, j]
+        out[j] = acc
+
+
+@cuda.jit(**CUDA_KERNEL)
+def sum_squares(x, total, index):
+    """total[index] += sum of x^2 (float64)."""
+    acc = _ZERO
+    for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
+        v = np.float64(x[i])
+        acc += v * v
+    _block_sum_add(acc, total, index)
+
+
+@cuda.jit(**CUDA_KERNEL)
+def add_sqrt(total, index, into, into_index):
+    """into[into_index] += sqrt(total[index]) (one thread: a norm from a sum of squares)."""
+    if cuda.grid(1) == 0:
+        into[into_index] += math.sqrt(total[index])
+
+
+@cuda.jit(**CUDA_KERNEL)
+def count_correct(logits, targets, binary, total, index):
+    """total[index] += rows whose prediction matches: binary, logit > 0 vs target > 0.5;
+    else argmax (first maximum) vs the class index."""
+    acc = _ZERO
+    for i in range(cuda.grid(1), logits.shape[0], cuda.gridsize(1)):
+        if binary:
+            hit = (logits[i, 0] > 0) == (targets[i] > 0.5)
+        else:
+            best = 0
+            for j in range(1, logits.shape[1]):
+                if logits[i, j] > logits[i, best]:
+                    best = j
+            hit = best == targets[i]
+        acc += 1.0 if hit else 0.0
+    _block_sum_add(acc, total, index)
+
+
+@cuda.jit(**CUDA_KERNEL)
+def scaled_add(total, index, value, scale):
+    """total[index] += value[0] * scale (one thread: a batch's loss, weighted by its rows)."""
+    if cuda.grid(1) == 0:
+        total[index] += value[0] * scale

@@ -1,0 +1,181 @@
+"""The CUDA twins of fastact.fused and of prelu against the CPU kernels, through the public
+functions (device input dispatches to fastact.cuda). Small sizes, blocks of 8 threads and at
+most 3 blocks (conftest of test_cuda_sim), so every kernel loops and reduces across blocks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import fastact as fa
+from fastact import _config, fused
+from tests.cuda.test_cuda_sim import MAX_ULP, assert_ulp, to_host
+
+cuda = pytest.importorskip("numba.cuda")
+DTYPES = [np.float32, np.float64]
+#: float64 sums in another order than the CPU's (per block, then atomics)
+SUM_RTOL = {np.float32: 1e-6, np.float64: 1e-13}
+
+
+@pytest.fixture(autouse=True)
+def small_launches(monkeypatch):
+    monkeypatch.setattr(_config, "CUDA_BLOCK_SIZE", 8)
+    monkeypatch.setattr(_config, "CUDA_MAX_BLOCKS", 3)
+
+
+def dev(a):
+    a = np.asarray(a)
+    return cuda.to_device(a if a.ndim == 0 else np.ascontiguousarray(a))
+
+
+def assert_close(got, want, dtype):
+    """Within a few float eps of the largest magnitude: the simulator computes without the FMA
+    contractions of the compiled CPU kernels, and the softmax gradient cancels (p - 1)."""
+    eps = np.finfo(dtype).eps
+    np.testing.assert_allclose(got, want, rtol=4 * eps, atol=4 * eps * np.abs(want).max())
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_softmax_cross_entropy_matches_cpu(dtype, rng):
+    logits = (rng.standard_normal((37, 5)) * 4).astype(dtype)
+    logits[0] = [1e4, -1e4, 0, 3, -2]  # huge logits: no overflow, no NaN
+    labels = rng.integers(0, 5, 37)
+    loss, grad = fused.softmax_cross_entropy(dev(logits), dev(labels))
+    cpu_loss, cpu_grad = fused.softmax_cross_entropy(logits, labels)
+    assert np.isfinite(loss)
+    np.testing.assert_allclose(loss, cpu_loss, rtol=SUM_RTOL[dtype])
+    assert_close(to_host(grad), cpu_grad, dtype)
+    probs = fused.softmax(dev(logits))
+    assert_close(to_host(probs), fused.softmax(logits), dtype)
+    out = cuda.device_array((37, 5), dtype)
+    _, returned = fused.softmax_cross_entropy(dev(logits), dev(labels), out=out)
+    assert returned is out
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_bce_with_logits_matches_cpu(dtype, rng):
+    logits = (rng.standard_normal((9, 7)) * 5).astype(dtype)
+    logits[0, :3] = [1e4, -1e4, 0]
+    targets = rng.integers(0, 2, (9, 7)).astype(dtype)
+    loss, grad = fused.binary_cross_entropy_with_logits(dev(logits), dev(targets))
+    cpu_loss, cpu_grad = fused.binary_cross_entropy_with_logits(logits, targets)
+    np.testing.assert_allclose(loss, cpu_loss, rtol=SUM_RTOL[dtype])
+    assert_ulp(to_host(grad), cpu_grad, MAX_ULP)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_dropout_mask_scale_and_seed(dtype, rng):
+    x = rng.standard_normal((40, 25)).astype(dtype)
+    y, mask = fused.dropout(dev(x), 0.3, 7)
+    y, mask = to_host(y), to_host(mask)
+    assert mask.dtype == np.bool_ and mask.shape == x.shape
+    assert 0.6 < mask.mean() < 0.8  # 1000 draws: p = 0.3 +- 5 sigma
+    np.testing.assert_array_equal(y, np.where(mask, x * dtype(1 / 0.7), 0).astype(dtype))
+    again = to_host(fused.dropout(dev(x), 0.3, 7)[1])
+    np.testing.assert_array_equal(mask, again)  # same seed, same mask
+    other = to_host(fused.dropout(dev(x), 0.3, 8)[1])
+    assert (other != mask).any()
+    g = rng.standard_normal(x.shape).astype(dtype)
+    dx = to_host(fused.dropout_backward(dev(g), dev(mask), 0.3))
+    np.testing.assert_array_equal(dx, fused.dropout_backward(g, mask, 0.3))
+    assert not to_host(fused.dropout(dev(x), 1.0, 0)[1]).any()
+    assert to_host(fused.dropout(dev(x), 0.0, 0)[1]).all()
+
+
+def test_counter_uniform_is_uniform():
+    from fastact._cuda_fused import counter_uniform
+
+    u = np.array([counter_uniform(np.uint64(12345), i) for i in range(20000)])
+    assert u.min() >= 0 and u.max() < 1
+    np.testing.assert_array_equal(u * 2**24, np.round(u * 2**24))  # exact in float32
+    counts = np.histogram(u, bins=10, range=(0, 1))[0]
+    assert np.all(np.abs(counts - 2000) < 5 * np.sqrt(2000))  # chi-by-eye, 5 sigma per bin
+
+
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_batch_norm_matches_cpu(dtype, training, rng):
+    x = (rng.standard_normal((19, 6)) * 3 + 1).astype(dtype)
+    gamma = rng.uniform(0.5, 2, 6).astype(dtype)
+    beta = rng.standard_normal(6).astype(dtype)
+    rm, rv = rng.standard_normal(6).astype(dtype), rng.uniform(0.5, 2, 6).astype(dtype)
+    d_rm, d_rv = dev(rm), dev(rv)
+    y, cache = fused.batch_norm(dev(x), dev(gamma), dev(beta), d_rm, d_rv, training)
+    cpu_y, cpu_cache = fused.batch_norm(x, gamma, beta, rm, rv, training)
+    tol = 64 * np.finfo(dtype).eps
+    np.testing.assert_allclose(to_host(y), cpu_y, rtol=tol, atol=tol)
+    np.testing.assert_allclose(to_host(d_rm), rm, rtol=tol, atol=tol)
+    np.testing.assert_allclose(to_host(d_rv), rv, rtol=tol, atol=tol)
+    g = rng.standard_normal(x.shape).astype(dtype)
+    dx, dgamma, dbeta = fused.batch_norm_backward(dev(g), cache)
+    cpu = fused.batch_norm_backward(g, cpu_cache)
+    for got, want in zip((dx, dgamma, dbeta), cpu):
+        np.testing.assert_allclose(to_host(got), want, rtol=tol * 16, atol=tol * 16)
+
+
+@pytest.mark.parametrize("nesterov", [False, True])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_optimizers_match_cpu(dtype, nesterov, rng):
+    p = rng.standard_normal((5, 9)).astype(dtype)
+    g = rng.standard_normal((5, 9)).astype(dtype)
+    v = rng.standard_normal((5, 9)).astype(dtype)
+    dp, dv = dev(p), dev(v)
+    kw = dict(lr=0.1, momentum=0.9, weight_decay=0.01, nesterov=nesterov)
+    fused.sgd_update(dp, dev(g), dv, **kw)
+    fused.sgd_update(p, g, v, **kw)
+    assert_close(to_host(dp), p, dtype)
+    assert_close(to_host(dv), v, dtype)
+    fused.sgd_update(dp, dev(g), lr=0.1)  # plain SGD: no velocity
+    fused.sgd_update(p, g, lr=0.1)
+    assert_close(to_host(dp), p, dtype)
+    m, s = np.zeros_like(p), np.zeros_like(p)
+    dm, ds = dev(m), dev(s)
+    for step in (1, 2, 3):
+        fused.adam_update(dp, dev(g), dm, ds, step, lr=0.01, weight_decay=0.1)
+        fused.adam_update(p, g, m, s, step, lr=0.01, weight_decay=0.1)
+    assert_close(to_host(dp), p, dtype)
+    assert_close(to_host(dm), m, dtype)
+
+
+@pytest.mark.parametrize(
+    "shape, weight", [((6, 4, 5), "vector"), ((50,), "scalar"), ((7, 3), "vector")]
+)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_prelu_matches_cpu(dtype, shape, weight, rng):
+    x = rng.standard_normal(shape).astype(dtype)
+    channels = shape[1] if len(shape) > 1 else 1
+    w = rng.uniform(0, 0.5, channels).astype(dtype) if weight == "vector" else np.array(0.2, dtype)
+    g = rng.standard_normal(shape).astype(dtype)
+    assert_ulp(to_host(fa.prelu(dev(x), dev(w))), fa.prelu(x, w), 0)
+    gi, gw = fa.prelu_backward(dev(g), dev(x), dev(w))
+    cpu_gi, cpu_gw = fa.prelu_backward(g, x, w)
+    assert_ulp(to_host(gi), cpu_gi, 0)
+    assert gw.shape == cpu_gw.shape
+    np.testing.assert_allclose(to_host(gw), cpu_gw, rtol=SUM_RTOL[dtype], atol=1e-12)
+
+
+def test_fused_errors_name_the_argument():
+    x = dev(np.zeros((4, 3), np.float32))
+    with pytest.raises(TypeError, match="labels must be integer"):
+        fused.softmax_cross_entropy(x, dev(np.zeros(4, np.float32)))
+    with pytest.raises(ValueError, match=r"labels must have shape \(4,\)"):
+        fused.softmax_cross_entropy(x, dev(np.zeros(3, np.int64)))
+    with pytest.raises(TypeError, match="labels is a ndarray"):
+        fused.softmax_cross_entropy(x, np.zeros(4, np.int64))
+    with pytest.raises(TypeError, match="on the host"):
+        fused.softmax_cross_entropy(np.zeros((4, 3)), dev(np.zeros(4, np.int64)))
+    with pytest.raises(ValueError, match="p is the probability"):
+        fused.dropout(x, 1.5)
+    with pytest.raises(ValueError, match="mask must be the boolean mask"):
+        fused.dropout_backward(x, dev(np.zeros((4, 3), np.float32)), 0.5)
+    with pytest.raises(TypeError, match="gamma is float64"):
+        z = dev(np.zeros(3, np.float32))
+        fused.batch_norm(x, dev(np.ones(3)), z, z, z, True)
+    with pytest.raises(ValueError, match="velocity must be a device array"):
+        fused.sgd_update(x, x, np.zeros((4, 3), np.float32), lr=0.1, momentum=0.9)
+    with pytest.raises(ValueError, match="step must be an integer"):
+        fused.adam_update(
+            x, x, dev(np.zeros((4, 3), np.float32)), dev(np.zeros((4, 3), np.float32)), 0
+        )
+    with pytest.raises(ValueError, match="weight must be a scalar or a 1-D array of length 3"):
+        fa.prelu(x, dev(np.zeros(2, np.float32)))
