@@ -338,10 +338,25 @@ def sum_squares(x, total, index):
 
 
 @cuda.jit(**CUDA_KERNEL)
-def add_sqrt(total, index, into, into_index):
-    """into[into_index] += sqrt(total[index]) (one thread: a norm from a sum of squares)."""
+def move_sqrt(total, index, into, into_index):
+    """into[into_index] += sqrt(total[index]); total[index] = 0 (one thread: a norm from the
+    sum of squares sum_squares left, its slot ready for the next)."""
     if cuda.grid(1) == 0:
         into[into_index] += math.sqrt(total[index])
+        total[index] = 0.0
+
+
+@cuda.jit(**CUDA_KERNEL)
+def copy_into(src, out):
+    """out[i] = src[i], converted to out's dtype."""
+    for i in range(cuda.grid(1), out.size, cuda.gridsize(1)):
+        out[i] = src[i]
+
+
+@cuda.jit(**CUDA_KERNEL)
+def zero(out):
+    for i in range(cuda.grid(1), out.size, cuda.gridsize(1)):
+        out[i] = 0
 
 
 @cuda.jit(**CUDA_KERNEL)
@@ -360,10 +375,3 @@ def count_correct(logits, targets, binary, total, index):
             hit = best == targets[i]
         acc += 1.0 if hit else 0.0
     _block_sum_add(acc, total, index)
-
-
-@cuda.jit(**CUDA_KERNEL)
-def scaled_add(total, index, value, scale):
-    """total[index] += value[0] * scale (one thread: a batch's loss, weighted by its rows)."""
-    if cuda.grid(1) == 0:
-        total[index] += value[0] * scale

@@ -68,10 +68,114 @@ class Param:
 
     __slots__ = ("value", "grad", "decay")
 
-    def __init__(self, value: np.ndarray, decay: bool):
-        self.value = value
-        self.grad = np.zeros_like(value)
+    def __init__(self, value, decay: bool, ops=None):
+        ops = ops or HOST
+        self.value = ops.asarray(value)
+        self.grad = ops.zeros(value.shape, value.dtype)
         self.decay = decay
+
+
+class HostOps:
+    """The trainer's steps on NumPy arrays: NumPy's BLAS for the matrix products, fastact's
+    single-threaded CPU kernels for the rest. ``fastact._cuda_mlp.DeviceOps`` is the GPU twin
+    (same methods, device arrays)."""
+
+    device = "cpu"
+
+    def asarray(self, a):
+        return a
+
+    def to_host(self, a):
+        return a
+
+    def empty(self, shape, dtype):
+        return np.empty(shape, dtype)
+
+    def zeros(self, shape, dtype):
+        return np.zeros(shape, dtype)
+
+    def matmul(self, a, b, out, trans_a=False, trans_b=False):
+        return np.matmul(a.T if trans_a else a, b.T if trans_b else b, out=out)
+
+    def add_bias(self, z, bias):
+        np.add(z, bias, out=z)
+
+    def column_sums(self, g, out):
+        np.sum(g, axis=0, out=out)
+
+    def bias_act(self, act, z, bias, h, saved):
+        act.forward(z, bias, h, saved)
+
+    def bias_act_backward(self, act, g, saved, grad_pre, grad_bias, scratch64):
+        act.backward(g, saved, grad_pre, scratch64)
+        grad_bias[:] = scratch64
+
+    def prelu(self, z, slope, h):
+        _prelu.prelu_forward_serial(z[:, :, None], slope, h[:, :, None])
+
+    def prelu_backward(self, g, z, slope, grad_pre, slope_grad, scratch64):
+        _prelu.prelu_backward_serial(
+            g[:, :, None], z[:, :, None], slope, grad_pre[:, :, None], scratch64
+        )
+        slope_grad[:] = scratch64
+
+    def batch_norm(self, z, gamma, beta, running_mean, running_var, training, xhat, center,
+                   inv_std):  # fmt: skip
+        """Normalizes z in place (momentum 0.1, eps 1e-5, as torch.nn.BatchNorm1d)."""
+        fused.batch_norm_forward_kernel(
+            z, gamma, beta, running_mean, running_var, training, 0.1, 1e-5, z, xhat, inv_std
+        )
+
+    def batch_norm_backward(self, g, xhat, gamma, inv_std, training, dz, dgamma, dbeta):
+        fused.batch_norm_backward_kernel(g, xhat, gamma, inv_std, training, dz, dgamma, dbeta)
+
+    def dropout(self, h, p, scale, rng, out, mask):
+        u = rng.random(h.shape, dtype=h.dtype)
+        fused.dropout_kernel(
+            h.reshape(-1), u.reshape(-1), h.dtype.type(p), scale, out.reshape(-1), mask.reshape(-1)
+        )
+
+    def dropout_backward(self, g, mask, scale, out):
+        fused.dropout_backward_kernel(g.reshape(-1), mask.reshape(-1), scale, out.reshape(-1))
+
+    def sgd(self, p, g, v, lr, momentum, weight_decay, nesterov):
+        fused.sgd_kernel(p, g, v, lr, momentum, weight_decay, nesterov)
+
+    def adam(self, p, g, m, v, *scalars):
+        fused.adam_kernel(p, g, m, v, *scalars)
+
+    # the training loop's data and statistics
+    def data(self, X, targets):
+        return X, targets
+
+    def batch(self, X, targets, order, start, stop):
+        idx = order[start:stop]
+        return X[idx], targets[idx]
+
+    def start_epoch(self, n_layers):
+        self._loss, self._correct, self._norms = 0.0, 0, np.zeros(n_layers)
+
+    def loss(self, logits, y, grad, binary):
+        """Adds the batch's summed loss to the epoch's; ``grad`` = d mean loss / d logits."""
+        if binary:
+            loss = fused.bce_with_logits_kernel(logits.reshape(-1), y, grad.reshape(-1))
+        else:
+            loss = fused.softmax_cross_entropy_kernel(logits, y, grad)
+        self._loss += loss * len(logits)
+
+    def count_correct(self, logits, t, binary):
+        self._correct += _count_correct(logits, t, binary)
+
+    def add_norm(self, k, grad):
+        g = grad.reshape(-1)
+        self._norms[k] += math.sqrt(float(np.dot(g, g)))
+
+    def end_epoch(self):
+        """(summed loss, correct predictions, summed per-layer weight-gradient norms)."""
+        return self._loss, self._correct, self._norms
+
+
+HOST = HostOps()
 
 
 def _init_weights(rng, n_in, n_out, scheme, dtype):
@@ -89,33 +193,38 @@ class Dense:
     """``x @ W``, then optional batch norm, ``activation(. + b)`` and dropout.
 
     ``activation=None``: the output layer, ``x @ W + b`` (logits). With batch norm, ``b``
-    plays the role of batch norm's shift (beta): ``act(gamma * xhat + b)``.
+    plays the role of batch norm's shift (beta): ``act(gamma * xhat + b)``. ``ops``: where the
+    arrays live and the steps run (``HOST``, or the GPU's ``DeviceOps``).
     """
 
-    def __init__(self, n_in, n_out, activation, *, init, dtype, rng, batch_norm=False, dropout=0.0):
+    def __init__(self, n_in, n_out, activation, *, init, dtype, rng, batch_norm=False, dropout=0.0,
+                 ops=None):  # fmt: skip
+        self.ops = ops = ops or HOST
         self.dtype = np.dtype(dtype)
         self.activation = activation
-        self.W = Param(_init_weights(rng, n_in, n_out, init, self.dtype), decay=True)
-        self.b = Param(np.zeros(n_out, self.dtype), decay=False)
+        self.W = Param(_init_weights(rng, n_in, n_out, init, self.dtype), decay=True, ops=ops)
+        self.b = Param(np.zeros(n_out, self.dtype), decay=False, ops=ops)
         self.params = [self.W, self.b]
         self.act = None
         if activation == "prelu":
-            self.slope = Param(np.full(n_out, 0.25, self.dtype), decay=False)
+            self.slope = Param(np.full(n_out, 0.25, self.dtype), decay=False, ops=ops)
             self.params.append(self.slope)
         elif activation is not None:
             spec, a, b = fused.resolve_activation("mlp", activation, {})
             self.act = fused._BiasAct(spec, a, b, self.dtype, serial=SERIAL_KERNELS)
         self.batch_norm = batch_norm
         if batch_norm:
-            self.gamma = Param(np.ones(n_out, self.dtype), decay=False)
+            self.gamma = Param(np.ones(n_out, self.dtype), decay=False, ops=ops)
             self.params.append(self.gamma)
-            self.running_mean = np.zeros(n_out, self.dtype)
-            self.running_var = np.ones(n_out, self.dtype)
-            self._zero_beta = np.zeros(n_out, self.dtype)
+            self.running_mean = ops.zeros(n_out, self.dtype)
+            self.running_var = ops.asarray(np.ones(n_out, self.dtype))
+            self._zero_beta = ops.zeros(n_out, self.dtype)
+            self.inv_std = ops.empty(n_out, self.dtype)
+            self._center = ops.empty(n_out, self.dtype)
         self.p = float(dropout)
         self._scale = self.dtype.type(1.0 / (1.0 - self.p))
         self._buffers = {}
-        self._gb = np.empty(n_out, np.float64)  # the fused backward accumulates in float64
+        self._gb = ops.empty(n_out, np.float64)  # the fused backward accumulates in float64
 
     def _buf(self, name, rows, cols, dtype=None):
         """A (rows, cols) C-contiguous work array, reused across batches. Kernels write to
@@ -123,90 +232,72 @@ class Dense:
         sends the loop to its scalar version (2-3x slower, measured)."""
         a = self._buffers.get(name)
         if a is None or a.shape[0] < rows:
-            a = self._buffers[name] = np.empty((rows, cols), dtype or self.dtype)
+            a = self._buffers[name] = self.ops.empty((rows, cols), dtype or self.dtype)
         return a[:rows]
 
     def forward(self, x, training=False, rng=None):
+        ops = self.ops
         n, n_out = x.shape[0], self.W.value.shape[1]
         self.x = x
-        z = np.matmul(x, self.W.value, out=self._buf("z", n, n_out))
+        z = ops.matmul(x, self.W.value, out=self._buf("z", n, n_out))
         if self.batch_norm:
-            self.xhat, self.inv_std = self._buf("xhat", n, n_out), np.empty(n_out, self.dtype)
+            self.xhat = self._buf("xhat", n, n_out)
             self.bn_training = training
-            fused.batch_norm_forward_kernel(
+            ops.batch_norm(
                 z,
                 self.gamma.value,
                 self._zero_beta,
                 self.running_mean,
                 self.running_var,
                 training,
-                0.1,
-                1e-5,
-                z,
                 self.xhat,
+                self._center,
                 self.inv_std,
             )
         if self.activation is None:
-            np.add(z, self.b.value, out=z)
+            ops.add_bias(z, self.b.value)
             return z
         h = self._buf("h", n, n_out)
         if self.act is None:  # prelu: slope per unit
-            np.add(z, self.b.value, out=z)
-            _prelu.prelu_forward_serial(z[:, :, None], self.slope.value, h[:, :, None])
+            ops.add_bias(z, self.b.value)
+            ops.prelu(z, self.slope.value, h)
         else:  # z + b is saved for the backward, except where it takes the output (sigmoid, tanh)
             saved = h if self.act.saves_output else self._buf("saved", n, n_out)
-            self.act.forward(z, self.b.value, h, saved)
+            ops.bias_act(self.act, z, self.b.value, h, saved)
             z = saved
         self.z, self.h = z, h  # the pre-activation (when saved), the activation
         self.mask = None
         if training and self.p > 0:
             rng = np.random.default_rng() if rng is None else rng
-            u = rng.random((n, n_out), dtype=self.dtype)
             self.mask = self._buf("mask", n, n_out, np.bool_)
             out = self._buf("dropped", n, n_out)
-            fused.dropout_kernel(
-                h.reshape(-1),
-                u.reshape(-1),
-                self.dtype.type(self.p),
-                self._scale,
-                out.reshape(-1),
-                self.mask.reshape(-1),
-            )
+            ops.dropout(h, self.p, self._scale, rng, out, self.mask)
             return out
         return h
 
     def backward(self, g, input_grad=True):
         """Gradients of the parameters from ``g`` = d loss / d output; returns d loss / d
         input (a work buffer of this layer), or None when ``input_grad`` is False."""
+        ops = self.ops
         n = g.shape[0]
         if self.activation is None:
-            np.sum(g, axis=0, out=self.b.grad)
+            ops.column_sums(g, self.b.grad)
         else:
             if self.mask is not None:
                 kept = self._buf("grad_kept", n, g.shape[1])
-                fused.dropout_backward_kernel(
-                    g.reshape(-1), self.mask.reshape(-1), self._scale, kept.reshape(-1)
-                )
+                ops.dropout_backward(g, self.mask, self._scale, kept)
                 g = kept
             grad_pre = self._buf("grad_pre", n, g.shape[1])
             if self.act is None:
-                _prelu.prelu_backward_serial(
-                    g[:, :, None],
-                    self.z[:, :, None],
-                    self.slope.value,
-                    grad_pre[:, :, None],
-                    self._gb,
-                )
-                self.slope.grad[:] = self._gb
-                np.sum(grad_pre, axis=0, out=self.b.grad)
+                ops.prelu_backward(g, self.z, self.slope.value, grad_pre, self.slope.grad, self._gb)
+                ops.column_sums(grad_pre, self.b.grad)
             else:
                 saved = self.h if self.act.saves_output else self.z
-                self.act.backward(g, saved, grad_pre, self._gb)
-                self.b.grad[:] = self._gb
+                ops.bias_act_backward(self.act, g, saved, grad_pre, self.b.grad, self._gb)
             g = grad_pre
         if self.batch_norm:
             dz = self._buf("dz", n, g.shape[1])
-            fused.batch_norm_backward_kernel(
+            ops.batch_norm_backward(
                 g,
                 self.xhat,
                 self.gamma.value,
@@ -217,10 +308,10 @@ class Dense:
                 self._gb,
             )
             g = dz
-        np.matmul(self.x.T, g, out=self.W.grad)
+        ops.matmul(self.x, g, self.W.grad, trans_a=True)
         if not input_grad:
             return None
-        return np.matmul(g, self.W.value.T, out=self._buf("gx", n, self.W.value.shape[0]))
+        return ops.matmul(g, self.W.value, self._buf("gx", n, self.W.value.shape[0]), trans_b=True)
 
 
 class Network:
@@ -237,8 +328,10 @@ class Network:
         rng=None,
         batch_norm=False,
         dropout=0.0,
+        ops=None,
     ):
         rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+        self.ops = ops or HOST
         hidden_init = init
         if init == "auto":
             hidden_init = "glorot" if activation in GLOROT_ACTIVATIONS else "he"
@@ -255,6 +348,7 @@ class Network:
                     init=("glorot" if init == "auto" else init) if last else hidden_init,
                     batch_norm=batch_norm and not last,
                     dropout=0.0 if last else dropout,
+                    ops=self.ops,
                 )
             )
         self.binary = sizes[-1] == 1
@@ -266,7 +360,8 @@ class Network:
         return x
 
     def loss(self, logits, y):
-        """(mean loss, d loss / d logits); ``y``: class indices (intp), float 0/1 if binary."""
+        """(mean loss, d loss / d logits) on the host; ``y``: class indices (intp), float 0/1 if
+        binary."""
         grad = self.layers[-1]._buf("dlogits", *logits.shape)
         if self.binary:
             loss = fused.bce_with_logits_kernel(logits.reshape(-1), y, grad.reshape(-1))
@@ -280,30 +375,40 @@ class Network:
 
     def loss_and_backward(self, x, y, rng=None):
         """Forward in training mode, the loss, and every parameter's gradient; returns
-        (loss, logits)."""
+        (loss, logits) (the loss on the host only; see ``train_step``)."""
         logits = self.forward(x, True, rng)
         loss, grad = self.loss(logits, y)
         self.backward(grad)
         return loss, logits
 
+    def train_step(self, x, y, rng=None):
+        """Forward, the loss (added to the ops' epoch statistics) and every gradient; returns
+        the logits. Runs where ``ops`` runs (no copy to the host on the GPU)."""
+        logits = self.forward(x, True, rng)
+        grad = self.layers[-1]._buf("dlogits", *logits.shape)
+        self.ops.loss(logits, y, grad, self.binary)
+        self.backward(grad)
+        return logits
+
 
 class SGD:
     """SGD with momentum (optionally Nesterov) and L2 weight decay on the weights."""
 
-    def __init__(self, params, lr, momentum=0.9, weight_decay=0.0, nesterov=False):
+    def __init__(self, params, lr, momentum=0.9, weight_decay=0.0, nesterov=False, ops=None):
+        self.ops = ops or HOST
         self.params = params
         self.nesterov = bool(nesterov)
-        t = params[0].value.dtype.type
+        t = np.dtype(params[0].value.dtype).type
         self.lr, self.momentum, self.weight_decay = t(lr), t(momentum), t(weight_decay)
-        self.velocity = [np.zeros_like(p.value) for p in params]
+        self.velocity = [self.ops.zeros(p.value.shape, p.value.dtype) for p in params]
 
     def step(self):
         zero = self.lr * 0
         for p, v in zip(self.params, self.velocity):
-            fused.sgd_kernel(
-                p.value.reshape(-1),
-                p.grad.reshape(-1),
-                v.reshape(-1),
+            self.ops.sgd(
+                p.value.reshape(p.value.size),
+                p.grad.reshape(p.value.size),
+                v.reshape(p.value.size),
                 self.lr,
                 self.momentum,
                 self.weight_decay if p.decay else zero,
@@ -314,13 +419,14 @@ class SGD:
 class Adam:
     """Adam (as torch.optim.Adam) with L2 weight decay on the weights."""
 
-    def __init__(self, params, lr, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0):
+    def __init__(self, params, lr, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0, ops=None):
+        self.ops = ops or HOST
         self.params = params
         self.lr, self.beta1, self.beta2 = lr, beta1, beta2
-        self.t = params[0].value.dtype.type
+        self.t = np.dtype(params[0].value.dtype).type
         self.eps, self.weight_decay = self.t(eps), self.t(weight_decay)
-        self.m = [np.zeros_like(p.value) for p in params]
-        self.v = [np.zeros_like(p.value) for p in params]
+        self.m = [self.ops.zeros(p.value.shape, p.value.dtype) for p in params]
+        self.v = [self.ops.zeros(p.value.shape, p.value.dtype) for p in params]
         self.steps = 0
 
     def step(self):
@@ -331,11 +437,12 @@ class Adam:
         b1, b2 = t(self.beta1), t(self.beta2)
         c1, c2 = t(1.0 - self.beta1), t(1.0 - self.beta2)
         for p, m, v in zip(self.params, self.m, self.v):
-            fused.adam_kernel(
-                p.value.reshape(-1),
-                p.grad.reshape(-1),
-                m.reshape(-1),
-                v.reshape(-1),
+            n = p.value.size
+            self.ops.adam(
+                p.value.reshape(n),
+                p.grad.reshape(n),
+                m.reshape(n),
+                v.reshape(n),
                 step_size,
                 b1,
                 c1,
@@ -397,6 +504,12 @@ class MLP:
         Seeds initialization, shuffling and dropout: the same seed gives the same model.
     verbose : bool
         A progress bar (tqdm, when installed; else a line per epoch) with loss and accuracy.
+    device : {'cpu', 'cuda'}
+        'cuda': the parameters, the data and every step stay on the GPU (fastact's CUDA
+        kernels; matrix products through CuPy's cuBLAS when CuPy is installed, else
+        fastact's own kernel); one copy to the host per epoch for the statistics. The same
+        seed gives the same initial weights as on the CPU; dropout masks differ (a
+        counter-based generator on the GPU).
 
     Attributes
     ----------
@@ -427,6 +540,7 @@ class MLP:
         dtype="float32",
         seed=None,
         verbose=False,
+        device="cpu",
     ):
         self.hidden_sizes = hidden_sizes
         self.activation = activation
@@ -442,6 +556,7 @@ class MLP:
         self.dtype = dtype
         self.seed = seed
         self.verbose = verbose
+        self.device = device
 
     # ------------------------------------------------------------------ checks
     def _check_params(self):
@@ -452,6 +567,8 @@ class MLP:
             )
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"MLP: unknown optimizer {self.optimizer!r}; use 'adam' or 'sgd'")
+        if self.device not in ("cpu", "cuda"):
+            raise ValueError(f"MLP: device must be 'cpu' or 'cuda', got {self.device!r}")
         if self.init not in INITS:
             raise ValueError(f"MLP: unknown init {self.init!r}; use one of {', '.join(INITS)}")
         try:
@@ -510,7 +627,7 @@ class MLP:
     def _check_fitted(self, X):
         if not hasattr(self, "network_"):
             raise ValueError("MLP: this model is not fitted yet; call fit(X, y) first")
-        X = self._check_X(X, self.network_.params[0].value.dtype)
+        X = self._check_X(X, np.dtype(self.network_.params[0].value.dtype))
         if X.shape[1] != self.n_features_in_:
             raise ValueError(
                 f"MLP: X has {X.shape[1]} features, the model was fitted with {self.n_features_in_}"
@@ -542,6 +659,7 @@ class MLP:
 
         rng = np.random.default_rng(self.seed)
         n_out = 1 if binary else len(self.classes_)
+        ops = self._ops()
         net = self.network_ = Network(
             (X.shape[1], *sizes, n_out),
             self.activation,
@@ -550,46 +668,65 @@ class MLP:
             rng=rng,
             batch_norm=self.batch_norm,
             dropout=self.dropout,
+            ops=ops,
         )
         if self.optimizer == "sgd":
-            opt = SGD(net.params, self.lr, self.momentum, self.weight_decay)
+            opt = SGD(net.params, self.lr, self.momentum, self.weight_decay, ops=ops)
         else:
-            opt = Adam(net.params, self.lr, weight_decay=self.weight_decay)
+            opt = Adam(net.params, self.lr, weight_decay=self.weight_decay, ops=ops)
         history = self.history_ = {"loss": [], "train_accuracy": [], "grad_norms": []}
         if validation_data is not None:
             history["val_accuracy"] = []
 
         n, bs = len(X), self.batch_size
         weights = [layer.W for layer in net.layers]
+        X_on, targets_on = ops.data(X, targets)  # on the GPU once, with device='cuda'
         progress = _Progress(self.epochs, self.verbose)
         for _ in range(self.epochs):
             order = rng.permutation(n)
-            total_loss, correct = 0.0, 0
-            norms = np.zeros(len(weights))
+            ops.start_epoch(len(weights))
             for start in range(0, n, bs):
-                idx = order[start : start + bs]
-                x, t = X[idx], targets[idx]
-                loss, logits = net.loss_and_backward(x, t, rng)
+                x, t = ops.batch(X_on, targets_on, order, start, min(start + bs, n))
+                logits = net.train_step(x, t, rng)
                 opt.step()
-                total_loss += loss * len(idx)
-                correct += _count_correct(logits, t, binary)
+                ops.count_correct(logits, t, binary)
                 for k, w in enumerate(weights):
-                    g = w.grad.reshape(-1)
-                    norms[k] += math.sqrt(float(np.dot(g, g)))
+                    ops.add_norm(k, w.grad)
+            total_loss, correct, norms = ops.end_epoch()
             history["loss"].append(total_loss / n)
             history["train_accuracy"].append(correct / n)
-            history["grad_norms"].append((norms / math.ceil(n / bs)).tolist())
+            history["grad_norms"].append((np.asarray(norms) / math.ceil(n / bs)).tolist())
             if validation_data is not None:
                 history["val_accuracy"].append(float(np.mean(self._logits_argmax(Xv) == yv_idx)))
             progress.update(history)
         progress.close()
         return self
 
+    def _ops(self):
+        """Where the network lives: HOST, or the GPU's DeviceOps for device='cuda'."""
+        if self.device == "cpu":
+            return HOST
+        from fastact import cuda
+
+        if not cuda.is_available():
+            raise ValueError(
+                "MLP: device='cuda' needs a CUDA GPU and numba-cuda (pip install "
+                "'fastact[cuda]'); none is available here"
+            )
+        from fastact._cuda_mlp import DeviceOps
+
+        return DeviceOps()
+
     # ------------------------------------------------------------------ prediction
     def _logits(self, X):
-        """Logits of already checked X, in evaluation mode, batch by batch."""
+        """Logits of already checked X (host array), in evaluation mode, batch by batch; on
+        the host."""
         net, chunk = self.network_, max(self.batch_size, 1024)
-        parts = [net.forward(X[s : s + chunk]).copy() for s in range(0, len(X), chunk)]
+        ops = net.ops
+        parts = [
+            np.array(ops.to_host(net.forward(ops.asarray(X[s : s + chunk]))))
+            for s in range(0, len(X), chunk)
+        ]
         return np.concatenate(parts)
 
     def _logits_argmax(self, X):

@@ -77,9 +77,10 @@ def fused_signatures(name: str, ty, f64):
         "add_bias": (m, v),
         "column_sums": (m, v),
         "sum_squares": (v, d, int64),
-        "add_sqrt": (d, int64, d, int64),
+        "move_sqrt": (d, int64, d, int64),
+        "copy_into": (d, v),
+        "zero": (d,),
         "count_correct": (m, v, boolean, d, int64),
-        "scaled_add": (d, int64, d, f64),
     }
     return table[name]
 

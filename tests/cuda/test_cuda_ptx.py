@@ -105,9 +105,10 @@ FUSED_F64 = {
     "add_bias": False,
     "column_sums": True,
     "sum_squares": True,
-    "add_sqrt": True,
+    "move_sqrt": True,
+    "copy_into": True,  # float64 sums stored in the parameter's dtype
+    "zero": True,  # on the float64 scratch
     "count_correct": True,  # the count, added in float64
-    "scaled_add": True,
 }
 
 

@@ -1,0 +1,120 @@
+"""One training epoch of the 784-256-256-10 ReLU MLP on a GPU: MLP(device='cuda') vs PyTorch.
+
+    python bench/gpu_mlp.py [--epochs 3] [--samples 60000]
+
+The task of bench/_mlp_cases.py (60,000 x 784 float32, batch 128, SGD momentum 0.9, lr 0.01),
+on the GPU: fastact with CuPy's cuBLAS for the matrix products (when CuPy is installed), fastact
+with its own matmul kernel (FASTACT_CUDA_MATMUL=numba), and torch.nn on CUDA with the same
+initialization. Each: the median seconds per epoch over ``--epochs`` epochs after one warm-up
+epoch (compilation), and the test accuracy after those epochs. Prints a table last.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _mlp_cases as M
+
+
+def fastact_epochs(X, y, X_test, y_test, epochs, matmul):
+    from numba import cuda
+
+    from fastact.mlp import MLP
+
+    os.environ["FASTACT_CUDA_MATMUL"] = matmul
+    make = lambda n: MLP(M.HIDDEN, "relu", optimizer="sgd", lr=M.LR, momentum=M.MOMENTUM,  # noqa: E731
+                         batch_size=M.BATCH, epochs=n, seed=0, device="cuda")  # fmt: skip
+    make(1).fit(X[:2048], y[:2048])  # compile every kernel
+    times = []
+    for _ in range(epochs):
+        start = time.perf_counter()
+        clf = make(1).fit(X, y)  # one epoch, the data copied to the GPU included
+        cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    clf = make(epochs).fit(X, y)
+    return times, clf.score(X_test, y_test)
+
+
+def torch_epochs(X, y, X_test, y_test, epochs):
+    import torch
+
+    torch.manual_seed(0)
+    dev = torch.device("cuda")
+    Xd, yd = torch.from_numpy(X).to(dev), torch.from_numpy(y).to(dev)
+    layers, sizes = [], (X.shape[1], *M.HIDDEN)
+    for a, b in zip(sizes[:-1], sizes[1:]):
+        layers += [torch.nn.Linear(a, b), torch.nn.ReLU()]
+    model = torch.nn.Sequential(*layers, torch.nn.Linear(sizes[-1], M.CLASSES)).to(dev)
+    with torch.no_grad():
+        for layer in model:
+            if isinstance(layer, torch.nn.Linear):
+                torch.nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")
+                layer.bias.zero_()
+    opt = torch.optim.SGD(model.parameters(), lr=M.LR, momentum=M.MOMENTUM)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    rng = np.random.default_rng(0)
+
+    def epoch():
+        order = torch.from_numpy(rng.permutation(len(X))).to(dev)
+        for s in range(0, len(X), M.BATCH):
+            idx = order[s : s + M.BATCH]
+            opt.zero_grad(set_to_none=True)
+            loss_fn(model(Xd[idx]), yd[idx]).backward()
+            opt.step()
+        torch.cuda.synchronize()
+
+    epoch()  # warm-up
+    times = []
+    for _ in range(epochs - 1):
+        start = time.perf_counter()
+        epoch()
+        times.append(time.perf_counter() - start)
+    with torch.no_grad():
+        pred = model.eval()(torch.from_numpy(X_test).to(dev)).argmax(1).cpu().numpy()
+    return times, float(np.mean(pred == y_test))
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--samples", type=int, default=M.FULL[0])
+    args = p.parse_args(argv)
+    X, y, X_test, y_test = M.data(args.samples, M.FULL[1], M.FULL[2])
+    rows = []
+    for label, run in (
+        ("fastact (CuPy matmul)", lambda: fastact_epochs(X, y, X_test, y_test, args.epochs, "")),
+        (
+            "fastact (own matmul)",
+            lambda: fastact_epochs(X, y, X_test, y_test, args.epochs, "numba"),
+        ),
+        ("PyTorch CUDA", lambda: torch_epochs(X, y, X_test, y_test, args.epochs + 1)),
+    ):
+        try:
+            times, acc = run()
+            rows.append((label, statistics.median(times), acc))
+        except Exception as exc:
+            rows.append((label, float("nan"), float("nan")))
+            print(f"{label}: {type(exc).__name__}: {exc}", file=sys.stderr)
+    try:
+        from numba import cuda
+
+        name = cuda.get_current_device().name
+        name = name.decode() if isinstance(name, bytes) else name
+    except Exception:
+        name = "?"
+    print(f"\n{name}: {args.samples} x {X.shape[1]}, 784-256-256-10 ReLU, batch {M.BATCH}, "
+          f"SGD momentum; median of {args.epochs} epochs")  # fmt: skip
+    print(f"{'implementation':<24}{'s / epoch':>10}{'test acc':>10}")
+    for label, t, acc in rows:
+        print(f"{label:<24}{t:>10.3f}{acc:>10.4f}")
+
+
+if __name__ == "__main__":
+    main()

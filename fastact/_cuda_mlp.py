@@ -1,0 +1,198 @@
+"""The MLP trainer's steps on the GPU: ``DeviceOps``, the twin of ``fastact.mlp.HostOps``.
+
+Parameters, minibatches, activations and gradients are numba device arrays; every step is one
+of fastact's CUDA kernels (``fastact._cuda_kernels`` for bias + activation,
+``fastact._cuda_fused`` for the rest); matrix products go through CuPy's cuBLAS when CuPy is
+installed (zero-copy views, ``__cuda_array_interface__``), else through fastact's own matmul
+kernel. The epoch's statistics (summed loss, correct predictions, per-layer gradient norms)
+accumulate on the device: one copy to the host per epoch. Imported only for device='cuda'.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+from numba import cuda
+
+from fastact import _config, _cuda_fused, _cuda_kernels
+from fastact.cuda import _grid_1d, _grid_2d, _prelu_backward_into, dropout_seed
+
+
+def _cupy():
+    """CuPy when installed and usable (FASTACT_CUDA_MATMUL=numba forces fastact's kernel)."""
+    if os.environ.get("FASTACT_CUDA_MATMUL", "").lower() == "numba":
+        return None
+    try:
+        import cupy
+
+        cupy.cuda.runtime.getDeviceCount()
+        return cupy
+    except Exception:
+        return None
+
+
+class DeviceOps:
+    """``fastact.mlp.HostOps``'s methods on numba device arrays."""
+
+    device = "cuda"
+
+    def __init__(self):
+        self.cupy = _cupy()
+
+    def asarray(self, a):
+        return cuda.to_device(np.ascontiguousarray(a))
+
+    def to_host(self, a):
+        return a.copy_to_host()
+
+    def empty(self, shape, dtype):
+        return cuda.device_array(shape, dtype)
+
+    def zeros(self, shape, dtype):
+        return cuda.to_device(np.zeros(shape, dtype))
+
+    def matmul(self, a, b, out, trans_a=False, trans_b=False):
+        if out.size == 0:
+            return out
+        if self.cupy is not None:
+            cp = self.cupy
+            ca, cb = cp.asarray(a), cp.asarray(b)
+            cp.matmul(ca.T if trans_a else ca, cb.T if trans_b else cb, out=cp.asarray(out))
+        else:
+            rows, cols = out.shape
+            _cuda_fused.matmul[_grid_2d(rows, cols)](a, b, out, trans_a, trans_b)
+        return out
+
+    def add_bias(self, z, bias):
+        if z.size:
+            _cuda_fused.add_bias[_grid_2d(*z.shape)](z, bias)
+
+    def column_sums(self, g, out):
+        if g.shape[1]:
+            _cuda_fused.column_sums[_grid_1d(g.shape[1])](g, out)
+
+    def bias_act(self, act, z, bias, h, saved):
+        if z.size:
+            kernel = getattr(_cuda_kernels, f"{act.spec.name}_bias_forward")
+            kernel[_grid_2d(*z.shape)](z, bias, h, saved, act.a, act.b)
+
+    def bias_act_backward(self, act, g, saved, grad_pre, grad_bias, scratch64):
+        rows, cols = g.shape
+        if not cols:
+            return
+        blocks, threads = _grid_2d(rows, cols, _config.CUDA_BIAS_MIN_ROWS)
+        partial = self._partial(blocks[1] * threads[1], cols)
+        kernel = getattr(_cuda_kernels, f"{act.spec.name}_bias_backward")
+        kernel[blocks, threads](g, saved, grad_pre, partial, act.a, act.b)
+        _cuda_kernels.sum_partials[_grid_1d(cols)](partial, grad_bias)
+
+    def _partial(self, rows, cols):
+        key = ("partial", rows, cols)
+        buf = self.__dict__.get(key)
+        if buf is None:
+            buf = self.__dict__[key] = cuda.device_array((rows, cols), np.float64)
+        return buf
+
+    def prelu(self, z, slope, h):
+        if z.size:
+            n = z.size
+            _cuda_fused.prelu_forward[_grid_1d(n)](z.reshape(n), slope, h.reshape(n), z.shape[1], 1)
+
+    def prelu_backward(self, g, z, slope, grad_pre, slope_grad, scratch64):
+        n = z.size
+        channels = slope.size
+        _cuda_fused.zero[_grid_1d(channels)](scratch64)
+        if n:
+            _prelu_backward_into(
+                g.reshape(n), z.reshape(n), slope, grad_pre.reshape(n), scratch64, channels, 1
+            )
+        _cuda_fused.copy_into[_grid_1d(channels)](scratch64, slope_grad)
+
+    def batch_norm(self, z, gamma, beta, running_mean, running_var, training, xhat, center,
+                   inv_std):  # fmt: skip
+        from fastact.cuda import _batch_norm_into
+
+        _batch_norm_into(z, gamma, beta, running_mean, running_var, bool(training), 0.1, 1e-5, z,
+                         xhat, center, inv_std)  # fmt: skip
+
+    def batch_norm_backward(self, g, xhat, gamma, inv_std, training, dz, dgamma, dbeta):
+        from fastact.cuda import _batch_norm_backward_into
+        from fastact.fused import BatchNormCache
+
+        cache = BatchNormCache(xhat, gamma, inv_std, bool(training))
+        _batch_norm_backward_into(g, cache, dz, dgamma, dbeta)
+
+    def dropout(self, h, p, scale, rng, out, mask):
+        n = h.size
+        if n:
+            t = np.dtype(h.dtype).type
+            _cuda_fused.dropout[_grid_1d(n)](
+                h.reshape(n), dropout_seed(rng), t(p), scale, out.reshape(n), mask.reshape(n)
+            )
+
+    def dropout_backward(self, g, mask, scale, out):
+        n = g.size
+        if n:
+            _cuda_fused.dropout_backward[_grid_1d(n)](
+                g.reshape(n), mask.reshape(n), scale, out.reshape(n)
+            )
+
+    def sgd(self, p, g, v, lr, momentum, weight_decay, nesterov):
+        if p.size:
+            _cuda_fused.sgd[_grid_1d(p.size)](p, g, v, lr, momentum, weight_decay, nesterov)
+
+    def adam(self, p, g, m, v, *scalars):
+        if p.size:
+            _cuda_fused.adam[_grid_1d(p.size)](p, g, m, v, *scalars)
+
+    # the training loop's data and statistics
+    def data(self, X, targets):
+        """The training set, copied to the device once."""
+        self._order = None
+        return self.asarray(X), self.asarray(targets)
+
+    def batch(self, X, targets, order, start, stop):
+        if start == 0:  # a new epoch's order: one copy
+            self._order = cuda.to_device(np.ascontiguousarray(order, dtype=np.int64))
+        rows = stop - start
+        x = self._batch_buf("x", (rows, X.shape[1]), X.dtype)
+        t = self._batch_buf("t", (rows,), targets.dtype)
+        _cuda_fused.gather_rows[_grid_2d(rows, X.shape[1])](X, self._order, start, x)
+        _cuda_fused.gather[_grid_1d(rows)](targets, self._order, start, t)
+        return x, t
+
+    def _batch_buf(self, name, shape, dtype):
+        key = ("batch", name)
+        buf = self.__dict__.get(key)
+        if buf is None or buf.shape[0] < shape[0]:
+            buf = self.__dict__[key] = cuda.device_array(shape, dtype)
+        return buf[: shape[0]]
+
+    def start_epoch(self, n_layers):
+        # [summed loss, correct, squared norms (scratch) x n_layers, norms x n_layers]
+        self._n_layers = n_layers
+        self._stats = cuda.to_device(np.zeros(2 + 2 * n_layers))
+
+    def loss(self, logits, y, grad, binary):
+        rows = logits.shape[0]
+        if binary:
+            n = logits.size
+            _cuda_fused.bce_with_logits[_grid_1d(n)](
+                logits.reshape(n), y, grad.reshape(n), self._stats
+            )
+        else:
+            _cuda_fused.softmax_cross_entropy[_grid_1d(rows)](logits, y, grad, self._stats)
+
+    def count_correct(self, logits, t, binary):
+        _cuda_fused.count_correct[_grid_1d(logits.shape[0])](logits, t, binary, self._stats, 1)
+
+    def add_norm(self, k, grad):
+        n = grad.size
+        scratch = 2 + k
+        _cuda_fused.sum_squares[_grid_1d(n)](grad.reshape(n), self._stats, scratch)
+        _cuda_fused.move_sqrt[1, 1](self._stats, scratch, self._stats, 2 + self._n_layers + k)
+
+    def end_epoch(self):
+        stats = self._stats.copy_to_host()
+        return float(stats[0]), int(round(stats[1])), stats[2 + self._n_layers :]

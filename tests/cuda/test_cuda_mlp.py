@@ -1,0 +1,85 @@
+"""MLP(device='cuda') against the CPU trainer: the same seed gives the same initial weights and
+the same batches, so without dropout the two must train the same model (float64: to ~1e-9)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fastact import _config
+from fastact.mlp import MLP
+
+cuda = pytest.importorskip("numba.cuda")
+
+
+@pytest.fixture(autouse=True)
+def small_launches(monkeypatch):
+    monkeypatch.setattr(_config, "CUDA_BLOCK_SIZE", 8)
+    monkeypatch.setattr(_config, "CUDA_MAX_BLOCKS", 3)
+    monkeypatch.setenv("FASTACT_CUDA_MATMUL", "numba")  # fastact's kernel, even with CuPy
+
+
+def data(classes, rng, n=30, features=4):
+    X = rng.standard_normal((n, features))
+    y = np.arange(n) % classes
+    X[:, 0] += y  # learnable
+    return X, np.array(["a", "b", "c"])[y]
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(activation="relu", optimizer="sgd"),
+        dict(activation="tanh", optimizer="adam", weight_decay=0.01),
+        dict(activation="prelu", optimizer="adam"),
+        dict(activation="gelu", optimizer="sgd", batch_norm=True),
+    ],
+    ids=lambda kw: "-".join(str(v) for v in kw.values()),
+)
+@pytest.mark.parametrize("classes", [2, 3])
+def test_device_training_matches_cpu(kw, classes, rng):
+    X, y = data(classes, rng)
+    common = dict(hidden_sizes=(5, 3), epochs=2, batch_size=8, lr=0.05, seed=3, dtype="float64")
+    cpu = MLP(**common, **kw).fit(X, y)
+    gpu = MLP(**common, **kw, device="cuda").fit(X, y, validation_data=(X, y))
+    for a, b in zip(cpu.network_.params, gpu.network_.params):
+        np.testing.assert_allclose(b.value.copy_to_host(), a.value, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(gpu.history_["loss"], cpu.history_["loss"], rtol=1e-9)
+    assert gpu.history_["train_accuracy"] == cpu.history_["train_accuracy"]
+    np.testing.assert_allclose(gpu.history_["grad_norms"], cpu.history_["grad_norms"], rtol=1e-9)
+    np.testing.assert_allclose(gpu.predict_proba(X), cpu.predict_proba(X), rtol=1e-9, atol=1e-12)
+    assert (gpu.predict(X) == cpu.predict(X)).all()
+    assert gpu.history_["val_accuracy"][-1] == gpu.score(X, y)
+    if kw.get("batch_norm"):
+        layer_cpu, layer_gpu = cpu.network_.layers[0], gpu.network_.layers[0]
+        np.testing.assert_allclose(
+            layer_gpu.running_var.copy_to_host(), layer_cpu.running_var, rtol=1e-9
+        )
+
+
+def test_device_float32_with_dropout_trains(rng):
+    X, y = data(2, rng, n=40)
+    clf = MLP(hidden_sizes=(6,), dropout=0.3, epochs=3, batch_size=16, lr=0.05, seed=0,
+              device="cuda").fit(X, y)  # fmt: skip
+    assert clf.network_.params[0].value.dtype == np.float32
+    assert np.isfinite(clf.history_["loss"]).all()
+    again = MLP(hidden_sizes=(6,), dropout=0.3, epochs=3, batch_size=16, lr=0.05, seed=0,
+                device="cuda").fit(X, y)  # fmt: skip
+    assert again.history_["loss"] == clf.history_["loss"]  # same seed, same masks
+
+
+@pytest.mark.parametrize("trans_a, trans_b", [(False, False), (True, False), (False, True)])
+def test_matmul_kernel(trans_a, trans_b, rng):
+    from fastact._cuda_mlp import DeviceOps
+
+    a = rng.standard_normal((7, 5) if not trans_a else (5, 7))
+    b = rng.standard_normal((5, 9) if not trans_b else (9, 5))
+    out = cuda.device_array((7, 9))
+    DeviceOps().matmul(cuda.to_device(a), cuda.to_device(b), out, trans_a, trans_b)
+    want = (a.T if trans_a else a) @ (b.T if trans_b else b)
+    np.testing.assert_allclose(out.copy_to_host(), want, rtol=1e-12)
+
+
+def test_bad_device():
+    with pytest.raises(ValueError, match="device must be 'cpu' or 'cuda'"):
+        MLP(device="gpu").fit(np.zeros((4, 2)), [0, 1, 0, 1])
