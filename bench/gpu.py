@@ -53,6 +53,7 @@ def parse(argv=None):
         "--max-ulp", type=int, default=8, help="largest ULP distance from the CPU accepted"
     )
     p.add_argument("--no-timing", action="store_true", help="correctness only")
+    p.add_argument("--no-fused", action="store_true", help="skip the fused training ops")
     p.add_argument(
         "--simulate",
         action="store_true",
@@ -428,6 +429,174 @@ def bench(dtype, variants, errors):
     return copy_ms, out_rows
 
 
+# --------------------------------------------------------------------------- fused training ops
+def check_fused(dtype, rng, failures):
+    """The fused ops on the GPU against the CPU (outputs poisoned with NaN where an ``out``
+    exists); relative errors, as the sums are taken in another order."""
+    n = ARGS.check_size
+    rows, cols, classes = max(2, n // 64), 64, 10
+    eps = np.finfo(dtype).eps
+
+    def close(what, got, want, tol=64):
+        got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
+        scale = np.abs(want).max() if want.size else 1.0
+        err = float(np.abs(got - want).max() / (scale or 1.0)) if want.size else 0.0
+        if not np.isfinite(got).all() or err > tol * eps:
+            failures.append(f"fused {what} {np.dtype(dtype).name}: relative error {err:.3g}")
+
+    logits = (rng.standard_normal((rows, classes)) * 5).astype(dtype)
+    logits[0, :2] = [1e4, -1e4]
+    labels = rng.integers(0, classes, rows)
+    out = poisoned((rows, classes), dtype)
+    loss, _ = fused.softmax_cross_entropy(cuda.to_device(logits), cuda.to_device(labels), out=out)
+    cpu_loss, cpu_grad = fused.softmax_cross_entropy(logits, labels)
+    close("softmax_cross_entropy loss", [loss], [cpu_loss])
+    close("softmax_cross_entropy grad", out.copy_to_host(), cpu_grad)
+    t = rng.integers(0, 2, n).astype(dtype)
+    x = sample(rng, n, dtype, with_specials=False)
+    out = poisoned(n, dtype)
+    loss, _ = fused.binary_cross_entropy_with_logits(cuda.to_device(x), cuda.to_device(t), out=out)
+    cpu_loss, cpu_grad = fused.binary_cross_entropy_with_logits(x, t)
+    close("bce loss", [loss], [cpu_loss])
+    close("bce grad", out.copy_to_host(), cpu_grad)
+    out = poisoned(n, dtype)
+    _, mask = fused.dropout(cuda.to_device(x), 0.25, 1, out=out)
+    mask = mask.copy_to_host()
+    close("dropout", out.copy_to_host(), np.where(mask, x * dtype(1 / 0.75), 0))
+    if abs(mask.mean() - 0.75) > 6 * np.sqrt(0.25 * 0.75 / n):
+        failures.append(f"fused dropout {np.dtype(dtype).name}: kept {mask.mean():.4f}, want 0.75")
+    X = (rng.standard_normal((rows, cols)) * 2 + 1).astype(dtype)
+    gamma, beta = rng.uniform(0.5, 2, cols).astype(dtype), rng.standard_normal(cols).astype(dtype)
+    rm, rv = np.zeros(cols, dtype), np.ones(cols, dtype)
+    d_rm, d_rv = cuda.to_device(rm), cuda.to_device(rv)
+    y, cache = fused.batch_norm(cuda.to_device(X), cuda.to_device(gamma), cuda.to_device(beta), d_rm, d_rv, True)  # fmt: skip
+    cpu_y, cpu_cache = fused.batch_norm(X, gamma, beta, rm, rv, True)
+    close("batch_norm", y.copy_to_host(), cpu_y)
+    close("batch_norm running_var", d_rv.copy_to_host(), rv)
+    G = rng.standard_normal((rows, cols)).astype(dtype)
+    for what, got, want in zip(("dx", "dgamma", "dbeta"), fused.batch_norm_backward(cuda.to_device(G), cache), fused.batch_norm_backward(G, cpu_cache)):  # fmt: skip
+        close(f"batch_norm_backward {what}", got.copy_to_host(), want, tol=1024)
+    P, Gp = rng.standard_normal(n).astype(dtype), rng.standard_normal(n).astype(dtype)
+    dp, dv = cuda.to_device(P), cuda.to_device(np.zeros(n, dtype))
+    v = np.zeros(n, dtype)
+    for _ in range(2):
+        fused.sgd_update(dp, cuda.to_device(Gp), dv, lr=0.1, momentum=0.9, nesterov=True)
+        fused.sgd_update(P, Gp, v, lr=0.1, momentum=0.9, nesterov=True)
+    close("sgd_update", dp.copy_to_host(), P)
+    dm, ds = cuda.to_device(np.zeros(n, dtype)), cuda.to_device(np.zeros(n, dtype))
+    m, s2 = np.zeros(n, dtype), np.zeros(n, dtype)
+    for step in (1, 2):
+        fused.adam_update(dp, cuda.to_device(Gp), dm, ds, step, weight_decay=0.01)
+        fused.adam_update(P, Gp, m, s2, step, weight_decay=0.01)
+    close("adam_update", dp.copy_to_host(), P)
+    x3 = sample(rng, rows * cols, dtype).reshape(rows, cols)
+    w = rng.uniform(0, 0.5, cols).astype(dtype)
+    out = poisoned((rows, cols), dtype)
+    fa.prelu(cuda.to_device(x3), cuda.to_device(w), out=out)
+    ulp, problem = ulp_distance(out.copy_to_host(), fa.prelu(x3, w))
+    if problem or ulp:
+        failures.append(f"fused prelu {np.dtype(dtype).name}: {problem or f'{ulp} ULP'}")
+
+
+def bench_fused(dtype, errors):
+    """Milliseconds of the fused ops at --size elements (softmax CE: 10 classes per row, batch
+    norm: 1024 features), with PyTorch's equivalents (fused optimizers, autograd for the
+    losses) when present: rows of (name, fastact ms, torch ms or None, bytes moved)."""
+    n = ARGS.size
+    item = np.dtype(dtype).itemsize
+    x = random_device(n, dtype, 11, 3.0)
+    g = random_device(n, dtype, 12, 1.0)
+    out = cuda.device_array(n, dtype)
+    mask = cuda.device_array(n, np.bool_)
+    try:
+        import torch
+
+        tt = (lambda a: torch.as_tensor(a, device="cuda")) if torch.cuda.is_available() else None
+    except Exception:
+        tt = None
+    rows = []
+
+    def add(name, fn, torch_fn, moved):
+        ms = gpu_time(fn, ARGS.repeat)
+        tms = None
+        if torch_fn is not None:
+            try:
+                tms = gpu_time(torch_fn, ARGS.repeat)
+            except Exception as exc:
+                errors.append(f"torch {name}: {type(exc).__name__}: {str(exc)[:200]}")
+        rows.append((name, ms, tms, moved))
+
+    classes = 10
+    r = n // classes
+    logits = x[: r * classes].reshape(r, classes)
+    labels = cuda.to_device(np.random.default_rng(0).integers(0, classes, r))
+    grad = out[: r * classes].reshape(r, classes)
+    tl = tl_lab = None
+    if tt is not None:
+        tl, tl_lab = tt(logits).clone().requires_grad_(True), tt(labels)
+
+    def torch_ce():
+        tl.grad = None
+        torch.nn.functional.cross_entropy(tl, tl_lab).backward()
+
+    add("softmax_cross_entropy (loss + grad)",
+        lambda: fused.softmax_cross_entropy(logits, labels, out=grad),
+        torch_ce if tt is not None else None, 2 * r * classes * item)  # fmt: skip
+    tx = tt(x) if tt is not None else None
+    add("dropout p=0.5 (+ mask)", lambda: fused.dropout(x, 0.5, 0, out=out),
+        (lambda: torch.nn.functional.dropout(tx, 0.5, True)) if tt is not None else None,
+        2 * n * item + n)  # fmt: skip
+    add(
+        "dropout_backward",
+        lambda: fused.dropout_backward(g, mask, 0.5, out=out),
+        None,
+        2 * n * item + n,
+    )
+    cols = min(1024, n // 8)
+    X = x[: (n // cols) * cols].reshape(n // cols, cols)
+    vec = [random_device(cols, dtype, 20 + i, 1.0) for i in range(4)]
+
+    def bn():
+        return fused.batch_norm(X, vec[0], vec[1], vec[2], vec[3], True)
+
+    tX = tt(X) if tt is not None else None
+    tvec = [tt(v_) for v_ in vec] if tt is not None else None
+    add("batch_norm forward (training)", bn,
+        (lambda: torch.nn.functional.batch_norm(tX, tvec[2], tvec[3], tvec[0], tvec[1], True)) if tt is not None else None,
+        4 * X.size * item)  # fmt: skip
+    _, cache = bn()
+    G = g[: X.size].reshape(X.shape)
+    add("batch_norm backward", lambda: fused.batch_norm_backward(G, cache), None, 4 * X.size * item)
+    p_, v_, m_, s_ = (random_device(n, dtype, 30 + i, 1.0) for i in range(4))
+    fa.cuda.fused_kernels().zero[fa.cuda._grid_1d(n)](s_)  # Adam's second moment: >= 0
+    add(
+        "sgd_update (momentum)",
+        lambda: fused.sgd_update(p_, g, v_, lr=0.01, momentum=0.9),
+        None,
+        5 * n * item,
+    )
+    add("adam_update", lambda: fused.adam_update(p_, g, m_, s_, 3), None, 7 * n * item)
+    if tt is not None:
+        tp = torch.nn.Parameter(tt(p_).clone())
+        tp.grad = tt(g).clone()
+        for name, opt in (("torch SGD (fused=True)", torch.optim.SGD([tp], lr=0.01, momentum=0.9, fused=True)),
+                          ("torch Adam (fused=True)", torch.optim.Adam([tp], fused=True))):  # fmt: skip
+            try:
+                rows.append((name, gpu_time(opt.step, ARGS.repeat), None, 0))
+            except Exception as exc:
+                errors.append(f"{name}: {type(exc).__name__}: {str(exc)[:200]}")
+    return rows
+
+
+def table_fused(dtype, copy_ms, rows):
+    n = ARGS.size
+    copy_gbs = 2 * n * np.dtype(dtype).itemsize / copy_ms / 1e6
+    print(f"\nfused ops, {np.dtype(dtype).name}, {n:,} elements: ms (GB/s)        PyTorch ms")
+    for name, ms, tms, moved in rows:
+        bw = f"({moved / ms / 1e6:,.0f} GB/s, {moved / ms / 1e6 / copy_gbs:.0%})" if moved else ""
+        print(f"  {name:<38} {ms:8.3f} {bw:<22} {'' if tms is None else f'{tms:8.3f}'}")
+
+
 def table(dtype, copy_ms, rows):
     n = ARGS.size
     item = np.dtype(dtype).itemsize
@@ -480,21 +649,27 @@ def main() -> int:
     for dtype in dtypes:
         for name, kw, reg in variants:
             worst[(label(name, kw), dtype)] = check(name, kw, reg, dtype, rng, failures)
+        if not ARGS.no_fused:
+            check_fused(dtype, rng, failures)
     t1 = time.perf_counter()
     print(
         f"correctness: {len(variants) * len(dtypes)} activation/dtype pairs, 4 kernels each, "
         f"{ARGS.check_size:,} elements, in {t1 - t0:.0f} s (compilation included)",
         flush=True,
     )
-    results, errors = [], []
+    results, errors, fused_results = [], [], []
     if not ARGS.no_timing:
         for dtype in dtypes:
             results.append((dtype, *bench(dtype, variants, errors)))
+            if not ARGS.no_fused:
+                fused_results.append((dtype, results[-1][1], bench_fused(dtype, errors)))
         print(f"timing: {time.perf_counter() - t1:.0f} s", flush=True)
     for e in errors:
         print("note:", e)
     for dtype, copy_ms, rows in results:
         table(dtype, copy_ms, rows)
+    for dtype, copy_ms, rows in fused_results:
+        table_fused(dtype, copy_ms, rows)
     print(
         "\nmax ULP vs the CPU (beyond 8 eps |g| in backward passes): "
         + (
