@@ -244,11 +244,32 @@ class Op:
         self._default_params = tuple(p.default for p in spec.params) + (0.0,) * (
             2 - len(spec.params)
         )
+        self._entries: dict = {}  # (0 forward / 1 backward, dtype) -> compiled entry point
         # the defaults already typed per dtype: no scalar conversion on the hot path
         self._typed_defaults = {
             dt: (dt.type(self._default_params[0]), dt.type(self._default_params[1]))
             for dt in (_F32, _F64)
         }
+
+    def _entry(self, which: int, kernel, args: tuple):
+        """The compiled entry point of a serial kernel for these argument types (aligned,
+        writeable C-contiguous arrays of one float dtype, scalars of that dtype), cached per
+        dtype: calling it skips the dispatcher's type matching (~0.2 us of a ~1.5 us call).
+        Found after one call through the dispatcher (which compiles or loads it); if numba's
+        internals differ, the dispatcher itself is used."""
+        kernel(*args)
+        from numba import typeof
+
+        try:
+            sig = tuple(typeof(a) for a in args)
+            entry = kernel.overloads[sig].entry_point
+        except (AttributeError, KeyError, TypeError):
+            entry = kernel
+        # read-only inputs type differently in numba: only cache the writeable-array version
+        if not all(a.flags.writeable for a in args if isinstance(a, np.ndarray)):
+            return kernel
+        self._entries[(which, args[0].dtype)] = entry
+        return entry
 
     def _params(self, func: str, values: tuple, dtype: np.dtype) -> tuple:
         defaults = self._default_params
@@ -269,15 +290,34 @@ class Op:
 
     def forward(self, x, out, a, b):
         func = self.public_name
-        # hot path: a C-contiguous float32/float64 array; out absent, or of its kind
-        if type(x) is np.ndarray and x.flags.c_contiguous and (x.dtype == _F32 or x.dtype == _F64):
-            res = _hot_out(out, x.shape, x.dtype, (x,))
-            if res is not None:
-                params = self._params(func, (a, b), x.dtype)
-                serial, parallel = self.forward_kernels
-                kernel = parallel if x.size >= PARALLEL_THRESHOLD else serial
-                kernel(_flat(x, "C"), _flat(res, "C"), *params)
-                return res if (out is not None or res.ndim) else res[()]
+        # hot path: an aligned C-contiguous float32/float64 array; out absent, or of its kind
+        if type(x) is np.ndarray:
+            typed = self._typed_defaults.get(x.dtype)
+            flags = x.flags
+            if typed is not None and flags.c_contiguous and flags.aligned:
+                res = (
+                    np.empty(x.shape, x.dtype)
+                    if out is None
+                    else _hot_out(out, x.shape, x.dtype, (x,))
+                )
+                if res is not None:
+                    if (
+                        a != self._default_params[0]
+                        or b != self._default_params[1]
+                        or type(a) is not float
+                        or type(b) is not float
+                    ):
+                        typed = self._params(func, (a, b), x.dtype)
+                    xf = x if x.ndim == 1 else x.reshape(-1)
+                    rf = res if res.ndim == 1 else res.reshape(-1)
+                    if x.size >= PARALLEL_THRESHOLD:
+                        self.forward_kernels[1](xf, rf, *typed)
+                    else:
+                        entry = self._entries.get((0, x.dtype))
+                        if entry is None:
+                            entry = self._entry(0, self.forward_kernels[0], (xf, rf) + typed)
+                        entry(xf, rf, typed[0], typed[1])
+                    return res if (out is not None or res.ndim) else res[()]
         if on_device(x):
             from fastact import cuda
 
@@ -296,24 +336,43 @@ class Op:
             from fastact import cuda
 
             return cuda.backward(self, grad_output, v, out, a, b)
-        # hot path: same-shape C-contiguous arrays of one float dtype
+        # hot path: same-shape aligned C-contiguous arrays of one float dtype
         g = grad_output
-        if (
-            type(g) is np.ndarray
-            and type(v) is np.ndarray
-            and g.shape == v.shape
-            and g.dtype == v.dtype
-            and (g.dtype == _F32 or g.dtype == _F64)
-            and g.flags.c_contiguous
-            and v.flags.c_contiguous
-        ):
-            res = _hot_out(out, g.shape, g.dtype, (g, v))
-            if res is not None:
-                params = self._params(func, (a, b), g.dtype)
-                serial, parallel = self.backward_kernels
-                kernel = parallel if g.size >= PARALLEL_THRESHOLD else serial
-                kernel(_flat(g, "C"), _flat(v, "C"), _flat(res, "C"), *params)
-                return res if (out is not None or res.ndim) else res[()]
+        if type(g) is np.ndarray and type(v) is np.ndarray and g.dtype == v.dtype:
+            typed = self._typed_defaults.get(g.dtype)
+            gflags, vflags = g.flags, v.flags
+            if (
+                typed is not None
+                and g.shape == v.shape
+                and gflags.c_contiguous
+                and vflags.c_contiguous
+                and gflags.aligned
+                and vflags.aligned
+            ):
+                res = (
+                    np.empty(g.shape, g.dtype)
+                    if out is None
+                    else _hot_out(out, g.shape, g.dtype, (g, v))
+                )
+                if res is not None:
+                    if (
+                        a != self._default_params[0]
+                        or b != self._default_params[1]
+                        or type(a) is not float
+                        or type(b) is not float
+                    ):
+                        typed = self._params(func, (a, b), g.dtype)
+                    gf = g if g.ndim == 1 else g.reshape(-1)
+                    vf = v if v.ndim == 1 else v.reshape(-1)
+                    rf = res if res.ndim == 1 else res.reshape(-1)
+                    if g.size >= PARALLEL_THRESHOLD:
+                        self.backward_kernels[1](gf, vf, rf, *typed)
+                    else:
+                        entry = self._entries.get((1, g.dtype))
+                        if entry is None:
+                            entry = self._entry(1, self.backward_kernels[0], (gf, vf, rf) + typed)
+                        entry(gf, vf, rf, typed[0], typed[1])
+                    return res if (out is not None or res.ndim) else res[()]
         kinds = {_container(grad_output), _container(v)}
         if "xarray" in kinds:
             raise TypeError(f"fastact.{func}: pass xarray's .data (NumPy or Dask arrays)")
@@ -333,6 +392,12 @@ class Op:
         return _apply(func, self.backward_kernels, (g, v), shape, compute, result, out, params)
 
 
+def _apart(a: np.ndarray, b: np.ndarray) -> bool:
+    """True when the two arrays cannot share memory: two distinct arrays that own their
+    buffers (no .base) never do (a quick answer); views are checked by np.may_share_memory."""
+    return (a.base is None and b.base is None) or not np.may_share_memory(a, b)
+
+
 def _hot_out(out, shape, dtype, inputs):
     """The array a hot-path kernel writes: a new one, or ``out`` when it is a C-contiguous
     ndarray of the right shape and dtype that is an input or overlaps none; else None (the
@@ -345,7 +410,7 @@ def _hot_out(out, shape, dtype, inputs):
         and out.dtype == dtype
         and out.flags.c_contiguous
         and out.flags.writeable
-        and all(out is a or not np.may_share_memory(out, a) for a in inputs)
+        and all(out is a or _apart(out, a) for a in inputs)
     ):
         return out
     return None

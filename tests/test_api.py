@@ -414,3 +414,32 @@ def test_property_sigmoid_bounded_and_monotone(a, b):
     if a < b:
         assert sa <= sb
     assert 0.0 <= fa.sigmoid_backward(1.0, sa) <= 0.25
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_hot_path_read_only_unaligned_and_views(dtype):
+    """The hot path calls a cached compiled entry point for aligned C-contiguous arrays: read-only
+    inputs, unaligned buffers and views must still give the reference's result."""
+    x = np.linspace(-5, 5, 101).astype(dtype)
+    want = reference.sigmoid(x.astype(np.float64)).astype(dtype)
+    ro = x.copy()
+    ro.flags.writeable = False
+    np.testing.assert_allclose(fa.sigmoid(ro), want, rtol=4 * np.finfo(dtype).eps)
+    np.testing.assert_allclose(fa.sigmoid(x), want, rtol=4 * np.finfo(dtype).eps)
+    np.testing.assert_allclose(fa.sigmoid(ro), want, rtol=4 * np.finfo(dtype).eps)
+    raw = np.zeros(x.nbytes + 1, np.uint8)[1:]
+    unaligned = raw.view(dtype)
+    unaligned[:] = x
+    assert not unaligned.flags.aligned
+    np.testing.assert_allclose(fa.sigmoid(unaligned), want, rtol=4 * np.finfo(dtype).eps)
+    g = np.ones_like(x)
+    y = fa.sigmoid(x)
+    out = np.empty_like(x)
+    back = fa.sigmoid_backward(g, y, out=out)
+    assert back is out
+    np.testing.assert_allclose(back, y * (1 - y), rtol=8 * np.finfo(dtype).eps)
+    view = np.empty(2 * x.size, dtype)[::2]  # a strided out: the general path
+    np.testing.assert_allclose(fa.sigmoid(x, out=view), want, rtol=4 * np.finfo(dtype).eps)
+    inplace = x.copy()
+    assert fa.sigmoid(inplace, out=inplace) is inplace
+    np.testing.assert_allclose(inplace, want, rtol=4 * np.finfo(dtype).eps)
