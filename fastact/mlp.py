@@ -58,6 +58,16 @@ def all_finite(x):
     return bad == 0
 
 
+@njit(**SERIAL)
+def gather_rows(X, targets, order, start, x, t):
+    """x[r] = X[order[start + r]], t[r] = targets[order[start + r]] (a minibatch)."""
+    for r in range(x.shape[0]):
+        i = order[start + r]
+        t[r] = targets[i]
+        for j in range(X.shape[1]):
+            x[r, j] = X[i, j]
+
+
 def activation_names() -> list[str]:
     """The hidden-layer activations the MLP accepts: the registry's names, and 'prelu'."""
     return list(ACTIVATIONS) + ["prelu"]
@@ -149,8 +159,21 @@ class HostOps:
         return X, targets
 
     def batch(self, X, targets, order, start, stop):
-        idx = order[start:stop]
-        return X[idx], targets[idx]
+        """The minibatch order[start:stop], gathered into reused buffers (the previous batch's
+        arrays are dead by then: its backward pass is done)."""
+        rows = stop - start
+        if (
+            getattr(self, "_x", None) is None
+            or self._x.shape[0] < rows
+            or self._x.shape[1:] != X.shape[1:]
+            or self._x.dtype != X.dtype
+            or self._t.dtype != targets.dtype
+        ):
+            self._x = np.empty((rows, X.shape[1]), X.dtype)
+            self._t = np.empty(rows, targets.dtype)
+        x, t = self._x[:rows], self._t[:rows]
+        gather_rows(X, targets, order, start, x, t)
+        return x, t
 
     def start_epoch(self, n_layers):
         self._loss, self._correct, self._norms = 0.0, 0, np.zeros(n_layers)
@@ -705,7 +728,7 @@ class MLP:
     def _ops(self):
         """Where the network lives: HOST, or the GPU's DeviceOps for device='cuda'."""
         if self.device == "cpu":
-            return HOST
+            return HostOps()  # its own batch buffers: models may train in parallel threads
         from fastact import cuda
 
         if not cuda.is_available():
