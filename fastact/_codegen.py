@@ -157,31 +157,84 @@ def {name}_forward(x, out, a, b):
 
 @cuda.jit(**CUDA_KERNEL)
 def {name}_backward(g, v, out, a, b):
-    for i in range(cuda.grid(1), out.size, cuda.gridsize(1)):
+    n = out.size
+    s = cuda.gridsize(1)
+    i = cuda.grid(1)
+    while i + 3 * s < n:  # four pairs of loads in flight per thread, as the forward
+        g0 = g[i]
+        g1 = g[i + s]
+        g2 = g[i + 2 * s]
+        g3 = g[i + 3 * s]
+        v0 = v[i]
+        v1 = v[i + s]
+        v2 = v[i + 2 * s]
+        v3 = v[i + 3 * s]
+        out[i] = act.{name}_grad(g0, v0, a, b)
+        out[i + s] = act.{name}_grad(g1, v1, a, b)
+        out[i + 2 * s] = act.{name}_grad(g2, v2, a, b)
+        out[i + 3 * s] = act.{name}_grad(g3, v3, a, b)
+        i += 4 * s
+    while i < n:
         out[i] = act.{name}_grad(g[i], v[i], a, b)
+        i += s
 
 
 @cuda.jit(**CUDA_KERNEL)
 def {name}_bias_forward(x, bias, out, saved, a, b):
     j0, i0 = cuda.grid(2)
     sj, si = cuda.gridsize(2)
+    rows = x.shape[0]
     for j in range(j0, x.shape[1], sj):
         bj = bias[j]
-        for i in range(i0, x.shape[0], si):
+        i = i0
+        while i + 3 * si < rows:  # four rows' loads in flight per thread
+            z0 = x[i, j] + bj
+            z1 = x[i + si, j] + bj
+            z2 = x[i + 2 * si, j] + bj
+            z3 = x[i + 3 * si, j] + bj
+{save4}
+            i += 4 * si
+        while i < rows:
             z = x[i, j] + bj
 {save}
+            i += si
 
 
 @cuda.jit(**CUDA_KERNEL)
 def {name}_bias_backward(g, saved, grad_pre, partial, a, b):
     j0, i0 = cuda.grid(2)
     sj, si = cuda.gridsize(2)
+    rows = g.shape[0]
     for j in range(j0, g.shape[1], sj):
         acc = act.typed(0.0, partial[0, 0])  # of partial's dtype (float64)
-        for i in range(i0, g.shape[0], si):
+        i = i0
+        while i + 3 * si < rows:  # four rows' loads in flight; summed in row order
+            g0 = g[i, j]
+            g1 = g[i + si, j]
+            g2 = g[i + 2 * si, j]
+            g3 = g[i + 3 * si, j]
+            v0 = saved[i, j]
+            v1 = saved[i + si, j]
+            v2 = saved[i + 2 * si, j]
+            v3 = saved[i + 3 * si, j]
+            d0 = act.{name}_grad(g0, v0, a, b)
+            d1 = act.{name}_grad(g1, v1, a, b)
+            d2 = act.{name}_grad(g2, v2, a, b)
+            d3 = act.{name}_grad(g3, v3, a, b)
+            grad_pre[i, j] = d0
+            grad_pre[i + si, j] = d1
+            grad_pre[i + 2 * si, j] = d2
+            grad_pre[i + 3 * si, j] = d3
+            acc += d0
+            acc += d1
+            acc += d2
+            acc += d3
+            i += 4 * si
+        while i < rows:
             d = act.{name}_grad(g[i, j], saved[i, j], a, b)
             grad_pre[i, j] = d
             acc += d
+            i += si
         partial[i0, j] = acc
 """
 
@@ -190,6 +243,20 @@ CUDA_SAVE_OUTPUT = """\
 CUDA_SAVE_INPUT = """\
             saved[i, j] = z
             out[i, j] = act.{name}(z, a, b)"""
+CUDA_SAVE4_OUTPUT = """\
+            out[i, j] = act.{name}(z0, a, b)
+            out[i + si, j] = act.{name}(z1, a, b)
+            out[i + 2 * si, j] = act.{name}(z2, a, b)
+            out[i + 3 * si, j] = act.{name}(z3, a, b)"""
+CUDA_SAVE4_INPUT = """\
+            saved[i, j] = z0
+            saved[i + si, j] = z1
+            saved[i + 2 * si, j] = z2
+            saved[i + 3 * si, j] = z3
+            out[i, j] = act.{name}(z0, a, b)
+            out[i + si, j] = act.{name}(z1, a, b)
+            out[i + 2 * si, j] = act.{name}(z2, a, b)
+            out[i + 3 * si, j] = act.{name}(z3, a, b)"""
 
 FORWARD_TEMPLATE = '''
 
@@ -283,8 +350,14 @@ def render_kernels(table) -> str:
 def render_cuda_kernels(table) -> str:
     body = [HEADER, CUDA_HEADER]
     for name, spec in table.items():
-        save = CUDA_SAVE_OUTPUT if spec.grad_from == "output" else CUDA_SAVE_INPUT
-        body.append(CUDA_TEMPLATE.format(name=name, save=save.format(name=name)))
+        output = spec.grad_from == "output"
+        save = CUDA_SAVE_OUTPUT if output else CUDA_SAVE_INPUT
+        save4 = CUDA_SAVE4_OUTPUT if output else CUDA_SAVE4_INPUT
+        body.append(
+            CUDA_TEMPLATE.format(
+                name=name, save=save.format(name=name), save4=save4.format(name=name)
+            )
+        )
     return "".join(body)
 
 

@@ -41,31 +41,87 @@ def sigmoid_forward(x, out, a, b):
 
 @cuda.jit(**CUDA_KERNEL)
 def sigmoid_backward(g, v, out, a, b):
-    for i in range(cuda.grid(1), out.size, cuda.gridsize(1)):
+    n = out.size
+    s = cuda.gridsize(1)
+    i = cuda.grid(1)
+    while i + 3 * s < n:  # four pairs of loads in flight per thread, as the forward
+        g0 = g[i]
+        g1 = g[i + s]
+        g2 = g[i + 2 * s]
+        g3 = g[i + 3 * s]
+        v0 = v[i]
+        v1 = v[i + s]
+        v2 = v[i + 2 * s]
+        v3 = v[i + 3 * s]
+        out[i] = act.sigmoid_grad(g0, v0, a, b)
+        out[i + s] = act.sigmoid_grad(g1, v1, a, b)
+        out[i + 2 * s] = act.sigmoid_grad(g2, v2, a, b)
+        out[i + 3 * s] = act.sigmoid_grad(g3, v3, a, b)
+        i += 4 * s
+    while i < n:
         out[i] = act.sigmoid_grad(g[i], v[i], a, b)
+        i += s
 
 
 @cuda.jit(**CUDA_KERNEL)
 def sigmoid_bias_forward(x, bias, out, saved, a, b):
     j0, i0 = cuda.grid(2)
     sj, si = cuda.gridsize(2)
+    rows = x.shape[0]
     for j in range(j0, x.shape[1], sj):
         bj = bias[j]
-        for i in range(i0, x.shape[0], si):
+        i = i0
+        while i + 3 * si < rows:  # four rows' loads in flight per thread
+            z0 = x[i, j] + bj
+            z1 = x[i + si, j] + bj
+            z2 = x[i + 2 * si, j] + bj
+            z3 = x[i + 3 * si, j] + bj
+            out[i, j] = act.sigmoid(z0, a, b)
+            out[i + si, j] = act.sigmoid(z1, a, b)
+            out[i + 2 * si, j] = act.sigmoid(z2, a, b)
+            out[i + 3 * si, j] = act.sigmoid(z3, a, b)
+            i += 4 * si
+        while i < rows:
             z = x[i, j] + bj
             out[i, j] = act.sigmoid(z, a, b)  # the output is what the backward needs: saved unused
+            i += si
 
 
 @cuda.jit(**CUDA_KERNEL)
 def sigmoid_bias_backward(g, saved, grad_pre, partial, a, b):
     j0, i0 = cuda.grid(2)
     sj, si = cuda.gridsize(2)
+    rows = g.shape[0]
     for j in range(j0, g.shape[1], sj):
         acc = act.typed(0.0, partial[0, 0])  # of partial's dtype (float64)
-        for i in range(i0, g.shape[0], si):
+        i = i0
+        while i + 3 * si < rows:  # four rows' loads in flight; summed in row order
+            g0 = g[i, j]
+            g1 = g[i + si, j]
+            g2 = g[i + 2 * si, j]
+            g3 = g[i + 3 * si, j]
+            v0 = saved[i, j]
+            v1 = saved[i + si, j]
+            v2 = saved[i + 2 * si, j]
+            v3 = saved[i + 3 * si, j]
+            d0 = act.sigmoid_grad(g0, v0, a, b)
+            d1 = act.sigmoid_grad(g1, v1, a, b)
+            d2 = act.sigmoid_grad(g2, v2, a, b)
+            d3 = act.sigmoid_grad(g3, v3, a, b)
+            grad_pre[i, j] = d0
+            grad_pre[i + si, j] = d1
+            grad_pre[i + 2 * si, j] = d2
+            grad_pre[i + 3 * si, j] = d3
+            acc += d0
+            acc += d1
+            acc += d2
+            acc += d3
+            i += 4 * si
+        while i < rows:
             d = act.sigmoid_grad(g[i, j], saved[i, j], a, b)
             grad_pre[i, j] = d
             acc += d
+            i += si
         partial[i0, j] = acc
 
 
@@ -91,32 +147,92 @@ def log_sigmoid_forward(x, out, a, b):
 
 @cuda.jit(**CUDA_KERNEL)
 def log_sigmoid_backward(g, v, out, a, b):
-    for i in range(cuda.grid(1), out.size, cuda.gridsize(1)):
+    n = out.size
+    s = cuda.gridsize(1)
+    i = cuda.grid(1)
+    while i + 3 * s < n:  # four pairs of loads in flight per thread, as the forward
+        g0 = g[i]
+        g1 = g[i + s]
+        g2 = g[i + 2 * s]
+        g3 = g[i + 3 * s]
+        v0 = v[i]
+        v1 = v[i + s]
+        v2 = v[i + 2 * s]
+        v3 = v[i + 3 * s]
+        out[i] = act.log_sigmoid_grad(g0, v0, a, b)
+        out[i + s] = act.log_sigmoid_grad(g1, v1, a, b)
+        out[i + 2 * s] = act.log_sigmoid_grad(g2, v2, a, b)
+        out[i + 3 * s] = act.log_sigmoid_grad(g3, v3, a, b)
+        i += 4 * s
+    while i < n:
         out[i] = act.log_sigmoid_grad(g[i], v[i], a, b)
+        i += s
 
 
 @cuda.jit(**CUDA_KERNEL)
 def log_sigmoid_bias_forward(x, bias, out, saved, a, b):
     j0, i0 = cuda.grid(2)
     sj, si = cuda.gridsize(2)
+    rows = x.shape[0]
     for j in range(j0, x.shape[1], sj):
         bj = bias[j]
-        for i in range(i0, x.shape[0], si):
+        i = i0
+        while i + 3 * si < rows:  # four rows' loads in flight per thread
+            z0 = x[i, j] + bj
+            z1 = x[i + si, j] + bj
+            z2 = x[i + 2 * si, j] + bj
+            z3 = x[i + 3 * si, j] + bj
+            saved[i, j] = z0
+            saved[i + si, j] = z1
+            saved[i + 2 * si, j] = z2
+            saved[i + 3 * si, j] = z3
+            out[i, j] = act.log_sigmoid(z0, a, b)
+            out[i + si, j] = act.log_sigmoid(z1, a, b)
+            out[i + 2 * si, j] = act.log_sigmoid(z2, a, b)
+            out[i + 3 * si, j] = act.log_sigmoid(z3, a, b)
+            i += 4 * si
+        while i < rows:
             z = x[i, j] + bj
             saved[i, j] = z
             out[i, j] = act.log_sigmoid(z, a, b)
+            i += si
 
 
 @cuda.jit(**CUDA_KERNEL)
 def log_sigmoid_bias_backward(g, saved, grad_pre, partial, a, b):
     j0, i0 = cuda.grid(2)
     sj, si = cuda.gridsize(2)
+    rows = g.shape[0]
     for j in range(j0, g.shape[1], sj):
         acc = act.typed(0.0, partial[0, 0])  # of partial's dtype (float64)
-        for i in range(i0, g.shape[0], si):
+        i = i0
+        while i + 3 * si < rows:  # four rows' loads in flight; summed in row order
+            g0 = g[i, j]
+            g1 = g[i + si, j]
+            g2 = g[i + 2 * si, j]
+            g3 = g[i + 3 * si, j]
+            v0 = saved[i, j]
+            v1 = saved[i + si, j]
+            v2 = saved[i + 2 * si, j]
+            v3 = saved[i + 3 * si, j]
+            d0 = act.log_sigmoid_grad(g0, v0, a, b)
+            d1 = act.log_sigmoid_grad(g1, v1, a, b)
+            d2 = act.log_sigmoid_grad(g2, v2, a, b)
+            d3 = act.log_sigmoid_grad(g3, v3, a, b)
+            grad_pre[i, j] = d0
+            grad_pre[i + si, j] = d1
+            grad_pre[i + 2 * si, j] = d2
+            grad_pre[i + 3 * si, j] = d3
+            acc += d0
+            acc += d1
+            acc += d2
+            acc += d3
+            i += 4 * si
+        while i < rows:
             d = act.log_sigmoid_grad(g[i, j], saved[i, j], a, b)
             grad_pre[i, j] = d
             acc += d
+            i += si
         partial[i0, j] = acc
 
 
@@ -142,31 +258,87 @@ def tanh_forward(x, out, a, b):
 
 @cuda.jit(**CUDA_KERNEL)
 def tanh_backward(g, v, out, a, b):
-    for i in range(cuda.grid(1), out.size, cuda.gridsize(1)):
+    n = out.size
+    s = cuda.gridsize(1)
+    i = cuda.grid(1)
+    while i + 3 * s < n:  # four pairs of loads in flight per thread, as the forward
+        g0 = g[i]
+        g1 = g[i + s]
+        g2 = g[i + 2 * s]
+        g3 = g[i + 3 * s]
+        v0 = v[i]
+        v1 = v[i + s]
+        v2 = v[i + 2 * s]
+        v3 = v[i + 3 * s]
+        out[i] = act.tanh_grad(g0, v0, a, b)
+        out[i + s] = act.tanh_grad(g1, v1, a, b)
+        out[i + 2 * s] = act.tanh_grad(g2, v2, a, b)
+        out[i + 3 * s] = act.tanh_grad(g3, v3, a, b)
+        i += 4 * s
+    while i < n:
         out[i] = act.tanh_grad(g[i], v[i], a, b)
+        i += s
 
 
 @cuda.jit(**CUDA_KERNEL)
 def tanh_bias_forward(x, bias, out, saved, a, b):
     j0, i0 = cuda.grid(2)
     sj, si = cuda.gridsize(2)
+    rows = x.shape[0]
     for j in range(j0, x.shape[1], sj):
         bj = bias[j]
-        for i in range(i0, x.shape[0], si):
+        i = i0
+        while i + 3 * si < rows:  # four rows' loads in flight per thread
+            z0 = x[i, j] + bj
+            z1 = x[i + si, j] + bj
+            z2 = x[i + 2 * si, j] + bj
+            z3 = x[i + 3 * si, j] + bj
+            out[i, j] = act.tanh(z0, a, b)
+            out[i + si, j] = act.tanh(z1, a, b)
+            out[i + 2 * si, j] = act.tanh(z2, a, b)
+            out[i + 3 * si, j] = act.tanh(z3, a, b)
+            i += 4 * si
+        while i < rows:
             z = x[i, j] + bj
             out[i, j] = act.tanh(z, a, b)  # the output is what the backward needs: saved unused
+            i += si
 
 
 @cuda.jit(**CUDA_KERNEL)
 def tanh_bias_backward(g, saved, grad_pre, partial, a, b):
     j0, i0 = cuda.grid(2)
     sj, si = cuda.gridsize(2)
+    rows = g.shape[0]
     for j in range(j0, g.shape[1], sj):
         acc = act.typed(0.0, partial[0, 0])  # of partial's dtype (float64)
-        for i in range(i0, g.shape[0], si):
+        i = i0
+        while i + 3 * si < rows:  # four rows' loads in flight; summed in row order
+            g0 = g[i, j]
+            g1 = g[i + si, j]
+            g2 = g[i + 2 * si, j]
+            g3 = g[i + 3 * si, j]
+            v0 = saved[i, j]
+            v1 = saved[i + si, j]
+            v2 = saved[i + 2 * si, j]
+            v3 = saved[i + 3 * si, j]
+            d0 = act.tanh_grad(g0, v0, a, b)
+            d1 = act.tanh_grad(g1, v1, a, b)
+            d2 = act.tanh_grad(g2, v2, a, b)
+            d3 = act.tanh_grad(g3, v3, a, b)
+            grad_pre[i, j] = d0
+            grad_pre[i + si, j] = d1
+            grad_pre[i + 2 * si, j] = d2
+            grad_pre[i + 3 * si, j] = d3
+            acc += d0
+            acc += d1
+            acc += d2
+            acc += d3
+            i += 4 * si
+        while i < rows:
             d = act.tanh_grad(g[i, j], saved[i, j], a, b)
             grad_pre[i, j] = d
             acc += d
+            i += si
         partial[i0, j] = acc
 
 
@@ -192,32 +364,92 @@ def softplus_forward(x, out, a, b):
 
 @cuda.jit(**CUDA_KERNEL)
 def softplus_backward(g, v, out, a, b):
-    for i in range(cuda.grid(1), out.size, cuda.gridsize(1)):
+    n = out.size
+    s = cuda.gridsize(1)
+    i = cuda.grid(1)
+    while i + 3 * s < n:  # four pairs of loads in flight per thread, as the forward
+        g0 = g[i]
+        g1 = g[i + s]
+        g2 = g[i + 2 * s]
+        g3 = g[i + 3 * s]
+        v0 = v[i]
+        v1 = v[i + s]
+        v2 = v[i + 2 * s]
+        v3 = v[i + 3 * s]
+        out[i] = act.softplus_grad(g0, v0, a, b)
+        out[i + s] = act.softplus_grad(g1, v1, a, b)
+        out[i + 2 * s] = act.softplus_grad(g2, v2, a, b)
+        out[i + 3 * s] = act.softplus_grad(g3, v3, a, b)
+        i += 4 * s
+    while i < n:
         out[i] = act.softplus_grad(g[i], v[i], a, b)
+        i += s
 
 
 @cuda.jit(**CUDA_KERNEL)
 def softplus_bias_forward(x, bias, out, saved, a, b):
     j0, i0 = cuda.grid(2)
     sj, si = cuda.gridsize(2)
+    rows = x.shape[0]
     for j in range(j0, x.shape[1], sj):
         bj = bias[j]
-        for i in range(i0, x.shape[0], si):
+        i = i0
+        while i + 3 * si < rows:  # four rows' loads in flight per thread
+            z0 = x[i, j] + bj
+            z1 = x[i + si, j] + bj
+            z2 = x[i + 2 * si, j] + bj
+            z3 = x[i + 3 * si, j] + bj
+            saved[i, j] = z0
+            saved[i + si, j] = z1
+            saved[i + 2 * si, j] = z2
+            saved[i + 3 * si, j] = z3
+            out[i, j] = act.softplus(z0, a, b)
+            out[i + si, j] = act.softplus(z1, a, b)
+            out[i + 2 * si, j] = act.softplus(z2, a, b)
+            out[i + 3 * si, j] = act.softplus(z3, a, b)
+            i += 4 * si
+        while i < rows:
             z = x[i, j] + bj
             saved[i, j] = z
             out[i, j] = act.softplus(z, a, b)
+            i += si
 
 
 @cuda.jit(**CUDA_KERNEL)
 def softplus_bias_backward(g, saved, grad_pre, partial, a, b):
     j0, i0 = cuda.grid(2)
     sj, si = cuda.gridsize(2)
+    rows = g.shape[0]
     for j in range(j0, g.shape[1], sj):
         acc = act.typed(0.0, partial[0, 0])  # of partial's dtype (float64)
-        for i in range(i0, g.shape[0], si):
+        i = i0
+        while i + 3 * si < rows:  # four rows' loads in flight; summed in row order
+            g0 = g[i, j]
+            g1 = g[i + si, j]
+            g2 = g[i + 2 * si, j]
+            g3 = g[i + 3 * si, j]
+            v0 = saved[i, j]
+            v1 = saved[i + si, j]
+            v2 = saved[i + 2 * si, j]
+            v3 = saved[i + 3 * si, j]
+            d0 = act.softplus_grad(g0, v0, a, b)
+            d1 = act.softplus_grad(g1, v1, a, b)
+            d2 = act.softplus_grad(g2, v2, a, b)
+            d3 = act.softplus_grad(g3, v3, a, b)
+            grad_pre[i, j] = d0
+            grad_pre[i + si, j] = d1
+            grad_pre[i + 2 * si, j] = d2
+            grad_pre[i + 3 * si, j] = d3
+            acc += d0
+            acc += d1
+            acc += d2
+            acc += d3
+            i += 4 * si
+        while i < rows:
             d = act.softplus_grad(g[i, j], saved[i, j], a, b)
             grad_pre[i, j] = d
             acc += d
+            i += si
         partial[i0, j] = acc
 
 
@@ -243,32 +475,92 @@ def relu_forward(x, out, a, b):
 
 @cuda.jit(**CUDA_KERNEL)
 def relu_backward(g, v, out, a, b):
-    for i in range(cuda.grid(1), out.size, cuda.gridsize(1)):
+    n = out.size
+    s = cuda.gridsize(1)
+    i = cuda.grid(1)
+    while i + 3 * s < n:  # four pairs of loads in flight per thread, as the forward
+        g0 = g[i]
+        g1 = g[i + s]
+        g2 = g[i + 2 * s]
+        g3 = g[i + 3 * s]
+        v0 = v[i]
+        v1 = v[i + s]
+        v2 = v[i + 2 * s]
+        v3 = v[i + 3 * s]
+        out[i] = act.relu_grad(g0, v0, a, b)
+        out[i + s] = act.relu_grad(g1, v1, a, b)
+        out[i + 2 * s] = act.relu_grad(g2, v2, a, b)
+        out[i + 3 * s] = act.relu_grad(g3, v3, a, b)
+        i += 4 * s
+    while i < n:
         out[i] = act.relu_grad(g[i], v[i], a, b)
+        i += s
 
 
 @cuda.jit(**CUDA_KERNEL)
 def relu_bias_forward(x, bias, out, saved, a, b):
     j0, i0 = cuda.grid(2)
     sj, si = cuda.gridsize(2)
+    rows = x.shape[0]
     for j in range(j0, x.shape[1], sj):
         bj = bias[j]
-        for i in range(i0, x.shape[0], si):
+        i = i0
+        while i + 3 * si < rows:  # four rows' loads in flight per thread
+            z0 = x[i, j] + bj
+            z1 = x[i + si, j] + bj
+            z2 = x[i + 2 * si, j] + bj
+            z3 = x[i + 3 * si, j] + bj
+            saved[i, j] = z0
+            saved[i + si, j] = z1
+            saved[i + 2 * si, j] = z2
+            saved[i + 3 * si, j] = z3
+            out[i, j] = act.relu(z0, a, b)
+            out[i + si, j] = act.relu(z1, a, b)
+            out[i + 2 * si, j] = act.relu(z2, a, b)
+            out[i + 3 * si, j] = act.relu(z3, a, b)
+            i += 4 * si
+        while i < rows:
             z = x[i, j] + bj
             saved[i, j] = z
             out[i, j] = act.relu(z, a, b)
+            i += si
 
 
 @cuda.jit(**CUDA_KERNEL)
 def relu_bias_backward(g, saved, grad_pre, partial, a, b):
     j0, i0 = cuda.grid(2)
     sj, si = cuda.gridsize(2)
+    rows = g.shape[0]
     for j in range(j0, g.shape[1], sj):
         acc = act.typed(0.0, partial[0, 0])  # of partial's dtype (float64)
-        for i in range(i0, g.shape[0], si):
+        i = i0
+        while i + 3 * si < rows:  # four rows' loads in flight; summed in row order
+            g0 = g[i, j]
+            g1 = g[i + si, j]
+            g2 = g[i + 2 * si, j]
+            g3 = g[i + 3 * si, j]
+            v0 = saved[i, j]
+            v1 = saved[i + si, j]
+            v2 = saved[i + 2 * si, j]
+            v3 = saved[i + 3 * si, j]
+            d0 = act.relu_grad(g0, v0, a, b)
+            d1 = act.relu_grad(g1, v1, a, b)
+            d2 = act.relu_grad(g2, v2, a, b)
+            d3 = act.relu_grad(g3, v3, a, b)
+            grad_pre[i, j] = d0
+            grad_pre[i + si, j] = d1
+            grad_pre[i + 2 * si, j] = d2
+            grad_pre[i + 3 * si, j] = d3
+            acc += d0
+            acc += d1
+            acc += d2
+            acc += d3
+            i += 4 * si
+        while i < rows:
             d = act.relu_grad(g[i, j], saved[i, j], a, b)
             grad_pre[i, j] = d
             acc += d
+            i += si
         partial[i0, j] = acc
 
 
@@ -294,32 +586,92 @@ def relu6_forward(x, out, a, b):
 
 @cuda.jit(**CUDA_KERNEL)
 def relu6_backward(g, v, out, a, b):
-    for i in range(cuda.grid(1), out.size, cuda.gridsize(1)):
+    n = out.size
+    s = cuda.gridsize(1)
+    i = cuda.grid(1)
+    while i + 3 * s < n:  # four pairs of loads in flight per thread, as the forward
+        g0 = g[i]
+        g1 = g[i + s]
+        g2 = g[i + 2 * s]
+        g3 = g[i + 3 * s]
+        v0 = v[i]
+        v1 = v[i + s]
+        v2 = v[i + 2 * s]
+        v3 = v[i + 3 * s]
+        out[i] = act.relu6_grad(g0, v0, a, b)
+        out[i + s] = act.relu6_grad(g1, v1, a, b)
+        out[i + 2 * s] = act.relu6_grad(g2, v2, a, b)
+        out[i + 3 * s] = act.relu6_grad(g3, v3, a, b)
+        i += 4 * s
+    while i < n:
         out[i] = act.relu6_grad(g[i], v[i], a, b)
+        i += s
 
 
 @cuda.jit(**CUDA_KERNEL)
 def relu6_bias_forward(x, bias, out, saved, a, b):
     j0, i0 = cuda.grid(2)
     sj, si = cuda.gridsize(2)
+    rows = x.shape[0]
     for j in range(j0, x.shape[1], sj):
         bj = bias[j]
-        for i in range(i0, x.shape[0], si):
+        i = i0
+        while i + 3 * si < rows:  # four rows' loads in flight per thread
+            z0 = x[i, j] + bj
+            z1 = x[i + si, j] + bj
+            z2 = x[i + 2 * si, j] + bj
+            z3 = x[i + 3 * si, j] + bj
+            saved[i, j] = z0
+            saved[i + si, j] = z1
+            saved[i + 2 * si, j] = z2
+            saved[i + 3 * si, j] = z3
+            out[i, j] = act.relu6(z0, a, b)
+            out[i + si, j] = act.relu6(z1, a, b)
+            out[i + 2 * si, j] = act.relu6(z2, a, b)
+            out[i + 3 * si, j] = act.relu6(z3, a, b)
+            i += 4 * si
+        while i < rows:
             z = x[i, j] + bj
             saved[i, j] = z
             out[i, j] = act.relu6(z, a, b)
+            i += si
 
 
 @cuda.jit(**CUDA_KERNEL)
 def relu6_bias_backward(g, saved, grad_pre, partial, a, b):
     j0, i0 = cuda.grid(2)
     sj, si = cuda.gridsize(2)
+    rows = g.shape[0]
     for j in range(j0, g.shape[1], sj):
         acc = act.typed(0.0, partial[0, 0])  # of partial's dtype (float64)
-        for i in range(i0, g.shape[0], si):
+        i = i0
+        while i + 3 * si < rows:  # four rows' loads in flight; summed in row order
+            g0 = g[i, j]
+            g1 = g[i + si, j]
+            g2 = g[i + 2 * si, j]
+            g3 = g[i + 3 * si, j]
+            v0 = saved[i, j]
+            v1 = saved[i + si, j]
+            v2 = saved[i + 2 * si, j]
+            v3 = saved[i + 3 * si, j]
+            d0 = act.relu6_grad(g0, v0, a, b)
+            d1 = act.relu6_grad(g1, v1, a, b)
+            d2 = act.relu6_grad(g2, v2, a, b)
+            d3 = act.relu6_grad(g3, v3, a, b)
+            grad_pre[i, j] = d0
+            grad_pre[i + si, j] = d1
+            grad_pre[i + 2 * si, j] = d2
+            grad_pre[i + 3 * si, j] = d3
+            acc += d0
+            acc += d1
+            acc += d2
+            acc += d3
+            i += 4 * si
+        while i < rows:
             d = act.relu6_grad(g[i, j], saved[i, j], a, b)
             grad_pre[i, j] = d
             acc += d
+            i += si
         partial[i0, j] = acc
 
 
@@ -345,32 +697,92 @@ def leaky_relu_forward(x, out, a, b):
 
 @cuda.jit(**CUDA_KERNEL)
 def leaky_relu_backward(g, v, out, a, b):
-    for i in range(cuda.grid(1), out.size, cuda.gridsize(1)):
+    n = out.size
+    s = cuda.gridsize(1)
+    i = cuda.grid(1)
+    while i + 3 * s < n:  # four pairs of loads in flight per thread, as the forward
+        g0 = g[i]
+        g1 = g[i + s]
+        g2 = g[i + 2 * s]
+        g3 = g[i + 3 * s]
+        v0 = v[i]
+        v1 = v[i + s]
+        v2 = v[i + 2 * s]
+        v3 = v[i + 3 * s]
+        out[i] = act.leaky_relu_grad(g0, v0, a, b)
+        out[i + s] = act.leaky_relu_grad(g1, v1, a, b)
+        out[i + 2 * s] = act.leaky_relu_grad(g2, v2, a, b)
+        out[i + 3 * s] = act.leaky_relu_grad(g3, v3, a, b)
+        i += 4 * s
+    while i < n:
         out[i] = act.leaky_relu_grad(g[i], v[i], a, b)
+        i += s
 
 
 @cuda.jit(**CUDA_KERNEL)
 def leaky_relu_bias_forward(x, bias, out, saved, a, b):
     j0, i0 = cuda.grid(2)
     sj, si = cuda.gridsize(2)
+    rows = x.shape[0]
     for j in range(j0, x.shape[1], sj):
         bj = bias[j]
-        for i in range(i0, x.shape[0], si):
+        i = i0
+        while i + 3 * si < rows:  # four rows' loads in flight per thread
+            z0 = x[i, j] + bj
+            z1 = x[i + si, j] + bj
+            z2 = x[i + 2 * si, j] + bj
+            z3 = x[i + 3 * si, j] + bj
+            saved[i, j] = z0
+            saved[i + si, j] = z1
+            saved[i + 2 * si, j] = z2
+            saved[i + 3 * si, j] = z3
+            out[i, j] = act.leaky_relu(z0, a, b)
+            out[i + si, j] = act.leaky_relu(z1, a, b)
+            out[i + 2 * si, j] = act.leaky_relu(z2, a, b)
+            out[i + 3 * si, j] = act.leaky_relu(z3, a, b)
+            i += 4 * si
+        while i < rows:
             z = x[i, j] + bj
             saved[i, j] = z
             out[i, j] = act.leaky_relu(z, a, b)
+            i += si
 
 
 @cuda.jit(**CUDA_KERNEL)
 def leaky_relu_bias_backward(g, saved, grad_pre, partial, a, b):
     j0, i0 = cuda.grid(2)
     sj, si = cuda.gridsize(2)
+    rows = g.shape[0]
     for j in range(j0, g.shape[1], sj):
         acc = act.typed(0.0, partial[0, 0])  # of partial's dtype (float64)
-        for i in range(i0, g.shape[0], si):
+        i = i0
+        while i + 3 * si < rows:  # four rows' loads in flight; summed in row order
+            g0 = g[i, j]
+            g1 = g[i + si, j]
+            g2 = g[i + 2 * si, j]
+            g3 = g[i + 3 * si, j]
+            v0 = saved[i, j]
+            v1 = saved[i + si, j]
+            v2 = saved[i + 2 * si, j]
+            v3 = saved[i + 3 * si, j]
+            d0 = act.leaky_relu_grad(g0, v0, a, b)
+            d1 = act.leaky_relu_grad(g1, v1, a, b)
+            d2 = act.leaky_relu_grad(g2, v2, a, b)
+            d3 = act.leaky_relu_grad(g3, v3, a, b)
+            grad_pre[i, j] = d0
+            grad_pre[i + si, j] = d1
+            grad_pre[i + 2 * si, j] = d2
+            grad_pre[i + 3 * si, j] = d3
+            acc += d0
+            acc += d1
+            acc += d2
+            acc += d3
+            i += 4 * si
+        while i < rows:
             d = act.leaky_relu_grad(g[i, j], saved[i, j], a, b)
             grad_pre[i, j] = d
             acc += d
+            i += si
         partial[i0, j] = acc
 
 
@@ -396,32 +808,92 @@ def elu_forward(x, out, a, b):
 
 @cuda.jit(**CUDA_KERNEL)
 def elu_backward(g, v, out, a, b):
-    for i in range(cuda.grid(1), out.size, cuda.gridsize(1)):
+    n = out.size
+    s = cuda.gridsize(1)
+    i = cuda.grid(1)
+    while i + 3 * s < n:  # four pairs of loads in flight per thread, as the forward
+        g0 = g[i]
+        g1 = g[i + s]
+        g2 = g[i + 2 * s]
+        g3 = g[i + 3 * s]
+        v0 = v[i]
+        v1 = v[i + s]
+        v2 = v[i + 2 * s]
+        v3 = v[i + 3 * s]
+        out[i] = act.elu_grad(g0, v0, a, b)
+        out[i + s] = act.elu_grad(g1, v1, a, b)
+        out[i + 2 * s] = act.elu_grad(g2, v2, a, b)
+        out[i + 3 * s] = act.elu_grad(g3, v3, a, b)
+        i += 4 * s
+    while i < n:
         out[i] = act.elu_grad(g[i], v[i], a, b)
+        i += s
 
 
 @cuda.jit(**CUDA_KERNEL)
 def elu_bias_forward(x, bias, out, saved, a, b):
     j0, i0 = cuda.grid(2)
     sj, si = cuda.gridsize(2)
+    rows = x.shape[0]
     for j in range(j0, x.shape[1], sj):
         bj = bias[j]
-        for i in range(i0, x.shape[0], si):
+        i = i0
+        while i + 3 * si < rows:  # four rows' loads in flight per thread
+            z0 = x[i, j] + bj
+            z1 = x[i + si, j] + bj
+            z2 = x[i + 2 * si, j] + bj
+            z3 = x[i + 3 * si, j] + bj
+            saved[i, j] = z0
+            saved[i + si, j] = z1
+            saved[i + 2 * si, j] = z2
+            saved[i + 3 * si, j] = z3
+            out[i, j] = act.elu(z0, a, b)
+            out[i + si, j] = act.elu(z1, a, b)
+            out[i + 2 * si, j] = act.elu(z2, a, b)
+            out[i + 3 * si, j] = act.elu(z3, a, b)
+            i += 4 * si
+        while i < rows:
             z = x[i, j] + bj
             saved[i, j] = z
             out[i, j] = act.elu(z, a, b)
+            i += si
 
 
 @cuda.jit(**CUDA_KERNEL)
 def elu_bias_backward(g, saved, grad_pre, partial, a, b):
     j0, i0 = cuda.grid(2)
     sj, si = cuda.gridsize(2)
+    rows = g.shape[0]
     for j in range(j0, g.shape[1], sj):
         acc = act.typed(0.0, partial[0, 0])  # of partial's dtype (float64)
-        for i in range(i0, g.shape[0], si):
+        i = i0
+        while i + 3 * si < rows:  # four rows' loads in flight; summed in row order
+            g0 = g[i, j]
+            g1 = g[i + si, j]
+            g2 = g[i + 2 * si, j]
+            g3 = g[i + 3 * si, j]
+            v0 = saved[i, j]
+            v1 = saved[i + si, j]
+            v2 = saved[i + 2 * si, j]
+            v3 = saved[i + 3 * si, j]
+            d0 = act.elu_grad(g0, v0, a, b)
+            d1 = act.elu_grad(g1, v1, a, b)
+            d2 = act.elu_grad(g2, v2, a, b)
+            d3 = act.elu_grad(g3, v3, a, b)
+            grad_pre[i, j] = d0
+            grad_pre[i + si, j] = d1
+            grad_pre[i + 2 * si, j] = d2
+            grad_pre[i + 3 * si, j] = d3
+            acc += d0
+            acc += d1
+            acc += d2
+            acc += d3
+            i += 4 * si
+        while i < rows:
             d = act.elu_grad(g[i, j], saved[i, j], a, b)
             grad_pre[i, j] = d
             acc += d
+            i += si
         partial[i0, j] = acc
 
 
@@ -447,32 +919,92 @@ def celu_forward(x, out, a, b):
 
 @cuda.jit(**CUDA_KERNEL)
 def celu_backward(g, v, out, a, b):
-    for i in range(cuda.grid(1), out.size, cuda.gridsize(1)):
+    n = out.size
+    s = cuda.gridsize(1)
+    i = cuda.grid(1)
+    while i + 3 * s < n:  # four pairs of loads in flight per thread, as the forward
+        g0 = g[i]
+        g1 = g[i + s]
+        g2 = g[i + 2 * s]
+        g3 = g[i + 3 * s]
+        v0 = v[i]
+        v1 = v[i + s]
+        v2 = v[i + 2 * s]
+        v3 = v[i + 3 * s]
+        out[i] = act.celu_grad(g0, v0, a, b)
+        out[i + s] = act.celu_grad(g1, v1, a, b)
+        out[i + 2 * s] = act.celu_grad(g2, v2, a, b)
+        out[i + 3 * s] = act.celu_grad(g3, v3, a, b)
+        i += 4 * s
+    while i < n:
         out[i] = act.celu_grad(g[i], v[i], a, b)
+        i += s
 
 
 @cuda.jit(**CUDA_KERNEL)
 def celu_bias_forward(x, bias, out, saved, a, b):
     j0, i0 = cuda.grid(2)
     sj, si = cuda.gridsize(2)
+    rows = x.shape[0]
     for j in range(j0, x.shape[1], sj):
         bj = bias[j]
-        for i in range(i0, x.shape[0], si):
+        i = i0
+        while i + 3 * si < rows:  # four rows' loads in flight per thread
+            z0 = x[i, j] + bj
+            z1 = x[i + si, j] + bj
+            z2 = x[i + 2 * si, j] + bj
+            z3 = x[i + 3 * si, j] + bj
+            saved[i, j] = z0
+            saved[i + si, j] = z1
+            saved[i + 2 * si, j] = z2
+            saved[i + 3 * si, j] = z3
+            out[i, j] = act.celu(z0, a, b)
+            out[i + si, j] = act.celu(z1, a, b)
+            out[i + 2 * si, j] = act.celu(z2, a, b)
+            out[i + 3 * si, j] = act.celu(z3, a, b)
+            i += 4 * si
+        while i < rows:
             z = x[i, j] + bj
             saved[i, j] = z
             out[i, j] = act.celu(z, a, b)
+            i += si
 
 
 @cuda.jit(**CUDA_KERNEL)
 def celu_bias_backward(g, saved, grad_pre, partial, a, b):
     j0, i0 = cuda.grid(2)
     sj, si = cuda.gridsize(2)
+    rows = g.shape[0]
     for j in range(j0, g.shape[1], sj):
         acc = act.typed(0.0, partial[0, 0])  # of partial's dtype (float64)
-        for i in range(i0, g.shape[0], si):
+        i = i0
+        while i + 3 * si < rows:  # four rows' loads in flight; summed in row order
+            g0 = g[i, j]
+            g1 = g[i + si, j]
+            g2 = g[i + 2 * si, j]
+            g3 = g[i + 3 * si, j]
+            v0 = saved[i, j]
+            v1 = saved[i + si, j]
+            v2 = saved[i + 2 * si, j]
+            v3 = saved[i + 3 * si, j]
+            d0 = act.celu_grad(g0, v0, a, b)
+            d1 = act.celu_grad(g1, v1, a, b)
+            d2 = act.celu_grad(g2, v2, a, b)
+            d3 = act.celu_grad(g3, v3, a, b)
+            grad_pre[i, j] = d0
+            grad_pre[i + si, j] = d1
+            grad_pre[i + 2 * si, j] = d2
+            grad_pre[i + 3 * si, j] = d3
+            acc += d0
+            acc += d1
+            acc += d2
+            acc += d3
+            i += 4 * si
+        while i < rows:
             d = act.celu_grad(g[i, j], saved[i, j], a, b)
             grad_pre[i, j] = d
             acc += d
+            i += si
         partial[i0, j] = acc
 
 
@@ -498,32 +1030,92 @@ def selu_forward(x, out, a, b):
 
 @cuda.jit(**CUDA_KERNEL)
 def selu_backward(g, v, out, a, b):
-    for i in range(cuda.grid(1), out.size, cuda.gridsize(1)):
+    n = out.size
+    s = cuda.gridsize(1)
+    i = cuda.grid(1)
+    while i + 3 * s < n:  # four pairs of loads in flight per thread, as the forward
+        g0 = g[i]
+        g1 = g[i + s]
+        g2 = g[i + 2 * s]
+        g3 = g[i + 3 * s]
+        v0 = v[i]
+        v1 = v[i + s]
+        v2 = v[i + 2 * s]
+        v3 = v[i + 3 * s]
+        out[i] = act.selu_grad(g0, v0, a, b)
+        out[i + s] = act.selu_grad(g1, v1, a, b)
+        out[i + 2 * s] = act.selu_grad(g2, v2, a, b)
+        out[i + 3 * s] = act.selu_grad(g3, v3, a, b)
+        i += 4 * s
+    while i < n:
         out[i] = act.selu_grad(g[i], v[i], a, b)
+        i += s
 
 
 @cuda.jit(**CUDA_KERNEL)
 def selu_bias_forward(x, bias, out, saved, a, b):
     j0, i0 = cuda.grid(2)
     sj, si = cuda.gridsize(2)
+    rows = x.shape[0]
     for j in range(j0, x.shape[1], sj):
         bj = bias[j]
-        for i in range(i0, x.shape[0], si):
+        i = i0
+        while i + 3 * si < rows:  # four rows' loads in flight per thread
+            z0 = x[i, j] + bj
+            z1 = x[i + si, j] + bj
+            z2 = x[i + 2 * si, j] + bj
+            z3 = x[i + 3 * si, j] + bj
+            saved[i, j] = z0
+            saved[i + si, j] = z1
+            saved[i + 2 * si, j] = z2
+            saved[i + 3 * si, j] = z3
+            out[i, j] = act.selu(z0, a, b)
+            out[i + si, j] = act.selu(z1, a, b)
+            out[i + 2 * si, j] = act.selu(z2, a, b)
+            out[i + 3 * si, j] = act.selu(z3, a, b)
+            i += 4 * si
+        while i < rows:
             z = x[i, j] + bj
             saved[i, j] = z
             out[i, j] = act.selu(z, a, b)
+            i += si
 
 
 @cuda.jit(**CUDA_KERNEL)
 def selu_bias_backward(g, saved, grad_pre, partial, a, b):
     j0, i0 = cuda.grid(2)
     sj, si = cuda.gridsize(2)
+    rows = g.shape[0]
     for j in range(j0, g.shape[1], sj):
         acc = act.typed(0.0, partial[0, 0])  # of partial's dtype (float64)
-        for i in range(i0, g.shape[0], si):
+        i = i0
+        while i + 3 * si < rows:  # four rows' loads in flight; summed in row order
+            g0 = g[i, j]
+            g1 = g[i + si, j]
+            g2 = g[i + 2 * si, j]
+            g3 = g[i + 3 * si, j]
+            v0 = saved[i, j]
+            v1 = saved[i + si, j]
+            v2 = saved[i + 2 * si, j]
+            v3 = saved[i + 3 * si, j]
+            d0 = act.selu_grad(g0, v0, a, b)
+            d1 = act.selu_grad(g1, v1, a, b)
+            d2 = act.selu_grad(g2, v2, a, b)
+            d3 = act.selu_grad(g3, v3, a, b)
+            grad_pre[i, j] = d0
+            grad_pre[i + si, j] = d1
+            grad_pre[i + 2 * si, j] = d2
+            grad_pre[i + 3 * si, j] = d3
+            acc += d0
+            acc += d1
+            acc += d2
+            acc += d3
+            i += 4 * si
+        while i < rows:
             d = act.selu_grad(g[i, j], saved[i, j], a, b)
             grad_pre[i, j] = d
             acc += d
+            i += si
         partial[i0, j] = acc
 
 
@@ -549,32 +1141,92 @@ def gelu_forward(x, out, a, b):
 
 @cuda.jit(**CUDA_KERNEL)
 def gelu_backward(g, v, out, a, b):
-    for i in range(cuda.grid(1), out.size, cuda.gridsize(1)):
+    n = out.size
+    s = cuda.gridsize(1)
+    i = cuda.grid(1)
+    while i + 3 * s < n:  # four pairs of loads in flight per thread, as the forward
+        g0 = g[i]
+        g1 = g[i + s]
+        g2 = g[i + 2 * s]
+        g3 = g[i + 3 * s]
+        v0 = v[i]
+        v1 = v[i + s]
+        v2 = v[i + 2 * s]
+        v3 = v[i + 3 * s]
+        out[i] = act.gelu_grad(g0, v0, a, b)
+        out[i + s] = act.gelu_grad(g1, v1, a, b)
+        out[i + 2 * s] = act.gelu_grad(g2, v2, a, b)
+        out[i + 3 * s] = act.gelu_grad(g3, v3, a, b)
+        i += 4 * s
+    while i < n:
         out[i] = act.gelu_grad(g[i], v[i], a, b)
+        i += s
 
 
 @cuda.jit(**CUDA_KERNEL)
 def gelu_bias_forward(x, bias, out, saved, a, b):
     j0, i0 = cuda.grid(2)
     sj, si = cuda.gridsize(2)
+    rows = x.shape[0]
     for j in range(j0, x.shape[1], sj):
         bj = bias[j]
-        for i in range(i0, x.shape[0], si):
+        i = i0
+        while i + 3 * si < rows:  # four rows' loads in flight per thread
+            z0 = x[i, j] + bj
+            z1 = x[i + si, j] + bj
+            z2 = x[i + 2 * si, j] + bj
+            z3 = x[i + 3 * si, j] + bj
+            saved[i, j] = z0
+            saved[i + si, j] = z1
+            saved[i + 2 * si, j] = z2
+            saved[i + 3 * si, j] = z3
+            out[i, j] = act.gelu(z0, a, b)
+            out[i + si, j] = act.gelu(z1, a, b)
+            out[i + 2 * si, j] = act.gelu(z2, a, b)
+            out[i + 3 * si, j] = act.gelu(z3, a, b)
+            i += 4 * si
+        while i < rows:
             z = x[i, j] + bj
             saved[i, j] = z
             out[i, j] = act.gelu(z, a, b)
+            i += si
 
 
 @cuda.jit(**CUDA_KERNEL)
 def gelu_bias_backward(g, saved, grad_pre, partial, a, b):
     j0, i0 = cuda.grid(2)
     sj, si = cuda.gridsize(2)
+    rows = g.shape[0]
     for j in range(j0, g.shape[1], sj):
         acc = act.typed(0.0, partial[0, 0])  # of partial's dtype (float64)
-        for i in range(i0, g.shape[0], si):
+        i = i0
+        while i + 3 * si < rows:  # four rows' loads in flight; summed in row order
+            g0 = g[i, j]
+            g1 = g[i + si, j]
+            g2 = g[i + 2 * si, j]
+            g3 = g[i + 3 * si, j]
+            v0 = saved[i, j]
+            v1 = saved[i + si, j]
+            v2 = saved[i + 2 * si, j]
+            v3 = saved[i + 3 * si, j]
+            d0 = act.gelu_grad(g0, v0, a, b)
+            d1 = act.gelu_grad(g1, v1, a, b)
+            d2 = act.gelu_grad(g2, v2, a, b)
+            d3 = act.gelu_grad(g3, v3, a, b)
+            grad_pre[i, j] = d0
+            grad_pre[i + si, j] = d1
+            grad_pre[i + 2 * si, j] = d2
+            grad_pre[i + 3 * si, j] = d3
+            acc += d0
+            acc += d1
+            acc += d2
+            acc += d3
+            i += 4 * si
+        while i < rows:
             d = act.gelu_grad(g[i, j], saved[i, j], a, b)
             grad_pre[i, j] = d
             acc += d
+            i += si
         partial[i0, j] = acc
 
 
@@ -600,32 +1252,92 @@ def gelu_tanh_forward(x, out, a, b):
 
 @cuda.jit(**CUDA_KERNEL)
 def gelu_tanh_backward(g, v, out, a, b):
-    for i in range(cuda.grid(1), out.size, cuda.gridsize(1)):
+    n = out.size
+    s = cuda.gridsize(1)
+    i = cuda.grid(1)
+    while i + 3 * s < n:  # four pairs of loads in flight per thread, as the forward
+        g0 = g[i]
+        g1 = g[i + s]
+        g2 = g[i + 2 * s]
+        g3 = g[i + 3 * s]
+        v0 = v[i]
+        v1 = v[i + s]
+        v2 = v[i + 2 * s]
+        v3 = v[i + 3 * s]
+        out[i] = act.gelu_tanh_grad(g0, v0, a, b)
+        out[i + s] = act.gelu_tanh_grad(g1, v1, a, b)
+        out[i + 2 * s] = act.gelu_tanh_grad(g2, v2, a, b)
+        out[i + 3 * s] = act.gelu_tanh_grad(g3, v3, a, b)
+        i += 4 * s
+    while i < n:
         out[i] = act.gelu_tanh_grad(g[i], v[i], a, b)
+        i += s
 
 
 @cuda.jit(**CUDA_KERNEL)
 def gelu_tanh_bias_forward(x, bias, out, saved, a, b):
     j0, i0 = cuda.grid(2)
     sj, si = cuda.gridsize(2)
+    rows = x.shape[0]
     for j in range(j0, x.shape[1], sj):
         bj = bias[j]
-        for i in range(i0, x.shape[0], si):
+        i = i0
+        while i + 3 * si < rows:  # four rows' loads in flight per thread
+            z0 = x[i, j] + bj
+            z1 = x[i + si, j] + bj
+            z2 = x[i + 2 * si, j] + bj
+            z3 = x[i + 3 * si, j] + bj
+            saved[i, j] = z0
+            saved[i + si, j] = z1
+            saved[i + 2 * si, j] = z2
+            saved[i + 3 * si, j] = z3
+            out[i, j] = act.gelu_tanh(z0, a, b)
+            out[i + si, j] = act.gelu_tanh(z1, a, b)
+            out[i + 2 * si, j] = act.gelu_tanh(z2, a, b)
+            out[i + 3 * si, j] = act.gelu_tanh(z3, a, b)
+            i += 4 * si
+        while i < rows:
             z = x[i, j] + bj
             saved[i, j] = z
             out[i, j] = act.gelu_tanh(z, a, b)
+            i += si
 
 
 @cuda.jit(**CUDA_KERNEL)
 def gelu_tanh_bias_backward(g, saved, grad_pre, partial, a, b):
     j0, i0 = cuda.grid(2)
     sj, si = cuda.gridsize(2)
+    rows = g.shape[0]
     for j in range(j0, g.shape[1], sj):
         acc = act.typed(0.0, partial[0, 0])  # of partial's dtype (float64)
-        for i in range(i0, g.shape[0], si):
+        i = i0
+        while i + 3 * si < rows:  # four rows' loads in flight; summed in row order
+            g0 = g[i, j]
+            g1 = g[i + si, j]
+            g2 = g[i + 2 * si, j]
+            g3 = g[i + 3 * si, j]
+            v0 = saved[i, j]
+            v1 = saved[i + si, j]
+            v2 = saved[i + 2 * si, j]
+            v3 = saved[i + 3 * si, j]
+            d0 = act.gelu_tanh_grad(g0, v0, a, b)
+            d1 = act.gelu_tanh_grad(g1, v1, a, b)
+            d2 = act.gelu_tanh_grad(g2, v2, a, b)
+            d3 = act.gelu_tanh_grad(g3, v3, a, b)
+            grad_pre[i, j] = d0
+            grad_pre[i + si, j] = d1
+            grad_pre[i + 2 * si, j] = d2
+            grad_pre[i + 3 * si, j] = d3
+            acc += d0
+            acc += d1
+            acc += d2
+            acc += d3
+            i += 4 * si
+        while i < rows:
             d = act.gelu_tanh_grad(g[i, j], saved[i, j], a, b)
             grad_pre[i, j] = d
             acc += d
+            i += si
         partial[i0, j] = acc
 
 
@@ -651,32 +1363,92 @@ def silu_forward(x, out, a, b):
 
 @cuda.jit(**CUDA_KERNEL)
 def silu_backward(g, v, out, a, b):
-    for i in range(cuda.grid(1), out.size, cuda.gridsize(1)):
+    n = out.size
+    s = cuda.gridsize(1)
+    i = cuda.grid(1)
+    while i + 3 * s < n:  # four pairs of loads in flight per thread, as the forward
+        g0 = g[i]
+        g1 = g[i + s]
+        g2 = g[i + 2 * s]
+        g3 = g[i + 3 * s]
+        v0 = v[i]
+        v1 = v[i + s]
+        v2 = v[i + 2 * s]
+        v3 = v[i + 3 * s]
+        out[i] = act.silu_grad(g0, v0, a, b)
+        out[i + s] = act.silu_grad(g1, v1, a, b)
+        out[i + 2 * s] = act.silu_grad(g2, v2, a, b)
+        out[i + 3 * s] = act.silu_grad(g3, v3, a, b)
+        i += 4 * s
+    while i < n:
         out[i] = act.silu_grad(g[i], v[i], a, b)
+        i += s
 
 
 @cuda.jit(**CUDA_KERNEL)
 def silu_bias_forward(x, bias, out, saved, a, b):
     j0, i0 = cuda.grid(2)
     sj, si = cuda.gridsize(2)
+    rows = x.shape[0]
     for j in range(j0, x.shape[1], sj):
         bj = bias[j]
-        for i in range(i0, x.shape[0], si):
+        i = i0
+        while i + 3 * si < rows:  # four rows' loads in flight per thread
+            z0 = x[i, j] + bj
+            z1 = x[i + si, j] + bj
+            z2 = x[i + 2 * si, j] + bj
+            z3 = x[i + 3 * si, j] + bj
+            saved[i, j] = z0
+            saved[i + si, j] = z1
+            saved[i + 2 * si, j] = z2
+            saved[i + 3 * si, j] = z3
+            out[i, j] = act.silu(z0, a, b)
+            out[i + si, j] = act.silu(z1, a, b)
+            out[i + 2 * si, j] = act.silu(z2, a, b)
+            out[i + 3 * si, j] = act.silu(z3, a, b)
+            i += 4 * si
+        while i < rows:
             z = x[i, j] + bj
             saved[i, j] = z
             out[i, j] = act.silu(z, a, b)
+            i += si
 
 
 @cuda.jit(**CUDA_KERNEL)
 def silu_bias_backward(g, saved, grad_pre, partial, a, b):
     j0, i0 = cuda.grid(2)
     sj, si = cuda.gridsize(2)
+    rows = g.shape[0]
     for j in range(j0, g.shape[1], sj):
         acc = act.typed(0.0, partial[0, 0])  # of partial's dtype (float64)
-        for i in range(i0, g.shape[0], si):
+        i = i0
+        while i + 3 * si < rows:  # four rows' loads in flight; summed in row order
+            g0 = g[i, j]
+            g1 = g[i + si, j]
+            g2 = g[i + 2 * si, j]
+            g3 = g[i + 3 * si, j]
+            v0 = saved[i, j]
+            v1 = saved[i + si, j]
+            v2 = saved[i + 2 * si, j]
+            v3 = saved[i + 3 * si, j]
+            d0 = act.silu_grad(g0, v0, a, b)
+            d1 = act.silu_grad(g1, v1, a, b)
+            d2 = act.silu_grad(g2, v2, a, b)
+            d3 = act.silu_grad(g3, v3, a, b)
+            grad_pre[i, j] = d0
+            grad_pre[i + si, j] = d1
+            grad_pre[i + 2 * si, j] = d2
+            grad_pre[i + 3 * si, j] = d3
+            acc += d0
+            acc += d1
+            acc += d2
+            acc += d3
+            i += 4 * si
+        while i < rows:
             d = act.silu_grad(g[i, j], saved[i, j], a, b)
             grad_pre[i, j] = d
             acc += d
+            i += si
         partial[i0, j] = acc
 
 
@@ -702,32 +1474,92 @@ def mish_forward(x, out, a, b):
 
 @cuda.jit(**CUDA_KERNEL)
 def mish_backward(g, v, out, a, b):
-    for i in range(cuda.grid(1), out.size, cuda.gridsize(1)):
+    n = out.size
+    s = cuda.gridsize(1)
+    i = cuda.grid(1)
+    while i + 3 * s < n:  # four pairs of loads in flight per thread, as the forward
+        g0 = g[i]
+        g1 = g[i + s]
+        g2 = g[i + 2 * s]
+        g3 = g[i + 3 * s]
+        v0 = v[i]
+        v1 = v[i + s]
+        v2 = v[i + 2 * s]
+        v3 = v[i + 3 * s]
+        out[i] = act.mish_grad(g0, v0, a, b)
+        out[i + s] = act.mish_grad(g1, v1, a, b)
+        out[i + 2 * s] = act.mish_grad(g2, v2, a, b)
+        out[i + 3 * s] = act.mish_grad(g3, v3, a, b)
+        i += 4 * s
+    while i < n:
         out[i] = act.mish_grad(g[i], v[i], a, b)
+        i += s
 
 
 @cuda.jit(**CUDA_KERNEL)
 def mish_bias_forward(x, bias, out, saved, a, b):
     j0, i0 = cuda.grid(2)
     sj, si = cuda.gridsize(2)
+    rows = x.shape[0]
     for j in range(j0, x.shape[1], sj):
         bj = bias[j]
-        for i in range(i0, x.shape[0], si):
+        i = i0
+        while i + 3 * si < rows:  # four rows' loads in flight per thread
+            z0 = x[i, j] + bj
+            z1 = x[i + si, j] + bj
+            z2 = x[i + 2 * si, j] + bj
+            z3 = x[i + 3 * si, j] + bj
+            saved[i, j] = z0
+            saved[i + si, j] = z1
+            saved[i + 2 * si, j] = z2
+            saved[i + 3 * si, j] = z3
+            out[i, j] = act.mish(z0, a, b)
+            out[i + si, j] = act.mish(z1, a, b)
+            out[i + 2 * si, j] = act.mish(z2, a, b)
+            out[i + 3 * si, j] = act.mish(z3, a, b)
+            i += 4 * si
+        while i < rows:
             z = x[i, j] + bj
             saved[i, j] = z
             out[i, j] = act.mish(z, a, b)
+            i += si
 
 
 @cuda.jit(**CUDA_KERNEL)
 def mish_bias_backward(g, saved, grad_pre, partial, a, b):
     j0, i0 = cuda.grid(2)
     sj, si = cuda.gridsize(2)
+    rows = g.shape[0]
     for j in range(j0, g.shape[1], sj):
         acc = act.typed(0.0, partial[0, 0])  # of partial's dtype (float64)
-        for i in range(i0, g.shape[0], si):
+        i = i0
+        while i + 3 * si < rows:  # four rows' loads in flight; summed in row order
+            g0 = g[i, j]
+            g1 = g[i + si, j]
+            g2 = g[i + 2 * si, j]
+            g3 = g[i + 3 * si, j]
+            v0 = saved[i, j]
+            v1 = saved[i + si, j]
+            v2 = saved[i + 2 * si, j]
+            v3 = saved[i + 3 * si, j]
+            d0 = act.mish_grad(g0, v0, a, b)
+            d1 = act.mish_grad(g1, v1, a, b)
+            d2 = act.mish_grad(g2, v2, a, b)
+            d3 = act.mish_grad(g3, v3, a, b)
+            grad_pre[i, j] = d0
+            grad_pre[i + si, j] = d1
+            grad_pre[i + 2 * si, j] = d2
+            grad_pre[i + 3 * si, j] = d3
+            acc += d0
+            acc += d1
+            acc += d2
+            acc += d3
+            i += 4 * si
+        while i < rows:
             d = act.mish_grad(g[i, j], saved[i, j], a, b)
             grad_pre[i, j] = d
             acc += d
+            i += si
         partial[i0, j] = acc
 
 
@@ -753,32 +1585,92 @@ def hard_sigmoid_forward(x, out, a, b):
 
 @cuda.jit(**CUDA_KERNEL)
 def hard_sigmoid_backward(g, v, out, a, b):
-    for i in range(cuda.grid(1), out.size, cuda.gridsize(1)):
+    n = out.size
+    s = cuda.gridsize(1)
+    i = cuda.grid(1)
+    while i + 3 * s < n:  # four pairs of loads in flight per thread, as the forward
+        g0 = g[i]
+        g1 = g[i + s]
+        g2 = g[i + 2 * s]
+        g3 = g[i + 3 * s]
+        v0 = v[i]
+        v1 = v[i + s]
+        v2 = v[i + 2 * s]
+        v3 = v[i + 3 * s]
+        out[i] = act.hard_sigmoid_grad(g0, v0, a, b)
+        out[i + s] = act.hard_sigmoid_grad(g1, v1, a, b)
+        out[i + 2 * s] = act.hard_sigmoid_grad(g2, v2, a, b)
+        out[i + 3 * s] = act.hard_sigmoid_grad(g3, v3, a, b)
+        i += 4 * s
+    while i < n:
         out[i] = act.hard_sigmoid_grad(g[i], v[i], a, b)
+        i += s
 
 
 @cuda.jit(**CUDA_KERNEL)
 def hard_sigmoid_bias_forward(x, bias, out, saved, a, b):
     j0, i0 = cuda.grid(2)
     sj, si = cuda.gridsize(2)
+    rows = x.shape[0]
     for j in range(j0, x.shape[1], sj):
         bj = bias[j]
-        for i in range(i0, x.shape[0], si):
+        i = i0
+        while i + 3 * si < rows:  # four rows' loads in flight per thread
+            z0 = x[i, j] + bj
+            z1 = x[i + si, j] + bj
+            z2 = x[i + 2 * si, j] + bj
+            z3 = x[i + 3 * si, j] + bj
+            saved[i, j] = z0
+            saved[i + si, j] = z1
+            saved[i + 2 * si, j] = z2
+            saved[i + 3 * si, j] = z3
+            out[i, j] = act.hard_sigmoid(z0, a, b)
+            out[i + si, j] = act.hard_sigmoid(z1, a, b)
+            out[i + 2 * si, j] = act.hard_sigmoid(z2, a, b)
+            out[i + 3 * si, j] = act.hard_sigmoid(z3, a, b)
+            i += 4 * si
+        while i < rows:
             z = x[i, j] + bj
             saved[i, j] = z
             out[i, j] = act.hard_sigmoid(z, a, b)
+            i += si
 
 
 @cuda.jit(**CUDA_KERNEL)
 def hard_sigmoid_bias_backward(g, saved, grad_pre, partial, a, b):
     j0, i0 = cuda.grid(2)
     sj, si = cuda.gridsize(2)
+    rows = g.shape[0]
     for j in range(j0, g.shape[1], sj):
         acc = act.typed(0.0, partial[0, 0])  # of partial's dtype (float64)
-        for i in range(i0, g.shape[0], si):
+        i = i0
+        while i + 3 * si < rows:  # four rows' loads in flight; summed in row order
+            g0 = g[i, j]
+            g1 = g[i + si, j]
+            g2 = g[i + 2 * si, j]
+            g3 = g[i + 3 * si, j]
+            v0 = saved[i, j]
+            v1 = saved[i + si, j]
+            v2 = saved[i + 2 * si, j]
+            v3 = saved[i + 3 * si, j]
+            d0 = act.hard_sigmoid_grad(g0, v0, a, b)
+            d1 = act.hard_sigmoid_grad(g1, v1, a, b)
+            d2 = act.hard_sigmoid_grad(g2, v2, a, b)
+            d3 = act.hard_sigmoid_grad(g3, v3, a, b)
+            grad_pre[i, j] = d0
+            grad_pre[i + si, j] = d1
+            grad_pre[i + 2 * si, j] = d2
+            grad_pre[i + 3 * si, j] = d3
+            acc += d0
+            acc += d1
+            acc += d2
+            acc += d3
+            i += 4 * si
+        while i < rows:
             d = act.hard_sigmoid_grad(g[i, j], saved[i, j], a, b)
             grad_pre[i, j] = d
             acc += d
+            i += si
         partial[i0, j] = acc
 
 
@@ -804,32 +1696,92 @@ def hard_swish_forward(x, out, a, b):
 
 @cuda.jit(**CUDA_KERNEL)
 def hard_swish_backward(g, v, out, a, b):
-    for i in range(cuda.grid(1), out.size, cuda.gridsize(1)):
+    n = out.size
+    s = cuda.gridsize(1)
+    i = cuda.grid(1)
+    while i + 3 * s < n:  # four pairs of loads in flight per thread, as the forward
+        g0 = g[i]
+        g1 = g[i + s]
+        g2 = g[i + 2 * s]
+        g3 = g[i + 3 * s]
+        v0 = v[i]
+        v1 = v[i + s]
+        v2 = v[i + 2 * s]
+        v3 = v[i + 3 * s]
+        out[i] = act.hard_swish_grad(g0, v0, a, b)
+        out[i + s] = act.hard_swish_grad(g1, v1, a, b)
+        out[i + 2 * s] = act.hard_swish_grad(g2, v2, a, b)
+        out[i + 3 * s] = act.hard_swish_grad(g3, v3, a, b)
+        i += 4 * s
+    while i < n:
         out[i] = act.hard_swish_grad(g[i], v[i], a, b)
+        i += s
 
 
 @cuda.jit(**CUDA_KERNEL)
 def hard_swish_bias_forward(x, bias, out, saved, a, b):
     j0, i0 = cuda.grid(2)
     sj, si = cuda.gridsize(2)
+    rows = x.shape[0]
     for j in range(j0, x.shape[1], sj):
         bj = bias[j]
-        for i in range(i0, x.shape[0], si):
+        i = i0
+        while i + 3 * si < rows:  # four rows' loads in flight per thread
+            z0 = x[i, j] + bj
+            z1 = x[i + si, j] + bj
+            z2 = x[i + 2 * si, j] + bj
+            z3 = x[i + 3 * si, j] + bj
+            saved[i, j] = z0
+            saved[i + si, j] = z1
+            saved[i + 2 * si, j] = z2
+            saved[i + 3 * si, j] = z3
+            out[i, j] = act.hard_swish(z0, a, b)
+            out[i + si, j] = act.hard_swish(z1, a, b)
+            out[i + 2 * si, j] = act.hard_swish(z2, a, b)
+            out[i + 3 * si, j] = act.hard_swish(z3, a, b)
+            i += 4 * si
+        while i < rows:
             z = x[i, j] + bj
             saved[i, j] = z
             out[i, j] = act.hard_swish(z, a, b)
+            i += si
 
 
 @cuda.jit(**CUDA_KERNEL)
 def hard_swish_bias_backward(g, saved, grad_pre, partial, a, b):
     j0, i0 = cuda.grid(2)
     sj, si = cuda.gridsize(2)
+    rows = g.shape[0]
     for j in range(j0, g.shape[1], sj):
         acc = act.typed(0.0, partial[0, 0])  # of partial's dtype (float64)
-        for i in range(i0, g.shape[0], si):
+        i = i0
+        while i + 3 * si < rows:  # four rows' loads in flight; summed in row order
+            g0 = g[i, j]
+            g1 = g[i + si, j]
+            g2 = g[i + 2 * si, j]
+            g3 = g[i + 3 * si, j]
+            v0 = saved[i, j]
+            v1 = saved[i + si, j]
+            v2 = saved[i + 2 * si, j]
+            v3 = saved[i + 3 * si, j]
+            d0 = act.hard_swish_grad(g0, v0, a, b)
+            d1 = act.hard_swish_grad(g1, v1, a, b)
+            d2 = act.hard_swish_grad(g2, v2, a, b)
+            d3 = act.hard_swish_grad(g3, v3, a, b)
+            grad_pre[i, j] = d0
+            grad_pre[i + si, j] = d1
+            grad_pre[i + 2 * si, j] = d2
+            grad_pre[i + 3 * si, j] = d3
+            acc += d0
+            acc += d1
+            acc += d2
+            acc += d3
+            i += 4 * si
+        while i < rows:
             d = act.hard_swish_grad(g[i, j], saved[i, j], a, b)
             grad_pre[i, j] = d
             acc += d
+            i += si
         partial[i0, j] = acc
 
 
@@ -855,30 +1807,90 @@ def hard_tanh_forward(x, out, a, b):
 
 @cuda.jit(**CUDA_KERNEL)
 def hard_tanh_backward(g, v, out, a, b):
-    for i in range(cuda.grid(1), out.size, cuda.gridsize(1)):
+    n = out.size
+    s = cuda.gridsize(1)
+    i = cuda.grid(1)
+    while i + 3 * s < n:  # four pairs of loads in flight per thread, as the forward
+        g0 = g[i]
+        g1 = g[i + s]
+        g2 = g[i + 2 * s]
+        g3 = g[i + 3 * s]
+        v0 = v[i]
+        v1 = v[i + s]
+        v2 = v[i + 2 * s]
+        v3 = v[i + 3 * s]
+        out[i] = act.hard_tanh_grad(g0, v0, a, b)
+        out[i + s] = act.hard_tanh_grad(g1, v1, a, b)
+        out[i + 2 * s] = act.hard_tanh_grad(g2, v2, a, b)
+        out[i + 3 * s] = act.hard_tanh_grad(g3, v3, a, b)
+        i += 4 * s
+    while i < n:
         out[i] = act.hard_tanh_grad(g[i], v[i], a, b)
+        i += s
 
 
 @cuda.jit(**CUDA_KERNEL)
 def hard_tanh_bias_forward(x, bias, out, saved, a, b):
     j0, i0 = cuda.grid(2)
     sj, si = cuda.gridsize(2)
+    rows = x.shape[0]
     for j in range(j0, x.shape[1], sj):
         bj = bias[j]
-        for i in range(i0, x.shape[0], si):
+        i = i0
+        while i + 3 * si < rows:  # four rows' loads in flight per thread
+            z0 = x[i, j] + bj
+            z1 = x[i + si, j] + bj
+            z2 = x[i + 2 * si, j] + bj
+            z3 = x[i + 3 * si, j] + bj
+            saved[i, j] = z0
+            saved[i + si, j] = z1
+            saved[i + 2 * si, j] = z2
+            saved[i + 3 * si, j] = z3
+            out[i, j] = act.hard_tanh(z0, a, b)
+            out[i + si, j] = act.hard_tanh(z1, a, b)
+            out[i + 2 * si, j] = act.hard_tanh(z2, a, b)
+            out[i + 3 * si, j] = act.hard_tanh(z3, a, b)
+            i += 4 * si
+        while i < rows:
             z = x[i, j] + bj
             saved[i, j] = z
             out[i, j] = act.hard_tanh(z, a, b)
+            i += si
 
 
 @cuda.jit(**CUDA_KERNEL)
 def hard_tanh_bias_backward(g, saved, grad_pre, partial, a, b):
     j0, i0 = cuda.grid(2)
     sj, si = cuda.gridsize(2)
+    rows = g.shape[0]
     for j in range(j0, g.shape[1], sj):
         acc = act.typed(0.0, partial[0, 0])  # of partial's dtype (float64)
-        for i in range(i0, g.shape[0], si):
+        i = i0
+        while i + 3 * si < rows:  # four rows' loads in flight; summed in row order
+            g0 = g[i, j]
+            g1 = g[i + si, j]
+            g2 = g[i + 2 * si, j]
+            g3 = g[i + 3 * si, j]
+            v0 = saved[i, j]
+            v1 = saved[i + si, j]
+            v2 = saved[i + 2 * si, j]
+            v3 = saved[i + 3 * si, j]
+            d0 = act.hard_tanh_grad(g0, v0, a, b)
+            d1 = act.hard_tanh_grad(g1, v1, a, b)
+            d2 = act.hard_tanh_grad(g2, v2, a, b)
+            d3 = act.hard_tanh_grad(g3, v3, a, b)
+            grad_pre[i, j] = d0
+            grad_pre[i + si, j] = d1
+            grad_pre[i + 2 * si, j] = d2
+            grad_pre[i + 3 * si, j] = d3
+            acc += d0
+            acc += d1
+            acc += d2
+            acc += d3
+            i += 4 * si
+        while i < rows:
             d = act.hard_tanh_grad(g[i, j], saved[i, j], a, b)
             grad_pre[i, j] = d
             acc += d
+            i += si
         partial[i0, j] = acc

@@ -88,7 +88,11 @@ def fused_signatures(name: str, ty, f64):
 def kernel_names(module) -> list[str]:
     from numba.cuda.dispatcher import CUDADispatcher
 
-    return [n for n, obj in vars(module).items() if isinstance(obj, CUDADispatcher)]
+    return [
+        n
+        for n, obj in vars(module).items()
+        if isinstance(obj, CUDADispatcher) and not n.startswith("_")  # no device functions
+    ]
 
 
 def main(argv=None) -> int:

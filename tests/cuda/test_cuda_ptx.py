@@ -107,7 +107,7 @@ FUSED_F64 = {
     "sum_squares": True,
     "move_sqrt": True,
     "copy_into": True,  # float64 sums stored in the parameter's dtype
-    "zero": True,  # on the float64 scratch
+    "zero": False,  # (launched on the float64 scratch: a plain store)
     "count_correct": True,  # the count, added in float64
 }
 
