@@ -552,10 +552,10 @@ class MLP:
             dropout=self.dropout,
         )
         if self.optimizer == "sgd":
-            opt = SGD(net.params, self.lr, self.momentum, self.weight_decay)
+            opt: SGD | Adam = SGD(net.params, self.lr, self.momentum, self.weight_decay)
         else:
             opt = Adam(net.params, self.lr, weight_decay=self.weight_decay)
-        history = self.history_ = {"loss": [], "train_accuracy": [], "grad_norms": []}
+        history = self.history_ = {"loss": [], "train_accuracy": [], "grad_norms": []}  # type: dict[str, list]
         if validation_data is not None:
             history["val_accuracy"] = []
 
