@@ -18,7 +18,7 @@ demo: $(STAMP)
 	$(PY) -m fastact demo --out results
 
 # The fast checks first (lint, docs, packaging: ~1 min), then the test suites.
-test: $(STAMP) lint docs
+test: $(STAMP) lint docs package-check
 	$(PY) -m pytest -q
 	$(PY) -m pytest -q -m slow
 	NUMBA_ENABLE_CUDASIM=1 $(PY) -m pytest -q tests/cuda
@@ -33,6 +33,10 @@ lint: $(STAMP)
 # the documentation site (mkdocs.yml) into site/; warnings are errors
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet
+
+# sdist + wheel, their contents, the wheel in a clean venv (also read-only): tools/check_package.py
+package-check: $(STAMP)
+	$(PY) tools/check_package.py
 
 bench: $(STAMP)
 	$(PY) -m pytest bench --benchmark-enable --benchmark-only
