@@ -57,7 +57,7 @@ CUDA_BIAS_MIN_ROWS = 16
 #: takes ~0.3 s, once per process, kernel and dtype. The scalar functions the kernels call
 #: are the CPU's own ``SCALAR`` njit functions: numba-cuda compiles them as device functions
 #: (their ``inline='always'`` inlines them at numba-IR level, so the kernel's options apply).
-CUDA_KERNEL: dict[str, Any] = dict(fastmath=False, cache=False)
+CUDA_KERNEL = dict(fastmath=False, cache=False)
 
 
 def source_fingerprint() -> str:

@@ -410,6 +410,8 @@ class MLP:
         epoch's batches of the L2 norm of the layer's weight gradient).
     """
 
+    history_: dict[str, list]  # set by fit()
+
     def __init__(
         self,
         hidden_sizes=(64,),
@@ -551,11 +553,12 @@ class MLP:
             batch_norm=self.batch_norm,
             dropout=self.dropout,
         )
+        opt: SGD | Adam
         if self.optimizer == "sgd":
-            opt: SGD | Adam = SGD(net.params, self.lr, self.momentum, self.weight_decay)
+            opt = SGD(net.params, self.lr, self.momentum, self.weight_decay)
         else:
             opt = Adam(net.params, self.lr, weight_decay=self.weight_decay)
-        history = self.history_ = {"loss": [], "train_accuracy": [], "grad_norms": []}  # type: dict[str, list]
+        history = self.history_ = {"loss": [], "train_accuracy": [], "grad_norms": []}
         if validation_data is not None:
             history["val_accuracy"] = []
 
