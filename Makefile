@@ -3,24 +3,40 @@
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
+LINT_PATHS := fastact bench tools tests conftest.py
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: demo test bench accuracy clean
+.PHONY: demo test lint docs package-check bench accuracy clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test,study]'
+	$(PY) -m pip install --quiet -e '.[test,study,lint,docs,packaging]'
 	rm -f $(VENV)/.installed-*; touch $(STAMP)
 
 demo: $(STAMP)
 	$(PY) -m fastact demo --out results
 
-test: $(STAMP)
+# The fast checks first (lint, docs, packaging: ~1 min), then the test suites.
+test: $(STAMP) lint docs package-check
 	$(PY) -m pytest -q
 	$(PY) -m pytest -q -m slow
 	NUMBA_ENABLE_CUDASIM=1 $(PY) -m pytest -q tests/cuda
 	$(PY) tools/perf_gate.py
+
+# ruff (lint + format) and mypy (configured in pyproject.toml)
+lint: $(STAMP)
+	$(VENV)/bin/ruff check $(LINT_PATHS)
+	$(VENV)/bin/ruff format --check $(LINT_PATHS)
+	$(VENV)/bin/mypy
+
+# the documentation site (mkdocs.yml) into site/; warnings are errors
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet
+
+# sdist + wheel, their contents, the wheel in a clean venv (also read-only): tools/check_package.py
+package-check: $(STAMP)
+	$(PY) tools/check_package.py
 
 bench: $(STAMP)
 	$(PY) -m pytest bench --benchmark-enable --benchmark-only
@@ -29,4 +45,4 @@ accuracy: $(STAMP)
 	$(PY) tools/accuracy_report.py
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info
+	rm -rf $(VENV) build dist site *.egg-info

@@ -20,6 +20,7 @@ NumPy's conventions, as a ufunc would apply them:
 from __future__ import annotations
 
 import math
+from typing import Any, Literal
 
 import numpy as np
 
@@ -129,11 +130,11 @@ def _overlaps(out: np.ndarray, *inputs: np.ndarray) -> bool:
     return any(np.may_share_memory(out, a) and not _same_view(out, a) for a in inputs)
 
 
-def _flat(a: np.ndarray, order: str) -> np.ndarray:
+def _flat(a: np.ndarray, order: Literal["C", "F"]) -> np.ndarray:
     return a if a.ndim == 1 else a.reshape(-1, order=order)
 
 
-def _common_order(*arrays: np.ndarray) -> str | None:
+def _common_order(*arrays: np.ndarray) -> Literal["C", "F"] | None:
     """'C' or 'F' when all arrays are contiguous in that order, else None."""
     if all(a.flags.c_contiguous for a in arrays):
         return "C"
@@ -150,10 +151,11 @@ def run(serial, parallel, arrays: tuple, out: np.ndarray, params: tuple) -> None
         kernel = parallel if out.size >= PARALLEL_THRESHOLD else serial
         kernel(*(_flat(a, order) for a in arrays), _flat(out, order), *params)
         return
+    op_flags: list[list[Literal["readonly", "writeonly"]]] = [["readonly"]] * len(arrays)
     it = np.nditer(
         arrays + (out,),
         flags=["external_loop", "zerosize_ok"],
-        op_flags=[["readonly"]] * len(arrays) + [["writeonly"]],
+        op_flags=op_flags + [["writeonly"]],
         order="K",
     )
     with it:
@@ -416,14 +418,16 @@ def _hot_out(out, shape, dtype, inputs):
     return None
 
 
-def _apply(func, kernels, inputs, shape, compute, result, out, params):
+def _apply(func, kernels: tuple[Any, Any], inputs, shape, compute, result, out, params):
     """Cast inputs to the compute dtype, choose where the result goes, run, return."""
     inputs = tuple(a if a.dtype == compute else a.astype(compute) for a in inputs)
     if out is not None:
         check_out(func, out, shape, result)
     target = out
     if out is None or result != compute or _overlaps(out, *inputs):
-        order = "F" if inputs[0].flags.f_contiguous and not inputs[0].flags.c_contiguous else "C"
+        order: Literal["C", "F"] = (
+            "F" if inputs[0].flags.f_contiguous and not inputs[0].flags.c_contiguous else "C"
+        )
         target = np.empty(shape, compute, order=order)
     run(*kernels, inputs, target, params)
     return finish(out, target, result)

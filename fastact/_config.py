@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from typing import Any
 
 FASTMATH = {"contract"}
 ERROR_MODEL = "numpy"
@@ -102,7 +103,7 @@ def _install_cache_locators() -> None:
     package = os.path.dirname(os.path.abspath(__file__)) + os.sep
     fingerprint = source_fingerprint()
 
-    def make(base):
+    def make(base: Any) -> Any:
         class FastactLocator(base):
             def get_source_stamp(self):
                 return (super().get_source_stamp(), fingerprint)
@@ -147,10 +148,15 @@ if CACHE:
 #: Scalar device functions, inlined into every kernel that calls them. Inlined by numba
 #: itself (inline='always'): left to LLVM, the larger ones (silu, softplus, gelu) stayed
 #: out-of-line calls and their loops did not vectorize (20x slower).
-SCALAR = dict(cache=CACHE, fastmath=FASTMATH, error_model=ERROR_MODEL, inline="always")
+SCALAR: dict[str, Any] = dict(
+    cache=CACHE, fastmath=FASTMATH, error_model=ERROR_MODEL, inline="always"
+)
 #: Implementations of ``numba.extending.overload`` functions (compiled into their callers).
-OVERLOAD = dict(fastmath=FASTMATH, error_model=ERROR_MODEL)
+#: Typed ``Any``: numba's stubs expect their private ``_JITOptions`` TypedDict here.
+OVERLOAD: Any = dict(fastmath=FASTMATH, error_model=ERROR_MODEL)
 #: Single-threaded array kernels (small arrays, strided views).
-SERIAL = dict(cache=CACHE, fastmath=FASTMATH, error_model=ERROR_MODEL, nogil=True)
+SERIAL: dict[str, Any] = dict(cache=CACHE, fastmath=FASTMATH, error_model=ERROR_MODEL, nogil=True)
 #: Multi-threaded array kernels (large contiguous arrays).
-PARALLEL = dict(cache=CACHE, fastmath=FASTMATH, error_model=ERROR_MODEL, nogil=True, parallel=True)
+PARALLEL: dict[str, Any] = dict(
+    cache=CACHE, fastmath=FASTMATH, error_model=ERROR_MODEL, nogil=True, parallel=True
+)

@@ -546,6 +546,8 @@ class MLP:
         epoch's batches of the L2 norm of the layer's weight gradient).
     """
 
+    history_: dict[str, list]  # set by fit()
+
     def __init__(
         self,
         hidden_sizes=(64,),
@@ -693,6 +695,7 @@ class MLP:
             dropout=self.dropout,
             ops=ops,
         )
+        opt: SGD | Adam
         if self.optimizer == "sgd":
             opt = SGD(net.params, self.lr, self.momentum, self.weight_decay, ops=ops)
         else:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import time
+from typing import Any
 
 import numpy as np
 
@@ -132,7 +133,11 @@ def _dead_units(clf, X) -> int:
 
 # --------------------------------------------------------------------------- accuracy study
 STUDY_ACTIVATIONS = ("sigmoid", "tanh", "relu", "leaky_relu", "prelu", "elu", "gelu", "silu")
-VARIANTS = {"plain": {}, "batch_norm": {"batch_norm": True}, "dropout": {"dropout": 0.2}}
+VARIANTS: dict[str, dict[str, Any]] = {
+    "plain": {},
+    "batch_norm": {"batch_norm": True},
+    "dropout": {"dropout": 0.2},
+}
 TARGETS = {"digits": 0.97, "spirals": 0.95}
 #: per dataset: (learning rate, epochs multiplier); spirals is small (750 training points)
 #: and needs more, larger steps than digits to be learned at all
