@@ -11,6 +11,7 @@ accumulate on the device: one copy to the host per epoch. Imported only for devi
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import numpy as np
 from numba import cuda
@@ -39,6 +40,7 @@ class DeviceOps:
 
     def __init__(self):
         self.cupy = _cupy()
+        self._buffers: dict[tuple, Any] = {}  # reused device arrays
 
     def asarray(self, a):
         return cuda.to_device(np.ascontiguousarray(a))
@@ -89,9 +91,9 @@ class DeviceOps:
 
     def _partial(self, rows, cols):
         key = ("partial", rows, cols)
-        buf = self.__dict__.get(key)
+        buf = self._buffers.get(key)
         if buf is None:
-            buf = self.__dict__[key] = cuda.device_array((rows, cols), np.float64)
+            buf = self._buffers[key] = cuda.device_array((rows, cols), np.float64)
         return buf
 
     def prelu(self, z, slope, h):
@@ -164,9 +166,9 @@ class DeviceOps:
 
     def _batch_buf(self, name, shape, dtype):
         key = ("batch", name)
-        buf = self.__dict__.get(key)
+        buf = self._buffers.get(key)
         if buf is None or buf.shape[0] < shape[0]:
-            buf = self.__dict__[key] = cuda.device_array(shape, dtype)
+            buf = self._buffers[key] = cuda.device_array(shape, dtype)
         return buf[: shape[0]]
 
     def start_epoch(self, n_layers):

@@ -18,6 +18,7 @@ in ``ACTIVATIONS``, a NumPy reference in ``fastact.reference``, then
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -426,7 +427,7 @@ class Activation:
     #: (argument name, {value: activation name}): a string argument that picks a variant
     choice: tuple = ()
     #: a check across parameters: (a, b) -> error message, or "" when they are valid
-    validate: object = None
+    validate: Callable[[float, float], str] | None = None
 
 
 def _ordered_bounds(min_val, max_val):

@@ -476,7 +476,10 @@ def batch_norm(x, gamma, beta, running_mean, running_var, training, momentum=0.1
     xhat = cuda.device_array(x.shape, dtype)
     inv_std = cuda.device_array(f, dtype)
     center = cuda.device_array(f, dtype)
-    _batch_norm_into(x, *vectors, bool(training), momentum, eps, y, xhat, center, inv_std)
+    g_, b_, mean_, var_ = vectors
+    _batch_norm_into(
+        x, g_, b_, mean_, var_, bool(training), momentum, eps, y, xhat, center, inv_std
+    )
     gamma_copy = cuda.device_array(f, dtype)
     gamma_copy.copy_to_device(vectors[0])
     return y, BatchNormCache(xhat, gamma_copy, inv_std, bool(training))

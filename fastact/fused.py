@@ -124,7 +124,7 @@ def resolve_activation(func, activation, params):
         )
     values = [check_param(func, p.name, params.get(p.name, p.default), p.rule) for p in spec.params]
     values += [0.0] * (2 - len(values))
-    problem = spec.validate(*values) if spec.validate else ""  # type: ignore[operator]  # Activation.validate is typed object
+    problem = spec.validate(*values) if spec.validate else ""
     if problem:
         raise ValueError(f"fastact.{func}: {problem}")
     return spec, values[0], values[1]

@@ -158,20 +158,25 @@ class HostOps:
     def data(self, X, targets):
         return X, targets
 
+    _x: np.ndarray | None = None  # the minibatch buffers of batch()
+    _t: np.ndarray | None = None
+
     def batch(self, X, targets, order, start, stop):
         """The minibatch order[start:stop], gathered into reused buffers (the previous batch's
         arrays are dead by then: its backward pass is done)."""
         rows = stop - start
+        bx, bt = self._x, self._t
         if (
-            getattr(self, "_x", None) is None
-            or self._x.shape[0] < rows
-            or self._x.shape[1:] != X.shape[1:]
-            or self._x.dtype != X.dtype
-            or self._t.dtype != targets.dtype
+            bx is None
+            or bt is None
+            or bx.shape[0] < rows
+            or bx.shape[1:] != X.shape[1:]
+            or bx.dtype != X.dtype
+            or bt.dtype != targets.dtype
         ):
-            self._x = np.empty((rows, X.shape[1]), X.dtype)
-            self._t = np.empty(rows, targets.dtype)
-        x, t = self._x[:rows], self._t[:rows]
+            bx = self._x = np.empty((rows, X.shape[1]), X.dtype)
+            bt = self._t = np.empty(rows, targets.dtype)
+        x, t = bx[:rows], bt[:rows]
         gather_rows(X, targets, order, start, x, t)
         return x, t
 
