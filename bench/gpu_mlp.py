@@ -31,7 +31,7 @@ def fastact_epochs(X, y, X_test, y_test, epochs, matmul):
     os.environ["FASTACT_CUDA_MATMUL"] = matmul
     make = lambda n: MLP(M.HIDDEN, "relu", optimizer="sgd", lr=M.LR, momentum=M.MOMENTUM,  # noqa: E731
                          batch_size=M.BATCH, epochs=n, seed=0, device="cuda")  # fmt: skip
-    make(1).fit(X[:2048], y[:2048])  # compile every kernel
+    make(1).fit(X[:2048], y[:2048])  # compile every kernel (and the CuPy handles)
     times = []
     for _ in range(epochs):
         start = time.perf_counter()
@@ -85,8 +85,10 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--samples", type=int, default=M.FULL[0])
+    p.add_argument("--test-samples", type=int, default=M.FULL[1])
+    p.add_argument("--features", type=int, default=M.FULL[2])
     args = p.parse_args(argv)
-    X, y, X_test, y_test = M.data(args.samples, M.FULL[1], M.FULL[2])
+    X, y, X_test, y_test = M.data(args.samples, args.test_samples, args.features)
     rows = []
     for label, run in (
         ("fastact (CuPy matmul)", lambda: fastact_epochs(X, y, X_test, y_test, args.epochs, "")),
@@ -109,7 +111,7 @@ def main(argv=None):
         name = name.decode() if isinstance(name, bytes) else name
     except Exception:
         name = "?"
-    print(f"\n{name}: {args.samples} x {X.shape[1]}, 784-256-256-10 ReLU, batch {M.BATCH}, "
+    print(f"\n{name}: {args.samples} x {X.shape[1]}, {X.shape[1]}-256-256-10 ReLU, batch {M.BATCH}, "
           f"SGD momentum; median of {args.epochs} epochs")  # fmt: skip
     print(f"{'implementation':<24}{'s / epoch':>10}{'test acc':>10}")
     for label, t, acc in rows:

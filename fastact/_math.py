@@ -4,12 +4,15 @@ numba 0.68 has no SVML, so ``math.exp`` compiles to a scalar libm call that LLVM
 vectorize. The functions here are branch-free (range reduction, a polynomial, and
 selects), so a loop that calls them vectorizes. Each has a float32 and a float64 version;
 the generic name (``exp(x)``, ...) picks the one that matches the type of ``x``, so an
-activation is written once for both dtypes. ``typed(v, x)`` makes a constant of x's type:
-a bare Python float literal would silently promote float32 arithmetic to float64.
+activation is written once for both dtypes. The float32 versions compute in float32 (no
+float64 instruction: as many SIMD lanes as the vector width allows, no float64 on GPUs).
+``typed(v, x)`` makes a constant of x's type: a bare Python float literal would silently
+promote float32 arithmetic to float64.
 
 Accuracy (max ULP over dense sweeps of the whole domain, ``tests/test_math.py``):
 exp <= 1, expm1 <= 2, log1p <= 2, tanh <= 2, for both dtypes. Overflow gives inf,
-underflow gives (correctly rounded, possibly subnormal) values down to 0, NaN propagates.
+underflow gives (possibly subnormal) values down to 0 (float64: correctly rounded; float32:
+rounded twice, within 0.75 ULP), NaN propagates.
 """
 
 from __future__ import annotations
@@ -56,6 +59,18 @@ def _bits_float(typingctx, i):
     return float_type(i), codegen
 
 
+@intrinsic
+def fma(typingctx, a, b, c):
+    """a*b + c with a single rounding (llvm.fma); all three of one float type."""
+    if not (isinstance(a, types.Float) and a == b == c):
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.fma(*args)
+
+    return a(a, b, c), codegen
+
+
 # --------------------------------------------------------------------------- typed constants
 def typed(value, like):
     """``value`` as a constant of the float type of ``like`` (float32 stays float32)."""
@@ -88,10 +103,12 @@ _MANT_64 = i64(52)
 _LN2_HI_32 = f32(0.693145751953125)
 _LN2_LO_32 = f32(1.428606765330187045e-06)
 _EXP_HI_32 = f32(89.0)
-_EXP_LO_32 = f32(-104.0)
-_EXP_MUL_LO_32 = f32(-120.0)
+_EXP_LO_32 = f32(-120.0)  # exp(-104) already rounds to 0; one clamp for exp and exp_mul
 _BIAS_32 = i32(127)
 _MANT_32 = i32(23)
+_LOG2E_32 = f32(1.44269502)
+_SHIFT_32 = f32(12582912.0)  # 1.5 * 2**23: adding it rounds to an integer
+_SHIFT_BITS_32 = i32(0x4B400000)
 
 
 @njit(**SCALAR)
@@ -127,20 +144,6 @@ def _expm1_poly_64(r):
 
 
 @njit(**SCALAR)
-def _expm1_poly_32_in_64(r):
-    """exp(r) - 1 for |r| <= ln2/2, in float64 to float32's needs (Taylor to degree 9)."""
-    q = f64(1.0 / 362880.0)
-    q = q * r + f64(1.0 / 40320.0)
-    q = q * r + f64(1.0 / 5040.0)
-    q = q * r + f64(1.0 / 720.0)
-    q = q * r + f64(1.0 / 120.0)
-    q = q * r + f64(1.0 / 24.0)
-    q = q * r + f64(1.0 / 6.0)
-    q = q * r + f64(0.5)
-    return r + r * r * q
-
-
-@njit(**SCALAR)
 def _exp2_parts_64(k):
     """2^k as two normal factors (k in [-1154, 1024])."""
     k1 = k >> 1
@@ -149,21 +152,75 @@ def _exp2_parts_64(k):
 
 
 @njit(**SCALAR)
-def _exp_parts_32_in_64(x, lo):
-    """(exp(r) - 1, 2^k) in float64 for a float32 x clamped to [lo, 89], x = k ln2 + r.
-
-    float32 results are computed in float64 and rounded once: float32 arithmetic gave 1.02
-    ULP for exp and pushed sigmoid past 2 ULP, while the float64 version costs nothing
-    measurable (the loops are memory-bound) and rounds subnormal results exactly once."""
-    x = _EXP_HI_32 if x > _EXP_HI_32 else x
+def _exp_lean_32(x, lo, hi):
+    """(p, k) with exp(x) = 2^k (1 + p), p = r + r^2 q(r) in float32 arithmetic, x clamped to
+    [lo, hi]. x = k ln2 + r_hi + r_lo (Cody-Waite; k ln2_hi and r_hi exact), r is rounded only
+    inside the r^2 term; q of degree 5 (least squares on Chebyshev nodes, relative to expm1,
+    coefficients rounded to float32: 3e-9). 1 + p is within 0.84 ULP of exp(r) (a dense sweep)."""
+    x = hi if x > hi else x
     x = lo if x < lo else x
-    xd = f64(x)
-    t = xd * _LOG2E_64 + _SHIFT_64
-    kf = t - _SHIFT_64
-    k = _float_bits(t) - _SHIFT_BITS_64
-    r = (xd - kf * _LN2_HI_64) - kf * _LN2_LO_64
-    scale = _bits_float((k + _BIAS_64) << _MANT_64)  # 2^k, k in [-174, 129]: normal in float64
-    return _expm1_poly_32_in_64(r), scale
+    t = x * _LOG2E_32 + _SHIFT_32
+    kf = t - _SHIFT_32
+    k = i32(_float_bits(t) - _SHIFT_BITS_32)
+    r_hi = x - kf * _LN2_HI_32  # exact
+    r_lo = kf * -_LN2_LO_32
+    r = r_hi + r_lo
+    q = f32(0.0001985162089113146)
+    q = q * r + f32(0.0013941137585788965)
+    q = q * r + f32(0.008333378471434116)
+    q = q * r + f32(0.04166635125875473)
+    q = q * r + f32(0.1666666567325592)
+    q = q * r + f32(0.5)
+    return r_hi + (r_lo + (r * r) * q), k  # r rounded only inside the r^2 term
+
+
+@njit(**SCALAR)
+def _pow2_32(k):
+    """2^k as two normal float32 factors (k in [-252, 254])."""
+    k1 = i32(k >> 1)
+    k2 = i32(k - k1)
+    return (
+        _bits_float(i32((k1 + _BIAS_32) << _MANT_32)),
+        _bits_float(i32((k2 + _BIAS_32) << _MANT_32)),
+    )
+
+
+@njit(**SCALAR)
+def _pow2_1_32(k):
+    """2^k as one float32 (k in [-126, 127])."""
+    return _bits_float(i32((k + _BIAS_32) << _MANT_32))
+
+
+@njit(**SCALAR)
+def _exp_dd_32(x, x_lo, lo, hi):
+    """(y_hi, y_lo, k) with exp(x + x_lo) = 2^k (y_hi + y_lo), in float32 arithmetic.
+
+    x is clamped to [lo, hi] (x_lo is a small correction, |x_lo| < ulp(x)); x = k ln2 + r with
+    r = r_hi + r_lo (Cody-Waite: k ln2_hi and r_hi exact), exp(r) - 1 = p_hi + p_lo from the
+    polynomial of _exp_lean_32, y_hi = 1 + p_hi rounded and y_lo its exact rounding error plus
+    p_lo: y_hi + y_lo is exp(r) to ~2^-28. For gelu's exp(-x^2/2), whose argument comes with a
+    low part. The caller scales by 2^k."""
+    x = hi if x > hi else x
+    x = lo if x < lo else x
+    t = x * _LOG2E_32 + _SHIFT_32
+    kf = t - _SHIFT_32
+    k = i32(_float_bits(t) - _SHIFT_BITS_32)
+    r_hi = x - kf * _LN2_HI_32  # exact: k ln2_hi has 8 + 16 bits, Sterbenz
+    r_lo = x_lo - kf * _LN2_LO_32
+    r = r_hi + r_lo
+    c = (r_hi - r) + r_lo
+    q = f32(0.0001985162089113146)
+    q = q * r + f32(0.0013941137585788965)
+    q = q * r + f32(0.008333378471434116)
+    q = q * r + f32(0.04166635125875473)
+    q = q * r + f32(0.1666666567325592)
+    q = q * r + f32(0.5)
+    t2 = c + (r * r) * q  # exp(r) - 1 - r, with the rounding error c of r
+    p_hi = r + t2
+    p_lo = (r - p_hi) + t2
+    y_hi = f32(1.0) + p_hi
+    y_lo = ((f32(1.0) - y_hi) + p_hi) + p_lo
+    return y_hi, y_lo, k
 
 
 @njit(**SCALAR)
@@ -175,8 +232,9 @@ def exp_f64(x):
 
 @njit(**SCALAR)
 def exp_f32(x):
-    p, scale = _exp_parts_32_in_64(x, _EXP_LO_32)
-    return f32((f64(1.0) + p) * scale)
+    p, k = _exp_lean_32(x, _EXP_LO_32, _EXP_HI_32)
+    s1, s2 = _pow2_32(k)
+    return ((f32(1.0) + p) * s1) * s2
 
 
 @njit(**SCALAR)
@@ -191,9 +249,10 @@ def exp_mul_f64(x, m):
 
 @njit(**SCALAR)
 def exp_mul_f32(x, m):
-    p, scale = _exp_parts_32_in_64(x, _EXP_MUL_LO_32)
-    y = f32(((f64(1.0) + p) * f64(m)) * scale)
-    return m * f32(0.0) if x < _EXP_MUL_LO_32 else y
+    p, k = _exp_lean_32(x, _EXP_LO_32, _EXP_HI_32)
+    s1, s2 = _pow2_32(k)
+    y = (fma(m, p, m) * s1) * s2
+    return m * f32(0.0) if x < _EXP_LO_32 else y
 
 
 @njit(**SCALAR)
@@ -211,8 +270,14 @@ def expm1_f64(x):
 
 @njit(**SCALAR)
 def expm1_f32(x):
-    p, scale = _exp_parts_32_in_64(x, _EXP_LO_32)
-    y = f32(p * scale + (scale - f64(1.0)))
+    """2^k (1 + p) - 1 = 2^k p + (2^k - 1), one rounding (fma); 2^k - 1 is exact for x in
+    [-17, 20] (k in [-24, 29]) and below the result's last bit elsewhere. x is clamped at -30
+    (expm1 = -1 in float32 below); x > 20 is exp(x) (2^k as two factors: one may overflow)."""
+    p, k = _exp_lean_32(x, f32(-30.0), _EXP_HI_32)
+    s1, s2 = _pow2_32(k)
+    s = _pow2_1_32(k if k < i32(64) else i32(64))
+    y = p * s + (s - f32(1.0))
+    y = ((f32(1.0) + p) * s1) * s2 if x > f32(20.0) else y
     return x if x == f32(0.0) else y
 
 
@@ -366,6 +431,56 @@ def erfcx_f64(a):
     return s * g
 
 
+# --------------------------------------------------------------------------- gelu, float32
+# x Phi(x) = x/2 erfc(-x/sqrt2) = x/2 erfcx(a) exp(-x^2/2) (a = |x|/sqrt2) for x <= 0, and
+# x - that for x > 0, all in float32: x^2 = h + l exactly (fma), so exp(-x^2/2) is taken of
+# -h/2 with -l/2 as its low part (exp would amplify a rounded x^2 by x^2/2); erfcx(a) = s g(v),
+# s = 1 / (1 + C1 |x|), v = A s + B, g of degree 9 fitted to the float32 constants below on
+# |x| <= 15 (least squares, coefficients rounded one by one: 1.1e-8 relative). Beyond |x| = 15
+# the erfc term is 0 in float32 (x is clamped there: x^2 stays finite).
+_GELU_C1 = f32(0.2357022613286972)
+_GELU_A = f32(2.565685510635376)
+_GELU_B = f32(-1.565685510635376)
+_GELU_X_MAX = f32(15.0)
+
+
+@njit(**SCALAR)
+def gelu_f32(x):
+    xc = _GELU_X_MAX if x > _GELU_X_MAX else x
+    xc = -_GELU_X_MAX if xc < -_GELU_X_MAX else xc
+    h = xc * xc
+    l = fma(xc, xc, -h)  # noqa: E741
+    ax = abs(xc)
+    cx = ax * _GELU_C1
+    cx_lo = fma(ax, _GELU_C1, -cx)
+    d = f32(1.0) + cx  # two-sum: d + d_lo = 1 + C1 |x| exactly
+    bd = d - f32(1.0)
+    d_lo = ((f32(1.0) - (d - bd)) + (cx - bd)) + cx_lo
+    s0 = f32(1.0) / d
+    s = s0 + (fma(-s0, d, f32(1.0)) - s0 * d_lo) * s0  # 1 / (1 + C1 |x|), ~0.5 ULP: the
+    # erfcx below is that at the x that s stands for, so s's error moves x
+    u = cx * s  # 1 - s, to float32's relative precision
+    # v = A s + B = 1 - A u: from s where s is small (tails), from u where s is near 1 (a
+    # rounded s would carry an error of 2^-25 * A into v there)
+    v = s * _GELU_A + _GELU_B if s < f32(0.5) else f32(1.0) - _GELU_A * u
+    g = f32(1.1469971468613949e-05)
+    g = g * v + f32(7.550967438874068e-06)
+    g = g * v + f32(-0.00019588254508562386)
+    g = g * v + f32(-0.00047489925054833293)
+    g = g * v + f32(0.0020989777985960245)
+    g = g * v + f32(0.01809399574995041)
+    g = g * v + f32(0.06764083355665207)
+    g = g * v + f32(0.16877371072769165)
+    g = g * v + f32(0.31034597754478455)
+    g = g * v + f32(0.43369826674461365)
+    m = (f32(0.5) * xc) * (s * g)  # x/2 erfcx(a)
+    y_hi, y_lo, k = _exp_dd_32(h * f32(-0.5), l * f32(-0.5), _EXP_LO_32, f32(0.0))
+    s1, s2 = _pow2_32(k)
+    w = fma(m, y_hi, m * y_lo)  # m (y_hi + y_lo), rounded once before the scaling
+    half_x_erfc = (w * s1) * s2
+    return half_x_erfc if x <= f32(0.0) else x - half_x_erfc  # x = -0.0 stays -0.0
+
+
 # --------------------------------------------------------------------------- generic names
 def _generic(name, impl_32, impl_64, numpy_impl):
     """A function usable from Python (NumPy) and, inside jitted code, typed on its arguments."""
@@ -403,12 +518,42 @@ exp_mul = _generic("exp_mul", exp_mul_f32, exp_mul_f64, lambda x, m: m * np.exp(
 
 
 @intrinsic
-def fma(typingctx, a, b, c):
-    """a*b + c with a single rounding (llvm.fma); all three of one float type."""
-    if not (isinstance(a, types.Float) and a == b == c):
-        return None
+def _always_inline(typingctx):
+    """Marks the function being compiled ``alwaysinline`` for LLVM (no code)."""
 
     def codegen(context, builder, signature, args):
-        return builder.fma(*args)
+        builder.function.attributes.add("alwaysinline")
+        return context.get_dummy_value()
 
-    return a(a, b, c), codegen
+    return types.none(), codegen
+
+
+def by_dtype(name, impl_32, impl_64, numpy_impl):
+    """f(x) that runs impl_32 for float32 x and impl_64 for float64 x inside jitted code (for
+    the activations whose float32 algorithm differs from their float64 one). The dispatch is
+    marked alwaysinline: left to LLVM's inliner, a large impl (gelu_f32) stayed an out-of-line
+    call and the loop did not vectorize (numba's own inline='always' for overloads broke the
+    CUDA compilation)."""
+
+    def python_version(x):
+        return numpy_impl(x)
+
+    python_version.__name__ = name
+    python_version.__qualname__ = name
+
+    def pick(impl):
+        def call(x):
+            _always_inline()
+            return impl(x)
+
+        return call
+
+    @overload(python_version, jit_options=OVERLOAD)
+    def _dispatch(x):
+        if x == types.float32:
+            return pick(impl_32)
+        if x == types.float64:
+            return pick(impl_64)
+        return None
+
+    return python_version

@@ -25,7 +25,17 @@ import numpy as np
 from numba import njit
 
 from fastact._config import SCALAR
-from fastact._math import erfcx_f64, exp, exp_mul, expm1, fma, log1p, typed
+from fastact._math import (
+    by_dtype,
+    erfcx_f64,
+    exp,
+    exp_mul,
+    expm1,
+    fma,
+    gelu_f32,
+    log1p,
+    typed,
+)
 from fastact._math import tanh as _tanh
 
 scalar = njit(**SCALAR)
@@ -223,14 +233,27 @@ def _gelu_erfc(x):
 
 
 @scalar
-def gelu(x, a, b):
+def _gelu_f64(x):
     """x Phi(x) = x/2 erfc(-x/sqrt(2)); in float64: x < 0: x/2 erfc(|t|), else
     x - x/2 erfc(|t|), with erfc(|t|) = exp(-t^2) erfcx(|t|) and x/2 erfcx applied inside exp
     (one rounding, no subnormal intermediate)."""
     xd, a2, m = _gelu_erfc(x)
     half_x_erfc = exp_mul(-a2, 0.5 * xd * m)
-    y = half_x_erfc if xd <= 0.0 else xd - half_x_erfc  # x = -0.0 stays -0.0
-    return _at_infinity(x, typed(y, x), x, typed(-0.0, x))
+    return half_x_erfc if xd <= 0.0 else xd - half_x_erfc  # x = -0.0 stays -0.0
+
+
+_gelu = by_dtype(
+    "gelu",
+    gelu_f32,
+    _gelu_f64,
+    np.vectorize(lambda v: 0.5 * v * math.erfc(-v / math.sqrt(2))),
+)
+
+
+@scalar
+def gelu(x, a, b):
+    """x Phi(x); float32: fastact._math.gelu_f32 (float32 arithmetic), float64: _gelu_f64."""
+    return _at_infinity(x, _gelu(x), x, typed(-0.0, x))
 
 
 @scalar
@@ -303,7 +326,8 @@ def gelu_tanh_grad(g, x, a, b):
 def silu(x, a, b):
     """x * sigmoid(x); stable: e = exp(-|x|), (x if x >= 0 else x e) / (1 + e)."""
     e = exp(-abs(x))
-    numerator = x if x >= typed(0.0, x) else exp_mul(x, x)  # x e^x, one rounding
+    # x e^x for x < 0, one rounding; of -|x| like e, so the float32 kernel computes e^-|x| once
+    numerator = x if x >= typed(0.0, x) else exp_mul(-abs(x), x)
     return _at_infinity(x, _over_one_plus(numerator, e), x, typed(-0.0, x))
 
 

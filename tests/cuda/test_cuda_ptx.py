@@ -21,30 +21,31 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 #: Which float32 kernels have float64 instructions in their PTX, by design (keep this table
 #: exact: the test fails both ways, so that it stays the documentation):
 #:
-#: * fastact._math computes float32 exp, expm1 and exp_mul in float64 and rounds once (0.5 ULP,
-#:   subnormal results rounded once): every activation whose forward / gradient calls them;
-#: * gelu and gelu_tanh compute in float64 throughout (double-double arguments, erfcx_f64);
+#: * fastact._math's float32 exp, expm1, exp_mul, tanh and gelu_f32 compute in float32:
+#:   no float64 in the float32 kernels that use them;
+#: * gelu_tanh, and the gradient of gelu, compute in float64 throughout (double-double
+#:   arguments, erfcx_f64);
 #: * every ``*_bias_backward`` accumulates the bias gradient in float64 (as fastact.fused on the
 #:   CPU), and ``sum_partials`` adds the float64 partial sums.
 #:
-#: On GPUs with slow float64 (consumer cards: 1/64 of float32) the exp-based float32 kernels
-#: become compute-bound; on H100/H200 (float64 at 1/2 rate) they stay memory-bound.
+#: On GPUs with slow float64 (consumer cards: 1/64 of float32) only those become
+#: compute-bound; on H100/H200 (float64 at 1/2 rate) they stay memory-bound.
 #: name: (forward uses float64, gradient uses float64)
 F64_BY_DESIGN = {
-    "sigmoid": (True, False),  # exp(-|x|); the gradient is computed from the output
-    "log_sigmoid": (True, True),  # exp; the gradient is sigmoid(-x)
-    "tanh": (True, False),  # exp(2|x|) for |x| >= 0.55; the gradient is from the output
-    "softplus": (True, True),  # exp; the gradient is sigmoid(beta x)
+    "sigmoid": (False, False),
+    "log_sigmoid": (False, False),
+    "tanh": (False, False),
+    "softplus": (False, False),
     "relu": (False, False),
     "relu6": (False, False),
     "leaky_relu": (False, False),
-    "elu": (True, True),  # expm1 / exp
-    "celu": (True, True),
-    "selu": (True, True),
-    "gelu": (True, True),  # float64 throughout
+    "elu": (False, False),
+    "celu": (False, False),
+    "selu": (False, False),
+    "gelu": (False, True),  # the gradient: float64 throughout
     "gelu_tanh": (True, True),  # float64 throughout
-    "silu": (True, True),  # exp, exp_mul
-    "mish": (True, True),  # exp, exp_mul
+    "silu": (False, False),
+    "mish": (False, False),
     "hard_sigmoid": (False, False),
     "hard_swish": (False, False),
     "hard_tanh": (False, False),
