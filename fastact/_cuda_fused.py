@@ -150,30 +150,52 @@ def dropout_backward(g, mask, scale, out):
 
 # --------------------------------------------------------------------------- batch norm
 @cuda.jit(**CUDA_KERNEL)
-def batch_norm_stats(x, running_mean, running_var, training, momentum, eps, center, inv_std):
-    """Per column (one thread each): the batch mean and biased variance (two passes, float64)
-    with the running statistics updated, or the running statistics; center = mean and
-    inv_std = 1 / sqrt(var + eps), in x's dtype."""
-    n = x.shape[0]
-    for j in range(cuda.grid(1), x.shape[1], cuda.gridsize(1)):
+def column_partials(x, center, squares, partial):
+    """partial[r, j] = sum over the rows r, r + si, ... of (x - center[j]), or of its square
+    (float64): the first stage of a column reduction, launched on a 2-D grid (x along the
+    columns, y over row blocks), so tall matrices use the whole GPU."""
+    j0, i0 = cuda.grid(2)
+    sj, si = cuda.gridsize(2)
+    for j in range(j0, x.shape[1], sj):
+        c = center[j]
+        acc = _ZERO
+        for i in range(i0, x.shape[0], si):
+            d = x[i, j] - c
+            acc += d * d if squares else d
+        partial[i0, j] = acc
+
+
+@cuda.jit(**CUDA_KERNEL)
+def batch_norm_mean(partial, n, mean):
+    """mean[j] = (sum of partial[:, j]) / n (float64)."""
+    for j in range(cuda.grid(1), mean.size, cuda.gridsize(1)):
+        acc = _ZERO
+        for r in range(partial.shape[0]):
+            acc += partial[r, j]
+        mean[j] = acc / n
+
+
+@cuda.jit(**CUDA_KERNEL)
+def batch_norm_stats(partial, n, mean, running_mean, running_var, training, momentum, eps, center,
+                     inv_std):  # fmt: skip
+    """Per column: training, the biased variance from the partial sums of squared deviations
+    (two-pass, float64) and the running statistics updated; else the running statistics.
+    center = mean and inv_std = 1 / sqrt(var + eps), in x's dtype."""
+    for j in range(cuda.grid(1), center.size, cuda.gridsize(1)):
         if training:
-            mean = _ZERO
-            for i in range(n):
-                mean += x[i, j]
-            mean /= n
+            m = mean[j]
             var = _ZERO
-            for i in range(n):
-                d = x[i, j] - mean
-                var += d * d
+            for r in range(partial.shape[0]):
+                var += partial[r, j]
             var /= n
             keep = 1.0 - momentum
-            running_mean[j] = keep * running_mean[j] + momentum * mean
+            running_mean[j] = keep * running_mean[j] + momentum * m
             running_var[j] = keep * running_var[j] + momentum * (var * (n / (n - 1.0)))
         else:
-            mean = np.float64(running_mean[j])
+            m = np.float64(running_mean[j])
             var = np.float64(running_var[j])
         inv_std[j] = 1.0 / math.sqrt(var + eps)
-        center[j] = mean
+        center[j] = m
 
 
 @cuda.jit(**CUDA_KERNEL)
@@ -190,16 +212,33 @@ def batch_norm_apply(x, gamma, beta, center, inv_std, y, xhat):
 
 
 @cuda.jit(**CUDA_KERNEL)
-def batch_norm_backward_sums(g, xhat, gamma, inv_std, training, dgamma, dbeta, k, c1, c2):
-    """Per column: dbeta = sum g, dgamma = sum g xhat (float64 sums); the coefficients of
-    dx = k (g - c1 - xhat c2): k = gamma inv_std, c1 = mean g, c2 = mean g xhat (training)."""
-    n = g.shape[0]
-    for j in range(cuda.grid(1), g.shape[1], cuda.gridsize(1)):
+def batch_norm_backward_partials(g, xhat, partial_g, partial_gx):
+    """Row-block partial sums (float64) of g and g xhat per column (2-D grid, as
+    column_partials)."""
+    j0, i0 = cuda.grid(2)
+    sj, si = cuda.gridsize(2)
+    for j in range(j0, g.shape[1], sj):
         sg = _ZERO
         sgx = _ZERO
-        for i in range(n):
+        for i in range(i0, g.shape[0], si):
             sg += g[i, j]
             sgx += g[i, j] * xhat[i, j]
+        partial_g[i0, j] = sg
+        partial_gx[i0, j] = sgx
+
+
+@cuda.jit(**CUDA_KERNEL)
+def batch_norm_backward_sums(partial_g, partial_gx, n, gamma, inv_std, training, dgamma, dbeta,
+                             k, c1, c2):  # fmt: skip
+    """Per column: dbeta = sum g, dgamma = sum g xhat (the partials added in float64); the
+    coefficients of dx = k (g - c1 - xhat c2): k = gamma inv_std, c1 = mean g, c2 = mean g
+    xhat (training; 0 with fixed statistics)."""
+    for j in range(cuda.grid(1), dbeta.size, cuda.gridsize(1)):
+        sg = _ZERO
+        sgx = _ZERO
+        for r in range(partial_g.shape[0]):
+            sg += partial_g[r, j]
+            sgx += partial_gx[r, j]
         dbeta[j] = sg
         dgamma[j] = sgx
         k[j] = gamma[j] * inv_std[j]

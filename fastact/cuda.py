@@ -487,15 +487,29 @@ def batch_norm(x, gamma, beta, running_mean, running_var, training, momentum=0.1
 
 def _batch_norm_into(x, gamma, beta, running_mean, running_var, training, momentum, eps, y, xhat,
                      center, inv_std):  # fmt: skip
-    """The two launches of a batch-norm forward (no checks; y may be x)."""
+    """The launches of a batch-norm forward (no checks; y may be x): column sums by row blocks
+    and their totals (mean), the same for the squared deviations (variance), then y."""
+    from numba import cuda
+
     k = fused_kernels()
     rows, cols = x.shape
-    if cols:
-        k.batch_norm_stats[_grid_1d(cols)](
-            x, running_mean, running_var, training, momentum, eps, center, inv_std
-        )
-        if rows:
-            k.batch_norm_apply[_grid_2d(rows, cols)](x, gamma, beta, center, inv_std, y, xhat)
+    if not cols:
+        return
+    if training:
+        blocks, threads = _grid_2d(rows, cols, _config.CUDA_BIAS_MIN_ROWS)
+        partial = cuda.device_array((blocks[1] * threads[1], cols), np.float64)
+        mean = cuda.to_device(np.zeros(cols))  # the center of the first pass: 0
+        k.column_partials[blocks, threads](x, mean, False, partial)
+        k.batch_norm_mean[_grid_1d(cols)](partial, rows, mean)
+        k.column_partials[blocks, threads](x, mean, True, partial)
+    else:
+        partial = cuda.device_array((1, cols), np.float64)  # unused with fixed statistics
+        mean = cuda.device_array(cols, np.float64)
+    k.batch_norm_stats[_grid_1d(cols)](
+        partial, rows, mean, running_mean, running_var, training, momentum, eps, center, inv_std
+    )
+    if rows:
+        k.batch_norm_apply[_grid_2d(rows, cols)](x, gamma, beta, center, inv_std, y, xhat)
 
 
 def batch_norm_backward(grad_output, cache):
@@ -524,9 +538,14 @@ def _batch_norm_backward_into(g, cache, dx, dgamma, dbeta):
     k = fused_kernels()
     dtype = np.dtype(g.dtype)
     coef = [cuda.device_array(cols, dtype) for _ in range(3)]
+    blocks, threads = _grid_2d(rows, cols, _config.CUDA_BIAS_MIN_ROWS)
+    partial_g = cuda.device_array((blocks[1] * threads[1], cols), np.float64)
+    partial_gx = cuda.device_array((blocks[1] * threads[1], cols), np.float64)
+    k.batch_norm_backward_partials[blocks, threads](g, cache.xhat, partial_g, partial_gx)
     k.batch_norm_backward_sums[_grid_1d(cols)](
-        g, cache.xhat, cache.gamma, cache.inv_std, cache.training, dgamma, dbeta, *coef
-    )
+        partial_g, partial_gx, rows, cache.gamma, cache.inv_std, cache.training, dgamma, dbeta,
+        *coef,
+    )  # fmt: skip
     if rows:
         k.batch_norm_backward_apply[_grid_2d(rows, cols)](g, cache.xhat, *coef, dx)
 

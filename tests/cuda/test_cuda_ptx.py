@@ -92,8 +92,11 @@ FUSED_F64 = {
     "bce_with_logits": True,  # the loss
     "dropout": False,
     "dropout_backward": False,
+    "column_partials": True,  # float64 partial sums
+    "batch_norm_mean": True,
     "batch_norm_stats": True,  # mean, variance
     "batch_norm_apply": False,
+    "batch_norm_backward_partials": True,
     "batch_norm_backward_sums": True,
     "batch_norm_backward_apply": False,
     "sgd": False,
