@@ -480,7 +480,7 @@ def gelu(x, approximate='none', out=None):
 
     ``x Phi(x) = x/2 (1 + erf(x / sqrt(2)))``
 
-    Stable form: ``float64: x/2 exp(-t^2) erfcx(t), t = -x/sqrt(2) in double-double``.
+    Stable form: ``x/2 exp(-t^2) erfcx(t), t = -x/sqrt(2) (float64: t in double-double; float32: t^2 split exactly, erfcx a fitted polynomial)``.
 
     Parameters
     ----------

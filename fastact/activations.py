@@ -538,7 +538,8 @@ ACTIVATIONS = {
             gelu,
             gelu_grad,
             "x Phi(x) = x/2 (1 + erf(x / sqrt(2)))",
-            "float64: x/2 exp(-t^2) erfcx(t), t = -x/sqrt(2) in double-double",
+            "x/2 exp(-t^2) erfcx(t), t = -x/sqrt(2) (float64: t in double-double; float32: "
+            "t^2 split exactly, erfcx a fitted polynomial)",
             family="smooth",
             choice=("approximate", {"none": "gelu", "tanh": "gelu_tanh"}),
         ),
