@@ -63,9 +63,6 @@ CUDA_KERNEL = dict(fastmath=False, cache=False)
 CUDA_DEVICE = dict(device=True, fastmath=False, cache=False)
 #: Shared-memory slots of a block reduction: the largest block CUDA allows.
 CUDA_MAX_THREADS = 1024
-#: Tile edge of the CUDA matrix product (fastact.cuda.matmul, used without CuPy): blocks of
-#: CUDA_TILE x CUDA_TILE threads, each computing one element from shared-memory tiles.
-CUDA_TILE = 16
 
 
 def source_fingerprint() -> str:

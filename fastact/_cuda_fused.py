@@ -94,42 +94,55 @@ def softmax(logits, out):
 
 
 @cuda.jit(**CUDA_KERNEL)
-def softmax_cross_entropy(logits, labels, grad, total):
+def softmax_cross_entropy(logits, labels, grad, total, bad):
     """total[0] += sum over rows of logsumexp(x[i]) - x[i, label] (float64);
-    grad = (softmax - onehot) / rows. One thread per row."""
+    grad = (softmax - onehot) / rows. One thread per row. A label outside [0, classes) is
+    counted in bad[0] and its row skipped (the caller raises). grad may be logits itself."""
     n = logits.shape[0]
+    classes = logits.shape[1]
     acc = _ZERO
+    wrong = _ZERO
     for i in range(cuda.grid(1), n, cuda.gridsize(1)):
+        c = labels[i]
+        if c < 0 or c >= classes:
+            wrong += 1.0
+            continue
+        x_c = logits[i, c]  # read before grad (possibly logits) is written
         m = logits[i, 0]
-        for j in range(1, logits.shape[1]):
-            m = max(m, logits[i, j])
+        for j in range(1, classes):
+            v = logits[i, j]
+            m = v if v > m else m
         s = _ZERO
-        for j in range(logits.shape[1]):
+        for j in range(classes):
             e = exp(logits[i, j] - m)  # <= 1: never overflows
             grad[i, j] = e
             s += e
-        c = labels[i]
-        acc += (np.float64(m) - np.float64(logits[i, c])) + log1p(s - 1.0)
+        acc += (np.float64(m) - np.float64(x_c)) + log1p(s - 1.0)
         scale = typed(1.0 / (s * n), m)
-        for j in range(logits.shape[1]):
+        for j in range(classes):
             grad[i, j] *= scale
         grad[i, c] -= typed(1.0 / n, m)
     _block_sum_add(acc, total, 0)
+    _block_sum_add(wrong, bad, 0)
 
 
 @cuda.jit(**CUDA_KERNEL)
-def bce_with_logits(logits, targets, grad, total):
-    """total[0] += sum of max(x, 0) - t x + log1p(exp(-|x|)) (float64); grad = (sigmoid(x) - t)/n."""
+def bce_with_logits(logits, targets, grad, total, bad):
+    """total[0] += sum of max(x, 0) - t x + log1p(exp(-|x|)) (float64); grad = (sigmoid(x) - t)/n.
+    Targets outside [0, 1] (or NaN) are counted in bad[0] (the caller raises)."""
     n = logits.size
     acc = _ZERO
+    wrong = _ZERO
     for i in range(cuda.grid(1), n, cuda.gridsize(1)):
         x = logits[i]
         t = targets[i]
+        wrong += 0.0 if (t >= 0 and t <= 1) else 1.0
         xd = np.float64(x)
         acc += (max(xd, 0.0) - xd * np.float64(t)) + log1p(exp(-abs(xd)))
         zero = typed(0.0, x)
         grad[i] = (act.sigmoid(x, zero, zero) - t) * typed(1.0 / n, x)
     _block_sum_add(acc, total, 0)
+    _block_sum_add(wrong, bad, 0)
 
 
 # --------------------------------------------------------------------------- dropout
@@ -305,8 +318,9 @@ def prelu_backward(g, x, w, out, grad_w, channels, inner):
         for t in range(part, per_channel, parts):
             i = ((t // inner) * channels + c) * inner + t % inner
             xi = x[i]
-            out[i] = act.leaky_relu_grad(g[i], xi, slope, slope)
-            acc += np.float64(zero if xi > zero else g[i] * xi)
+            gi = g[i]  # read once: out may be g itself
+            out[i] = act.leaky_relu_grad(gi, xi, slope, slope)
+            acc += np.float64(zero if xi > zero else gi * xi)
         cuda.atomic.add(grad_w, c, acc)
 
 

@@ -175,16 +175,19 @@ class DeviceOps:
         # [summed loss, correct, squared norms (scratch) x n_layers, norms x n_layers]
         self._n_layers = n_layers
         self._stats = cuda.to_device(np.zeros(2 + 2 * n_layers))
+        self._unchecked = cuda.to_device(np.zeros(1))  # labels were checked on the host in fit
 
     def loss(self, logits, y, grad, binary):
         rows = logits.shape[0]
         if binary:
             n = logits.size
             _cuda_fused.bce_with_logits[_grid_1d(n)](
-                logits.reshape(n), y, grad.reshape(n), self._stats
+                logits.reshape(n), y, grad.reshape(n), self._stats, self._unchecked
             )
         else:
-            _cuda_fused.softmax_cross_entropy[_grid_1d(rows)](logits, y, grad, self._stats)
+            _cuda_fused.softmax_cross_entropy[_grid_1d(rows)](
+                logits, y, grad, self._stats, self._unchecked
+            )
 
     def count_correct(self, logits, t, binary):
         _cuda_fused.count_correct[_grid_1d(logits.shape[0])](logits, t, binary, self._stats, 1)

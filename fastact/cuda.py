@@ -338,7 +338,7 @@ def _logits(func, logits):
 def softmax_cross_entropy(logits, labels, *, out=None):
     """``(loss, grad)`` of the mean softmax cross-entropy on the GPU (as
     :func:`fastact.fused.softmax_cross_entropy`). ``labels``: a device array of integer class
-    indices; out-of-range labels are not checked on the GPU (that would need a copy)."""
+    indices (out-of-range labels are counted on the device and raise ValueError)."""
     func = "softmax_cross_entropy"
     x = _logits(func, logits)
     y = _device_any(func, "labels", labels)
@@ -350,14 +350,20 @@ def softmax_cross_entropy(logits, labels, *, out=None):
             f"got {tuple(y.shape)}"
         )
     target, result = _new_or_out(func, out, x)
-    total = _total()
-    fused_kernels().softmax_cross_entropy[_grid_1d(x.shape[0])](x, y, target, total)
+    total, bad = _total(), _total()
+    fused_kernels().softmax_cross_entropy[_grid_1d(x.shape[0])](x, y, target, total, bad)
+    if bad.copy_to_host()[0]:
+        raise ValueError(
+            f"fastact.{func}: labels must be in [0, {x.shape[1]}) (logits has {x.shape[1]} "
+            f"classes); {int(bad.copy_to_host()[0])} label(s) are not (the gradient rows of "
+            f"those samples were not written)"
+        )
     return float(total.copy_to_host()[0]) / x.shape[0], result
 
 
 def binary_cross_entropy_with_logits(logits, targets, *, out=None):
     """``(loss, grad)`` of the mean binary cross-entropy with logits on the GPU (as
-    :func:`fastact.fused.binary_cross_entropy_with_logits`; targets are not range-checked)."""
+    :func:`fastact.fused.binary_cross_entropy_with_logits`; targets outside [0, 1] raise)."""
     func = "binary_cross_entropy_with_logits"
     x = _device(func, "logits", logits)
     if x.size == 0:
@@ -365,11 +371,16 @@ def binary_cross_entropy_with_logits(logits, targets, *, out=None):
     x = _like(func, "logits", x, x)
     t = _like(func, "targets", targets, x)
     target, result = _new_or_out(func, out, x)
-    total = _total()
+    total, bad = _total(), _total()
     n = x.size
     fused_kernels().bce_with_logits[_grid_1d(n)](
-        _flat(x, "C"), _flat(t, "C"), _flat(target, "C"), total
+        _flat(x, "C"), _flat(t, "C"), _flat(target, "C"), total, bad
     )
+    if bad.copy_to_host()[0]:
+        raise ValueError(
+            f"fastact.{func}: targets must be probabilities in [0, 1] (e.g. 0/1 labels), got "
+            f"{int(bad.copy_to_host()[0])} value(s) outside it or NaN"
+        )
     return float(total.copy_to_host()[0]) / n, result
 
 

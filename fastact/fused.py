@@ -242,10 +242,11 @@ def softmax_cross_entropy_kernel(logits, labels, grad):
     total = 0.0
     inv_n = typed(1.0 / n, logits[0, 0])
     for i in range(n):
-        m, s = _row_exp(logits, i, grad)
         c = labels[i]
+        x_c = logits[i, c]  # before grad (which may be logits itself) is written
+        m, s = _row_exp(logits, i, grad)
         # loss_i = m + log(s) - logits[i, c], in float64 (s is in [1, classes])
-        total += (np.float64(m) - np.float64(logits[i, c])) + log1p(s - 1.0)
+        total += (np.float64(m) - np.float64(x_c)) + log1p(s - 1.0)
         scale = typed(1.0 / (s * n), logits[i, 0])
         for j in range(logits.shape[1]):
             grad[i, j] *= scale

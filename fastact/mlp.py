@@ -618,6 +618,8 @@ class MLP:
         _number("momentum", self.momentum, 0.0, 1.0, high_open=True)
         _number("weight_decay", self.weight_decay, 0.0)
         _positive_int("batch_size", self.batch_size)
+        if self.batch_norm and self.batch_size < 2:
+            raise ValueError("MLP: batch_norm needs batch_size >= 2 (batch statistics)")
         _positive_int("epochs", self.epochs)
         return sizes, dtype
 
@@ -715,11 +717,16 @@ class MLP:
         weights = [layer.W for layer in net.layers]
         X_on, targets_on = ops.data(X, targets)  # on the GPU once, with device='cuda'
         progress = _Progress(self.epochs, self.verbose)
+        bounds = [(s, min(s + bs, n)) for s in range(0, n, bs)]
+        if self.batch_norm and len(bounds) > 1 and bounds[-1][1] - bounds[-1][0] == 1:
+            # batch statistics need 2 rows (a 1-row batch has variance 0 and an undefined
+            # unbiased variance): the last sample joins the batch before it
+            bounds[-2:] = [(bounds[-2][0], n)]
         for _ in range(self.epochs):
             order = rng.permutation(n)
             ops.start_epoch(len(weights))
-            for start in range(0, n, bs):
-                x, t = ops.batch(X_on, targets_on, order, start, min(start + bs, n))
+            for start, stop in bounds:
+                x, t = ops.batch(X_on, targets_on, order, start, stop)
                 logits = net.train_step(x, t, rng)
                 opt.step()
                 ops.count_correct(logits, t, binary)
@@ -728,7 +735,7 @@ class MLP:
             total_loss, correct, norms = ops.end_epoch()
             history["loss"].append(total_loss / n)
             history["train_accuracy"].append(correct / n)
-            history["grad_norms"].append((np.asarray(norms) / math.ceil(n / bs)).tolist())
+            history["grad_norms"].append((np.asarray(norms) / len(bounds)).tolist())
             if validation_data is not None:
                 history["val_accuracy"].append(float(np.mean(self._logits_argmax(Xv) == yv_idx)))
             progress.update(history)

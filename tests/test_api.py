@@ -443,3 +443,27 @@ def test_hot_path_read_only_unaligned_and_views(dtype):
     inplace = x.copy()
     assert fa.sigmoid(inplace, out=inplace) is inplace
     np.testing.assert_allclose(inplace, want, rtol=4 * np.finfo(dtype).eps)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_first_hot_call_in_place_runs_the_kernel_once(dtype):
+    """The first hot-path call of an op and dtype finds the compiled entry point: in place, it
+    must still apply the op once (forward and backward)."""
+    from fastact import _functions
+
+    op = _functions._SIGMOID
+    op._entries.clear()
+    x = np.array([0.0, 1.0], dtype)
+    assert fa.sigmoid(x, out=x) is x
+    np.testing.assert_allclose(x, [0.5, 1 / (1 + np.exp(-1.0))], rtol=4 * np.finfo(dtype).eps)
+    op._entries.clear()
+    g = np.ones(2, dtype)
+    fa.sigmoid_backward(g, np.full(2, 0.5, dtype), out=g)
+    np.testing.assert_array_equal(g, [0.25, 0.25])
+    elu = _functions._ELU
+    elu._entries.clear()
+    z = np.array([-1.0, 2.0], dtype)
+    fa.elu(z, alpha=0.5, out=z)  # non-default parameter through the cached entry
+    np.testing.assert_allclose(z, [0.5 * np.expm1(-1.0), 2.0], rtol=4 * np.finfo(dtype).eps)
+    with pytest.raises(TypeError, match="alpha must be a real number"):
+        fa.elu(np.zeros(3, dtype), alpha=np.array([1.0, 2.0]))

@@ -237,3 +237,16 @@ def test_bad_data():
         clf.predict(X[:, :3])
     with pytest.raises(ValueError, match="X contains NaN"):
         clf.predict_proba(bad)
+
+
+def test_batch_norm_last_batch_of_one_row_joins_the_previous():
+    """9 samples in batches of 8 would leave a 1-row batch: its variance is undefined (the
+    running variance became NaN and every prediction NaN)."""
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((9, 3))
+    y = np.arange(9) % 2
+    clf = MLP(hidden_sizes=(4,), batch_norm=True, batch_size=8, epochs=2, seed=0).fit(X, y)
+    assert np.isfinite(clf.network_.layers[0].running_var).all()
+    assert np.isfinite(clf.predict_proba(X)).all()
+    with pytest.raises(ValueError, match="batch_size >= 2"):
+        MLP(batch_norm=True, batch_size=1).fit(X, y)

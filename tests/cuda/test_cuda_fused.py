@@ -50,6 +50,16 @@ def test_softmax_cross_entropy_matches_cpu(dtype, rng):
     out = cuda.device_array((37, 5), dtype)
     _, returned = fused.softmax_cross_entropy(dev(logits), dev(labels), out=out)
     assert returned is out
+    in_place = dev(logits)  # out=logits: the labelled logit is read before the row is written
+    loss2, returned = fused.softmax_cross_entropy(in_place, dev(labels), out=in_place)
+    assert returned is in_place
+    np.testing.assert_allclose(loss2, cpu_loss, rtol=SUM_RTOL[dtype])
+    assert_close(to_host(in_place), cpu_grad, dtype)
+    for bad in (-1, 5):
+        wrong = labels.copy()
+        wrong[3] = bad
+        with pytest.raises(ValueError, match=r"labels must be in \[0, 5\)"):
+            fused.softmax_cross_entropy(dev(logits), dev(wrong))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -61,6 +71,20 @@ def test_bce_with_logits_matches_cpu(dtype, rng):
     cpu_loss, cpu_grad = fused.binary_cross_entropy_with_logits(logits, targets)
     np.testing.assert_allclose(loss, cpu_loss, rtol=SUM_RTOL[dtype])
     assert_ulp(to_host(grad), cpu_grad, MAX_ULP)
+    targets[2, 2] = 1.5
+    with pytest.raises(ValueError, match=r"targets must be probabilities in \[0, 1\]"):
+        fused.binary_cross_entropy_with_logits(dev(logits), dev(targets))
+
+
+@pytest.mark.parametrize("block", [7, 12])
+def test_block_reductions_with_odd_block_sizes(block, monkeypatch, rng):
+    """The shared-memory block sum for block sizes that are not powers of two."""
+    monkeypatch.setattr(_config, "CUDA_BLOCK_SIZE", block)
+    logits = rng.standard_normal(101)
+    targets = rng.uniform(0, 1, 101)
+    loss, _ = fused.binary_cross_entropy_with_logits(dev(logits), dev(targets))
+    cpu_loss, _ = fused.binary_cross_entropy_with_logits(logits, targets)
+    np.testing.assert_allclose(loss, cpu_loss, rtol=1e-13)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -152,6 +176,11 @@ def test_prelu_matches_cpu(dtype, shape, weight, rng):
     assert_ulp(to_host(gi), cpu_gi, 0)
     assert gw.shape == cpu_gw.shape
     np.testing.assert_allclose(to_host(gw), cpu_gw, rtol=SUM_RTOL[dtype], atol=1e-12)
+    d_g = dev(g)  # out=grad_output: the slope gradient reads g before it is overwritten
+    gi2, gw2 = fa.prelu_backward(d_g, dev(x), dev(w), out=d_g)
+    assert gi2 is d_g
+    assert_ulp(to_host(gi2), cpu_gi, 0)
+    np.testing.assert_allclose(to_host(gw2), cpu_gw, rtol=SUM_RTOL[dtype], atol=1e-12)
 
 
 def test_fused_errors_name_the_argument():

@@ -65,10 +65,13 @@ def test_device_float32_with_dropout_trains(rng):
     assert np.isfinite(clf.history_["loss"]).all()
     again = MLP(hidden_sizes=(6,), dropout=0.3, epochs=3, batch_size=16, lr=0.05, seed=0,
                 device="cuda").fit(X, y)  # fmt: skip
-    assert again.history_["loss"] == clf.history_["loss"]  # same seed, same masks
+    # same seed, same masks (the loss sums' block order may vary on a GPU: not bitwise)
+    np.testing.assert_allclose(again.history_["loss"], clf.history_["loss"], rtol=1e-6)
 
 
-@pytest.mark.parametrize("trans_a, trans_b", [(False, False), (True, False), (False, True)])
+@pytest.mark.parametrize(
+    "trans_a, trans_b", [(False, False), (True, False), (False, True), (True, True)]
+)
 def test_matmul_kernel(trans_a, trans_b, rng):
     from fastact._cuda_mlp import DeviceOps
 
