@@ -152,25 +152,40 @@ def _exp2_parts_64(k):
 
 
 @njit(**SCALAR)
-def _exp_lean_32(x, lo, hi):
-    """(p, k) with exp(x) = 2^k (1 + p), p = r + r^2 q(r) in float32 arithmetic, x clamped to
-    [lo, hi]. x = k ln2 + r_hi + r_lo (Cody-Waite; k ln2_hi and r_hi exact), r is rounded only
-    inside the r^2 term; q of degree 5 (least squares on Chebyshev nodes, relative to expm1,
-    coefficients rounded to float32: 3e-9). 1 + p is within 0.84 ULP of exp(r) (a dense sweep)."""
+def _reduce_32(x, x_lo, lo, hi):
+    """(k, r_hi, r_lo, r): x + x_lo = k ln2 + r_hi + r_lo, x clamped to [lo, hi] first
+    (Cody-Waite: k ln2_hi has 8 + 16 bits, so k ln2_hi and r_hi = x - k ln2_hi are exact,
+    Sterbenz); r = r_hi + r_lo rounded."""
     x = hi if x > hi else x
     x = lo if x < lo else x
     t = x * _LOG2E_32 + _SHIFT_32
     kf = t - _SHIFT_32
     k = i32(_float_bits(t) - _SHIFT_BITS_32)
     r_hi = x - kf * _LN2_HI_32  # exact
-    r_lo = kf * -_LN2_LO_32
-    r = r_hi + r_lo
+    r_lo = x_lo - kf * _LN2_LO_32
+    return k, r_hi, r_lo, r_hi + r_lo
+
+
+@njit(**SCALAR)
+def _exp_q_32(r):
+    """q(r) with exp(r) - 1 = r + r^2 q(r) for |r| <= ln2/2: degree 5, least squares on
+    Chebyshev nodes relative to expm1, coefficients rounded to float32 (3e-9)."""
     q = f32(0.0001985162089113146)
     q = q * r + f32(0.0013941137585788965)
     q = q * r + f32(0.008333378471434116)
     q = q * r + f32(0.04166635125875473)
     q = q * r + f32(0.1666666567325592)
-    q = q * r + f32(0.5)
+    return q * r + f32(0.5)
+
+
+@njit(**SCALAR)
+def _exp_lean_32(x, lo, hi):
+    """(p, k) with exp(x) = 2^k (1 + p), p = r + r^2 q(r) in float32 arithmetic, x clamped to
+    [lo, hi]. x = k ln2 + r_hi + r_lo (Cody-Waite; k ln2_hi and r_hi exact), r is rounded only
+    inside the r^2 term; q of degree 5 (least squares on Chebyshev nodes, relative to expm1,
+    coefficients rounded to float32: 3e-9). 1 + p is within 0.84 ULP of exp(r) (a dense sweep)."""
+    k, r_hi, r_lo, r = _reduce_32(x, f32(0.0), lo, hi)
+    q = _exp_q_32(r)
     return r_hi + (r_lo + (r * r) * q), k  # r rounded only inside the r^2 term
 
 
@@ -200,21 +215,9 @@ def _exp_dd_32(x, x_lo, lo, hi):
     polynomial of _exp_lean_32, y_hi = 1 + p_hi rounded and y_lo its exact rounding error plus
     p_lo: y_hi + y_lo is exp(r) to ~2^-28. For gelu's exp(-x^2/2), whose argument comes with a
     low part. The caller scales by 2^k."""
-    x = hi if x > hi else x
-    x = lo if x < lo else x
-    t = x * _LOG2E_32 + _SHIFT_32
-    kf = t - _SHIFT_32
-    k = i32(_float_bits(t) - _SHIFT_BITS_32)
-    r_hi = x - kf * _LN2_HI_32  # exact: k ln2_hi has 8 + 16 bits, Sterbenz
-    r_lo = x_lo - kf * _LN2_LO_32
-    r = r_hi + r_lo
+    k, r_hi, r_lo, r = _reduce_32(x, x_lo, lo, hi)
     c = (r_hi - r) + r_lo
-    q = f32(0.0001985162089113146)
-    q = q * r + f32(0.0013941137585788965)
-    q = q * r + f32(0.008333378471434116)
-    q = q * r + f32(0.04166635125875473)
-    q = q * r + f32(0.1666666567325592)
-    q = q * r + f32(0.5)
+    q = _exp_q_32(r)
     t2 = c + (r * r) * q  # exp(r) - 1 - r, with the rounding error c of r
     p_hi = r + t2
     p_lo = (r - p_hi) + t2

@@ -459,20 +459,12 @@ def batch_norm(x, gamma, beta, running_mean, running_var, training, momentum=0.1
     (running statistics updated in place on the device)."""
     from numba import cuda
 
-    from fastact._api import check_param
-    from fastact.fused import BatchNormCache
+    from fastact.fused import BatchNormCache, _batch_norm_scalars
 
     func = "batch_norm"
     x = _matrix(func, "x", x, 2)
     n, f = x.shape
-    if training and n < 2:
-        raise ValueError(
-            f"fastact.{func}: training needs at least 2 rows for batch statistics, got {n}"
-        )
-    momentum = check_param(func, "momentum", momentum, "nonnegative")
-    eps = check_param(func, "eps", eps, "nonnegative")
-    if momentum > 1:
-        raise ValueError(f"fastact.{func}: momentum must be in [0, 1], got {momentum!r}")
+    momentum, eps = _batch_norm_scalars(func, n, training, momentum, eps)
     vectors = [
         _like(func, name, value, x, (f,))
         for name, value in (

@@ -577,6 +577,19 @@ def _state_vector(func, name, value, f):
     return value
 
 
+def _batch_norm_scalars(func, rows, training, momentum, eps):
+    """batch_norm's momentum and eps, checked (CPU and GPU): training needs >= 2 rows."""
+    if training and rows < 2:
+        raise ValueError(
+            f"fastact.{func}: training needs at least 2 rows for batch statistics, got {rows}"
+        )
+    momentum = check_param(func, "momentum", momentum, "nonnegative")
+    eps = check_param(func, "eps", eps, "nonnegative")
+    if momentum > 1:
+        raise ValueError(f"fastact.{func}: momentum must be in [0, 1], got {momentum!r}")
+    return momentum, eps
+
+
 def batch_norm(x, gamma, beta, running_mean, running_var, training, momentum=0.1, eps=1e-5):
     """1-D batch normalization of a (batch, features) array, as ``torch.nn.BatchNorm1d``.
 
@@ -599,14 +612,7 @@ def batch_norm(x, gamma, beta, running_mean, running_var, training, momentum=0.1
         return cuda.batch_norm(x, gamma, beta, running_mean, running_var, training, momentum, eps)
     x = _float_array(func, "x", x, ndim=2)
     n, f = x.shape
-    if training and n < 2:
-        raise ValueError(
-            f"fastact.{func}: training needs at least 2 rows for batch statistics, got {n}"
-        )
-    momentum = check_param(func, "momentum", momentum, "nonnegative")
-    eps = check_param(func, "eps", eps, "nonnegative")
-    if momentum > 1:
-        raise ValueError(f"fastact.{func}: momentum must be in [0, 1], got {momentum!r}")
+    momentum, eps = _batch_norm_scalars(func, n, training, momentum, eps)
     compute, result = result_dtypes(x.dtype)
     params = []
     for name, value in (("gamma", gamma), ("beta", beta)):
