@@ -78,7 +78,7 @@ import numpy as np  # noqa: E402
 from numba import cuda  # noqa: E402
 
 import fastact as fa  # noqa: E402
-from fastact import _config, fused  # noqa: E402
+from fastact import _config, fused, reference  # noqa: E402
 from fastact.activations import ACTIVATIONS, SELU_ALPHA, SELU_SCALE  # noqa: E402
 
 if ARGS.simulate:  # one Python thread per GPU thread: few of them, still several blocks
@@ -98,50 +98,11 @@ def label(name, kw):
 
 
 # --------------------------------------------------------------------------- checks
-def specials(dtype):
-    info = np.finfo(dtype)
-    v = [
-        -np.inf,
-        -info.max,
-        -1e30,
-        -1e4,
-        -1000.0,
-        -100.0,
-        -30.0,
-        -20.0,
-        -6.0,
-        -3.0,
-        -1.0,
-        -0.5,
-        -1e-30,
-        -info.tiny / 4,
-        -0.0,
-        0.0,
-        info.tiny / 4,
-        1e-30,
-        0.5,
-        1.0,
-        3.0,
-        6.0,
-        20.0,
-        30.0,
-        100.0,
-        1000.0,
-        1e4,
-        1e30,
-        info.max,
-        np.inf,
-        np.nan,
-    ]
-    with np.errstate(over="ignore"):
-        return np.array(v, dtype)
-
-
 def sample(rng, n, dtype, with_specials=True):
     scale = np.repeat([0.3, 3.0, 30.0], -(-n // 3))[:n]
     x = (rng.standard_normal(n) * scale).astype(dtype)
     if with_specials:
-        s = specials(dtype)[:n]
+        s = reference.special_values(dtype)[:n]
         x[: s.size] = s
     return x
 

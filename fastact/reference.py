@@ -15,6 +15,7 @@ import numpy as np
 from fastact.activations import GELU_TANH_K0, GELU_TANH_K1, SELU_ALPHA, SELU_SCALE
 
 __all__ = [
+    "special_values",
     "sigmoid",
     "sigmoid_backward",
     "log_sigmoid",
@@ -315,3 +316,17 @@ def hard_tanh(x, min_val=-1.0, max_val=1.0):
 def hard_tanh_backward(grad_output, x, min_val=-1.0, max_val=1.0):
     x = _f(x)
     return np.where((x > min_val) & (x < max_val), grad_output, 0)
+
+
+def special_values(dtype) -> np.ndarray:
+    """The special inputs every kernel is checked on (tests, ``bench/gpu.py``): +-inf, +-max,
+    huge and large magnitudes, +-subnormals, +-0, small and moderate values, NaN (31 values of
+    ``dtype``; values beyond its range become inf)."""
+    info = np.finfo(dtype)
+    values = [
+        -np.inf, -info.max, -1e30, -1e4, -1000.0, -100.0, -30.0, -20.0, -6.0, -3.0, -1.0, -0.5,
+        -1e-30, -info.tiny / 4, -0.0, 0.0, info.tiny / 4, 1e-30, 0.5, 1.0, 3.0, 6.0, 20.0, 30.0,
+        100.0, 1000.0, 1e4, 1e30, info.max, np.inf, np.nan,
+    ]  # fmt: skip
+    with np.errstate(over="ignore"):
+        return np.array(values, dtype=dtype)

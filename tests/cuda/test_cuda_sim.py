@@ -46,42 +46,7 @@ def registry_name(name, kw):
 
 
 def special(dtype):
-    info = np.finfo(dtype)
-    values = [
-        -np.inf,
-        -info.max,
-        -1e30,
-        -1e4,
-        -1000.0,
-        -100.0,
-        -30.0,
-        -20.0,
-        -6.0,
-        -3.0,
-        -1.0,
-        -0.5,
-        -1e-30,
-        -info.tiny / 4,
-        -0.0,
-        0.0,
-        info.tiny / 4,
-        1e-30,
-        0.5,
-        1.0,
-        3.0,
-        6.0,
-        20.0,
-        30.0,
-        100.0,
-        1000.0,
-        1e4,
-        1e30,
-        info.max,
-        np.inf,
-        np.nan,
-    ]
-    with np.errstate(over="ignore"):
-        return np.array(values, dtype=dtype)
+    return reference.special_values(dtype)
 
 
 def inputs(dtype, rng, n=50):
