@@ -19,6 +19,7 @@ from numba import cuda, float64, njit
 from fastact import activations as act
 from fastact._config import CUDA_DEVICE, CUDA_KERNEL, CUDA_MAX_THREADS, SCALAR
 from fastact._math import exp, log1p, typed
+from fastact.fused import adam_step, sgd_step
 
 _M32 = np.uint64(0xFFFFFFFF)
 _C1 = np.uint64(0x7FEB352D)
@@ -272,27 +273,21 @@ def batch_norm_backward_apply(g, xhat, k, c1, c2, dx):
 # --------------------------------------------------------------------------- optimizers
 @cuda.jit(**CUDA_KERNEL)
 def sgd(p, g, v, lr, momentum, weight_decay, nesterov):
-    """As fastact.fused.sgd_kernel (torch.optim.SGD, dampening 0); v unused without momentum."""
+    """fastact.fused.sgd_step over a parameter (v not touched without momentum)."""
     for i in range(cuda.grid(1), p.size, cuda.gridsize(1)):
-        d = g[i] + weight_decay * p[i]
         if momentum != 0:
-            buf = momentum * v[i] + d
-            v[i] = buf
-            d = d + momentum * buf if nesterov else buf
-        p[i] -= lr * d
+            p[i], v[i] = sgd_step(p[i], g[i], v[i], lr, momentum, weight_decay, nesterov)
+        else:
+            p[i] = sgd_step(p[i], g[i], typed(0.0, lr), lr, momentum, weight_decay, False)[0]
 
 
 @cuda.jit(**CUDA_KERNEL)
-def adam(p, g, m, v, step_size, beta1, one_minus_beta1, beta2, one_minus_beta2, inv_sqrt_bias2,
-         eps, weight_decay):  # fmt: skip
-    """As fastact.fused.adam_kernel (torch.optim.Adam with L2 weight decay)."""
+def adam(p, g, m, v, step_size, beta1, one_minus_beta1, beta2, one_minus_beta2, inv_sqrt_bias2, eps, weight_decay):  # fmt: skip
+    """fastact.fused.adam_step over a parameter."""
     for i in range(cuda.grid(1), p.size, cuda.gridsize(1)):
-        d = g[i] + weight_decay * p[i]
-        mi = beta1 * m[i] + one_minus_beta1 * d
-        vi = beta2 * v[i] + one_minus_beta2 * (d * d)
-        m[i] = mi
-        v[i] = vi
-        p[i] -= step_size * mi / (math.sqrt(vi) * inv_sqrt_bias2 + eps)
+        p[i], m[i], v[i] = adam_step(
+            p[i], g[i], m[i], v[i], step_size, beta1, one_minus_beta1, beta2, one_minus_beta2, inv_sqrt_bias2, eps, weight_decay
+        )  # fmt: skip
 
 
 # --------------------------------------------------------------------------- prelu

@@ -36,7 +36,7 @@ from fastact._api import (
     pick,
     result_dtypes,
 )
-from fastact._config import PARALLEL_THRESHOLD, SERIAL
+from fastact._config import PARALLEL_THRESHOLD, SCALAR, SERIAL
 from fastact._math import exp, log1p, typed
 from fastact.activations import ACTIVATIONS
 
@@ -671,45 +671,48 @@ def batch_norm_backward(grad_output, cache):
 
 
 # --------------------------------------------------------------------------- optimizers
+@njit(**SCALAR)
+def sgd_step(p, g, v, lr, momentum, weight_decay, nesterov):
+    """One element's SGD step, shared by the CPU and CUDA kernels: (new p, new velocity).
+    d = g + wd p; v = momentum v + d; p -= lr (d + momentum v if nesterov else v). With
+    momentum 0 (and v 0) the step is d."""
+    d = g + weight_decay * p
+    buf = momentum * v + d
+    return p - lr * (d + momentum * buf if nesterov else buf), buf
+
+
+@njit(**SCALAR)
+def adam_step(p, g, m, v, step_size, beta1, one_minus_beta1, beta2, one_minus_beta2,
+              inv_sqrt_bias2, eps, weight_decay):  # fmt: skip
+    """One element's Adam step, shared by the CPU and CUDA kernels: (new p, new m, new v).
+    m, v: moving averages of d = g + wd p and d^2; p -= step_size m / (sqrt(v) inv_sqrt_bias2
+    + eps), step_size = lr / (1 - beta1^t), inv_sqrt_bias2 = 1 / sqrt(1 - beta2^t)."""
+    d = g + weight_decay * p
+    mi = beta1 * m + one_minus_beta1 * d
+    vi = beta2 * v + one_minus_beta2 * (d * d)
+    return p - step_size * mi / (math.sqrt(vi) * inv_sqrt_bias2 + eps), mi, vi
+
+
 @njit(**SERIAL)
 def sgd_kernel(p, g, v, lr, momentum, weight_decay, nesterov):
-    """d = g + wd p; with momentum: v = momentum v + d, d = d + momentum v (Nesterov) or v;
-    p -= lr d. As ``torch.optim.SGD`` (dampening 0)."""
+    """sgd_step over a parameter, in place (as ``torch.optim.SGD``, dampening 0); v is not
+    read or written without momentum (it may be empty)."""
     if momentum == 0:
+        zero = typed(0.0, lr)
         for i in range(p.size):
-            p[i] -= lr * (g[i] + weight_decay * p[i])
+            p[i] = sgd_step(p[i], g[i], zero, lr, momentum, weight_decay, False)[0]
     else:
         for i in range(p.size):
-            d = g[i] + weight_decay * p[i]
-            buf = momentum * v[i] + d
-            v[i] = buf
-            p[i] -= lr * (d + momentum * buf if nesterov else buf)
+            p[i], v[i] = sgd_step(p[i], g[i], v[i], lr, momentum, weight_decay, nesterov)
 
 
 @njit(**SERIAL)
-def adam_kernel(
-    p,
-    g,
-    m,
-    v,
-    step_size,
-    beta1,
-    one_minus_beta1,
-    beta2,
-    one_minus_beta2,
-    inv_sqrt_bias2,
-    eps,
-    weight_decay,
-):
-    """As ``torch.optim.Adam``: m, v moving averages of d = g + wd p and d^2;
-    p -= lr / (1 - beta1^t) * m / (sqrt(v / (1 - beta2^t)) + eps)."""
+def adam_kernel(p, g, m, v, step_size, beta1, one_minus_beta1, beta2, one_minus_beta2, inv_sqrt_bias2, eps, weight_decay):  # fmt: skip
+    """adam_step over a parameter, in place (as ``torch.optim.Adam``, L2 weight decay)."""
     for i in range(p.size):
-        d = g[i] + weight_decay * p[i]
-        mi = beta1 * m[i] + one_minus_beta1 * d
-        vi = beta2 * v[i] + one_minus_beta2 * (d * d)
-        m[i] = mi
-        v[i] = vi
-        p[i] -= step_size * mi / (np.sqrt(vi) * inv_sqrt_bias2 + eps)
+        p[i], m[i], v[i] = adam_step(
+            p[i], g[i], m[i], v[i], step_size, beta1, one_minus_beta1, beta2, one_minus_beta2, inv_sqrt_bias2, eps, weight_decay
+        )  # fmt: skip
 
 
 def _param_and_grad(func, param, grad):
