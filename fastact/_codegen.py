@@ -31,6 +31,7 @@ KERNEL_TEMPLATE = """
 
 @njit(**SERIAL)
 def {name}_forward_serial(x, out, a, b):
+    wide_vectors()
     for i in range(x.size):
         out[i] = act.{name}(x[i], a, b)
 
@@ -38,11 +39,13 @@ def {name}_forward_serial(x, out, a, b):
 @njit(**PARALLEL)
 def {name}_forward_parallel(x, out, a, b):
     for i in prange(x.size):
+        wide_vectors()
         out[i] = act.{name}(x[i], a, b)
 
 
 @njit(**SERIAL)
 def {name}_backward_serial(g, v, out, a, b):
+    wide_vectors()
     for i in range(out.size):
         out[i] = act.{name}_grad(g[i], v[i], a, b)
 
@@ -50,6 +53,7 @@ def {name}_backward_serial(g, v, out, a, b):
 @njit(**PARALLEL)
 def {name}_backward_parallel(g, v, out, a, b):
     for i in prange(out.size):
+        wide_vectors()
         out[i] = act.{name}_grad(g[i], v[i], a, b)
 """
 
@@ -61,6 +65,7 @@ FUSED_TEMPLATE = """
 
 @njit(**SERIAL)
 def {name}_bias_forward_serial(x, bias, out, saved, a, b):
+    wide_vectors()
     for i in range(x.shape[0]):
         for j in range(x.shape[1]):
             z = x[i, j] + bias[j]
@@ -70,6 +75,7 @@ def {name}_bias_forward_serial(x, bias, out, saved, a, b):
 @njit(**PARALLEL)
 def {name}_bias_forward_parallel(x, bias, out, saved, a, b):
     for i in prange(x.shape[0]):
+        wide_vectors()
         for j in range(x.shape[1]):
             z = x[i, j] + bias[j]
 {save}
@@ -77,6 +83,7 @@ def {name}_bias_forward_parallel(x, bias, out, saved, a, b):
 
 @njit(**SERIAL)
 def {name}_bias_backward_serial(g, saved, grad_pre, grad_bias, a, b):
+    wide_vectors()
     grad_bias[:] = 0
     for i in range(g.shape[0]):
         for j in range(g.shape[1]):
@@ -91,6 +98,7 @@ def {name}_bias_backward_parallel(g, saved, grad_pre, grad_bias, a, b):
     chunks = min(rows, FUSED_CHUNKS)
     partial = np.zeros((chunks, g.shape[1]), dtype=grad_bias.dtype)
     for c in prange(chunks):
+        wide_vectors()
         for i in range(c * rows // chunks, (c + 1) * rows // chunks):
             for j in range(g.shape[1]):
                 d = act.{name}_grad(g[i, j], saved[i, j], a, b)
@@ -338,7 +346,7 @@ def render_kernels(table) -> str:
     )
     body.append(
         "import numpy as np\nfrom numba import njit, prange\n\nfrom fastact import activations as act\n"
-        "from fastact._config import FUSED_CHUNKS, PARALLEL, SERIAL\n"
+        "from fastact._config import FUSED_CHUNKS, PARALLEL, SERIAL\nfrom fastact._math import wide_vectors\n"
     )
     for name, spec in table.items():
         body.append(KERNEL_TEMPLATE.format(name=name))

@@ -140,11 +140,15 @@ class DeviceOps:
                 g.reshape(n), mask.reshape(n), scale, out.reshape(n)
             )
 
-    def sgd(self, p, g, v, lr, momentum, weight_decay, nesterov):
+    def sgd(self, p, g, v, lr, momentum, weight_decay, nesterov, norm_slot=-1):
+        if norm_slot >= 0:
+            self._add_norm(norm_slot, g)
         if p.size:
             _cuda_fused.sgd[_grid_1d(p.size)](p, g, v, lr, momentum, weight_decay, nesterov)
 
-    def adam(self, p, g, m, v, *scalars):
+    def adam(self, p, g, m, v, *scalars, norm_slot=-1):
+        if norm_slot >= 0:
+            self._add_norm(norm_slot, g)
         if p.size:
             _cuda_fused.adam[_grid_1d(p.size)](p, g, m, v, *scalars)
 
@@ -192,7 +196,7 @@ class DeviceOps:
     def count_correct(self, logits, t, binary):
         _cuda_fused.count_correct[_grid_1d(logits.shape[0])](logits, t, binary, self._stats, 1)
 
-    def add_norm(self, k, grad):
+    def _add_norm(self, k, grad):
         n = grad.size
         scratch = 2 + k
         _cuda_fused.sum_squares[_grid_1d(n)](grad.reshape(n), self._stats, scratch)

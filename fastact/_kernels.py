@@ -5,10 +5,12 @@ from numba import njit, prange
 
 from fastact import activations as act
 from fastact._config import FUSED_CHUNKS, PARALLEL, SERIAL
+from fastact._math import wide_vectors
 
 
 @njit(**SERIAL)
 def sigmoid_forward_serial(x, out, a, b):
+    wide_vectors()
     for i in range(x.size):
         out[i] = act.sigmoid(x[i], a, b)
 
@@ -16,11 +18,13 @@ def sigmoid_forward_serial(x, out, a, b):
 @njit(**PARALLEL)
 def sigmoid_forward_parallel(x, out, a, b):
     for i in prange(x.size):
+        wide_vectors()
         out[i] = act.sigmoid(x[i], a, b)
 
 
 @njit(**SERIAL)
 def sigmoid_backward_serial(g, v, out, a, b):
+    wide_vectors()
     for i in range(out.size):
         out[i] = act.sigmoid_grad(g[i], v[i], a, b)
 
@@ -28,11 +32,13 @@ def sigmoid_backward_serial(g, v, out, a, b):
 @njit(**PARALLEL)
 def sigmoid_backward_parallel(g, v, out, a, b):
     for i in prange(out.size):
+        wide_vectors()
         out[i] = act.sigmoid_grad(g[i], v[i], a, b)
 
 
 @njit(**SERIAL)
 def sigmoid_bias_forward_serial(x, bias, out, saved, a, b):
+    wide_vectors()
     for i in range(x.shape[0]):
         for j in range(x.shape[1]):
             z = x[i, j] + bias[j]
@@ -42,6 +48,7 @@ def sigmoid_bias_forward_serial(x, bias, out, saved, a, b):
 @njit(**PARALLEL)
 def sigmoid_bias_forward_parallel(x, bias, out, saved, a, b):
     for i in prange(x.shape[0]):
+        wide_vectors()
         for j in range(x.shape[1]):
             z = x[i, j] + bias[j]
             out[i, j] = act.sigmoid(z, a, b)  # the output is what the backward needs: saved unused
@@ -49,6 +56,7 @@ def sigmoid_bias_forward_parallel(x, bias, out, saved, a, b):
 
 @njit(**SERIAL)
 def sigmoid_bias_backward_serial(g, saved, grad_pre, grad_bias, a, b):
+    wide_vectors()
     grad_bias[:] = 0
     for i in range(g.shape[0]):
         for j in range(g.shape[1]):
@@ -63,6 +71,7 @@ def sigmoid_bias_backward_parallel(g, saved, grad_pre, grad_bias, a, b):
     chunks = min(rows, FUSED_CHUNKS)
     partial = np.zeros((chunks, g.shape[1]), dtype=grad_bias.dtype)
     for c in prange(chunks):
+        wide_vectors()
         for i in range(c * rows // chunks, (c + 1) * rows // chunks):
             for j in range(g.shape[1]):
                 d = act.sigmoid_grad(g[i, j], saved[i, j], a, b)
@@ -76,6 +85,7 @@ def sigmoid_bias_backward_parallel(g, saved, grad_pre, grad_bias, a, b):
 
 @njit(**SERIAL)
 def log_sigmoid_forward_serial(x, out, a, b):
+    wide_vectors()
     for i in range(x.size):
         out[i] = act.log_sigmoid(x[i], a, b)
 
@@ -83,11 +93,13 @@ def log_sigmoid_forward_serial(x, out, a, b):
 @njit(**PARALLEL)
 def log_sigmoid_forward_parallel(x, out, a, b):
     for i in prange(x.size):
+        wide_vectors()
         out[i] = act.log_sigmoid(x[i], a, b)
 
 
 @njit(**SERIAL)
 def log_sigmoid_backward_serial(g, v, out, a, b):
+    wide_vectors()
     for i in range(out.size):
         out[i] = act.log_sigmoid_grad(g[i], v[i], a, b)
 
@@ -95,11 +107,13 @@ def log_sigmoid_backward_serial(g, v, out, a, b):
 @njit(**PARALLEL)
 def log_sigmoid_backward_parallel(g, v, out, a, b):
     for i in prange(out.size):
+        wide_vectors()
         out[i] = act.log_sigmoid_grad(g[i], v[i], a, b)
 
 
 @njit(**SERIAL)
 def log_sigmoid_bias_forward_serial(x, bias, out, saved, a, b):
+    wide_vectors()
     for i in range(x.shape[0]):
         for j in range(x.shape[1]):
             z = x[i, j] + bias[j]
@@ -110,6 +124,7 @@ def log_sigmoid_bias_forward_serial(x, bias, out, saved, a, b):
 @njit(**PARALLEL)
 def log_sigmoid_bias_forward_parallel(x, bias, out, saved, a, b):
     for i in prange(x.shape[0]):
+        wide_vectors()
         for j in range(x.shape[1]):
             z = x[i, j] + bias[j]
             saved[i, j] = z
@@ -118,6 +133,7 @@ def log_sigmoid_bias_forward_parallel(x, bias, out, saved, a, b):
 
 @njit(**SERIAL)
 def log_sigmoid_bias_backward_serial(g, saved, grad_pre, grad_bias, a, b):
+    wide_vectors()
     grad_bias[:] = 0
     for i in range(g.shape[0]):
         for j in range(g.shape[1]):
@@ -132,6 +148,7 @@ def log_sigmoid_bias_backward_parallel(g, saved, grad_pre, grad_bias, a, b):
     chunks = min(rows, FUSED_CHUNKS)
     partial = np.zeros((chunks, g.shape[1]), dtype=grad_bias.dtype)
     for c in prange(chunks):
+        wide_vectors()
         for i in range(c * rows // chunks, (c + 1) * rows // chunks):
             for j in range(g.shape[1]):
                 d = act.log_sigmoid_grad(g[i, j], saved[i, j], a, b)
@@ -145,6 +162,7 @@ def log_sigmoid_bias_backward_parallel(g, saved, grad_pre, grad_bias, a, b):
 
 @njit(**SERIAL)
 def tanh_forward_serial(x, out, a, b):
+    wide_vectors()
     for i in range(x.size):
         out[i] = act.tanh(x[i], a, b)
 
@@ -152,11 +170,13 @@ def tanh_forward_serial(x, out, a, b):
 @njit(**PARALLEL)
 def tanh_forward_parallel(x, out, a, b):
     for i in prange(x.size):
+        wide_vectors()
         out[i] = act.tanh(x[i], a, b)
 
 
 @njit(**SERIAL)
 def tanh_backward_serial(g, v, out, a, b):
+    wide_vectors()
     for i in range(out.size):
         out[i] = act.tanh_grad(g[i], v[i], a, b)
 
@@ -164,11 +184,13 @@ def tanh_backward_serial(g, v, out, a, b):
 @njit(**PARALLEL)
 def tanh_backward_parallel(g, v, out, a, b):
     for i in prange(out.size):
+        wide_vectors()
         out[i] = act.tanh_grad(g[i], v[i], a, b)
 
 
 @njit(**SERIAL)
 def tanh_bias_forward_serial(x, bias, out, saved, a, b):
+    wide_vectors()
     for i in range(x.shape[0]):
         for j in range(x.shape[1]):
             z = x[i, j] + bias[j]
@@ -178,6 +200,7 @@ def tanh_bias_forward_serial(x, bias, out, saved, a, b):
 @njit(**PARALLEL)
 def tanh_bias_forward_parallel(x, bias, out, saved, a, b):
     for i in prange(x.shape[0]):
+        wide_vectors()
         for j in range(x.shape[1]):
             z = x[i, j] + bias[j]
             out[i, j] = act.tanh(z, a, b)  # the output is what the backward needs: saved unused
@@ -185,6 +208,7 @@ def tanh_bias_forward_parallel(x, bias, out, saved, a, b):
 
 @njit(**SERIAL)
 def tanh_bias_backward_serial(g, saved, grad_pre, grad_bias, a, b):
+    wide_vectors()
     grad_bias[:] = 0
     for i in range(g.shape[0]):
         for j in range(g.shape[1]):
@@ -199,6 +223,7 @@ def tanh_bias_backward_parallel(g, saved, grad_pre, grad_bias, a, b):
     chunks = min(rows, FUSED_CHUNKS)
     partial = np.zeros((chunks, g.shape[1]), dtype=grad_bias.dtype)
     for c in prange(chunks):
+        wide_vectors()
         for i in range(c * rows // chunks, (c + 1) * rows // chunks):
             for j in range(g.shape[1]):
                 d = act.tanh_grad(g[i, j], saved[i, j], a, b)
@@ -212,6 +237,7 @@ def tanh_bias_backward_parallel(g, saved, grad_pre, grad_bias, a, b):
 
 @njit(**SERIAL)
 def softplus_forward_serial(x, out, a, b):
+    wide_vectors()
     for i in range(x.size):
         out[i] = act.softplus(x[i], a, b)
 
@@ -219,11 +245,13 @@ def softplus_forward_serial(x, out, a, b):
 @njit(**PARALLEL)
 def softplus_forward_parallel(x, out, a, b):
     for i in prange(x.size):
+        wide_vectors()
         out[i] = act.softplus(x[i], a, b)
 
 
 @njit(**SERIAL)
 def softplus_backward_serial(g, v, out, a, b):
+    wide_vectors()
     for i in range(out.size):
         out[i] = act.softplus_grad(g[i], v[i], a, b)
 
@@ -231,11 +259,13 @@ def softplus_backward_serial(g, v, out, a, b):
 @njit(**PARALLEL)
 def softplus_backward_parallel(g, v, out, a, b):
     for i in prange(out.size):
+        wide_vectors()
         out[i] = act.softplus_grad(g[i], v[i], a, b)
 
 
 @njit(**SERIAL)
 def softplus_bias_forward_serial(x, bias, out, saved, a, b):
+    wide_vectors()
     for i in range(x.shape[0]):
         for j in range(x.shape[1]):
             z = x[i, j] + bias[j]
@@ -246,6 +276,7 @@ def softplus_bias_forward_serial(x, bias, out, saved, a, b):
 @njit(**PARALLEL)
 def softplus_bias_forward_parallel(x, bias, out, saved, a, b):
     for i in prange(x.shape[0]):
+        wide_vectors()
         for j in range(x.shape[1]):
             z = x[i, j] + bias[j]
             saved[i, j] = z
@@ -254,6 +285,7 @@ def softplus_bias_forward_parallel(x, bias, out, saved, a, b):
 
 @njit(**SERIAL)
 def softplus_bias_backward_serial(g, saved, grad_pre, grad_bias, a, b):
+    wide_vectors()
     grad_bias[:] = 0
     for i in range(g.shape[0]):
         for j in range(g.shape[1]):
@@ -268,6 +300,7 @@ def softplus_bias_backward_parallel(g, saved, grad_pre, grad_bias, a, b):
     chunks = min(rows, FUSED_CHUNKS)
     partial = np.zeros((chunks, g.shape[1]), dtype=grad_bias.dtype)
     for c in prange(chunks):
+        wide_vectors()
         for i in range(c * rows // chunks, (c + 1) * rows // chunks):
             for j in range(g.shape[1]):
                 d = act.softplus_grad(g[i, j], saved[i, j], a, b)
@@ -281,6 +314,7 @@ def softplus_bias_backward_parallel(g, saved, grad_pre, grad_bias, a, b):
 
 @njit(**SERIAL)
 def relu_forward_serial(x, out, a, b):
+    wide_vectors()
     for i in range(x.size):
         out[i] = act.relu(x[i], a, b)
 
@@ -288,11 +322,13 @@ def relu_forward_serial(x, out, a, b):
 @njit(**PARALLEL)
 def relu_forward_parallel(x, out, a, b):
     for i in prange(x.size):
+        wide_vectors()
         out[i] = act.relu(x[i], a, b)
 
 
 @njit(**SERIAL)
 def relu_backward_serial(g, v, out, a, b):
+    wide_vectors()
     for i in range(out.size):
         out[i] = act.relu_grad(g[i], v[i], a, b)
 
@@ -300,11 +336,13 @@ def relu_backward_serial(g, v, out, a, b):
 @njit(**PARALLEL)
 def relu_backward_parallel(g, v, out, a, b):
     for i in prange(out.size):
+        wide_vectors()
         out[i] = act.relu_grad(g[i], v[i], a, b)
 
 
 @njit(**SERIAL)
 def relu_bias_forward_serial(x, bias, out, saved, a, b):
+    wide_vectors()
     for i in range(x.shape[0]):
         for j in range(x.shape[1]):
             z = x[i, j] + bias[j]
@@ -315,6 +353,7 @@ def relu_bias_forward_serial(x, bias, out, saved, a, b):
 @njit(**PARALLEL)
 def relu_bias_forward_parallel(x, bias, out, saved, a, b):
     for i in prange(x.shape[0]):
+        wide_vectors()
         for j in range(x.shape[1]):
             z = x[i, j] + bias[j]
             saved[i, j] = z
@@ -323,6 +362,7 @@ def relu_bias_forward_parallel(x, bias, out, saved, a, b):
 
 @njit(**SERIAL)
 def relu_bias_backward_serial(g, saved, grad_pre, grad_bias, a, b):
+    wide_vectors()
     grad_bias[:] = 0
     for i in range(g.shape[0]):
         for j in range(g.shape[1]):
@@ -337,6 +377,7 @@ def relu_bias_backward_parallel(g, saved, grad_pre, grad_bias, a, b):
     chunks = min(rows, FUSED_CHUNKS)
     partial = np.zeros((chunks, g.shape[1]), dtype=grad_bias.dtype)
     for c in prange(chunks):
+        wide_vectors()
         for i in range(c * rows // chunks, (c + 1) * rows // chunks):
             for j in range(g.shape[1]):
                 d = act.relu_grad(g[i, j], saved[i, j], a, b)
@@ -350,6 +391,7 @@ def relu_bias_backward_parallel(g, saved, grad_pre, grad_bias, a, b):
 
 @njit(**SERIAL)
 def relu6_forward_serial(x, out, a, b):
+    wide_vectors()
     for i in range(x.size):
         out[i] = act.relu6(x[i], a, b)
 
@@ -357,11 +399,13 @@ def relu6_forward_serial(x, out, a, b):
 @njit(**PARALLEL)
 def relu6_forward_parallel(x, out, a, b):
     for i in prange(x.size):
+        wide_vectors()
         out[i] = act.relu6(x[i], a, b)
 
 
 @njit(**SERIAL)
 def relu6_backward_serial(g, v, out, a, b):
+    wide_vectors()
     for i in range(out.size):
         out[i] = act.relu6_grad(g[i], v[i], a, b)
 
@@ -369,11 +413,13 @@ def relu6_backward_serial(g, v, out, a, b):
 @njit(**PARALLEL)
 def relu6_backward_parallel(g, v, out, a, b):
     for i in prange(out.size):
+        wide_vectors()
         out[i] = act.relu6_grad(g[i], v[i], a, b)
 
 
 @njit(**SERIAL)
 def relu6_bias_forward_serial(x, bias, out, saved, a, b):
+    wide_vectors()
     for i in range(x.shape[0]):
         for j in range(x.shape[1]):
             z = x[i, j] + bias[j]
@@ -384,6 +430,7 @@ def relu6_bias_forward_serial(x, bias, out, saved, a, b):
 @njit(**PARALLEL)
 def relu6_bias_forward_parallel(x, bias, out, saved, a, b):
     for i in prange(x.shape[0]):
+        wide_vectors()
         for j in range(x.shape[1]):
             z = x[i, j] + bias[j]
             saved[i, j] = z
@@ -392,6 +439,7 @@ def relu6_bias_forward_parallel(x, bias, out, saved, a, b):
 
 @njit(**SERIAL)
 def relu6_bias_backward_serial(g, saved, grad_pre, grad_bias, a, b):
+    wide_vectors()
     grad_bias[:] = 0
     for i in range(g.shape[0]):
         for j in range(g.shape[1]):
@@ -406,6 +454,7 @@ def relu6_bias_backward_parallel(g, saved, grad_pre, grad_bias, a, b):
     chunks = min(rows, FUSED_CHUNKS)
     partial = np.zeros((chunks, g.shape[1]), dtype=grad_bias.dtype)
     for c in prange(chunks):
+        wide_vectors()
         for i in range(c * rows // chunks, (c + 1) * rows // chunks):
             for j in range(g.shape[1]):
                 d = act.relu6_grad(g[i, j], saved[i, j], a, b)
@@ -419,6 +468,7 @@ def relu6_bias_backward_parallel(g, saved, grad_pre, grad_bias, a, b):
 
 @njit(**SERIAL)
 def leaky_relu_forward_serial(x, out, a, b):
+    wide_vectors()
     for i in range(x.size):
         out[i] = act.leaky_relu(x[i], a, b)
 
@@ -426,11 +476,13 @@ def leaky_relu_forward_serial(x, out, a, b):
 @njit(**PARALLEL)
 def leaky_relu_forward_parallel(x, out, a, b):
     for i in prange(x.size):
+        wide_vectors()
         out[i] = act.leaky_relu(x[i], a, b)
 
 
 @njit(**SERIAL)
 def leaky_relu_backward_serial(g, v, out, a, b):
+    wide_vectors()
     for i in range(out.size):
         out[i] = act.leaky_relu_grad(g[i], v[i], a, b)
 
@@ -438,11 +490,13 @@ def leaky_relu_backward_serial(g, v, out, a, b):
 @njit(**PARALLEL)
 def leaky_relu_backward_parallel(g, v, out, a, b):
     for i in prange(out.size):
+        wide_vectors()
         out[i] = act.leaky_relu_grad(g[i], v[i], a, b)
 
 
 @njit(**SERIAL)
 def leaky_relu_bias_forward_serial(x, bias, out, saved, a, b):
+    wide_vectors()
     for i in range(x.shape[0]):
         for j in range(x.shape[1]):
             z = x[i, j] + bias[j]
@@ -453,6 +507,7 @@ def leaky_relu_bias_forward_serial(x, bias, out, saved, a, b):
 @njit(**PARALLEL)
 def leaky_relu_bias_forward_parallel(x, bias, out, saved, a, b):
     for i in prange(x.shape[0]):
+        wide_vectors()
         for j in range(x.shape[1]):
             z = x[i, j] + bias[j]
             saved[i, j] = z
@@ -461,6 +516,7 @@ def leaky_relu_bias_forward_parallel(x, bias, out, saved, a, b):
 
 @njit(**SERIAL)
 def leaky_relu_bias_backward_serial(g, saved, grad_pre, grad_bias, a, b):
+    wide_vectors()
     grad_bias[:] = 0
     for i in range(g.shape[0]):
         for j in range(g.shape[1]):
@@ -475,6 +531,7 @@ def leaky_relu_bias_backward_parallel(g, saved, grad_pre, grad_bias, a, b):
     chunks = min(rows, FUSED_CHUNKS)
     partial = np.zeros((chunks, g.shape[1]), dtype=grad_bias.dtype)
     for c in prange(chunks):
+        wide_vectors()
         for i in range(c * rows // chunks, (c + 1) * rows // chunks):
             for j in range(g.shape[1]):
                 d = act.leaky_relu_grad(g[i, j], saved[i, j], a, b)
@@ -488,6 +545,7 @@ def leaky_relu_bias_backward_parallel(g, saved, grad_pre, grad_bias, a, b):
 
 @njit(**SERIAL)
 def elu_forward_serial(x, out, a, b):
+    wide_vectors()
     for i in range(x.size):
         out[i] = act.elu(x[i], a, b)
 
@@ -495,11 +553,13 @@ def elu_forward_serial(x, out, a, b):
 @njit(**PARALLEL)
 def elu_forward_parallel(x, out, a, b):
     for i in prange(x.size):
+        wide_vectors()
         out[i] = act.elu(x[i], a, b)
 
 
 @njit(**SERIAL)
 def elu_backward_serial(g, v, out, a, b):
+    wide_vectors()
     for i in range(out.size):
         out[i] = act.elu_grad(g[i], v[i], a, b)
 
@@ -507,11 +567,13 @@ def elu_backward_serial(g, v, out, a, b):
 @njit(**PARALLEL)
 def elu_backward_parallel(g, v, out, a, b):
     for i in prange(out.size):
+        wide_vectors()
         out[i] = act.elu_grad(g[i], v[i], a, b)
 
 
 @njit(**SERIAL)
 def elu_bias_forward_serial(x, bias, out, saved, a, b):
+    wide_vectors()
     for i in range(x.shape[0]):
         for j in range(x.shape[1]):
             z = x[i, j] + bias[j]
@@ -522,6 +584,7 @@ def elu_bias_forward_serial(x, bias, out, saved, a, b):
 @njit(**PARALLEL)
 def elu_bias_forward_parallel(x, bias, out, saved, a, b):
     for i in prange(x.shape[0]):
+        wide_vectors()
         for j in range(x.shape[1]):
             z = x[i, j] + bias[j]
             saved[i, j] = z
@@ -530,6 +593,7 @@ def elu_bias_forward_parallel(x, bias, out, saved, a, b):
 
 @njit(**SERIAL)
 def elu_bias_backward_serial(g, saved, grad_pre, grad_bias, a, b):
+    wide_vectors()
     grad_bias[:] = 0
     for i in range(g.shape[0]):
         for j in range(g.shape[1]):
@@ -544,6 +608,7 @@ def elu_bias_backward_parallel(g, saved, grad_pre, grad_bias, a, b):
     chunks = min(rows, FUSED_CHUNKS)
     partial = np.zeros((chunks, g.shape[1]), dtype=grad_bias.dtype)
     for c in prange(chunks):
+        wide_vectors()
         for i in range(c * rows // chunks, (c + 1) * rows // chunks):
             for j in range(g.shape[1]):
                 d = act.elu_grad(g[i, j], saved[i, j], a, b)
@@ -557,6 +622,7 @@ def elu_bias_backward_parallel(g, saved, grad_pre, grad_bias, a, b):
 
 @njit(**SERIAL)
 def celu_forward_serial(x, out, a, b):
+    wide_vectors()
     for i in range(x.size):
         out[i] = act.celu(x[i], a, b)
 
@@ -564,11 +630,13 @@ def celu_forward_serial(x, out, a, b):
 @njit(**PARALLEL)
 def celu_forward_parallel(x, out, a, b):
     for i in prange(x.size):
+        wide_vectors()
         out[i] = act.celu(x[i], a, b)
 
 
 @njit(**SERIAL)
 def celu_backward_serial(g, v, out, a, b):
+    wide_vectors()
     for i in range(out.size):
         out[i] = act.celu_grad(g[i], v[i], a, b)
 
@@ -576,11 +644,13 @@ def celu_backward_serial(g, v, out, a, b):
 @njit(**PARALLEL)
 def celu_backward_parallel(g, v, out, a, b):
     for i in prange(out.size):
+        wide_vectors()
         out[i] = act.celu_grad(g[i], v[i], a, b)
 
 
 @njit(**SERIAL)
 def celu_bias_forward_serial(x, bias, out, saved, a, b):
+    wide_vectors()
     for i in range(x.shape[0]):
         for j in range(x.shape[1]):
             z = x[i, j] + bias[j]
@@ -591,6 +661,7 @@ def celu_bias_forward_serial(x, bias, out, saved, a, b):
 @njit(**PARALLEL)
 def celu_bias_forward_parallel(x, bias, out, saved, a, b):
     for i in prange(x.shape[0]):
+        wide_vectors()
         for j in range(x.shape[1]):
             z = x[i, j] + bias[j]
             saved[i, j] = z
@@ -599,6 +670,7 @@ def celu_bias_forward_parallel(x, bias, out, saved, a, b):
 
 @njit(**SERIAL)
 def celu_bias_backward_serial(g, saved, grad_pre, grad_bias, a, b):
+    wide_vectors()
     grad_bias[:] = 0
     for i in range(g.shape[0]):
         for j in range(g.shape[1]):
@@ -613,6 +685,7 @@ def celu_bias_backward_parallel(g, saved, grad_pre, grad_bias, a, b):
     chunks = min(rows, FUSED_CHUNKS)
     partial = np.zeros((chunks, g.shape[1]), dtype=grad_bias.dtype)
     for c in prange(chunks):
+        wide_vectors()
         for i in range(c * rows // chunks, (c + 1) * rows // chunks):
             for j in range(g.shape[1]):
                 d = act.celu_grad(g[i, j], saved[i, j], a, b)
@@ -626,6 +699,7 @@ def celu_bias_backward_parallel(g, saved, grad_pre, grad_bias, a, b):
 
 @njit(**SERIAL)
 def selu_forward_serial(x, out, a, b):
+    wide_vectors()
     for i in range(x.size):
         out[i] = act.selu(x[i], a, b)
 
@@ -633,11 +707,13 @@ def selu_forward_serial(x, out, a, b):
 @njit(**PARALLEL)
 def selu_forward_parallel(x, out, a, b):
     for i in prange(x.size):
+        wide_vectors()
         out[i] = act.selu(x[i], a, b)
 
 
 @njit(**SERIAL)
 def selu_backward_serial(g, v, out, a, b):
+    wide_vectors()
     for i in range(out.size):
         out[i] = act.selu_grad(g[i], v[i], a, b)
 
@@ -645,11 +721,13 @@ def selu_backward_serial(g, v, out, a, b):
 @njit(**PARALLEL)
 def selu_backward_parallel(g, v, out, a, b):
     for i in prange(out.size):
+        wide_vectors()
         out[i] = act.selu_grad(g[i], v[i], a, b)
 
 
 @njit(**SERIAL)
 def selu_bias_forward_serial(x, bias, out, saved, a, b):
+    wide_vectors()
     for i in range(x.shape[0]):
         for j in range(x.shape[1]):
             z = x[i, j] + bias[j]
@@ -660,6 +738,7 @@ def selu_bias_forward_serial(x, bias, out, saved, a, b):
 @njit(**PARALLEL)
 def selu_bias_forward_parallel(x, bias, out, saved, a, b):
     for i in prange(x.shape[0]):
+        wide_vectors()
         for j in range(x.shape[1]):
             z = x[i, j] + bias[j]
             saved[i, j] = z
@@ -668,6 +747,7 @@ def selu_bias_forward_parallel(x, bias, out, saved, a, b):
 
 @njit(**SERIAL)
 def selu_bias_backward_serial(g, saved, grad_pre, grad_bias, a, b):
+    wide_vectors()
     grad_bias[:] = 0
     for i in range(g.shape[0]):
         for j in range(g.shape[1]):
@@ -682,6 +762,7 @@ def selu_bias_backward_parallel(g, saved, grad_pre, grad_bias, a, b):
     chunks = min(rows, FUSED_CHUNKS)
     partial = np.zeros((chunks, g.shape[1]), dtype=grad_bias.dtype)
     for c in prange(chunks):
+        wide_vectors()
         for i in range(c * rows // chunks, (c + 1) * rows // chunks):
             for j in range(g.shape[1]):
                 d = act.selu_grad(g[i, j], saved[i, j], a, b)
@@ -695,6 +776,7 @@ def selu_bias_backward_parallel(g, saved, grad_pre, grad_bias, a, b):
 
 @njit(**SERIAL)
 def gelu_forward_serial(x, out, a, b):
+    wide_vectors()
     for i in range(x.size):
         out[i] = act.gelu(x[i], a, b)
 
@@ -702,11 +784,13 @@ def gelu_forward_serial(x, out, a, b):
 @njit(**PARALLEL)
 def gelu_forward_parallel(x, out, a, b):
     for i in prange(x.size):
+        wide_vectors()
         out[i] = act.gelu(x[i], a, b)
 
 
 @njit(**SERIAL)
 def gelu_backward_serial(g, v, out, a, b):
+    wide_vectors()
     for i in range(out.size):
         out[i] = act.gelu_grad(g[i], v[i], a, b)
 
@@ -714,11 +798,13 @@ def gelu_backward_serial(g, v, out, a, b):
 @njit(**PARALLEL)
 def gelu_backward_parallel(g, v, out, a, b):
     for i in prange(out.size):
+        wide_vectors()
         out[i] = act.gelu_grad(g[i], v[i], a, b)
 
 
 @njit(**SERIAL)
 def gelu_bias_forward_serial(x, bias, out, saved, a, b):
+    wide_vectors()
     for i in range(x.shape[0]):
         for j in range(x.shape[1]):
             z = x[i, j] + bias[j]
@@ -729,6 +815,7 @@ def gelu_bias_forward_serial(x, bias, out, saved, a, b):
 @njit(**PARALLEL)
 def gelu_bias_forward_parallel(x, bias, out, saved, a, b):
     for i in prange(x.shape[0]):
+        wide_vectors()
         for j in range(x.shape[1]):
             z = x[i, j] + bias[j]
             saved[i, j] = z
@@ -737,6 +824,7 @@ def gelu_bias_forward_parallel(x, bias, out, saved, a, b):
 
 @njit(**SERIAL)
 def gelu_bias_backward_serial(g, saved, grad_pre, grad_bias, a, b):
+    wide_vectors()
     grad_bias[:] = 0
     for i in range(g.shape[0]):
         for j in range(g.shape[1]):
@@ -751,6 +839,7 @@ def gelu_bias_backward_parallel(g, saved, grad_pre, grad_bias, a, b):
     chunks = min(rows, FUSED_CHUNKS)
     partial = np.zeros((chunks, g.shape[1]), dtype=grad_bias.dtype)
     for c in prange(chunks):
+        wide_vectors()
         for i in range(c * rows // chunks, (c + 1) * rows // chunks):
             for j in range(g.shape[1]):
                 d = act.gelu_grad(g[i, j], saved[i, j], a, b)
@@ -764,6 +853,7 @@ def gelu_bias_backward_parallel(g, saved, grad_pre, grad_bias, a, b):
 
 @njit(**SERIAL)
 def gelu_tanh_forward_serial(x, out, a, b):
+    wide_vectors()
     for i in range(x.size):
         out[i] = act.gelu_tanh(x[i], a, b)
 
@@ -771,11 +861,13 @@ def gelu_tanh_forward_serial(x, out, a, b):
 @njit(**PARALLEL)
 def gelu_tanh_forward_parallel(x, out, a, b):
     for i in prange(x.size):
+        wide_vectors()
         out[i] = act.gelu_tanh(x[i], a, b)
 
 
 @njit(**SERIAL)
 def gelu_tanh_backward_serial(g, v, out, a, b):
+    wide_vectors()
     for i in range(out.size):
         out[i] = act.gelu_tanh_grad(g[i], v[i], a, b)
 
@@ -783,11 +875,13 @@ def gelu_tanh_backward_serial(g, v, out, a, b):
 @njit(**PARALLEL)
 def gelu_tanh_backward_parallel(g, v, out, a, b):
     for i in prange(out.size):
+        wide_vectors()
         out[i] = act.gelu_tanh_grad(g[i], v[i], a, b)
 
 
 @njit(**SERIAL)
 def gelu_tanh_bias_forward_serial(x, bias, out, saved, a, b):
+    wide_vectors()
     for i in range(x.shape[0]):
         for j in range(x.shape[1]):
             z = x[i, j] + bias[j]
@@ -798,6 +892,7 @@ def gelu_tanh_bias_forward_serial(x, bias, out, saved, a, b):
 @njit(**PARALLEL)
 def gelu_tanh_bias_forward_parallel(x, bias, out, saved, a, b):
     for i in prange(x.shape[0]):
+        wide_vectors()
         for j in range(x.shape[1]):
             z = x[i, j] + bias[j]
             saved[i, j] = z
@@ -806,6 +901,7 @@ def gelu_tanh_bias_forward_parallel(x, bias, out, saved, a, b):
 
 @njit(**SERIAL)
 def gelu_tanh_bias_backward_serial(g, saved, grad_pre, grad_bias, a, b):
+    wide_vectors()
     grad_bias[:] = 0
     for i in range(g.shape[0]):
         for j in range(g.shape[1]):
@@ -820,6 +916,7 @@ def gelu_tanh_bias_backward_parallel(g, saved, grad_pre, grad_bias, a, b):
     chunks = min(rows, FUSED_CHUNKS)
     partial = np.zeros((chunks, g.shape[1]), dtype=grad_bias.dtype)
     for c in prange(chunks):
+        wide_vectors()
         for i in range(c * rows // chunks, (c + 1) * rows // chunks):
             for j in range(g.shape[1]):
                 d = act.gelu_tanh_grad(g[i, j], saved[i, j], a, b)
@@ -833,6 +930,7 @@ def gelu_tanh_bias_backward_parallel(g, saved, grad_pre, grad_bias, a, b):
 
 @njit(**SERIAL)
 def silu_forward_serial(x, out, a, b):
+    wide_vectors()
     for i in range(x.size):
         out[i] = act.silu(x[i], a, b)
 
@@ -840,11 +938,13 @@ def silu_forward_serial(x, out, a, b):
 @njit(**PARALLEL)
 def silu_forward_parallel(x, out, a, b):
     for i in prange(x.size):
+        wide_vectors()
         out[i] = act.silu(x[i], a, b)
 
 
 @njit(**SERIAL)
 def silu_backward_serial(g, v, out, a, b):
+    wide_vectors()
     for i in range(out.size):
         out[i] = act.silu_grad(g[i], v[i], a, b)
 
@@ -852,11 +952,13 @@ def silu_backward_serial(g, v, out, a, b):
 @njit(**PARALLEL)
 def silu_backward_parallel(g, v, out, a, b):
     for i in prange(out.size):
+        wide_vectors()
         out[i] = act.silu_grad(g[i], v[i], a, b)
 
 
 @njit(**SERIAL)
 def silu_bias_forward_serial(x, bias, out, saved, a, b):
+    wide_vectors()
     for i in range(x.shape[0]):
         for j in range(x.shape[1]):
             z = x[i, j] + bias[j]
@@ -867,6 +969,7 @@ def silu_bias_forward_serial(x, bias, out, saved, a, b):
 @njit(**PARALLEL)
 def silu_bias_forward_parallel(x, bias, out, saved, a, b):
     for i in prange(x.shape[0]):
+        wide_vectors()
         for j in range(x.shape[1]):
             z = x[i, j] + bias[j]
             saved[i, j] = z
@@ -875,6 +978,7 @@ def silu_bias_forward_parallel(x, bias, out, saved, a, b):
 
 @njit(**SERIAL)
 def silu_bias_backward_serial(g, saved, grad_pre, grad_bias, a, b):
+    wide_vectors()
     grad_bias[:] = 0
     for i in range(g.shape[0]):
         for j in range(g.shape[1]):
@@ -889,6 +993,7 @@ def silu_bias_backward_parallel(g, saved, grad_pre, grad_bias, a, b):
     chunks = min(rows, FUSED_CHUNKS)
     partial = np.zeros((chunks, g.shape[1]), dtype=grad_bias.dtype)
     for c in prange(chunks):
+        wide_vectors()
         for i in range(c * rows // chunks, (c + 1) * rows // chunks):
             for j in range(g.shape[1]):
                 d = act.silu_grad(g[i, j], saved[i, j], a, b)
@@ -902,6 +1007,7 @@ def silu_bias_backward_parallel(g, saved, grad_pre, grad_bias, a, b):
 
 @njit(**SERIAL)
 def mish_forward_serial(x, out, a, b):
+    wide_vectors()
     for i in range(x.size):
         out[i] = act.mish(x[i], a, b)
 
@@ -909,11 +1015,13 @@ def mish_forward_serial(x, out, a, b):
 @njit(**PARALLEL)
 def mish_forward_parallel(x, out, a, b):
     for i in prange(x.size):
+        wide_vectors()
         out[i] = act.mish(x[i], a, b)
 
 
 @njit(**SERIAL)
 def mish_backward_serial(g, v, out, a, b):
+    wide_vectors()
     for i in range(out.size):
         out[i] = act.mish_grad(g[i], v[i], a, b)
 
@@ -921,11 +1029,13 @@ def mish_backward_serial(g, v, out, a, b):
 @njit(**PARALLEL)
 def mish_backward_parallel(g, v, out, a, b):
     for i in prange(out.size):
+        wide_vectors()
         out[i] = act.mish_grad(g[i], v[i], a, b)
 
 
 @njit(**SERIAL)
 def mish_bias_forward_serial(x, bias, out, saved, a, b):
+    wide_vectors()
     for i in range(x.shape[0]):
         for j in range(x.shape[1]):
             z = x[i, j] + bias[j]
@@ -936,6 +1046,7 @@ def mish_bias_forward_serial(x, bias, out, saved, a, b):
 @njit(**PARALLEL)
 def mish_bias_forward_parallel(x, bias, out, saved, a, b):
     for i in prange(x.shape[0]):
+        wide_vectors()
         for j in range(x.shape[1]):
             z = x[i, j] + bias[j]
             saved[i, j] = z
@@ -944,6 +1055,7 @@ def mish_bias_forward_parallel(x, bias, out, saved, a, b):
 
 @njit(**SERIAL)
 def mish_bias_backward_serial(g, saved, grad_pre, grad_bias, a, b):
+    wide_vectors()
     grad_bias[:] = 0
     for i in range(g.shape[0]):
         for j in range(g.shape[1]):
@@ -958,6 +1070,7 @@ def mish_bias_backward_parallel(g, saved, grad_pre, grad_bias, a, b):
     chunks = min(rows, FUSED_CHUNKS)
     partial = np.zeros((chunks, g.shape[1]), dtype=grad_bias.dtype)
     for c in prange(chunks):
+        wide_vectors()
         for i in range(c * rows // chunks, (c + 1) * rows // chunks):
             for j in range(g.shape[1]):
                 d = act.mish_grad(g[i, j], saved[i, j], a, b)
@@ -971,6 +1084,7 @@ def mish_bias_backward_parallel(g, saved, grad_pre, grad_bias, a, b):
 
 @njit(**SERIAL)
 def hard_sigmoid_forward_serial(x, out, a, b):
+    wide_vectors()
     for i in range(x.size):
         out[i] = act.hard_sigmoid(x[i], a, b)
 
@@ -978,11 +1092,13 @@ def hard_sigmoid_forward_serial(x, out, a, b):
 @njit(**PARALLEL)
 def hard_sigmoid_forward_parallel(x, out, a, b):
     for i in prange(x.size):
+        wide_vectors()
         out[i] = act.hard_sigmoid(x[i], a, b)
 
 
 @njit(**SERIAL)
 def hard_sigmoid_backward_serial(g, v, out, a, b):
+    wide_vectors()
     for i in range(out.size):
         out[i] = act.hard_sigmoid_grad(g[i], v[i], a, b)
 
@@ -990,11 +1106,13 @@ def hard_sigmoid_backward_serial(g, v, out, a, b):
 @njit(**PARALLEL)
 def hard_sigmoid_backward_parallel(g, v, out, a, b):
     for i in prange(out.size):
+        wide_vectors()
         out[i] = act.hard_sigmoid_grad(g[i], v[i], a, b)
 
 
 @njit(**SERIAL)
 def hard_sigmoid_bias_forward_serial(x, bias, out, saved, a, b):
+    wide_vectors()
     for i in range(x.shape[0]):
         for j in range(x.shape[1]):
             z = x[i, j] + bias[j]
@@ -1005,6 +1123,7 @@ def hard_sigmoid_bias_forward_serial(x, bias, out, saved, a, b):
 @njit(**PARALLEL)
 def hard_sigmoid_bias_forward_parallel(x, bias, out, saved, a, b):
     for i in prange(x.shape[0]):
+        wide_vectors()
         for j in range(x.shape[1]):
             z = x[i, j] + bias[j]
             saved[i, j] = z
@@ -1013,6 +1132,7 @@ def hard_sigmoid_bias_forward_parallel(x, bias, out, saved, a, b):
 
 @njit(**SERIAL)
 def hard_sigmoid_bias_backward_serial(g, saved, grad_pre, grad_bias, a, b):
+    wide_vectors()
     grad_bias[:] = 0
     for i in range(g.shape[0]):
         for j in range(g.shape[1]):
@@ -1027,6 +1147,7 @@ def hard_sigmoid_bias_backward_parallel(g, saved, grad_pre, grad_bias, a, b):
     chunks = min(rows, FUSED_CHUNKS)
     partial = np.zeros((chunks, g.shape[1]), dtype=grad_bias.dtype)
     for c in prange(chunks):
+        wide_vectors()
         for i in range(c * rows // chunks, (c + 1) * rows // chunks):
             for j in range(g.shape[1]):
                 d = act.hard_sigmoid_grad(g[i, j], saved[i, j], a, b)
@@ -1040,6 +1161,7 @@ def hard_sigmoid_bias_backward_parallel(g, saved, grad_pre, grad_bias, a, b):
 
 @njit(**SERIAL)
 def hard_swish_forward_serial(x, out, a, b):
+    wide_vectors()
     for i in range(x.size):
         out[i] = act.hard_swish(x[i], a, b)
 
@@ -1047,11 +1169,13 @@ def hard_swish_forward_serial(x, out, a, b):
 @njit(**PARALLEL)
 def hard_swish_forward_parallel(x, out, a, b):
     for i in prange(x.size):
+        wide_vectors()
         out[i] = act.hard_swish(x[i], a, b)
 
 
 @njit(**SERIAL)
 def hard_swish_backward_serial(g, v, out, a, b):
+    wide_vectors()
     for i in range(out.size):
         out[i] = act.hard_swish_grad(g[i], v[i], a, b)
 
@@ -1059,11 +1183,13 @@ def hard_swish_backward_serial(g, v, out, a, b):
 @njit(**PARALLEL)
 def hard_swish_backward_parallel(g, v, out, a, b):
     for i in prange(out.size):
+        wide_vectors()
         out[i] = act.hard_swish_grad(g[i], v[i], a, b)
 
 
 @njit(**SERIAL)
 def hard_swish_bias_forward_serial(x, bias, out, saved, a, b):
+    wide_vectors()
     for i in range(x.shape[0]):
         for j in range(x.shape[1]):
             z = x[i, j] + bias[j]
@@ -1074,6 +1200,7 @@ def hard_swish_bias_forward_serial(x, bias, out, saved, a, b):
 @njit(**PARALLEL)
 def hard_swish_bias_forward_parallel(x, bias, out, saved, a, b):
     for i in prange(x.shape[0]):
+        wide_vectors()
         for j in range(x.shape[1]):
             z = x[i, j] + bias[j]
             saved[i, j] = z
@@ -1082,6 +1209,7 @@ def hard_swish_bias_forward_parallel(x, bias, out, saved, a, b):
 
 @njit(**SERIAL)
 def hard_swish_bias_backward_serial(g, saved, grad_pre, grad_bias, a, b):
+    wide_vectors()
     grad_bias[:] = 0
     for i in range(g.shape[0]):
         for j in range(g.shape[1]):
@@ -1096,6 +1224,7 @@ def hard_swish_bias_backward_parallel(g, saved, grad_pre, grad_bias, a, b):
     chunks = min(rows, FUSED_CHUNKS)
     partial = np.zeros((chunks, g.shape[1]), dtype=grad_bias.dtype)
     for c in prange(chunks):
+        wide_vectors()
         for i in range(c * rows // chunks, (c + 1) * rows // chunks):
             for j in range(g.shape[1]):
                 d = act.hard_swish_grad(g[i, j], saved[i, j], a, b)
@@ -1109,6 +1238,7 @@ def hard_swish_bias_backward_parallel(g, saved, grad_pre, grad_bias, a, b):
 
 @njit(**SERIAL)
 def hard_tanh_forward_serial(x, out, a, b):
+    wide_vectors()
     for i in range(x.size):
         out[i] = act.hard_tanh(x[i], a, b)
 
@@ -1116,11 +1246,13 @@ def hard_tanh_forward_serial(x, out, a, b):
 @njit(**PARALLEL)
 def hard_tanh_forward_parallel(x, out, a, b):
     for i in prange(x.size):
+        wide_vectors()
         out[i] = act.hard_tanh(x[i], a, b)
 
 
 @njit(**SERIAL)
 def hard_tanh_backward_serial(g, v, out, a, b):
+    wide_vectors()
     for i in range(out.size):
         out[i] = act.hard_tanh_grad(g[i], v[i], a, b)
 
@@ -1128,11 +1260,13 @@ def hard_tanh_backward_serial(g, v, out, a, b):
 @njit(**PARALLEL)
 def hard_tanh_backward_parallel(g, v, out, a, b):
     for i in prange(out.size):
+        wide_vectors()
         out[i] = act.hard_tanh_grad(g[i], v[i], a, b)
 
 
 @njit(**SERIAL)
 def hard_tanh_bias_forward_serial(x, bias, out, saved, a, b):
+    wide_vectors()
     for i in range(x.shape[0]):
         for j in range(x.shape[1]):
             z = x[i, j] + bias[j]
@@ -1143,6 +1277,7 @@ def hard_tanh_bias_forward_serial(x, bias, out, saved, a, b):
 @njit(**PARALLEL)
 def hard_tanh_bias_forward_parallel(x, bias, out, saved, a, b):
     for i in prange(x.shape[0]):
+        wide_vectors()
         for j in range(x.shape[1]):
             z = x[i, j] + bias[j]
             saved[i, j] = z
@@ -1151,6 +1286,7 @@ def hard_tanh_bias_forward_parallel(x, bias, out, saved, a, b):
 
 @njit(**SERIAL)
 def hard_tanh_bias_backward_serial(g, saved, grad_pre, grad_bias, a, b):
+    wide_vectors()
     grad_bias[:] = 0
     for i in range(g.shape[0]):
         for j in range(g.shape[1]):
@@ -1165,6 +1301,7 @@ def hard_tanh_bias_backward_parallel(g, saved, grad_pre, grad_bias, a, b):
     chunks = min(rows, FUSED_CHUNKS)
     partial = np.zeros((chunks, g.shape[1]), dtype=grad_bias.dtype)
     for c in prange(chunks):
+        wide_vectors()
         for i in range(c * rows // chunks, (c + 1) * rows // chunks):
             for j in range(g.shape[1]):
                 d = act.hard_tanh_grad(g[i, j], saved[i, j], a, b)

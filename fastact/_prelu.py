@@ -13,6 +13,7 @@ from numba import njit, prange
 from fastact import activations as act
 from fastact._api import as_array, contiguous_target, finish, on_device, result_dtypes
 from fastact._config import PARALLEL, PARALLEL_THRESHOLD, SCALAR, SERIAL
+from fastact._math import wide_vectors
 
 
 @njit(**SCALAR)
@@ -25,6 +26,7 @@ def _forward_row(x3, w, out3, o):
 
 @njit(**SERIAL)
 def prelu_forward_serial(x3, w, out3):
+    wide_vectors()
     for o in range(x3.shape[0]):
         _forward_row(x3, w, out3, o)
 
@@ -32,6 +34,7 @@ def prelu_forward_serial(x3, w, out3):
 @njit(**PARALLEL)
 def prelu_forward_parallel(x3, w, out3):
     for o in prange(x3.shape[0]):
+        wide_vectors()
         _forward_row(x3, w, out3, o)
 
 
@@ -51,6 +54,7 @@ def _backward_channel(g3, x3, w, out3, grad_w, c):
 
 @njit(**SERIAL)
 def prelu_backward_serial(g3, x3, w, out3, grad_w):
+    wide_vectors()
     for c in range(x3.shape[1]):
         _backward_channel(g3, x3, w, out3, grad_w, c)
 
@@ -58,6 +62,7 @@ def prelu_backward_serial(g3, x3, w, out3, grad_w):
 @njit(**PARALLEL)
 def prelu_backward_parallel(g3, x3, w, out3, grad_w):
     for c in prange(x3.shape[1]):
+        wide_vectors()
         _backward_channel(g3, x3, w, out3, grad_w, c)
 
 

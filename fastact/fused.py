@@ -36,8 +36,8 @@ from fastact._api import (
     pick,
     result_dtypes,
 )
-from fastact._config import PARALLEL_THRESHOLD, SCALAR, SERIAL
-from fastact._math import exp, log1p, typed
+from fastact._config import PARALLEL_THRESHOLD, SCALAR, SERIAL, SUM_TERM
+from fastact._math import always_inline, exp, log1p, typed, wide_vectors
 from fastact.activations import ACTIVATIONS
 
 __all__ = [
@@ -214,6 +214,7 @@ def bias_act_backward(grad_output, saved, activation, **params):
 @njit(**SERIAL)
 def _row_exp(logits, i, out):
     """out[i] = exp(logits[i] - max(logits[i])); returns (max, sum of out[i] in float64)."""
+    wide_vectors()
     m = logits[i, 0]
     for j in range(1, logits.shape[1]):
         v = logits[i, j]
@@ -228,6 +229,7 @@ def _row_exp(logits, i, out):
 
 @njit(**SERIAL)
 def softmax_kernel(logits, out):
+    wide_vectors()
     for i in range(logits.shape[0]):
         m, s = _row_exp(logits, i, out)
         inv = typed(1.0 / s, logits[i, 0])
@@ -238,6 +240,7 @@ def softmax_kernel(logits, out):
 @njit(**SERIAL)
 def softmax_cross_entropy_kernel(logits, labels, grad):
     """Mean of log(sum exp(logits[i])) - logits[i, labels[i]]; grad = (softmax - onehot) / n."""
+    wide_vectors()
     n = logits.shape[0]
     total = 0.0
     inv_n = typed(1.0 / n, logits[0, 0])
@@ -257,6 +260,7 @@ def softmax_cross_entropy_kernel(logits, labels, grad):
 @njit(**SERIAL)
 def bce_with_logits_kernel(logits, targets, grad):
     """Mean of softplus(x) - t x = max(x, 0) - t x + log1p(exp(-|x|)); grad = (sigmoid(x) - t) / n."""
+    wide_vectors()
     n = logits.size
     total = 0.0
     inv_n = typed(1.0 / n, logits[0])
@@ -387,6 +391,7 @@ def binary_cross_entropy_with_logits(logits, targets, *, out=None):
 @njit(**SERIAL)
 def dropout_kernel(x, u, p, scale, y, mask):
     """Keep x[i] (scaled by 1 / (1 - p)) where the uniform u[i] >= p."""
+    wide_vectors()
     zero = typed(0.0, scale)
     for i in range(x.size):
         keep = u[i] >= p
@@ -396,6 +401,7 @@ def dropout_kernel(x, u, p, scale, y, mask):
 
 @njit(**SERIAL)
 def dropout_backward_kernel(g, mask, scale, out):
+    wide_vectors()
     zero = typed(0.0, scale)
     for i in range(g.size):
         out[i] = g[i] * scale if mask[i] else zero
@@ -496,6 +502,7 @@ class BatchNormCache(NamedTuple):
 @njit(**SERIAL)
 def _column_mean_var(x):
     """Per-column mean and biased variance (two passes, float64 accumulators)."""
+    wide_vectors()
     n, f = x.shape
     mean = np.zeros(f)
     for i in range(n):
@@ -515,6 +522,7 @@ def _column_mean_var(x):
 def batch_norm_forward_kernel(
     x, gamma, beta, running_mean, running_var, training, momentum, eps, y, xhat, inv_std
 ):
+    wide_vectors()
     n, f = x.shape
     if training:
         mean, var = _column_mean_var(x)
@@ -541,6 +549,7 @@ def batch_norm_forward_kernel(
 def batch_norm_backward_kernel(g, xhat, gamma, inv_std, training, dx, dgamma, dbeta):
     """dbeta = sum g; dgamma = sum g xhat; training: dx = gamma inv_std (g - mean(g) -
     xhat mean(g xhat)); evaluation (fixed statistics): dx = gamma inv_std g."""
+    wide_vectors()
     n, f = g.shape
     sum_g = np.zeros(f)
     sum_gx = np.zeros(f)
@@ -693,26 +702,48 @@ def adam_step(p, g, m, v, step_size, beta1, one_minus_beta1, beta2, one_minus_be
     return p - step_size * mi / (math.sqrt(vi) * inv_sqrt_bias2 + eps), mi, vi
 
 
+@njit(**SUM_TERM)
+def _plus_square(total, x):
+    """total + x^2 in float64, as a term of a sum LLVM may reorder (vectorize)."""
+    always_inline()
+    xd = np.float64(x)
+    return total + xd * xd
+
+
 @njit(**SERIAL)
 def sgd_kernel(p, g, v, lr, momentum, weight_decay, nesterov):
     """sgd_step over a parameter, in place (as ``torch.optim.SGD``, dampening 0); v is not
-    read or written without momentum (it may be empty)."""
+    read or written without momentum (it may be empty). Returns the gradient's squared L2
+    norm (float64; free: g is read anyway)."""
+    wide_vectors()
+    squares = 0.0
     if momentum == 0:
         zero = typed(0.0, lr)
         for i in range(p.size):
-            p[i] = sgd_step(p[i], g[i], zero, lr, momentum, weight_decay, False)[0]
+            gi = g[i]
+            squares = _plus_square(squares, gi)
+            p[i] = sgd_step(p[i], gi, zero, lr, momentum, weight_decay, False)[0]
     else:
         for i in range(p.size):
-            p[i], v[i] = sgd_step(p[i], g[i], v[i], lr, momentum, weight_decay, nesterov)
+            gi = g[i]
+            squares = _plus_square(squares, gi)
+            p[i], v[i] = sgd_step(p[i], gi, v[i], lr, momentum, weight_decay, nesterov)
+    return squares
 
 
 @njit(**SERIAL)
 def adam_kernel(p, g, m, v, step_size, beta1, one_minus_beta1, beta2, one_minus_beta2, inv_sqrt_bias2, eps, weight_decay):  # fmt: skip
-    """adam_step over a parameter, in place (as ``torch.optim.Adam``, L2 weight decay)."""
+    """adam_step over a parameter, in place (as ``torch.optim.Adam``, L2 weight decay). Returns
+    the gradient's squared L2 norm (float64)."""
+    wide_vectors()
+    squares = 0.0
     for i in range(p.size):
+        gi = g[i]
+        squares = _plus_square(squares, gi)
         p[i], m[i], v[i] = adam_step(
-            p[i], g[i], m[i], v[i], step_size, beta1, one_minus_beta1, beta2, one_minus_beta2, inv_sqrt_bias2, eps, weight_decay
+            p[i], gi, m[i], v[i], step_size, beta1, one_minus_beta1, beta2, one_minus_beta2, inv_sqrt_bias2, eps, weight_decay
         )  # fmt: skip
+    return squares
 
 
 def _param_and_grad(func, param, grad):

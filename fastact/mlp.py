@@ -31,6 +31,7 @@ from numba import njit, prange
 from fastact import _kernels, _prelu, fused
 from fastact._api import as_array
 from fastact._config import PARALLEL, SERIAL
+from fastact._math import wide_vectors
 from fastact.activations import ACTIVATIONS
 
 __all__ = ["MLP", "Network", "Dense", "SGD", "Adam"]
@@ -55,6 +56,7 @@ def all_finite(x):
     between them."""
     bad = 0
     for i in prange(x.size):
+        wide_vectors()
         d = x[i] - x[i]
         bad += 1 if d != d else 0
     return bad == 0
@@ -63,6 +65,7 @@ def all_finite(x):
 @njit(**SERIAL)
 def gather_rows(X, targets, order, start, x, t):
     """x[r] = X[order[start + r]], t[r] = targets[order[start + r]] (a minibatch)."""
+    wide_vectors()
     for r in range(x.shape[0]):
         i = order[start + r]
         t[r] = targets[i]
@@ -150,11 +153,17 @@ class HostOps:
     def dropout_backward(self, g, mask, scale, out):
         fused.dropout_backward_kernel(g.reshape(-1), mask.reshape(-1), scale, out.reshape(-1))
 
-    def sgd(self, p, g, v, lr, momentum, weight_decay, nesterov):
-        fused.sgd_kernel(p, g, v, lr, momentum, weight_decay, nesterov)
+    def sgd(self, p, g, v, lr, momentum, weight_decay, nesterov, norm_slot=-1):
+        """One SGD step; ``norm_slot`` >= 0: add the gradient's L2 norm to that epoch
+        statistic (the kernel sums g^2 as it reads g)."""
+        squares = fused.sgd_kernel(p, g, v, lr, momentum, weight_decay, nesterov)
+        if norm_slot >= 0:
+            self._norms[norm_slot] += math.sqrt(squares)
 
-    def adam(self, p, g, m, v, *scalars):
-        fused.adam_kernel(p, g, m, v, *scalars)
+    def adam(self, p, g, m, v, *scalars, norm_slot=-1):
+        squares = fused.adam_kernel(p, g, m, v, *scalars)
+        if norm_slot >= 0:
+            self._norms[norm_slot] += math.sqrt(squares)
 
     # the training loop's data and statistics
     def data(self, X, targets):
@@ -195,10 +204,6 @@ class HostOps:
 
     def count_correct(self, logits, t, binary):
         self._correct += _count_correct(logits, t, binary)
-
-    def add_norm(self, k, grad):
-        g = grad.reshape(-1)
-        self._norms[k] += math.sqrt(float(np.dot(g, g)))
 
     def end_epoch(self):
         """(summed loss, correct predictions, summed per-layer weight-gradient norms)."""
@@ -432,9 +437,11 @@ class SGD:
         self.lr, self.momentum, self.weight_decay = t(lr), t(momentum), t(weight_decay)
         self.velocity = [self.ops.zeros(p.value.shape, p.value.dtype) for p in params]
 
-    def step(self):
+    def step(self, norm_slots=None):
+        """One update of every parameter; ``norm_slots[i]`` >= 0: the ops add parameter i's
+        gradient norm to that epoch statistic (see ``HostOps.sgd``)."""
         zero = self.lr * 0
-        for p, v in zip(self.params, self.velocity):
+        for i, (p, v) in enumerate(zip(self.params, self.velocity)):
             self.ops.sgd(
                 p.value.reshape(p.value.size),
                 p.grad.reshape(p.value.size),
@@ -443,6 +450,7 @@ class SGD:
                 self.momentum,
                 self.weight_decay if p.decay else zero,
                 self.nesterov,
+                -1 if norm_slots is None else norm_slots[i],
             )
 
 
@@ -459,14 +467,15 @@ class Adam:
         self.v = [self.ops.zeros(p.value.shape, p.value.dtype) for p in params]
         self.steps = 0
 
-    def step(self):
+    def step(self, norm_slots=None):
+        """One update of every parameter (``norm_slots``: as ``SGD.step``)."""
         self.steps += 1
         t = self.t
         step_size = t(self.lr / (1.0 - self.beta1**self.steps))
         inv_sqrt_bias2 = t(1.0 / math.sqrt(1.0 - self.beta2**self.steps))
         b1, b2 = t(self.beta1), t(self.beta2)
         c1, c2 = t(1.0 - self.beta1), t(1.0 - self.beta2)
-        for p, m, v in zip(self.params, self.m, self.v):
+        for i, (p, m, v) in enumerate(zip(self.params, self.m, self.v)):
             n = p.value.size
             self.ops.adam(
                 p.value.reshape(n),
@@ -481,6 +490,7 @@ class Adam:
                 inv_sqrt_bias2,
                 self.eps,
                 self.weight_decay if p.decay else t(0.0),
+                norm_slot=-1 if norm_slots is None else norm_slots[i],
             )
 
 
@@ -715,6 +725,8 @@ class MLP:
 
         n, bs = len(X), self.batch_size
         weights = [layer.W for layer in net.layers]
+        # per parameter: the layer whose gradient-norm statistic it feeds (weights), else -1
+        norm_slots = [next((k for k, w in enumerate(weights) if w is p), -1) for p in net.params]
         X_on, targets_on = ops.data(X, targets)  # on the GPU once, with device='cuda'
         progress = _Progress(self.epochs, self.verbose)
         bounds = [(s, min(s + bs, n)) for s in range(0, n, bs)]
@@ -728,10 +740,8 @@ class MLP:
             for start, stop in bounds:
                 x, t = ops.batch(X_on, targets_on, order, start, stop)
                 logits = net.train_step(x, t, rng)
-                opt.step()
+                opt.step(norm_slots)  # also adds each weight gradient's norm to the epoch's
                 ops.count_correct(logits, t, binary)
-                for k, w in enumerate(weights):
-                    ops.add_norm(k, w.grad)
             total_loss, correct, norms = ops.end_epoch()
             history["loss"].append(total_loss / n)
             history["train_accuracy"].append(correct / n)
