@@ -73,6 +73,38 @@ def gather_rows(X, targets, order, start, x, t):
             x[r, j] = X[i, j]
 
 
+@njit(**SERIAL)
+def count_correct(logits, targets, binary):
+    """Rows of logits that predict their target: binary (one logit), logit > 0 vs target >
+    0.5; else the first maximum's index vs the class index (as the CUDA twin,
+    ``fastact._cuda_fused.count_correct``: the simulator cannot share a function taking arrays)."""
+    wide_vectors()
+    hits = 0
+    for i in range(logits.shape[0]):
+        if binary:
+            hit = (logits[i, 0] > 0) == (targets[i] > 0.5)
+        else:
+            best = 0
+            for j in range(1, logits.shape[1]):
+                if logits[i, j] > logits[i, best]:
+                    best = j
+            hit = best == targets[i]
+        hits += 1 if hit else 0
+    return hits
+
+
+@njit(**SERIAL)
+def column_sums(g, out):
+    """out[j] = sum of g[:, j], summed in float64 (a bias gradient)."""
+    wide_vectors()
+    total = np.zeros(g.shape[1])
+    for i in range(g.shape[0]):
+        for j in range(g.shape[1]):
+            total[j] += g[i, j]
+    for j in range(g.shape[1]):
+        out[j] = total[j]
+
+
 def activation_names() -> list[str]:
     """The hidden-layer activations the MLP accepts: the registry's names, and 'prelu'."""
     return list(ACTIVATIONS) + ["prelu"]
@@ -116,7 +148,7 @@ class HostOps:
         np.add(z, bias, out=z)
 
     def column_sums(self, g, out):
-        np.sum(g, axis=0, out=out)
+        column_sums(g, out)
 
     def bias_act(self, act, z, bias, h, saved):
         act.forward(z, bias, h, saved)
@@ -203,7 +235,7 @@ class HostOps:
         self._loss += loss * len(logits)
 
     def count_correct(self, logits, t, binary):
-        self._correct += _count_correct(logits, t, binary)
+        self._correct += count_correct(logits, t, binary)
 
     def end_epoch(self):
         """(summed loss, correct predictions, summed per-layer weight-gradient norms)."""
@@ -805,12 +837,6 @@ class MLP:
         if y.shape != (len(X),):
             raise ValueError(f"MLP: y must have shape ({len(X)},), got {y.shape}")
         return float(np.mean(self.predict(X) == y))
-
-
-def _count_correct(logits, t, binary):
-    if binary:
-        return int(np.count_nonzero((logits[:, 0] > 0) == (t > 0.5)))
-    return int(np.count_nonzero(logits.argmax(axis=1) == t))
 
 
 class _Progress:

@@ -7,6 +7,7 @@ import sys
 import numpy as np
 import pytest
 
+from fastact import mlp
 from fastact.mlp import MLP, Network, activation_names
 
 
@@ -250,3 +251,23 @@ def test_batch_norm_last_batch_of_one_row_joins_the_previous():
     assert np.isfinite(clf.predict_proba(X)).all()
     with pytest.raises(ValueError, match="batch_size >= 2"):
         MLP(batch_norm=True, batch_size=1).fit(X, y)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_trainer_statistics_kernels_match_numpy(dtype):
+    """count_correct (accuracy during training) and column_sums (output-layer bias gradient)
+    against NumPy, odd shapes included."""
+    rng = np.random.default_rng(7)
+    logits = rng.standard_normal((37, 5)).astype(dtype)
+    labels = rng.integers(0, 5, 37)
+    assert mlp.count_correct(logits, labels, False) == np.count_nonzero(
+        logits.argmax(axis=1) == labels
+    )
+    one = logits[:, :1].copy()
+    targets = rng.integers(0, 2, 37).astype(dtype)
+    assert mlp.count_correct(one, targets, True) == np.count_nonzero(
+        (one[:, 0] > 0) == (targets > 0.5)
+    )
+    out = np.full(5, np.nan, dtype)
+    mlp.column_sums(logits, out)
+    np.testing.assert_allclose(out, logits.astype(np.float64).sum(axis=0), rtol=1e-6)
