@@ -453,17 +453,43 @@ def test_first_hot_call_in_place_runs_the_kernel_once(dtype):
 
     op = _functions._SIGMOID
     op._entries.clear()
+    op._ready[0].clear()
+    op._ready[1].clear()
     x = np.array([0.0, 1.0], dtype)
     assert fa.sigmoid(x, out=x) is x
     np.testing.assert_allclose(x, [0.5, 1 / (1 + np.exp(-1.0))], rtol=4 * np.finfo(dtype).eps)
     op._entries.clear()
+    op._ready[0].clear()
+    op._ready[1].clear()
     g = np.ones(2, dtype)
     fa.sigmoid_backward(g, np.full(2, 0.5, dtype), out=g)
     np.testing.assert_array_equal(g, [0.25, 0.25])
     elu = _functions._ELU
     elu._entries.clear()
+    elu._ready[0].clear()
     z = np.array([-1.0, 2.0], dtype)
     fa.elu(z, alpha=0.5, out=z)  # non-default parameter through the cached entry
     np.testing.assert_allclose(z, [0.5 * np.expm1(-1.0), 2.0], rtol=4 * np.finfo(dtype).eps)
     with pytest.raises(TypeError, match="alpha must be a real number"):
         fa.elu(np.zeros(3, dtype), alpha=np.array([1.0, 2.0]))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_fastest_path_matches_the_general_path(dtype):
+    """Small arrays with default parameters and no out= skip most checks once the entry point
+    exists: same results as the general path (strided input) for 1-D, 2-D and 0-d arrays,
+    forward and backward; non-default parameters still apply."""
+    rng = np.random.default_rng(11)
+    for shape in [(7,), (3, 5), ()]:
+        x = np.asarray(rng.standard_normal(shape) * 4, dtype)
+        strided = np.repeat(x.reshape(-1), 2)[::2].reshape(shape)
+        for _ in range(2):  # the second call takes the fastest path
+            y = fa.gelu(x)
+            gx = fa.gelu_backward(x, x)
+        assert type(y) is type(fa.gelu(strided)) and np.shape(y) == shape
+        np.testing.assert_array_equal(y, fa.gelu(strided))
+        np.testing.assert_array_equal(gx, fa.gelu_backward(strided, strided))
+    x = np.linspace(-2, 2, 9).astype(dtype)
+    fa.elu(x)
+    np.testing.assert_array_equal(fa.elu(x, alpha=0.5), fa.elu(np.repeat(x, 2)[::2], alpha=0.5))
+    assert not np.array_equal(fa.elu(x, alpha=0.5), fa.elu(x))
