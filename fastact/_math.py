@@ -450,7 +450,9 @@ _GELU_X_MAX = f32(15.0)
 
 
 @njit(**SCALAR)
-def gelu_f32(x):
+def _gelu_parts_32(x):
+    """(xc, erfcx(a), y_hi, y_lo, k) for float32 x clamped to +-15 (xc): a = |xc|/sqrt2 and
+    exp(-xc^2/2) = 2^k (y_hi + y_lo); the pieces of gelu_f32 and gelu_derivative_f32."""
     xc = _GELU_X_MAX if x > _GELU_X_MAX else x
     xc = -_GELU_X_MAX if xc < -_GELU_X_MAX else xc
     h = xc * xc
@@ -478,12 +480,114 @@ def gelu_f32(x):
     g = g * v + f32(0.16877371072769165)
     g = g * v + f32(0.31034597754478455)
     g = g * v + f32(0.43369826674461365)
-    m = (f32(0.5) * xc) * (s * g)  # x/2 erfcx(a)
     y_hi, y_lo, k = _exp_dd_32(h * f32(-0.5), l * f32(-0.5), _EXP_LO_32, f32(0.0))
+    return xc, s * g, y_hi, y_lo, k
+
+
+@njit(**SCALAR)
+def _scaled_product_32(m, y_hi, y_lo, k):
+    """m (y_hi + y_lo) 2^k, rounded once before the scaling (no subnormal intermediate)."""
     s1, s2 = _pow2_32(k)
-    w = fma(m, y_hi, m * y_lo)  # m (y_hi + y_lo), rounded once before the scaling
-    half_x_erfc = (w * s1) * s2
+    return (fma(m, y_hi, m * y_lo) * s1) * s2
+
+
+@njit(**SCALAR)
+def gelu_f32(x):
+    xc, erfcx, y_hi, y_lo, k = _gelu_parts_32(x)
+    half_x_erfc = _scaled_product_32((f32(0.5) * xc) * erfcx, y_hi, y_lo, k)  # x/2 erfc(a)
     return half_x_erfc if x <= f32(0.0) else x - half_x_erfc  # x = -0.0 stays -0.0
+
+
+#: 1 / sqrt(2 pi) in float32
+_INV_SQRT_2PI_32 = f32(0.3989422804014327)
+
+
+@njit(**SCALAR)
+def gelu_derivative_f32(x):
+    """Phi(x) + x phi(x) in float32 arithmetic, from the pieces of gelu_f32. With E =
+    exp(-x^2/2): Phi(x) = E erfcx(a)/2 for x <= 0 (1 - that above) and x phi(x) = E x /
+    sqrt(2 pi), so the sum is E (x / sqrt(2 pi) +- erfcx(a)/2) (+ 1 for x > 0): the bracket
+    as one fma, where the two terms cancel (the derivative's zero near x = -0.75) it is
+    rounded once. Infinite x: the caller's (xc is clamped there)."""
+    xc, erfcx, y_hi, y_lo, k = _gelu_parts_32(x)
+    half = f32(0.5) * erfcx
+    negative = x <= f32(0.0)
+    bracket = fma(xc, _INV_SQRT_2PI_32, half if negative else -half)
+    d = _scaled_product_32(bracket, y_hi, y_lo, k)
+    return d if negative else f32(1.0) + d
+
+
+# --------------------------------------------------------------------------- gelu_tanh, float32
+# x sigmoid(2u), 2u = 2 sqrt(2/pi) x (1 + 0.044715 x^2). exp amplifies the relative error of its
+# argument by |2u| (up to ~120 where the float32 result is still nonzero), so 2u is carried as
+# a float32 pair (products split exactly with fma, constants as hi + lo): ~2^-44 relative.
+# Beyond |x| = 12 the result is x or 0 in float32 (x is clamped there).
+GELU_TANH_K0 = 0.7978845608028654  # sqrt(2/pi), the definition's constants (float64)
+GELU_TANH_K1 = 0.044715
+_GT_K1_HI = f32(GELU_TANH_K1)
+_GT_K1_LO = f32(GELU_TANH_K1 - float(_GT_K1_HI))
+_GT_K2_HI = f32(2.0 * GELU_TANH_K0)
+_GT_K2_LO = f32(2.0 * GELU_TANH_K0 - float(_GT_K2_HI))
+_GT_3K1 = f32(3.0 * GELU_TANH_K1)
+_GT_X_MAX = f32(12.0)
+
+
+@njit(**SCALAR)
+def _gelu_tanh_parts_32(x):
+    """(xc, y_hi, y_lo, k, positive) for float32 x: xc = x clamped to +-12, exp(-|2u|) = 2^k
+    (y_hi + y_lo) with 2u of xc carried as a float32 pair, positive = (2u >= 0)."""
+    xc = _GT_X_MAX if x > _GT_X_MAX else x
+    xc = -_GT_X_MAX if xc < -_GT_X_MAX else xc
+    x2 = xc * xc
+    x2_lo = fma(xc, xc, -x2)
+    # p as an fma, not a product: the GPU compiler fuses a plain product into the addition
+    # below (1 + p as one fma) and the two-sum would then correct a rounding that did not happen
+    p = fma(_GT_K1_HI, x2, f32(0.0))
+    p_lo = fma(_GT_K1_HI, x2, -p) + (_GT_K1_HI * x2_lo + _GT_K1_LO * x2)
+    inner = f32(1.0) + p  # two-sum of 1 and p
+    bp = inner - f32(1.0)
+    inner_lo = ((f32(1.0) - (inner - bp)) + (p - bp)) + p_lo
+    q = xc * inner
+    q_lo = fma(xc, inner, -q) + xc * inner_lo
+    r = _GT_K2_HI * q
+    r_lo = fma(_GT_K2_HI, q, -r) + (_GT_K2_HI * q_lo + _GT_K2_LO * q)
+    positive = r >= f32(0.0)
+    neg_r = -r if positive else r  # -|2u|, its low part with it
+    neg_lo = -r_lo if positive else r_lo
+    y_hi, y_lo, k = _exp_dd_32(neg_r, neg_lo, _EXP_LO_32, f32(0.0))
+    return xc, y_hi, y_lo, k, positive
+
+
+@njit(**SCALAR)
+def _one_over_one_plus_32(n, e):
+    """n / (1 + e) for 0 <= e <= 1, 1 + e taken exactly (its rounding error corrects the
+    quotient, as activations._over_one_plus); the sign of n, also for n = -0.0."""
+    d = f32(1.0) + e
+    d_lo = e - (d - f32(1.0))
+    q = n / d
+    return math.copysign(q + (fma(-q, d, n) - q * d_lo) / d, n)
+
+
+@njit(**SCALAR)
+def gelu_tanh_f32(x):
+    """x sigmoid(2u) in float32 arithmetic: x / (1 + e) for 2u >= 0, x e / (1 + e) below
+    (e = exp(-|2u|); x e rounded once, never a subnormal intermediate)."""
+    xc, y_hi, y_lo, k, positive = _gelu_tanh_parts_32(x)
+    e = _scaled_product_32(f32(1.0), y_hi, y_lo, k)
+    numerator = x if positive else _scaled_product_32(xc, y_hi, y_lo, k)
+    return _one_over_one_plus_32(numerator, e)
+
+
+@njit(**SCALAR)
+def gelu_tanh_derivative_f32(x):
+    """s + x 2u' s (1 - s) in float32 arithmetic, s = sigmoid(2u), s (1 - s) = e / (1 + e)^2
+    (no cancellation), 2u' = 2 sqrt(2/pi) (1 + 3 * 0.044715 x^2), x 2u' e rounded once."""
+    xc, y_hi, y_lo, k, positive = _gelu_tanh_parts_32(x)
+    e = _scaled_product_32(f32(1.0), y_hi, y_lo, k)
+    one_plus_e = f32(1.0) + e
+    s = (f32(1.0) if positive else e) / one_plus_e
+    du = _GT_K2_HI * fma(_GT_3K1, xc * xc, f32(1.0))
+    return s + _scaled_product_32(xc * du, y_hi, y_lo, k) / (one_plus_e * one_plus_e)
 
 
 # --------------------------------------------------------------------------- generic names

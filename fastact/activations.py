@@ -26,13 +26,18 @@ from numba import njit
 
 from fastact._config import SCALAR
 from fastact._math import (
+    GELU_TANH_K0,
+    GELU_TANH_K1,
     by_dtype,
     erfcx_f64,
     exp,
     exp_mul,
     expm1,
     fma,
+    gelu_derivative_f32,
     gelu_f32,
+    gelu_tanh_derivative_f32,
+    gelu_tanh_f32,
     log1p,
     typed,
 )
@@ -43,8 +48,8 @@ scalar = njit(**SCALAR)
 # float64 constants of the definitions (the reference uses the same values)
 SELU_ALPHA = 1.6732632423543772848170429916717
 SELU_SCALE = 1.0507009873554804934193349852946
-GELU_TANH_K0 = 0.7978845608028654  # sqrt(2/pi)
-GELU_TANH_K1 = 0.044715
+# GELU_TANH_K0 = sqrt(2/pi), GELU_TANH_K1 = 0.044715: imported from fastact._math (its
+# float32 gelu_tanh splits them into float32 pairs)
 _INV_SQRT2_HI = -0.7071067811865476  # -1/sqrt(2) = _INV_SQRT2_HI + _INV_SQRT2_LO
 _INV_SQRT2_LO = 4.833646656726457e-17
 _TWO_OVER_SQRT_PI = 1.1283791670955126
@@ -257,13 +262,29 @@ def gelu(x, a, b):
 
 
 @scalar
-def gelu_grad(g, x, a, b):
-    """g * (Phi(x) + x phi(x)), phi(x) = exp(-x^2/2) / sqrt(2 pi) = exp(-a^2) / sqrt(2 pi)."""
+def _gelu_derivative_f64(x):
+    """Phi(x) + x phi(x), phi(x) = exp(-x^2/2) / sqrt(2 pi) = exp(-a^2) / sqrt(2 pi)."""
     xd, a2, m = _gelu_erfc(x)
     half_erfc = exp_mul(-a2, 0.5 * m)
     cdf = half_erfc if xd < 0.0 else 1.0 - half_erfc
-    x_pdf = exp_mul(-a2, xd * _INV_SQRT_2PI)
-    return g * _at_infinity(x, typed(cdf + x_pdf, x), typed(1.0, x), typed(0.0, x))
+    return cdf + exp_mul(-a2, xd * _INV_SQRT_2PI)
+
+
+_gelu_derivative = by_dtype(
+    "gelu_derivative",
+    gelu_derivative_f32,
+    _gelu_derivative_f64,
+    np.vectorize(
+        lambda v: 0.5 * math.erfc(-v / math.sqrt(2)) + v * math.exp(-v * v / 2) * _INV_SQRT_2PI
+    ),
+)
+
+
+@scalar
+def gelu_grad(g, x, a, b):
+    """g * (Phi(x) + x phi(x)); float32: fastact._math.gelu_derivative_f32 (float32
+    arithmetic), float64: erfc and exp in double-double as the forward."""
+    return g * _at_infinity(x, _gelu_derivative(x), typed(1.0, x), typed(0.0, x))
 
 
 @scalar
@@ -298,18 +319,17 @@ def _gelu_tanh_parts(x):
 
 
 @scalar
-def gelu_tanh(x, a, b):
-    """x/2 (1 + tanh(u)), u = sqrt(2/pi) (x + 0.044715 x^3); stable: x sigmoid(2u) =
-    x / (1 + e) for u >= 0, x e / (1 + e) for u < 0 (e = exp(-|2u|), x e rounded once)."""
+def _gelu_tanh_f64(x):
+    """x / (1 + e) for u >= 0, x e / (1 + e) for u < 0 (e = exp(-|2u|), x e rounded once)."""
     xd, r_abs, m, sign = _gelu_tanh_parts(x)
     e = exp(-r_abs) * m
     numerator = xd if sign > 0.0 else exp_mul(-r_abs, xd * m)
-    return _at_infinity(x, typed(numerator / (1.0 + e), x), x, typed(-0.0, x))
+    return numerator / (1.0 + e)
 
 
 @scalar
-def gelu_tanh_grad(g, x, a, b):
-    """g (s + x s (1 - s) 2u'), s = sigmoid(2u), s (1 - s) = e / (1 + e)^2 (no cancellation),
+def _gelu_tanh_derivative_f64(x):
+    """s + x s (1 - s) 2u', s = sigmoid(2u), s (1 - s) = e / (1 + e)^2 (no cancellation),
     2u' = 2 sqrt(2/pi) (1 + 3 * 0.044715 x^2)."""
     xd, r_abs, m, sign = _gelu_tanh_parts(x)
     e = exp(-r_abs) * m
@@ -318,8 +338,41 @@ def gelu_tanh_grad(g, x, a, b):
     xc = 1e4 if xd > 1e4 else (-1e4 if xd < -1e4 else xd)  # the term below is 0 there anyway
     du = 2.0 * GELU_TANH_K0 * (1.0 + 3.0 * GELU_TANH_K1 * xc * xc)
     # x 2u' e / (1 + e)^2, with x 2u' e rounded once (e alone can be subnormal)
-    d = s + exp_mul(-r_abs, xc * du * m) / (one_plus_e * one_plus_e)
-    return g * _at_infinity(x, typed(d, x), typed(1.0, x), typed(0.0, x))
+    return s + exp_mul(-r_abs, xc * du * m) / (one_plus_e * one_plus_e)
+
+
+def _np_gelu_tanh(v):
+    return v * (1 + np.tanh(GELU_TANH_K0 * (v + GELU_TANH_K1 * v**3))) / 2
+
+
+_gelu_tanh = by_dtype("gelu_tanh", gelu_tanh_f32, _gelu_tanh_f64, _np_gelu_tanh)
+_gelu_tanh_derivative = by_dtype(
+    "gelu_tanh_derivative",
+    gelu_tanh_derivative_f32,
+    _gelu_tanh_derivative_f64,
+    lambda v: (
+        (1 + np.tanh(GELU_TANH_K0 * (v + GELU_TANH_K1 * v**3))) / 2
+        + v
+        * GELU_TANH_K0
+        * (1 + 3 * GELU_TANH_K1 * v * v)
+        * (1 - np.tanh(GELU_TANH_K0 * (v + GELU_TANH_K1 * v**3)) ** 2)
+        / 2
+    ),
+)
+
+
+@scalar
+def gelu_tanh(x, a, b):
+    """x/2 (1 + tanh(u)), u = sqrt(2/pi) (x + 0.044715 x^3); stable: x sigmoid(2u) with 2u
+    carried in double precision for exp (float32: fastact._math.gelu_tanh_f32, float32 pairs;
+    float64: double-double)."""
+    return _at_infinity(x, typed(_gelu_tanh(x), x), x, typed(-0.0, x))
+
+
+@scalar
+def gelu_tanh_grad(g, x, a, b):
+    """g (s + x s (1 - s) 2u'), s = sigmoid(2u); float32: gelu_tanh_derivative_f32."""
+    return g * _at_infinity(x, typed(_gelu_tanh_derivative(x), x), typed(1.0, x), typed(0.0, x))
 
 
 @scalar

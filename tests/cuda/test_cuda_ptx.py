@@ -21,10 +21,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 #: Which float32 kernels have float64 instructions in their PTX, by design (keep this table
 #: exact: the test fails both ways, so that it stays the documentation):
 #:
-#: * fastact._math's float32 exp, expm1, exp_mul, tanh and gelu_f32 compute in float32:
-#:   no float64 in the float32 kernels that use them;
-#: * gelu_tanh, and the gradient of gelu, compute in float64 throughout (double-double
-#:   arguments, erfcx_f64);
+#: * fastact._math's float32 exp, expm1, exp_mul, tanh, gelu and gelu_tanh (their
+#:   derivatives too) compute in float32: no activation uses float64 in its float32 kernels;
 #: * every ``*_bias_backward`` accumulates the bias gradient in float64 (as fastact.fused on the
 #:   CPU), and ``sum_partials`` adds the float64 partial sums.
 #:
@@ -42,8 +40,8 @@ F64_BY_DESIGN = {
     "elu": (False, False),
     "celu": (False, False),
     "selu": (False, False),
-    "gelu": (False, True),  # the gradient: float64 throughout
-    "gelu_tanh": (True, True),  # float64 throughout
+    "gelu": (False, False),
+    "gelu_tanh": (False, False),
     "silu": (False, False),
     "mish": (False, False),
     "hard_sigmoid": (False, False),
