@@ -5,7 +5,9 @@ Shared by the pytest-benchmark file (``bench/bench_mlp.py``) and its by-hand rep
 
 The task: synthetic float32 inputs (10 Gaussian classes in 784 dimensions, overlapping enough
 that accuracy is not 100%), a 784-256-256-10 ReLU network, softmax cross-entropy, minibatches
-of 128 in a fresh random order each epoch, SGD with momentum 0.9 (lr 0.01, no weight decay).
+of 128 in a fresh random order each epoch, SGD with momentum 0.9 (lr 0.01, no weight decay),
+or Adam (``optimizer='adam'``: lr 1e-3, betas 0.9 / 0.999, eps 1e-8, as every implementation's
+default).
 
 Initialization: He normal weights and zero biases (fastact's ``init='auto'`` for ReLU) for
 fastact, numpy and torch; scikit-learn keeps its own (Glorot uniform; it has no option). The
@@ -40,6 +42,8 @@ CLASSES = 10
 BATCH = 128
 LR = 0.01
 MOMENTUM = 0.9
+ADAM_LR = 1e-3
+OPTIMIZERS = ("sgd", "adam")
 SEED = 20240607
 
 #: (train samples, test samples, features) of the full benchmark and of the smoke run
@@ -64,7 +68,8 @@ def data(n_train: int, n_test: int, features: int):
 
 
 class Trainer:
-    """One implementation: ``epoch()`` trains one more epoch, ``accuracy(X, y)`` evaluates."""
+    """One implementation: ``epoch()`` trains one more epoch, ``accuracy(X, y)`` evaluates.
+    ``__init__(X, y, seed, optimizer)``: 'sgd' (momentum) or 'adam'."""
 
     def epoch(self):
         raise NotImplementedError
@@ -77,15 +82,15 @@ class FastactTrainer(Trainer):
     """``MLP(epochs=1).fit`` per epoch (input checks and initialization included); the model
     trained over several epochs is the one of ``fit`` with ``epochs=k`` (same seed)."""
 
-    def __init__(self, X, y, seed=0):
+    def __init__(self, X, y, seed=0, optimizer="sgd"):
         from fastact.mlp import MLP
 
         self.X, self.y, self.seed, self.epochs = X, y, seed, 0
         self.make = lambda epochs: MLP(
             HIDDEN,
             "relu",
-            optimizer="sgd",
-            lr=LR,
+            optimizer=optimizer,
+            lr=LR if optimizer == "sgd" else ADAM_LR,
             momentum=MOMENTUM,
             batch_size=BATCH,
             epochs=epochs,
@@ -107,8 +112,8 @@ class FastactTrainer(Trainer):
 class NumpyTrainer(Trainer):
     """The same network and optimizer in plain NumPy (He init, as fastact's 'auto')."""
 
-    def __init__(self, X, y, seed=0):
-        self.X, self.y = X, y
+    def __init__(self, X, y, seed=0, optimizer="sgd"):
+        self.X, self.y, self.optimizer, self.steps = X, y, optimizer, 0
         self.rng = np.random.default_rng(seed)
         sizes = (X.shape[1], *HIDDEN, CLASSES)
         self.W = [
@@ -116,7 +121,8 @@ class NumpyTrainer(Trainer):
             for a, b in zip(sizes[:-1], sizes[1:])
         ]
         self.b = [np.zeros(b, np.float32) for b in sizes[1:]]
-        self.vel = [np.zeros_like(p) for p in self.W + self.b]
+        self.vel = [np.zeros_like(p) for p in self.W + self.b]  # SGD; Adam's m
+        self.sq = [np.zeros_like(p) for p in self.W + self.b]  # Adam's v
 
     def forward(self, x):
         hs, zs = [x], []
@@ -145,17 +151,31 @@ class NumpyTrainer(Trainer):
                 grads_b[i] = g.sum(axis=0)
                 if i > 0:
                     g = np.where(zs[i - 1] > 0, g @ self.W[i].T, 0)
+            if self.optimizer == "adam":
+                self.adam(grads_W + grads_b)
+                continue
             for p, grad, v in zip(self.W + self.b, grads_W + grads_b, self.vel):
                 v *= mom
                 v += grad
                 p -= lr * v
+
+    def adam(self, grads, beta1=0.9, beta2=0.999, eps=1e-8):
+        self.steps += 1
+        step = np.float32(ADAM_LR / (1 - beta1**self.steps))
+        bias2 = np.float32(math.sqrt(1 - beta2**self.steps))
+        for p, grad, m, v in zip(self.W + self.b, grads, self.vel, self.sq):
+            m *= np.float32(beta1)
+            m += np.float32(1 - beta1) * grad
+            v *= np.float32(beta2)
+            v += np.float32(1 - beta2) * grad * grad
+            p -= step * m / (np.sqrt(v) / bias2 + np.float32(eps))
 
     def accuracy(self, X, y):
         return float(np.mean(self.forward(X)[1][-1].argmax(axis=1) == y))
 
 
 class TorchTrainer(Trainer):
-    def __init__(self, X, y, seed=0):
+    def __init__(self, X, y, seed=0, optimizer="sgd"):
         try:
             import torch
         except ImportError:
@@ -175,7 +195,11 @@ class TorchTrainer(Trainer):
                 if isinstance(layer, torch.nn.Linear):
                     torch.nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")
                     layer.bias.zero_()
-        self.opt = torch.optim.SGD(self.model.parameters(), lr=LR, momentum=MOMENTUM)
+        params = self.model.parameters()
+        if optimizer == "sgd":
+            self.opt = torch.optim.SGD(params, lr=LR, momentum=MOMENTUM)
+        else:
+            self.opt = torch.optim.Adam(params, lr=ADAM_LR)
         self.loss = torch.nn.CrossEntropyLoss()
         self.rng = np.random.default_rng(seed)
 
@@ -197,7 +221,7 @@ class TorchTrainer(Trainer):
 
 
 class SklearnTrainer(Trainer):
-    def __init__(self, X, y, seed=0):
+    def __init__(self, X, y, seed=0, optimizer="sgd"):
         try:
             from sklearn.neural_network import MLPClassifier
         except ImportError:
@@ -206,10 +230,10 @@ class SklearnTrainer(Trainer):
         self.model = MLPClassifier(
             HIDDEN,
             activation="relu",
-            solver="sgd",
+            solver=optimizer,
             alpha=0.0,
             batch_size=BATCH,
-            learning_rate_init=LR,
+            learning_rate_init=LR if optimizer == "sgd" else ADAM_LR,
             momentum=MOMENTUM,
             nesterovs_momentum=False,
             shuffle=True,
@@ -231,13 +255,13 @@ TRAINERS = {
 }
 
 
-def trainer(impl: str, X, y, seed=0) -> Trainer:
-    return TRAINERS[impl](X, y, seed)
+def trainer(impl: str, X, y, seed=0, optimizer="sgd") -> Trainer:
+    return TRAINERS[impl](X, y, seed, optimizer)
 
 
-def time_epochs(impl: str, X, y, epochs: int, seed=0) -> list[float]:
+def time_epochs(impl: str, X, y, epochs: int, seed=0, optimizer="sgd") -> list[float]:
     """Seconds of each of ``epochs`` consecutive epochs (fastact: ``fit`` with one epoch)."""
-    t = trainer(impl, X, y, seed)
+    t = trainer(impl, X, y, seed, optimizer)
     times = []
     for _ in range(epochs):
         start = time.perf_counter()
@@ -246,8 +270,8 @@ def time_epochs(impl: str, X, y, epochs: int, seed=0) -> list[float]:
     return times
 
 
-def accuracy_after(impl: str, epochs: int, X, y, X_test, y_test, seed=0) -> float:
-    t = trainer(impl, X, y, seed)
+def accuracy_after(impl: str, epochs: int, X, y, X_test, y_test, seed=0, optimizer="sgd") -> float:
+    t = trainer(impl, X, y, seed, optimizer)
     if isinstance(t, FastactTrainer):
         t.train(epochs)
     else:

@@ -23,19 +23,25 @@ import pytest
 from _cases import benchmarks_enabled
 
 
+@pytest.mark.parametrize("optimizer", M.OPTIMIZERS)
 @pytest.mark.parametrize("impl", M.IMPLS)
-def test_mlp_epoch(benchmark, impl, request):
+def test_mlp_epoch(benchmark, impl, optimizer, request):
     full = benchmarks_enabled(request.config)
     X, y, X_test, y_test = M.data(*(M.FULL if full else M.SMOKE))
     try:
-        trainer = M.trainer(impl, X, y)
+        trainer = M.trainer(impl, X, y, optimizer=optimizer)
     except M.Unavailable as exc:
         pytest.skip(str(exc))
     trainer.epoch()  # warm-up: compilation, first touch
     assert 0.0 <= trainer.accuracy(X_test, y_test) <= 1.0
-    benchmark.group = f"mlp-epoch/{len(X)}x{X.shape[1]}"
+    benchmark.group = f"mlp-epoch/{optimizer}/{len(X)}x{X.shape[1]}"
     benchmark.extra_info.update(
-        impl=impl, samples=len(X), features=X.shape[1], hidden=list(M.HIDDEN), batch=M.BATCH
+        impl=impl,
+        optimizer=optimizer,
+        samples=len(X),
+        features=X.shape[1],
+        hidden=list(M.HIDDEN),
+        batch=M.BATCH,
     )
     benchmark.pedantic(trainer.epoch, rounds=3 if full else 1, iterations=1)
 
@@ -69,7 +75,9 @@ def _pretouch(gib: float = 2.0) -> None:
     del block
 
 
-def report(epochs: int, repeats: int, warmup: int, blas_threads: int | None, impls) -> None:
+def report(
+    epochs: int, repeats: int, warmup: int, blas_threads: int | None, impls, optimizer="sgd"
+) -> None:
     """Best and median epoch time of each implementation (epochs interleaved across
     implementations, after ``warmup`` epochs each), the ratios to fastact, and the test accuracy
     after ``epochs`` epochs (a separate run)."""
@@ -93,7 +101,7 @@ def report(epochs: int, repeats: int, warmup: int, blas_threads: int | None, imp
     trainers = {}
     for impl in impls:
         try:
-            trainers[impl] = M.trainer(impl, X, y)
+            trainers[impl] = M.trainer(impl, X, y, optimizer=optimizer)
         except M.Unavailable as exc:
             print(f"{impl}: skipped ({exc})")
             continue
@@ -106,14 +114,19 @@ def report(epochs: int, repeats: int, warmup: int, blas_threads: int | None, imp
             t.epoch()
             times[impl].append(time.perf_counter() - start)
     accuracy = {
-        impl: (M.accuracy_after(impl, epochs, X, y, X_test, y_test) if epochs else float("nan"))
+        impl: (
+            M.accuracy_after(impl, epochs, X, y, X_test, y_test, optimizer=optimizer)
+            if epochs
+            else float("nan")
+        )
         for impl in trainers
     }
     med = {impl: float(np.median(v)) for impl, v in times.items()}
     best = {impl: min(v) for impl, v in times.items()}
     print(
-        f"\n{len(X)} x {X.shape[1]} float32, 784-256-256-10 ReLU, batch {M.BATCH}, SGD momentum "
-        f"{M.MOMENTUM}; {_versions()}; BLAS threads: {blas_threads or 'default'}"
+        f"\n{len(X)} x {X.shape[1]} float32, 784-256-256-10 ReLU, batch {M.BATCH}, "
+        + (f"SGD momentum {M.MOMENTUM}" if optimizer == "sgd" else f"Adam lr {M.ADAM_LR}")
+        + f"; {_versions()}; BLAS threads: {blas_threads or 'default'}"
     )
     print(
         f"{cpu_model()}, {os.cpu_count()} cores; load average (1 min) before {load_before:.2f}, "
@@ -163,6 +176,12 @@ def main(argv=None) -> int:
         "thread pool next to BLAS's; the default is single-threaded)",
     )
     parser.add_argument(
+        "--optimizer",
+        choices=M.OPTIMIZERS,
+        default="sgd",
+        help="SGD with momentum (the default) or Adam, for every implementation",
+    )
+    parser.add_argument(
         "--impl",
         action="append",
         choices=M.IMPLS,
@@ -174,7 +193,7 @@ def main(argv=None) -> int:
 
         fastact.mlp.SERIAL_KERNELS = False
     impls = M.IMPLS if not args.impl else ["fastact"] + [i for i in args.impl if i != "fastact"]
-    report(args.epochs, args.repeats, args.warmup, args.blas_threads, impls)
+    report(args.epochs, args.repeats, args.warmup, args.blas_threads, impls, args.optimizer)
     return 0
 
 

@@ -569,25 +569,43 @@ def _one_over_one_plus_32(n, e):
 
 
 @njit(**SCALAR)
+def _scaled_product_or_zero_32(m, y_hi, y_lo, k, k_min):
+    """m (y_hi + y_lo) 2^k, or m * 0 where k < k_min (chosen so that the product rounds to 0
+    there, or is negligible where it is added to 1): those lanes compute with k = 0 instead.
+    A subnormal or underflowing product costs a microcode assist on x86, for the whole vector:
+    gelu_tanh ran 2x slower on N(0, 4^2) inputs without this."""
+    small = k < k_min
+    v = _scaled_product_32(m, y_hi, y_lo, i32(0) if small else k)
+    return m * f32(0.0) if small else v
+
+
+@njit(**SCALAR)
 def gelu_tanh_f32(x):
     """x sigmoid(2u) in float32 arithmetic: x / (1 + e) for 2u >= 0, x e / (1 + e) below
-    (e = exp(-|2u|); x e rounded once, never a subnormal intermediate)."""
+    (e = exp(-|2u|); x e rounded once, never a subnormal intermediate). e < 2^-30 counts as 0
+    in 1 + e; x e is 0 below 2^-160 (|x| <= 12)."""
     xc, y_hi, y_lo, k, positive = _gelu_tanh_parts_32(x)
-    e = _scaled_product_32(f32(1.0), y_hi, y_lo, k)
-    numerator = x if positive else _scaled_product_32(xc, y_hi, y_lo, k)
-    return _one_over_one_plus_32(numerator, e)
+    e = _scaled_product_or_zero_32(f32(1.0), y_hi, y_lo, k, i32(-30))
+    numerator = x if positive else _scaled_product_or_zero_32(xc, y_hi, y_lo, k, i32(-160))
+    # e = 0 (k < -30): the result is the numerator, maybe subnormal: kept out of the division
+    tiny = k < i32(-30)
+    y = _one_over_one_plus_32(f32(1.0) if tiny else numerator, e)
+    return numerator if tiny else y
 
 
 @njit(**SCALAR)
 def gelu_tanh_derivative_f32(x):
     """s + x 2u' s (1 - s) in float32 arithmetic, s = sigmoid(2u), s (1 - s) = e / (1 + e)^2
-    (no cancellation), 2u' = 2 sqrt(2/pi) (1 + 3 * 0.044715 x^2), x 2u' e rounded once."""
+    (no cancellation), 2u' = 2 sqrt(2/pi) (1 + 3 * 0.044715 x^2), x 2u' e rounded once (0 below
+    2^-160: |x 2u'| <= 400)."""
     xc, y_hi, y_lo, k, positive = _gelu_tanh_parts_32(x)
-    e = _scaled_product_32(f32(1.0), y_hi, y_lo, k)
+    e = _scaled_product_or_zero_32(f32(1.0), y_hi, y_lo, k, i32(-30))
     one_plus_e = f32(1.0) + e
-    s = (f32(1.0) if positive else e) / one_plus_e
+    tail = _scaled_product_or_zero_32(f32(1.0), y_hi, y_lo, k, i32(-160))
+    s = (f32(1.0) if positive else tail) / one_plus_e
     du = _GT_K2_HI * fma(_GT_3K1, xc * xc, f32(1.0))
-    return s + _scaled_product_32(xc * du, y_hi, y_lo, k) / (one_plus_e * one_plus_e)
+    term = _scaled_product_or_zero_32(xc * du, y_hi, y_lo, k, i32(-160))
+    return s + term / (one_plus_e * one_plus_e)
 
 
 # --------------------------------------------------------------------------- generic names
