@@ -436,6 +436,33 @@ def erfcx_f64(a):
     return s * g
 
 
+# --------------------------------------------------------------------------- shared steps
+@njit(**SCALAR)
+def one_plus(a, a_lo):
+    """(s, s_lo) = 1 + a + a_lo as a pair: s = 1 + a rounded, s_lo its exact rounding error
+    (two-sum) plus a_lo. Either dtype."""
+    one = typed(1.0, a)
+    s = one + a
+    b = s - one
+    return s, ((one - (s - b)) + (a - b)) + a_lo
+
+
+@njit(**SCALAR)
+def over_one_plus(n, e):
+    """n / (1 + e) for 0 <= e <= 1, as if 1 + e were exact: d = 1 + e rounds, but its error
+    d_lo = e - (d - 1) and the division's remainder fma(-q, d, n) are exact, and correct the
+    quotient (1/d from a linear fit within 9%: the correction is itself ~1 ULP). Without it
+    e / (1 + e) reached 2.2 ULP in float32; with it the error is that of n and e alone.
+    n = -0.0 gives +0.0 (callers with signed zeros restore the sign)."""
+    one = typed(1.0, e)
+    d = one + e
+    d_lo = e - (d - one)
+    q = n / d
+    remainder = fma(-q, d, n)
+    inv_d = typed(1.4571, e) - typed(0.5, e) * d
+    return q + (remainder - q * d_lo) * inv_d
+
+
 # --------------------------------------------------------------------------- gelu, float32
 # x Phi(x) = x/2 erfc(-x/sqrt2) = x/2 erfcx(a) exp(-x^2/2) (a = |x|/sqrt2) for x <= 0, and
 # x - that for x > 0, all in float32: x^2 = h + l exactly (fma), so exp(-x^2/2) is taken of
@@ -460,9 +487,7 @@ def _gelu_parts_32(x):
     ax = abs(xc)
     cx = ax * _GELU_C1
     cx_lo = fma(ax, _GELU_C1, -cx)
-    d = f32(1.0) + cx  # two-sum: d + d_lo = 1 + C1 |x| exactly
-    bd = d - f32(1.0)
-    d_lo = ((f32(1.0) - (d - bd)) + (cx - bd)) + cx_lo
+    d, d_lo = one_plus(cx, cx_lo)  # d + d_lo = 1 + C1 |x| exactly
     s0 = f32(1.0) / d
     s = s0 + (fma(-s0, d, f32(1.0)) - s0 * d_lo) * s0  # 1 / (1 + C1 |x|), ~0.5 ULP: the
     # erfcx below is that at the x that s stands for, so s's error moves x
@@ -544,9 +569,7 @@ def _gelu_tanh_parts_32(x):
     # below (1 + p as one fma) and the two-sum would then correct a rounding that did not happen
     p = fma(_GT_K1_HI, x2, f32(0.0))
     p_lo = fma(_GT_K1_HI, x2, -p) + (_GT_K1_HI * x2_lo + _GT_K1_LO * x2)
-    inner = f32(1.0) + p  # two-sum of 1 and p
-    bp = inner - f32(1.0)
-    inner_lo = ((f32(1.0) - (inner - bp)) + (p - bp)) + p_lo
+    inner, inner_lo = one_plus(p, p_lo)
     q = xc * inner
     q_lo = fma(xc, inner, -q) + xc * inner_lo
     r = _GT_K2_HI * q
@@ -556,16 +579,6 @@ def _gelu_tanh_parts_32(x):
     neg_lo = -r_lo if positive else r_lo
     y_hi, y_lo, k = _exp_dd_32(neg_r, neg_lo, _EXP_LO_32, f32(0.0))
     return xc, y_hi, y_lo, k, positive
-
-
-@njit(**SCALAR)
-def _one_over_one_plus_32(n, e):
-    """n / (1 + e) for 0 <= e <= 1, 1 + e taken exactly (its rounding error corrects the
-    quotient, as activations._over_one_plus); the sign of n, also for n = -0.0."""
-    d = f32(1.0) + e
-    d_lo = e - (d - f32(1.0))
-    q = n / d
-    return math.copysign(q + (fma(-q, d, n) - q * d_lo) / d, n)
 
 
 @njit(**SCALAR)
@@ -589,7 +602,7 @@ def gelu_tanh_f32(x):
     numerator = x if positive else _scaled_product_or_zero_32(xc, y_hi, y_lo, k, i32(-160))
     # e = 0 (k < -30): the result is the numerator, maybe subnormal: kept out of the division
     tiny = k < i32(-30)
-    y = _one_over_one_plus_32(f32(1.0) if tiny else numerator, e)
+    y = math.copysign(over_one_plus(f32(1.0) if tiny else numerator, e), numerator)
     return numerator if tiny else y
 
 

@@ -39,6 +39,8 @@ from fastact._math import (
     gelu_tanh_derivative_f32,
     gelu_tanh_f32,
     log1p,
+    one_plus,
+    over_one_plus,
     typed,
 )
 from fastact._math import tanh as _tanh
@@ -64,21 +66,6 @@ def _at_infinity(x, y, at_plus_inf, at_minus_inf):
     return at_minus_inf if x == -inf else y
 
 
-@scalar
-def _over_one_plus(n, e):
-    """n / (1 + e) for 0 <= e <= 1, as if 1 + e were exact: d = 1 + e rounds, but its error
-    d_lo = e - (d - 1) and the division's remainder fma(-q, d, n) are exact, and correct the
-    quotient (1/d from a linear fit within 9%: the correction is itself ~1 ULP). Without it
-    e / (1 + e) reached 2.2 ULP in float32; with it the error is that of n and e alone."""
-    one = typed(1.0, e)
-    d = one + e
-    d_lo = e - (d - one)
-    q = n / d
-    remainder = fma(-q, d, n)
-    inv_d = typed(1.4571, e) - typed(0.5, e) * d
-    return q + (remainder - q * d_lo) * inv_d
-
-
 # --------------------------------------------------------------------------- sigmoid family
 @scalar
 def sigmoid(x, a, b):
@@ -86,7 +73,7 @@ def sigmoid(x, a, b):
     one = typed(1.0, x)
     e = exp(-abs(x))
     numerator = one if x >= 0 else e
-    return _over_one_plus(numerator, e)
+    return over_one_plus(numerator, e)
 
 
 @scalar
@@ -305,9 +292,7 @@ def _gelu_tanh_parts(x):
     # did not happen (gelu_tanh's float64 tail was ~500 ULP off on an H200). Same value on the CPU.
     p = fma(GELU_TANH_K1, x2, 0.0)
     p_lo = fma(GELU_TANH_K1, x2, -p) + GELU_TANH_K1 * x2_lo
-    inner = 1.0 + p  # two-sum of 1 and p
-    bp = inner - 1.0
-    inner_lo = ((1.0 - (inner - bp)) + (p - bp)) + p_lo
+    inner, inner_lo = one_plus(p, p_lo)
     q = xc * inner
     q_lo = fma(xc, inner, -q) + xc * inner_lo
     k0 = 2.0 * GELU_TANH_K0
@@ -381,7 +366,8 @@ def silu(x, a, b):
     e = exp(-abs(x))
     # x e^x for x < 0, one rounding; of -|x| like e, so the float32 kernel computes e^-|x| once
     numerator = x if x >= typed(0.0, x) else exp_mul(-abs(x), x)
-    return _at_infinity(x, _over_one_plus(numerator, e), x, typed(-0.0, x))
+    y = math.copysign(over_one_plus(numerator, e), x)  # silu(-0.0) = -0.0
+    return _at_infinity(x, y, x, typed(-0.0, x))
 
 
 @scalar

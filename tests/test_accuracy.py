@@ -172,3 +172,13 @@ def test_backward_special_values(name, dtype):
     assert np.isfinite(got[:-1]).all(), dict(zip(x[:-1].tolist(), got[:-1].tolist()))
     tol = ulp.BACKWARD_ATOL * fi.eps
     assert np.allclose(got[:-1], exact[0], rtol=tol, atol=tol), (x[:-1], got[:-1], exact[0])
+
+
+@DTYPES
+@pytest.mark.parametrize("name", ["silu", "gelu", "gelu_tanh", "mish"])
+def test_negative_inputs_keep_the_sign_of_zero(name, dtype):
+    """x * s(x) with s >= 0: -0.0 at x = -0.0 and where a negative result underflows (as
+    torch and the NumPy reference), never +0.0."""
+    x = np.array([-0.0, -1e4, -np.finfo(dtype).max], dtype)
+    y = ulp.forward(name, x)
+    assert np.all(y == 0) and np.all(np.signbit(y)), f"{name}({x}) = {y}"
