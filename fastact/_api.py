@@ -246,14 +246,13 @@ class Op:
         self._default_params = tuple(p.default for p in spec.params) + (0.0,) * (
             2 - len(spec.params)
         )
-        self._entries: dict = {}  # (0 forward / 1 backward, dtype) -> compiled entry point
         # the defaults already typed per dtype: no scalar conversion on the hot path
         self._typed_defaults = {
             dt: (dt.type(self._default_params[0]), dt.type(self._default_params[1]))
             for dt in (_F32, _F64)
         }
-        # the fastest path (a new output, default parameters, a serial kernel): per dtype,
-        # (entry point, typed defaults), once the entry point exists; one lookup per call
+        # the serial kernels' compiled entry points, forward and backward: per dtype,
+        # (entry point, typed defaults), once compiled; the fastest path's one lookup per call
         self._ready: tuple[dict, dict] = ({}, {})
 
     def _entry(self, which: int, kernel, args: tuple):
@@ -275,7 +274,6 @@ class Op:
         except Exception:  # numba internals moved: the dispatcher still works
             return kernel
         dtype = args[0].dtype
-        self._entries[(which, dtype)] = entry
         self._ready[which][dtype] = (entry, self._typed_defaults[dtype])
         return entry
 
@@ -343,9 +341,11 @@ class Op:
                     if x.size >= PARALLEL_THRESHOLD:
                         self.forward_kernels[1](xf, rf, *typed)
                     else:
-                        entry = self._entries.get((0, x.dtype))
-                        if entry is None:
+                        ready = self._ready[0].get(x.dtype)
+                        if ready is None:
                             entry = self._entry(0, self.forward_kernels[0], (xf, rf) + typed)
+                        else:
+                            entry = ready[0]
                         entry(xf, rf, typed[0], typed[1])
                     return res if (out is not None or res.ndim) else res[()]
         if on_device(x):
@@ -422,9 +422,11 @@ class Op:
                     if g.size >= PARALLEL_THRESHOLD:
                         self.backward_kernels[1](gf, vf, rf, *typed)
                     else:
-                        entry = self._entries.get((1, g.dtype))
-                        if entry is None:
+                        ready = self._ready[1].get(g.dtype)
+                        if ready is None:
                             entry = self._entry(1, self.backward_kernels[0], (gf, vf, rf) + typed)
+                        else:
+                            entry = ready[0]
                         entry(gf, vf, rf, typed[0], typed[1])
                     return res if (out is not None or res.ndim) else res[()]
         kinds = {_container(grad_output), _container(v)}
