@@ -271,3 +271,28 @@ def test_trainer_statistics_kernels_match_numpy(dtype):
     out = np.full(5, np.nan, dtype)
     mlp.column_sums(logits, out)
     np.testing.assert_allclose(out, logits.astype(np.float64).sum(axis=0), rtol=1e-6)
+
+
+def test_trainer_arrays_are_64_byte_aligned():
+    """Parameters, gradients, optimizer state and work buffers start on a cache line (NumPy
+    gives 16 bytes: the kernels' 64-byte vector accesses would straddle two lines)."""
+    for shape in [(0,), (3,), (5, 7), (128, 256), 9]:
+        for dtype in (np.float32, np.float64, np.bool_, np.intp):
+            a = mlp.aligned_empty(shape, dtype)
+            assert a.shape == np.empty(shape).shape and a.dtype == dtype and a.flags.c_contiguous
+            assert a.flags.writeable and (a.size == 0 or a.ctypes.data % mlp.ALIGNMENT == 0)
+    X, y = blobs()
+    for optimizer in ("sgd", "adam"):
+        clf = MLP((16,), epochs=1, batch_size=32, optimizer=optimizer, dropout=0.1, seed=0)
+        clf.fit(X, y)
+        layers = clf.network_.layers
+        arrays = [a for p in clf.network_.params for a in (p.value, p.grad)]
+        arrays += [buf for layer in layers for buf in layer._buffers.values()]
+        assert len(arrays) > 10
+        assert all(a.ctypes.data % mlp.ALIGNMENT == 0 for a in arrays)
+    ops = mlp.HostOps()
+    aligned = ops.empty((4, 4), np.float32)
+    assert ops.asarray(aligned) is aligned  # no copy when already aligned
+    unaligned = np.empty(17, np.float32)[1:]
+    copy = ops.asarray(unaligned)
+    assert copy.ctypes.data % mlp.ALIGNMENT == 0 and np.shares_memory(copy, unaligned) is False
