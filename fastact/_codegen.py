@@ -350,7 +350,7 @@ def render_kernels(table) -> str:
     )
     for name, spec in table.items():
         body.append(KERNEL_TEMPLATE.format(name=name))
-        save = SAVE_OUTPUT if spec.grad_from == "output" else SAVE_INPUT
+        save = SAVE_OUTPUT if spec.fused_saves_output else SAVE_INPUT
         body.append(FUSED_TEMPLATE.format(name=name, save=save.format(name=name)))
     return "".join(body)
 
@@ -358,7 +358,7 @@ def render_kernels(table) -> str:
 def render_cuda_kernels(table) -> str:
     body = [HEADER, CUDA_HEADER]
     for name, spec in table.items():
-        output = spec.grad_from == "output"
+        output = spec.fused_saves_output
         save = CUDA_SAVE_OUTPUT if output else CUDA_SAVE_INPUT
         save4 = CUDA_SAVE4_OUTPUT if output else CUDA_SAVE4_INPUT
         body.append(

@@ -510,10 +510,6 @@ def relu_bias_forward(x, bias, out, saved, a, b):
             z1 = x[i + si, j] + bj
             z2 = x[i + 2 * si, j] + bj
             z3 = x[i + 3 * si, j] + bj
-            saved[i, j] = z0
-            saved[i + si, j] = z1
-            saved[i + 2 * si, j] = z2
-            saved[i + 3 * si, j] = z3
             out[i, j] = act.relu(z0, a, b)
             out[i + si, j] = act.relu(z1, a, b)
             out[i + 2 * si, j] = act.relu(z2, a, b)
@@ -521,8 +517,7 @@ def relu_bias_forward(x, bias, out, saved, a, b):
             i += 4 * si
         while i < rows:
             z = x[i, j] + bj
-            saved[i, j] = z
-            out[i, j] = act.relu(z, a, b)
+            out[i, j] = act.relu(z, a, b)  # the output is what the backward needs: saved unused
             i += si
 
 
@@ -621,10 +616,6 @@ def relu6_bias_forward(x, bias, out, saved, a, b):
             z1 = x[i + si, j] + bj
             z2 = x[i + 2 * si, j] + bj
             z3 = x[i + 3 * si, j] + bj
-            saved[i, j] = z0
-            saved[i + si, j] = z1
-            saved[i + 2 * si, j] = z2
-            saved[i + 3 * si, j] = z3
             out[i, j] = act.relu6(z0, a, b)
             out[i + si, j] = act.relu6(z1, a, b)
             out[i + 2 * si, j] = act.relu6(z2, a, b)
@@ -632,8 +623,7 @@ def relu6_bias_forward(x, bias, out, saved, a, b):
             i += 4 * si
         while i < rows:
             z = x[i, j] + bj
-            saved[i, j] = z
-            out[i, j] = act.relu6(z, a, b)
+            out[i, j] = act.relu6(z, a, b)  # the output is what the backward needs: saved unused
             i += si
 
 
@@ -1842,10 +1832,6 @@ def hard_tanh_bias_forward(x, bias, out, saved, a, b):
             z1 = x[i + si, j] + bj
             z2 = x[i + 2 * si, j] + bj
             z3 = x[i + 3 * si, j] + bj
-            saved[i, j] = z0
-            saved[i + si, j] = z1
-            saved[i + 2 * si, j] = z2
-            saved[i + 3 * si, j] = z3
             out[i, j] = act.hard_tanh(z0, a, b)
             out[i + si, j] = act.hard_tanh(z1, a, b)
             out[i + 2 * si, j] = act.hard_tanh(z2, a, b)
@@ -1853,8 +1839,7 @@ def hard_tanh_bias_forward(x, bias, out, saved, a, b):
             i += 4 * si
         while i < rows:
             z = x[i, j] + bj
-            saved[i, j] = z
-            out[i, j] = act.hard_tanh(z, a, b)
+            out[i, j] = act.hard_tanh(z, a, b)  # the output is what the backward needs: saved unused
             i += si
 
 

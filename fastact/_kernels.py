@@ -346,8 +346,7 @@ def relu_bias_forward_serial(x, bias, out, saved, a, b):
     for i in range(x.shape[0]):
         for j in range(x.shape[1]):
             z = x[i, j] + bias[j]
-            saved[i, j] = z
-            out[i, j] = act.relu(z, a, b)
+            out[i, j] = act.relu(z, a, b)  # the output is what the backward needs: saved unused
 
 
 @njit(**PARALLEL)
@@ -356,8 +355,7 @@ def relu_bias_forward_parallel(x, bias, out, saved, a, b):
         wide_vectors()
         for j in range(x.shape[1]):
             z = x[i, j] + bias[j]
-            saved[i, j] = z
-            out[i, j] = act.relu(z, a, b)
+            out[i, j] = act.relu(z, a, b)  # the output is what the backward needs: saved unused
 
 
 @njit(**SERIAL)
@@ -423,8 +421,7 @@ def relu6_bias_forward_serial(x, bias, out, saved, a, b):
     for i in range(x.shape[0]):
         for j in range(x.shape[1]):
             z = x[i, j] + bias[j]
-            saved[i, j] = z
-            out[i, j] = act.relu6(z, a, b)
+            out[i, j] = act.relu6(z, a, b)  # the output is what the backward needs: saved unused
 
 
 @njit(**PARALLEL)
@@ -433,8 +430,7 @@ def relu6_bias_forward_parallel(x, bias, out, saved, a, b):
         wide_vectors()
         for j in range(x.shape[1]):
             z = x[i, j] + bias[j]
-            saved[i, j] = z
-            out[i, j] = act.relu6(z, a, b)
+            out[i, j] = act.relu6(z, a, b)  # the output is what the backward needs: saved unused
 
 
 @njit(**SERIAL)
@@ -1270,8 +1266,7 @@ def hard_tanh_bias_forward_serial(x, bias, out, saved, a, b):
     for i in range(x.shape[0]):
         for j in range(x.shape[1]):
             z = x[i, j] + bias[j]
-            saved[i, j] = z
-            out[i, j] = act.hard_tanh(z, a, b)
+            out[i, j] = act.hard_tanh(z, a, b)  # the output is what the backward needs: saved unused
 
 
 @njit(**PARALLEL)
@@ -1280,8 +1275,7 @@ def hard_tanh_bias_forward_parallel(x, bias, out, saved, a, b):
         wide_vectors()
         for j in range(x.shape[1]):
             z = x[i, j] + bias[j]
-            saved[i, j] = z
-            out[i, j] = act.hard_tanh(z, a, b)
+            out[i, j] = act.hard_tanh(z, a, b)  # the output is what the backward needs: saved unused
 
 
 @njit(**SERIAL)

@@ -491,6 +491,16 @@ class Activation:
     choice: tuple = ()
     #: a check across parameters: (a, b) -> error message, or "" when they are valid
     validate: Callable[[float, float], str] | None = None
+    #: the gradient is a mask that the output decides as well as x does (grad(g, x) ==
+    #: grad(g, forward(x)) for every x: relu, relu6, hard_tanh), so the fused epilogue saves
+    #: no pre-activation: its backward reads the output (cuBLASLt's ReLU epilogue keeps a
+    #: mask for the same reason). tests/test_registry.py checks the equality.
+    mask_from_output: bool = False
+
+    @property
+    def fused_saves_output(self) -> bool:
+        """True when ``fused.bias_act`` saves only its output for the backward."""
+        return self.grad_from == "output" or self.mask_from_output
 
 
 def _ordered_bounds(min_val, max_val):
@@ -535,8 +545,18 @@ ACTIVATIONS = {
             params=(Param("beta", 1.0, "positive"), Param("threshold", 20.0, "any")),
             family="sigmoid",
         ),
-        Activation("relu", relu, relu_grad, "max(x, 0)", "select", family="relu"),
-        Activation("relu6", relu6, relu6_grad, "min(max(x, 0), 6)", "select", family="relu"),
+        Activation(
+            "relu", relu, relu_grad, "max(x, 0)", "select", family="relu", mask_from_output=True
+        ),
+        Activation(
+            "relu6",
+            relu6,
+            relu6_grad,
+            "min(max(x, 0), 6)",
+            "select",
+            family="relu",
+            mask_from_output=True,
+        ),
         Activation(
             "leaky_relu",
             leaky_relu,
@@ -627,6 +647,7 @@ ACTIVATIONS = {
             params=(Param("min_val", -1.0, "finite"), Param("max_val", 1.0, "finite")),
             family="hard",
             validate=_ordered_bounds,
+            mask_from_output=True,
         ),
     )
 }

@@ -240,7 +240,7 @@ def bias_act(x, bias, activation, *, out=None, **params):
         )
     dtype = np.dtype(x.dtype)
     target, result = _out(func, out, tuple(x.shape), dtype, "C")
-    saved = target if spec.grad_from == "output" else cuda.device_array(x.shape, dtype)
+    saved = target if spec.fused_saves_output else cuda.device_array(x.shape, dtype)
     rows, cols = x.shape
     if x.size:
         blocks, threads = _grid_2d(rows, cols)

@@ -79,7 +79,7 @@ class _BiasAct:
 
     def __init__(self, spec, a, b, dtype, serial):
         self.spec = spec
-        self.saves_output = spec.grad_from == "output"
+        self.saves_output = spec.fused_saves_output
         k = "serial" if serial else "parallel"
         self.forward_kernel = getattr(_kernels, f"{spec.name}_bias_forward_{k}")
         self.backward_kernel = getattr(_kernels, f"{spec.name}_bias_backward_{k}")
@@ -156,8 +156,10 @@ def bias_act(x, bias, activation, *, out=None, **params):
         What :func:`bias_act_backward` needs, in the compute dtype:
 
         * sigmoid and tanh (their derivative is computed from the output, as PyTorch's
-          ``sigmoid_backward``/``tanh_backward``): the output itself, ``saved is out`` unless
-          the result was cast (float16) or written through a temporary;
+          ``sigmoid_backward``/``tanh_backward``), and relu, relu6 and hard_tanh (their
+          derivative is a mask that the output decides as well as ``x + bias`` does): the
+          output itself, ``saved is out`` unless the result was cast (float16) or written
+          through a temporary; nothing else is stored;
         * every other activation: the pre-activation ``x + bias`` (a new array).
     """
     func = "bias_act"
@@ -176,7 +178,7 @@ def bias_act(x, bias, activation, *, out=None, **params):
     compute, result = result_dtypes(x.dtype, bias.dtype)
     target = contiguous_target(func, out, x.shape, compute, result, x, bias)
     xc, bc = _c(x, compute), _c(bias, compute)
-    saved = target if spec.grad_from == "output" else np.empty(x.shape, compute)
+    saved = target if spec.fused_saves_output else np.empty(x.shape, compute)
     _BiasAct(spec, a, b, compute, x.size < PARALLEL_THRESHOLD).forward(xc, bc, target, saved)
     return finish(out, target, result), saved
 
@@ -186,8 +188,9 @@ def bias_act_backward(grad_output, saved, activation, **params):
 
     ``grad_pre = grad_output * activation'(x + bias)`` (the gradient with respect to ``x``, and
     to ``x + bias``); ``grad_bias = grad_pre.sum(axis=0)``, accumulated in float64.
-    ``saved`` is the second return value of :func:`bias_act` (the output for sigmoid and tanh,
-    the pre-activation for the others); ``activation`` and ``params`` as given to it.
+    ``saved`` is the second return value of :func:`bias_act` (the output for sigmoid, tanh,
+    relu, relu6 and hard_tanh, the pre-activation for the others); ``activation`` and
+    ``params`` as given to it.
     """
     func = "bias_act_backward"
     if on_device(grad_output):

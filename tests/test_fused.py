@@ -52,7 +52,7 @@ def test_bias_act_matches_reference(variant, dtype, rng):
         rtol=RTOL[dtype],
         atol=np.finfo(dtype).tiny * 16,
     )
-    if ACTIVATIONS[_registry_name(name, kw)].grad_from == "output":
+    if ACTIVATIONS[_registry_name(name, kw)].fused_saves_output:
         assert saved is out
     else:
         np.testing.assert_array_equal(saved, z.astype(dtype))
@@ -128,7 +128,7 @@ def test_bias_act_out_and_dtypes(rng):
 
 
 def test_bias_act_docstring_names_every_output_activation():
-    from_output = [n for n, spec in ACTIVATIONS.items() if spec.grad_from == "output"]
+    from_output = [n for n, spec in ACTIVATIONS.items() if spec.fused_saves_output]
     assert from_output and all(n in fused.bias_act.__doc__ for n in from_output)
 
 

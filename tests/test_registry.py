@@ -6,6 +6,9 @@ import inspect
 import os
 import re
 
+import numpy as np
+import pytest
+
 import fastact as fa
 from fastact import _codegen, _kernels, reference
 from fastact.activations import ACTIVATIONS
@@ -34,6 +37,36 @@ def test_every_activation_has_every_piece():
                 getattr(module, f"{public}_backward")
             )
         assert public in fa.__all__ and f"{public}_backward" in fa.__all__
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name", [n for n, s in ACTIVATIONS.items() if s.mask_from_output])
+def test_mask_from_output_activations_get_the_same_gradient_from_the_output(name, dtype):
+    """The claim behind ``mask_from_output`` (the fused epilogue saves only the output): the
+    x-based gradient is the same when given forward(x) instead of x, at the kinks, the
+    special values, across the range, and for several parameter values."""
+    spec = ACTIVATIONS[name]
+    assert spec.grad_from == "x" and spec.fused_saves_output
+    rng = np.random.default_rng(3)
+    kinks = [0.0, -0.0, 6.0, -1.0, 1.0, -2.0, 2.0, 0.5]
+    x = np.concatenate(
+        [
+            reference.special_values(dtype),
+            np.array(kinks, dtype),
+            np.nextafter(np.array(kinks, dtype), dtype(np.inf)),
+            np.nextafter(np.array(kinks, dtype), dtype(-np.inf)),
+            (rng.standard_normal(2000) * 4).astype(dtype),
+        ]
+    )
+    g = rng.standard_normal(x.size).astype(dtype)
+    param_sets = [{}]
+    if name == "hard_tanh":
+        param_sets += [dict(min_val=-2.0, max_val=0.5), dict(min_val=0.5, max_val=0.5)]
+    for params in param_sets:
+        y = getattr(fa, name)(x, **params)
+        from_x = getattr(fa, f"{name}_backward")(g, x, **params)
+        from_y = getattr(fa, f"{name}_backward")(g, y, **params)
+        np.testing.assert_array_equal(from_y, from_x)
 
 
 def test_public_signatures_follow_torch_names():

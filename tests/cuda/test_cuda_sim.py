@@ -198,7 +198,7 @@ def test_bias_act_matches_cpu(variant, dtype, rng):
     cpu_out, cpu_saved = fused.bias_act(x, bias, name, **kw)
     out, saved = fa.cuda.bias_act(cuda.to_device(x), cuda.to_device(bias), name, **kw)
     assert_ulp(to_host(out), cpu_out, FUSED_MAX_ULP)
-    if ACTIVATIONS[registry_name(name, kw)].grad_from == "output":
+    if ACTIVATIONS[registry_name(name, kw)].fused_saves_output:
         assert saved is out
     else:
         np.testing.assert_array_equal(to_host(saved), cpu_saved)
