@@ -13,7 +13,8 @@ loss with its gradient, the optimizer step. No autograd: each layer knows its ba
 * ``Network``: the layers, the loss (sigmoid + binary cross-entropy for two classes, softmax
   cross-entropy for more) and the backward pass.
 * ``SGD``, ``Adam``: in-place updates of every parameter.
-* ``MLP``: the scikit-learn-style estimator (``fit``, ``predict``, ``predict_proba``, ``score``).
+* ``MLP``: the scikit-learn-style estimator (``fit``, ``partial_fit``, ``predict``,
+  ``predict_proba``, ``score``).
 
 Threads: the trainer runs every fastact kernel single-threaded and leaves the cores to BLAS.
 numba's OpenMP thread pool next to OpenBLAS's threads makes the two pools spin against each
@@ -568,6 +569,28 @@ def _number(name, value, low, high=math.inf, low_open=False, high_open=False):
     return float(value)
 
 
+def _encode(classes, y, what="y"):
+    """Class indices of labels in the sorted ``classes`` (ValueError for other labels)."""
+    idx = np.searchsorted(classes, y)
+    idx = np.minimum(idx, len(classes) - 1)
+    unknown = classes[idx] != y
+    if np.any(unknown):
+        raise ValueError(
+            f"MLP: {what} has labels not in the training data: "
+            f"{np.unique(np.asarray(y)[unknown])[:5].tolist()}"
+        )
+    return idx
+
+
+class _TrainingState:
+    """What training carries from one epoch (or partial_fit call) to the next besides the
+    network: where it runs, the optimizer, the random generator, the dtype, the loss kind."""
+
+    def __init__(self, ops, opt, rng, dtype, binary, batch_size):
+        self.ops, self.opt, self.rng = ops, opt, rng
+        self.dtype, self.binary, self.batch_size = dtype, binary, batch_size
+
+
 class MLP:
     """A multi-layer perceptron classifier trained with fastact's fused kernels.
 
@@ -620,7 +643,7 @@ class MLP:
         epoch's batches of the L2 norm of the layer's weight gradient).
     """
 
-    history_: dict[str, list]  # set by fit()
+    history_: dict[str, list]  # set by fit() and the first partial_fit()
 
     def __init__(
         self,
@@ -713,18 +736,6 @@ class MLP:
             raise ValueError(f"MLP: {what} has {len(X)} samples but its labels have {len(y)}")
         return X, y
 
-    def _encode(self, y, what="y"):
-        """Class indices of labels (ValueError for labels not seen in fit)."""
-        idx = np.searchsorted(self.classes_, y)
-        idx = np.minimum(idx, len(self.classes_) - 1)
-        unknown = self.classes_[idx] != y
-        if np.any(unknown):
-            raise ValueError(
-                f"MLP: {what} has labels not in the training data: "
-                f"{np.unique(np.asarray(y)[unknown])[:5].tolist()}"
-            )
-        return idx
-
     def _check_fitted(self, X):
         if not hasattr(self, "network_"):
             raise ValueError("MLP: this model is not fitted yet; call fit(X, y) first")
@@ -737,14 +748,16 @@ class MLP:
 
     # ------------------------------------------------------------------ training
     def fit(self, X, y, validation_data=None):
-        """Train on ``X`` (samples, features) and labels ``y`` (any hashable, >= 2 classes)."""
+        """Train on ``X`` (samples, features) and labels ``y`` (any hashable, >= 2 classes),
+        from a fresh initialization, for ``epochs`` epochs."""
         sizes, dtype = self._check_params()
         X, y = self._check_Xy(X, y, dtype)
-        self.classes_, y_idx = np.unique(y, return_inverse=True)
-        if len(self.classes_) < 2:
+        classes, y_idx = np.unique(y, return_inverse=True)
+        if len(classes) < 2:
             raise ValueError(
-                f"MLP: y has a single class ({self.classes_[0]!r}); a classifier needs at least 2"
+                f"MLP: y has a single class ({classes[0]!r}); a classifier needs at least 2"
             )
+        validation = None
         if validation_data is not None:
             Xv, yv = validation_data
             Xv, yv = self._check_Xy(Xv, yv, dtype, what="validation X")
@@ -752,17 +765,69 @@ class MLP:
                 raise ValueError(
                     f"MLP: validation X has {Xv.shape[1]} features, X has {X.shape[1]}"
                 )
-            yv_idx = self._encode(yv, "validation y")
-        self.n_features_in_ = X.shape[1]
-        binary = len(self.classes_) == 2
-        # targets as the loss kernels take them: 0/1 floats (binary) or class indices
-        targets = y_idx.astype(dtype) if binary else y_idx.astype(np.intp)
+            validation = Xv, _encode(classes, yv, "validation y")
+        self._start(X.shape[1], classes, sizes, dtype, validation is not None)
+        X_on, targets_on = self._trainer.ops.data(X, self._targets(y_idx))  # on the GPU once
+        progress = _Progress(self.epochs, self.verbose)
+        for _ in range(self.epochs):
+            self._train_epoch(X_on, targets_on, validation)
+            progress.update(self.history_)
+        progress.close()
+        return self
 
+    def partial_fit(self, X, y, classes=None):
+        """One epoch over ``(X, y)``, continuing from the current weights and optimizer state
+        (as scikit-learn's ``partial_fit``): for data that arrives in parts, or to run epochs
+        one at a time. The first call (unless ``fit`` ran before) needs ``classes``, every
+        label the model will see, and starts from the initialization ``fit`` would use; the
+        hyperparameters are those of that first call. ``partial_fit`` k times from a fresh
+        model trains the same model as ``fit`` with ``epochs=k`` (same seed and data).
+        ``history_`` gets one entry per call."""
+        if not hasattr(self, "_trainer"):
+            if classes is None:
+                raise ValueError(
+                    "MLP: the first call to partial_fit needs classes= (every label of the "
+                    "data, e.g. np.unique(y_all))"
+                )
+            sizes, dtype = self._check_params()
+            classes = np.asarray(classes)
+            if classes.ndim != 1:
+                raise ValueError(f"MLP: classes must be 1-D, got shape {classes.shape}")
+            unique = np.unique(classes)
+            if len(unique) != len(classes) or len(unique) < 2:
+                raise ValueError(
+                    f"MLP: classes must be at least 2 distinct labels, got {classes.tolist()[:5]}"
+                )
+            X, y = self._check_Xy(X, y, dtype)
+            y_idx = _encode(unique, y, "y")  # checked before anything changes
+            self._start(X.shape[1], unique, sizes, dtype, False)
+        else:
+            if classes is not None and not np.array_equal(np.unique(classes), self.classes_):
+                raise ValueError(
+                    f"MLP: classes {np.asarray(classes).tolist()[:5]} differ from the "
+                    f"classes of the first call {self.classes_.tolist()[:5]}"
+                )
+            X, y = self._check_Xy(X, y, self._trainer.dtype)
+            if X.shape[1] != self.n_features_in_:
+                raise ValueError(
+                    f"MLP: X has {X.shape[1]} features, the model was trained with "
+                    f"{self.n_features_in_}"
+                )
+            y_idx = _encode(self.classes_, y, "y")
+        X_on, targets_on = self._trainer.ops.data(X, self._targets(y_idx))
+        self._train_epoch(X_on, targets_on, None)
+        return self
+
+    def _start(self, n_features, classes, sizes, dtype, validation):
+        """A fresh network, optimizer, random generator and history (what fit and the first
+        partial_fit share)."""
+        self.classes_ = classes
+        self.n_features_in_ = n_features
+        binary = len(classes) == 2
         rng = np.random.default_rng(self.seed)
-        n_out = 1 if binary else len(self.classes_)
         ops = self._ops()
         net = self.network_ = Network(
-            (X.shape[1], *sizes, n_out),
+            (n_features, *sizes, 1 if binary else len(classes)),
             self.activation,
             init=self.init,
             dtype=dtype,
@@ -776,38 +841,44 @@ class MLP:
             opt = SGD(net.params, self.lr, self.momentum, self.weight_decay, ops=ops)
         else:
             opt = Adam(net.params, self.lr, weight_decay=self.weight_decay, ops=ops)
-        history = self.history_ = {"loss": [], "train_accuracy": [], "grad_norms": []}
-        if validation_data is not None:
-            history["val_accuracy"] = []
+        self.history_ = {"loss": [], "train_accuracy": [], "grad_norms": []}
+        if validation:
+            self.history_["val_accuracy"] = []
+        self._trainer = _TrainingState(ops, opt, rng, dtype, binary, self.batch_size)
 
-        n, bs = len(X), self.batch_size
-        weights = [layer.W for layer in net.layers]
-        # per parameter: the layer whose gradient-norm statistic it feeds (weights), else -1
-        norm_slots = [next((k for k, w in enumerate(weights) if w is p), -1) for p in net.params]
-        X_on, targets_on = ops.data(X, targets)  # on the GPU once, with device='cuda'
-        progress = _Progress(self.epochs, self.verbose)
+    def _targets(self, y_idx):
+        """Class indices as the loss kernels take them: 0/1 floats (binary) or intp."""
+        state = self._trainer
+        return y_idx.astype(state.dtype) if state.binary else y_idx.astype(np.intp)
+
+    def _train_epoch(self, X, targets, validation):
+        """One pass over the data (already where the network lives) in a fresh random order;
+        appends the epoch's statistics to ``history_``."""
+        state, net, history = self._trainer, self.network_, self.history_
+        ops, opt, rng, binary = state.ops, state.opt, state.rng, state.binary
+        n, bs = len(targets), state.batch_size
         bounds = [(s, min(s + bs, n)) for s in range(0, n, bs)]
         if self.batch_norm and len(bounds) > 1 and bounds[-1][1] - bounds[-1][0] == 1:
             # batch statistics need 2 rows (a 1-row batch has variance 0 and an undefined
             # unbiased variance): the last sample joins the batch before it
             bounds[-2:] = [(bounds[-2][0], n)]
-        for _ in range(self.epochs):
-            order = rng.permutation(n)
-            ops.start_epoch(len(weights))
-            for start, stop in bounds:
-                x, t = ops.batch(X_on, targets_on, order, start, stop)
-                logits = net.train_step(x, t, rng)
-                opt.step(norm_slots)  # also adds each weight gradient's norm to the epoch's
-                ops.count_correct(logits, t, binary)
-            total_loss, correct, norms = ops.end_epoch()
-            history["loss"].append(total_loss / n)
-            history["train_accuracy"].append(correct / n)
-            history["grad_norms"].append((np.asarray(norms) / len(bounds)).tolist())
-            if validation_data is not None:
-                history["val_accuracy"].append(float(np.mean(self._logits_argmax(Xv) == yv_idx)))
-            progress.update(history)
-        progress.close()
-        return self
+        weights = [layer.W for layer in net.layers]
+        # per parameter: the layer whose gradient-norm statistic it feeds (weights), else -1
+        norm_slots = [next((k for k, w in enumerate(weights) if w is p), -1) for p in net.params]
+        order = rng.permutation(n)
+        ops.start_epoch(len(weights))
+        for start, stop in bounds:
+            x, t = ops.batch(X, targets, order, start, stop)
+            logits = net.train_step(x, t, rng)
+            opt.step(norm_slots)  # also adds each weight gradient's norm to the epoch's
+            ops.count_correct(logits, t, binary)
+        total_loss, correct, norms = ops.end_epoch()
+        history["loss"].append(total_loss / n)
+        history["train_accuracy"].append(correct / n)
+        history["grad_norms"].append((np.asarray(norms) / len(bounds)).tolist())
+        if validation is not None:
+            Xv, yv_idx = validation
+            history["val_accuracy"].append(float(np.mean(self._logits_argmax(Xv) == yv_idx)))
 
     def _ops(self):
         """Where the network lives: HOST, or the GPU's DeviceOps for device='cuda'."""

@@ -296,3 +296,50 @@ def test_trainer_arrays_are_64_byte_aligned():
     unaligned = np.empty(17, np.float32)[1:]
     copy = ops.asarray(unaligned)
     assert copy.ctypes.data % mlp.ALIGNMENT == 0 and np.shares_memory(copy, unaligned) is False
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_partial_fit_epochs_equal_fit(optimizer):
+    """k partial_fit calls from a fresh model train the model of fit(epochs=k), dropout's
+    random masks included; fit then partial_fit goes on from fit's state."""
+    X, y = blobs()
+    kw = dict(hidden_sizes=(8,), batch_size=32, dropout=0.2, optimizer=optimizer, seed=3)
+    full = MLP(**kw, epochs=3).fit(X, y)
+    parts = MLP(**kw)
+    for _ in range(3):
+        assert parts.partial_fit(X, y, classes=np.unique(y)) is parts
+    for a, b in zip(full.network_.params, parts.network_.params):
+        np.testing.assert_array_equal(a.value, b.value)
+    assert full.history_ == parts.history_ and len(parts.history_["loss"]) == 3
+    more = MLP(**kw, epochs=2).fit(X, y).partial_fit(X, y)
+    for a, b in zip(full.network_.params, more.network_.params):
+        np.testing.assert_array_equal(a.value, b.value)
+    # data in parts, labels of any type; predictions use every class
+    names = np.array(["a", "b", "c"])[y]
+    clf = MLP((8,), epochs=1, batch_size=16, seed=0)
+    clf.partial_fit(X[:40], names[:40], classes=["c", "a", "b"])
+    clf.partial_fit(X[40:], names[40:])
+    assert list(clf.classes_) == ["a", "b", "c"] and len(clf.history_["loss"]) == 2
+    assert clf.predict_proba(X[:5]).shape == (5, 3)
+
+
+def test_partial_fit_errors():
+    X, y = blobs()
+    with pytest.raises(ValueError, match="first call to partial_fit needs classes"):
+        MLP().partial_fit(X, y)
+    with pytest.raises(ValueError, match="at least 2 distinct labels"):
+        MLP().partial_fit(X, y, classes=[0, 0, 1])
+    with pytest.raises(ValueError, match="at least 2 distinct labels"):
+        MLP().partial_fit(X, y, classes=[1])
+    fresh = MLP()
+    with pytest.raises(ValueError, match="labels not in the training data: \\[2\\]"):
+        fresh.partial_fit(X, y, classes=[0, 1])
+    assert not hasattr(fresh, "network_")  # nothing was set up
+    clf = MLP((4,), batch_size=32).partial_fit(X, y, classes=[0, 1, 2])
+    with pytest.raises(ValueError, match="differ from the classes of the first call"):
+        clf.partial_fit(X, y, classes=[0, 1, 2, 3])
+    with pytest.raises(ValueError, match="X has 3 features, the model was trained with 4"):
+        clf.partial_fit(np.zeros((4, 3)), [0, 1, 2, 0])
+    with pytest.raises(ValueError, match="NaN"):
+        clf.partial_fit(np.full((4, 4), np.nan), [0, 1, 2, 0])
+    assert len(clf.history_["loss"]) == 1  # the failed calls trained nothing
