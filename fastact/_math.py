@@ -12,7 +12,9 @@ promote float32 arithmetic to float64.
 Accuracy (max ULP over dense sweeps of the whole domain, ``tests/test_math.py``):
 exp <= 1, expm1 <= 2, log1p <= 2, tanh <= 2, for both dtypes. Overflow gives inf,
 underflow gives (possibly subnormal) values down to 0 (float64: correctly rounded; float32:
-rounded twice, within 0.75 ULP), NaN propagates.
+rounded twice, within 0.75 ULP), NaN propagates. ``exp_neg`` / ``exp_mul_neg``: exp /
+exp_mul for arguments <= 0 (the e^-|x| of the sigmoid family), bit for bit, a few
+instructions cheaper.
 """
 
 from __future__ import annotations
@@ -260,6 +262,58 @@ def exp_mul_f32(x, m):
     return m * f32(0.0) if x < _EXP_LO_32 else y
 
 
+# exp of a non-positive argument (sigmoid's, silu's, softplus' e^-|x|): 2^k with k <= 0 is one
+# factor 2^(k + 64) (float64: 2^(k + 600)), normal for every k the clamp allows, times the
+# constant 2^-64 (2^-600): the same two roundings as exp's two factors, bit-identical results
+# (tests/test_math.py), five vector instructions fewer (float32 exp ~13% faster in cache).
+_NEG_SHIFT_32 = i32(64)
+_NEG_SCALE_32 = f32(2.0**-64)
+_NEG_SHIFT_64 = i64(600)
+_NEG_SCALE_64 = f64(2.0**-600)
+
+
+@njit(**SCALAR)
+def _pow2_neg_32(k):
+    """2^(k + 64) for k in [-174, 0]."""
+    return _bits_float(i32((k + (_NEG_SHIFT_32 + _BIAS_32)) << _MANT_32))
+
+
+@njit(**SCALAR)
+def _pow2_neg_64(k):
+    """2^(k + 600) for k in [-1155, 0]."""
+    return _bits_float((k + (_NEG_SHIFT_64 + _BIAS_64)) << _MANT_64)
+
+
+@njit(**SCALAR)
+def exp_neg_f64(x):
+    """exp(x) for x <= 0 (or NaN), equal to exp_f64."""
+    k, kf, r = _reduce_64(x, _EXP_LO_64)
+    return ((f64(1.0) + _expm1_poly_64(r)) * _pow2_neg_64(k)) * _NEG_SCALE_64
+
+
+@njit(**SCALAR)
+def exp_neg_f32(x):
+    """exp(x) for x <= 0 (or NaN), equal to exp_f32."""
+    p, k = _exp_lean_32(x, _EXP_LO_32, f32(0.0))
+    return ((f32(1.0) + p) * _pow2_neg_32(k)) * _NEG_SCALE_32
+
+
+@njit(**SCALAR)
+def exp_mul_neg_f64(x, m):
+    """m * exp(x) for x <= 0 (or NaN), equal to exp_mul_f64."""
+    k, kf, r = _reduce_64(x, _EXP_MUL_LO_64)
+    y = (((f64(1.0) + _expm1_poly_64(r)) * m) * _pow2_neg_64(k)) * _NEG_SCALE_64
+    return m * f64(0.0) if x < _EXP_MUL_LO_64 else y
+
+
+@njit(**SCALAR)
+def exp_mul_neg_f32(x, m):
+    """m * exp(x) for x <= 0 (or NaN), equal to exp_mul_f32."""
+    p, k = _exp_lean_32(x, _EXP_LO_32, f32(0.0))
+    y = (fma(m, p, m) * _pow2_neg_32(k)) * _NEG_SCALE_32
+    return m * f32(0.0) if x < _EXP_LO_32 else y
+
+
 @njit(**SCALAR)
 def expm1_f64(x):
     """expm1(x) = 2^k expm1(r) + (2^k - 1), one rounding at the end (FMA); for x > 40, where
@@ -354,8 +408,9 @@ def log1p_f32(u):
 
 
 # --------------------------------------------------------------------------- tanh
-# |x| < 0.55: x + x^3 q(x^2) (fitted by tools/fit_poly.py); else 1 - 2/(exp(2|x|) + 1),
-# where exp(2|x|) >= 3 so the subtraction cannot cancel. Sign restored at the end.
+# |x| < 0.55: x + x^3 q(x^2) (fitted by tools/fit_poly.py); else 1 - 2e/(1 + e), e = exp(-2|x|)
+# (= 1 - 2/(exp(2|x|) + 1); e <= 1/3 so the subtraction cannot cancel; exp of a non-positive
+# argument is the cheaper exp_neg). Sign restored at the end.
 @njit(**SCALAR)
 def tanh_f64(x):
     a = abs(x)
@@ -373,7 +428,8 @@ def tanh_f64(x):
     q = q * z + f64(0.1333333333333331)
     q = q * z + f64(-0.3333333333333333)
     small = a + a * z * q
-    large = f64(1.0) - f64(2.0) / (exp_f64(a + a) + f64(1.0))
+    e = exp_neg_f64(-(a + a))
+    large = f64(1.0) - (e + e) / (f64(1.0) + e)
     t = small if a < f64(0.55) else large
     return math.copysign(t, x)
 
@@ -389,7 +445,8 @@ def tanh_f32(x):
     q = q * z + f32(0.1333332402577532)
     q = q * z + f32(-0.33333333293948986)
     small = a + a * z * q
-    large = f32(1.0) - f32(2.0) / (exp_f32(a + a) + f32(1.0))
+    e = exp_neg_f32(-(a + a))
+    large = f32(1.0) - (e + e) / (f32(1.0) + e)
     t = small if a < f32(0.55) else large
     return math.copysign(t, x)
 
@@ -655,6 +712,8 @@ expm1 = _generic("expm1", expm1_f32, expm1_f64, np.expm1)
 log1p = _generic("log1p", log1p_f32, log1p_f64, np.log1p)
 tanh = _generic("tanh", tanh_f32, tanh_f64, np.tanh)
 exp_mul = _generic("exp_mul", exp_mul_f32, exp_mul_f64, lambda x, m: m * np.exp(x))
+exp_neg = _generic("exp_neg", exp_neg_f32, exp_neg_f64, np.exp)
+exp_mul_neg = _generic("exp_mul_neg", exp_mul_neg_f32, exp_mul_neg_f64, lambda x, m: m * np.exp(x))
 
 
 @intrinsic

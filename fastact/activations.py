@@ -32,6 +32,8 @@ from fastact._math import (
     erfcx_f64,
     exp,
     exp_mul,
+    exp_mul_neg,
+    exp_neg,
     expm1,
     fma,
     gelu_derivative_f32,
@@ -71,7 +73,7 @@ def _at_infinity(x, y, at_plus_inf, at_minus_inf):
 def sigmoid(x, a, b):
     """1 / (1 + exp(-x)); stable: e = exp(-|x|), (1 if x >= 0 else e) / (1 + e)."""
     one = typed(1.0, x)
-    e = exp(-abs(x))
+    e = exp_neg(-abs(x))
     numerator = one if x >= 0 else e
     return over_one_plus(numerator, e)
 
@@ -86,7 +88,7 @@ def sigmoid_grad(g, y, a, b):
 def log_sigmoid(x, a, b):
     """log(sigmoid(x)); stable: min(x, 0) - log1p(exp(-|x|))."""
     zero = typed(0.0, x)
-    return (x if x < zero else zero) - log1p(exp(-abs(x)))
+    return (x if x < zero else zero) - log1p(exp_neg(-abs(x)))
 
 
 @scalar
@@ -113,7 +115,7 @@ def softplus(x, beta, threshold):
     (max(beta x, 0) + log1p(exp(-|beta x|))) / beta."""
     z = beta * x
     zero = typed(0.0, x)
-    y = ((z if z > zero else zero) + log1p(exp(-abs(z)))) / beta
+    y = ((z if z > zero else zero) + log1p(exp_neg(-abs(z)))) / beta
     return x if z > threshold else y
 
 
@@ -173,7 +175,7 @@ def elu(x, alpha, b):
 @scalar
 def elu_grad(g, x, alpha, b):
     """g if x > 0 else g * alpha * exp(x)."""
-    return g if x > typed(0.0, x) else g * (alpha * exp(x))
+    return g if x > typed(0.0, x) else g * (alpha * exp_neg(x))
 
 
 @scalar
@@ -185,7 +187,7 @@ def celu(x, alpha, b):
 @scalar
 def celu_grad(g, x, alpha, b):
     """g if x > 0 else g * exp(x / alpha)."""
-    return g if x > typed(0.0, x) else g * exp(x / alpha)
+    return g if x > typed(0.0, x) else g * exp_neg(x / alpha)
 
 
 @scalar
@@ -201,7 +203,7 @@ def selu_grad(g, x, a, b):
     """g * scale * (1 if x > 0 else alpha * exp(x))."""
     scale = typed(SELU_SCALE, x)
     scale_alpha = typed(SELU_SCALE * SELU_ALPHA, x)
-    return g * scale if x > typed(0.0, x) else g * (scale_alpha * exp(x))
+    return g * scale if x > typed(0.0, x) else g * (scale_alpha * exp_neg(x))
 
 
 # --------------------------------------------------------------------------- smooth ReLUs
@@ -230,7 +232,7 @@ def _gelu_f64(x):
     x - x/2 erfc(|t|), with erfc(|t|) = exp(-t^2) erfcx(|t|) and x/2 erfcx applied inside exp
     (one rounding, no subnormal intermediate)."""
     xd, a2, m = _gelu_erfc(x)
-    half_x_erfc = exp_mul(-a2, 0.5 * xd * m)
+    half_x_erfc = exp_mul_neg(-a2, 0.5 * xd * m)
     return half_x_erfc if xd <= 0.0 else xd - half_x_erfc  # x = -0.0 stays -0.0
 
 
@@ -252,9 +254,9 @@ def gelu(x, a, b):
 def _gelu_derivative_f64(x):
     """Phi(x) + x phi(x), phi(x) = exp(-x^2/2) / sqrt(2 pi) = exp(-a^2) / sqrt(2 pi)."""
     xd, a2, m = _gelu_erfc(x)
-    half_erfc = exp_mul(-a2, 0.5 * m)
+    half_erfc = exp_mul_neg(-a2, 0.5 * m)
     cdf = half_erfc if xd < 0.0 else 1.0 - half_erfc
-    return cdf + exp_mul(-a2, xd * _INV_SQRT_2PI)
+    return cdf + exp_mul_neg(-a2, xd * _INV_SQRT_2PI)
 
 
 _gelu_derivative = by_dtype(
@@ -307,8 +309,8 @@ def _gelu_tanh_parts(x):
 def _gelu_tanh_f64(x):
     """x / (1 + e) for u >= 0, x e / (1 + e) for u < 0 (e = exp(-|2u|), x e rounded once)."""
     xd, r_abs, m, sign = _gelu_tanh_parts(x)
-    e = exp(-r_abs) * m
-    numerator = xd if sign > 0.0 else exp_mul(-r_abs, xd * m)
+    e = exp_neg(-r_abs) * m
+    numerator = xd if sign > 0.0 else exp_mul_neg(-r_abs, xd * m)
     return numerator / (1.0 + e)
 
 
@@ -317,13 +319,13 @@ def _gelu_tanh_derivative_f64(x):
     """s + x s (1 - s) 2u', s = sigmoid(2u), s (1 - s) = e / (1 + e)^2 (no cancellation),
     2u' = 2 sqrt(2/pi) (1 + 3 * 0.044715 x^2)."""
     xd, r_abs, m, sign = _gelu_tanh_parts(x)
-    e = exp(-r_abs) * m
+    e = exp_neg(-r_abs) * m
     one_plus_e = 1.0 + e
     s = (1.0 if sign > 0.0 else e) / one_plus_e
     xc = 1e4 if xd > 1e4 else (-1e4 if xd < -1e4 else xd)  # the term below is 0 there anyway
     du = 2.0 * GELU_TANH_K0 * (1.0 + 3.0 * GELU_TANH_K1 * xc * xc)
     # x 2u' e / (1 + e)^2, with x 2u' e rounded once (e alone can be subnormal)
-    return s + exp_mul(-r_abs, xc * du * m) / (one_plus_e * one_plus_e)
+    return s + exp_mul_neg(-r_abs, xc * du * m) / (one_plus_e * one_plus_e)
 
 
 def _np_gelu_tanh(v):
@@ -363,9 +365,9 @@ def gelu_tanh_grad(g, x, a, b):
 @scalar
 def silu(x, a, b):
     """x * sigmoid(x); stable: e = exp(-|x|), (x if x >= 0 else x e) / (1 + e)."""
-    e = exp(-abs(x))
+    e = exp_neg(-abs(x))
     # x e^x for x < 0, one rounding; of -|x| like e, so the float32 kernel computes e^-|x| once
-    numerator = x if x >= typed(0.0, x) else exp_mul(-abs(x), x)
+    numerator = x if x >= typed(0.0, x) else exp_mul_neg(-abs(x), x)
     y = math.copysign(over_one_plus(numerator, e), x)  # silu(-0.0) = -0.0
     return _at_infinity(x, y, x, typed(-0.0, x))
 
@@ -374,7 +376,7 @@ def silu(x, a, b):
 def silu_grad(g, x, a, b):
     """g * s * (1 + x (1 - s)), s = sigmoid(x)."""
     one = typed(1.0, x)
-    e = exp(-abs(x))
+    e = exp_neg(-abs(x))
     positive = x >= typed(0.0, x)
     s = (one if positive else e) / (one + e)
     one_minus_s = (e if positive else one) / (one + e)  # sigmoid(-x): no cancellation

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from numba import njit
 
 import fastact as fa
+from fastact import _math
 from tests import ulp
 
 DTYPES = pytest.mark.parametrize("dtype", [ulp.F32, ulp.F64], ids=["float32", "float64"])
@@ -67,3 +69,27 @@ def test_public_tanh_and_elu_are_the_math_functions(dtype):
     x = x[x <= 0]
     np.testing.assert_array_equal(ulp.forward("elu", x, (1.0, 0.0)), ulp.math_function("expm1", x))
     assert fa.tanh(np.array([0.5], dtype)).dtype == dtype
+
+
+@njit(**ulp._LOOP)
+def _exp_neg_pairs(x, out):
+    """out[0] = exp(x), out[1] = exp_neg(x), out[2] = exp_mul(x, x), out[3] = exp_mul_neg(x, x)."""
+    for i in range(x.size):
+        out[0, i] = _math.exp(x[i])
+        out[1, i] = _math.exp_neg(x[i])
+        out[2, i] = _math.exp_mul(x[i], x[i])
+        out[3, i] = _math.exp_mul_neg(x[i], x[i])
+
+
+@DTYPES
+def test_exp_neg_is_exp_for_non_positive_arguments(dtype):
+    """exp_neg / exp_mul_neg (one scale factor for 2^k, k <= 0) give exp's / exp_mul's bits for
+    every x <= 0: the whole negative range, the underflow and subnormal edges, -inf, -0.0, NaN."""
+    x = ulp.math_sweep("exp", dtype)
+    lows = (-130.0, -87.5, -104.0, -120.0) if dtype == ulp.F32 else (-720.0, -746.0, -800.0)
+    edges = ulp.neighbors(list(lows), dtype.type, 64)
+    x = np.concatenate([x[x <= 0], edges, np.array([-np.inf, -0.0, 0.0, np.nan], dtype)])
+    out = np.empty((4, x.size), dtype)
+    _exp_neg_pairs(x, out)
+    np.testing.assert_array_equal(out[1], out[0])
+    np.testing.assert_array_equal(out[3], out[2])
