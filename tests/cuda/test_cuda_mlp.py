@@ -86,3 +86,17 @@ def test_matmul_kernel(trans_a, trans_b, rng):
 def test_bad_device():
     with pytest.raises(ValueError, match="device must be 'cpu' or 'cuda'"):
         MLP(device="gpu").fit(np.zeros((4, 2)), [0, 1, 0, 1])
+
+
+def test_device_partial_fit_continues_like_fit(rng):
+    """partial_fit on the device: two calls train fit(epochs=2)'s model, as on the CPU."""
+    X, y = data(3, rng)
+    common = dict(hidden_sizes=(5,), batch_size=8, lr=0.05, seed=3, dtype="float64")
+    full = MLP(**common, epochs=2, device="cuda").fit(X, y)
+    parts = MLP(**common, device="cuda")
+    parts.partial_fit(X, y, classes=["a", "b", "c"]).partial_fit(X, y)
+    for a, b in zip(full.network_.params, parts.network_.params):
+        np.testing.assert_allclose(b.value.copy_to_host(), a.value.copy_to_host(), rtol=1e-12)
+    # the loss is summed with one atomic add per block: its order may vary on a GPU
+    np.testing.assert_allclose(parts.history_["loss"], full.history_["loss"], rtol=1e-12)
+    assert parts.history_["train_accuracy"] == full.history_["train_accuracy"]
