@@ -568,9 +568,9 @@ def _gelu_parts_32(x):
 
 @njit(**SCALAR)
 def _scaled_product_32(m, y_hi, y_lo, k):
-    """m (y_hi + y_lo) 2^k, rounded once before the scaling (no subnormal intermediate)."""
-    s1, s2 = _pow2_32(k)
-    return (fma(m, y_hi, m * y_lo) * s1) * s2
+    """m (y_hi + y_lo) 2^k for k in [-174, 0] (the exp of a non-positive argument), rounded
+    once before the scaling (no subnormal intermediate); 2^k as exp_neg applies it."""
+    return (fma(m, y_hi, m * y_lo) * _pow2_neg_32(k)) * _NEG_SCALE_32
 
 
 @njit(**SCALAR)
