@@ -114,7 +114,7 @@ def tanh(x, out=None):
 
     ``(exp(x) - exp(-x)) / (exp(x) + exp(-x))``
 
-    Stable form: ``|x| < 0.55: x + x^3 q(x^2); else sign(x) (1 - 2 / (exp(2|x|) + 1))``.
+    Stable form: ``|x| < 0.55: x + x^3 q(x^2); else sign(x) (1 - 2e / (1 + e)), e = exp(-2|x|)``.
 
     Parameters
     ----------

@@ -99,7 +99,8 @@ def log_sigmoid_grad(g, x, a, b):
 
 @scalar
 def tanh(x, a, b):
-    """(e^x - e^-x) / (e^x + e^-x); |x| < 0.55: odd polynomial, else 1 - 2 / (exp(2|x|) + 1)."""
+    """(e^x - e^-x) / (e^x + e^-x); |x| < 0.55: odd polynomial, else 1 - 2e / (1 + e),
+    e = exp(-2|x|)."""
     return _tanh(x)
 
 
@@ -534,7 +535,7 @@ ACTIVATIONS = {
             tanh,
             tanh_grad,
             "(exp(x) - exp(-x)) / (exp(x) + exp(-x))",
-            "|x| < 0.55: x + x^3 q(x^2); else sign(x) (1 - 2 / (exp(2|x|) + 1))",
+            "|x| < 0.55: x + x^3 q(x^2); else sign(x) (1 - 2e / (1 + e)), e = exp(-2|x|)",
             "output",
             family="sigmoid",
         ),

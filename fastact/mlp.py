@@ -782,7 +782,8 @@ class MLP:
         label the model will see, and starts from the initialization ``fit`` would use; the
         hyperparameters are those of that first call. ``partial_fit`` k times from a fresh
         model trains the same model as ``fit`` with ``epochs=k`` (same seed and data).
-        ``history_`` gets one entry per call."""
+        ``history_`` gets one entry per call in each of its lists but ``val_accuracy``
+        (partial_fit takes no validation data)."""
         if not hasattr(self, "_trainer"):
             if classes is None:
                 raise ValueError(
