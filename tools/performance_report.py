@@ -76,26 +76,56 @@ def startup():
     return imp, cold, warm, warm_many
 
 
+def alternating(calls, rounds=9, min_time=0.02):
+    """Seconds per call of each of ``calls`` (name -> function), one batch of each per round,
+    the batches of a round back to back: ratios taken within a round compare the calls under
+    the same machine state (the shared box's memory bandwidth drifts 2-3x between minutes)."""
+    for c in calls.values():
+        c()  # compile / warm up
+    loops = {k: _cases.calibrate(c, min_time) for k, c in calls.items()}
+    times: dict[str, list[float]] = {k: [] for k in calls}
+    for _ in range(rounds):
+        for k, c in calls.items():
+            times[k].append(_cases.batch_time(c, loops[k]))
+    return times
+
+
+def _round_ratio(a, b):
+    """Median over the rounds of a / b."""
+    return statistics.median(x / y for x, y in zip(a, b))
+
+
 def bandwidth_rows(n, dtypes):
     """Every op of the benchmark suite at n elements: fastact (out=) vs a parallel copy of the
-    same array and vs torch (out=, same threads) where torch has the op."""
+    same array and vs torch (out=, same threads) where torch has the op, each op timed in
+    rounds alternating with the copy and torch (``alternating``)."""
     torch = _cases.torch_module()
     if torch is not None:
         torch.set_num_threads(numba.get_num_threads())
     rows = []
     for dtype in dtypes:
         copy = _cases.prepare_copy(dtype, n)
-        t_copy = median_time(copy.call)
-        copy_gbs = _cases.bytes_moved(copy.inputs, copy.out_nbytes) / t_copy / 1e9
-        rows.append(["copy (parallel numba)", dtype, t_copy * 1e3, copy_gbs, 1.0, ""])
+        copy_bytes = _cases.bytes_moved(copy.inputs, copy.out_nbytes)
+        copy_times = []
+        op_rows = []
         for op in _cases.CASES:
             fast = _cases.prepare("fastact", op, dtype, n)
-            t = median_time(fast.call)
-            gbs = _cases.bytes_moved(fast.inputs, fast.out_nbytes) / t / 1e9
-            vs_torch = ""
+            calls = {"copy": copy.call, "fastact": fast.call}
             if torch is not None and _cases.has_impl("torch", op):
-                vs_torch = median_time(_cases.prepare("torch", op, dtype, n).call) / t
-            rows.append([op, dtype, t * 1e3, gbs, gbs / copy_gbs, vs_torch])
+                calls["torch"] = _cases.prepare("torch", op, dtype, n).call
+            times = alternating(calls)
+            copy_times += times["copy"]
+            t = statistics.median(times["fastact"])
+            op_bytes = _cases.bytes_moved(fast.inputs, fast.out_nbytes)
+            # of copy: the op's GB/s over the copy's GB/s of the same round
+            of_copy = _round_ratio(times["copy"], times["fastact"]) * op_bytes / copy_bytes
+            vs_torch = _round_ratio(times["torch"], times["fastact"]) if "torch" in times else ""
+            op_rows.append([op, dtype, t * 1e3, op_bytes / t / 1e9, of_copy, vs_torch])
+        t_copy = statistics.median(copy_times)
+        rows.append(
+            ["copy (parallel numba)", dtype, t_copy * 1e3, copy_bytes / t_copy / 1e9, 1.0, ""]
+        )
+        rows += op_rows
     return rows
 
 
@@ -304,9 +334,11 @@ fastact / torch = **{call_ratio:.2f}** (median of the per-round ratios).
 
 The same cases, data and peers as the benchmark suite (`bench/_cases.py`).
 
-GB/s counts bytes read + written; *of copy* is the fraction of a parallel numba copy's GB/s in
-the same run; *torch / fastact* is torch's time over fastact's (> 1: fastact faster), same
-threads, `out=` for both.
+GB/s counts bytes read + written; *of copy* is the op's GB/s as a fraction of a parallel numba
+copy's; *torch / fastact* is torch's time over fastact's (> 1: fastact faster), same threads,
+`out=` for both. Each op is timed in 9 rounds alternating with the copy and torch, and both
+ratios are medians of the per-round ratios (the shared box's memory bandwidth drifts 2-3x
+between minutes); ms, GB/s and the copy's row are medians over the rounds.
 
 {
         md(
