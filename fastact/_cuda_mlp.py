@@ -45,6 +45,10 @@ class DeviceOps:
     def asarray(self, a):
         return cuda.to_device(np.ascontiguousarray(a))
 
+    def input(self, a):
+        """A batch to predict on, copied to the device."""
+        return self.asarray(a)
+
     def to_host(self, a):
         return a.copy_to_host()
 

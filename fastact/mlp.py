@@ -148,8 +148,13 @@ class HostOps:
 
     device = "cpu"
 
+    def input(self, a):
+        """A batch to predict on, where the network reads it: ``a`` itself (no copy)."""
+        return a
+
     def asarray(self, a):
-        """``a`` itself when it is C-contiguous and aligned, else an aligned copy."""
+        """Where the trainer keeps an array (parameters, statistics): ``a`` itself when it is
+        C-contiguous and aligned, else an aligned copy."""
         if a.flags.c_contiguous and a.ctypes.data % ALIGNMENT == 0:
             return a
         out = aligned_empty(a.shape, a.dtype)
@@ -903,7 +908,7 @@ class MLP:
         net, chunk = self.network_, max(self.batch_size, 1024)
         ops = net.ops
         parts = [
-            np.array(ops.to_host(net.forward(ops.asarray(X[s : s + chunk]))))
+            np.array(ops.to_host(net.forward(ops.input(X[s : s + chunk]))))
             for s in range(0, len(X), chunk)
         ]
         return np.concatenate(parts)
