@@ -155,18 +155,12 @@ def small_call(rounds=41):
         calls["torch"] = lambda: torch.sigmoid(tx)
     except ImportError:
         pass
-    for c in calls.values():
-        c()  # the first call loads (or compiles) the kernel: not a sample of the call's time
-    loops = {k: _cases.calibrate(c, 0.005) for k, c in calls.items()}
-    times: dict[str, list[float]] = {k: [] for k in calls}
-    for _ in range(rounds):
-        for k, c in calls.items():
-            times[k].append(_cases.batch_time(c, loops[k]))
+    # the first call loads (or compiles) the kernel: alternating() makes it outside the rounds
+    times = alternating(calls, rounds, min_time=0.005)
     t = statistics.median(times["fastact"])
     if "torch" not in calls:
         return t, float("nan"), float("nan")
-    ratio = statistics.median(a / b for a, b in zip(times["fastact"], times["torch"]))
-    return t, statistics.median(times["torch"]), ratio
+    return t, statistics.median(times["torch"]), _round_ratio(times["fastact"], times["torch"])
 
 
 def memory(n):
