@@ -99,8 +99,10 @@ _LN2_LO_64 = f64(1.90821492927058770002e-10)
 _SHIFT_64 = f64(6755399441055744.0)  # 1.5 * 2**52: adding it rounds to an integer
 _SHIFT_BITS_64 = i64(0x4338000000000000)
 _EXP_HI_64 = f64(710.0)
-_EXP_LO_64 = f64(-746.0)
-_EXP_MUL_LO_64 = f64(-800.0)  # exp_mul: m e^x with |m| up to ~|x| still underflows below
+# exp(-746) already rounds to 0, m e^x with |m| up to ~|x| underflows below -800: one clamp for
+# exp and exp_mul, so a kernel taking e^x and m e^x of one x (silu, gelu_tanh, mish) computes
+# the reduction and the polynomial once
+_EXP_LO_64 = f64(-800.0)
 _BIAS_64 = i64(1023)
 _MANT_64 = i64(52)
 
@@ -131,18 +133,18 @@ def _reduce_64(x, lo):
 
 @njit(**SCALAR)
 def _expm1_poly_64(r):
-    """exp(r) - 1 for |r| <= ln2/2 (Taylor to degree 13, error < 1e-18 relative)."""
-    q = f64(1.0 / 6227020800.0)
-    q = q * r + f64(1.0 / 479001600.0)
-    q = q * r + f64(1.0 / 39916800.0)
-    q = q * r + f64(1.0 / 3628800.0)
-    q = q * r + f64(1.0 / 362880.0)
-    q = q * r + f64(1.0 / 40320.0)
-    q = q * r + f64(1.0 / 5040.0)
-    q = q * r + f64(1.0 / 720.0)
-    q = q * r + f64(1.0 / 120.0)
-    q = q * r + f64(1.0 / 24.0)
-    q = q * r + f64(1.0 / 6.0)
+    """exp(r) - 1 = r + r^2 q(r) for |r| <= ln2/2: q of degree 10, least squares on Chebyshev
+    nodes relative to q (tools/fit_poly.py: 2.8e-18 relative, ~1e-19 of exp(r))."""
+    q = f64(2.0885930053864267e-09)
+    q = q * r + f64(2.5105177392475458e-08)
+    q = q * r + f64(2.755735997394213e-07)
+    q = q * r + f64(2.7557255507250965e-06)
+    q = q * r + f64(2.480158723484882e-05)
+    q = q * r + f64(0.0001984126987472421)
+    q = q * r + f64(0.0013888888888922634)
+    q = q * r + f64(0.008333333333326167)
+    q = q * r + f64(0.04166666666666661)
+    q = q * r + f64(0.1666666666666667)
     q = q * r + f64(0.5)
     return r + r * r * q
 
@@ -248,10 +250,10 @@ def exp_f32(x):
 def exp_mul_f64(x, m):
     """m * exp(x) rounded once at the end, so no precision is lost where exp(x) alone would be
     subnormal; m * 0 below x = -800 (float32: -120), meant for |m| <= |x| (e.g. x e^x)."""
-    k, kf, r = _reduce_64(x, _EXP_MUL_LO_64)
+    k, kf, r = _reduce_64(x, _EXP_LO_64)
     s1, s2 = _exp2_parts_64(k)
     y = (((f64(1.0) + _expm1_poly_64(r)) * m) * s1) * s2
-    return m * f64(0.0) if x < _EXP_MUL_LO_64 else y
+    return m * f64(0.0) if x < _EXP_LO_64 else y
 
 
 @njit(**SCALAR)
@@ -301,9 +303,9 @@ def exp_neg_f32(x):
 @njit(**SCALAR)
 def exp_mul_neg_f64(x, m):
     """m * exp(x) for x <= 0 (or NaN), equal to exp_mul_f64."""
-    k, kf, r = _reduce_64(x, _EXP_MUL_LO_64)
+    k, kf, r = _reduce_64(x, _EXP_LO_64)
     y = _times_pow2_neg_64((f64(1.0) + _expm1_poly_64(r)) * m, k)
-    return m * f64(0.0) if x < _EXP_MUL_LO_64 else y
+    return m * f64(0.0) if x < _EXP_LO_64 else y
 
 
 @njit(**SCALAR)
@@ -505,19 +507,25 @@ def one_plus(a, a_lo):
 
 
 @njit(**SCALAR)
-def over_one_plus(n, e):
+def _over_one_plus_f32(n, e):
     """n / (1 + e) for 0 <= e <= 1, as if 1 + e were exact: d = 1 + e rounds, but its error
     d_lo = e - (d - 1) and the division's remainder fma(-q, d, n) are exact, and correct the
     quotient (1/d from a linear fit within 9%: the correction is itself ~1 ULP). Without it
     e / (1 + e) reached 2.2 ULP in float32; with it the error is that of n and e alone.
     n = -0.0 gives +0.0 (callers with signed zeros restore the sign)."""
-    one = typed(1.0, e)
-    d = one + e
-    d_lo = e - (d - one)
+    d = f32(1.0) + e
+    d_lo = e - (d - f32(1.0))
     q = n / d
     remainder = fma(-q, d, n)
-    inv_d = typed(1.4571, e) - typed(0.5, e) * d
+    inv_d = f32(1.4571) - f32(0.5) * d
     return q + (remainder - q * d_lo) * inv_d
+
+
+@njit(**SCALAR)
+def _over_one_plus_f64(n, e):
+    """n / (1 + e), the plain quotient: float64 sigmoid and silu stay within 2 ULP of their
+    4-ULP bound without the float32 correction (docs/accuracy.md)."""
+    return n / (f64(1.0) + e)
 
 
 # --------------------------------------------------------------------------- gelu, float32
@@ -659,7 +667,7 @@ def gelu_tanh_f32(x):
     numerator = x if positive else _scaled_product_or_zero_32(xc, y_hi, y_lo, k, i32(-160))
     # e = 0 (k < -30): the result is the numerator, maybe subnormal: kept out of the division
     tiny = k < i32(-30)
-    y = math.copysign(over_one_plus(f32(1.0) if tiny else numerator, e), numerator)
+    y = math.copysign(_over_one_plus_f32(f32(1.0) if tiny else numerator, e), numerator)
     return numerator if tiny else y
 
 
@@ -714,6 +722,11 @@ tanh = _generic("tanh", tanh_f32, tanh_f64, np.tanh)
 exp_mul = _generic("exp_mul", exp_mul_f32, exp_mul_f64, lambda x, m: m * np.exp(x))
 exp_neg = _generic("exp_neg", exp_neg_f32, exp_neg_f64, np.exp)
 exp_mul_neg = _generic("exp_mul_neg", exp_mul_neg_f32, exp_mul_neg_f64, lambda x, m: m * np.exp(x))
+#: n / (1 + e) for 0 <= e <= 1 (the sigmoid family's quotient): float32 corrected for the
+#: rounding of 1 + e, float64 plain.
+over_one_plus = _generic(
+    "over_one_plus", _over_one_plus_f32, _over_one_plus_f64, lambda n, e: n / (1 + e)
+)
 
 
 @intrinsic

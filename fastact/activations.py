@@ -399,10 +399,12 @@ def _mish_ratio(x):
 def mish(x, a, b):
     """x * tanh(softplus(x)); stable: x * n / (n + 2), n = e^x (e^x + 2)."""
     t, d, e = _mish_ratio(x)
-    # x t = x e^x (e^x + 2) / (n + 2), with x e^x rounded once (no subnormal e^x for x << 0)
+    # x t = x e^x (e^x + 2) / (n + 2), with x e^x rounded once (no subnormal e^x for x << 0);
+    # e^x of the argument _mish_ratio capped (x beyond the cap gives x): one exp, shared
     two = typed(2.0, x)
-    y = exp_mul(x, x) * ((e + two) / d)
-    y = x if x > typed(20.0, x) else y
+    cap = typed(20.0, x)
+    y = exp_mul(cap if x > cap else x, x) * ((e + two) / d)
+    y = x if x > cap else y
     return _at_infinity(x, y, x, typed(-0.0, x))
 
 

@@ -34,6 +34,13 @@ def tanh_q(z):
     return (mp.tanh(a) / a - 1) / z
 
 
+def expm1_q(r):
+    """exp(r) - 1 = r + r^2 q(r): q(r) = (expm1(r) - r) / r^2."""
+    if r == 0:
+        return mp.mpf(1) / 2
+    return (mp.expm1(r) - r) / (r * r)
+
+
 ERFCX_K = 4  # s = 1 / (1 + a / ERFCX_K)
 ERFCX_A_MAX = 28.5  # erfc(28.5) = 0 in float64 (below the smallest subnormal)
 
@@ -50,6 +57,10 @@ if __name__ == "__main__":
     hi = mp.mpf(1)
     c, err = fit(lambda v: erfcx_g(v, lo, hi), mp.mpf(-1), mp.mpf(1), 22)
     print(f"erfcx g(v), s in [{float(lo)!r}, 1], deg 22: max rel err {mp.nstr(err, 3)}")
+    print("  (" + ", ".join(repr(float(v)) for v in c) + ")")
+    half_ln2 = mp.log(2) / 2 * mp.mpf("1.0001")
+    c, err = fit(expm1_q, -half_ln2, half_ln2, 10)
+    print(f"exp f64 q deg 10: max rel err {mp.nstr(err, 3)}")
     print("  (" + ", ".join(repr(float(v)) for v in c) + ")")
     for name, deg in (("f32", 5), ("f64", 11)):
         c, err = fit(tanh_q, mp.mpf(0), mp.mpf("0.3025"), deg)
