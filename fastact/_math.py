@@ -1,4 +1,5 @@
-"""Vectorizable elementary functions for float32 and float64 (exp, expm1, log1p, tanh).
+"""Vectorizable elementary functions for float32 and float64 (exp, expm1, log1p, tanh, and
+log1p(exp(x)) for x <= 0).
 
 numba 0.68 has no SVML, so ``math.exp`` compiles to a scalar libm call that LLVM cannot
 vectorize. The functions here are branch-free (range reduction, a polynomial, and
@@ -10,9 +11,9 @@ float64 instruction: as many SIMD lanes as the vector width allows, no float64 o
 promote float32 arithmetic to float64.
 
 Accuracy (max ULP over dense sweeps of the whole domain, ``tests/test_math.py``):
-exp <= 1, expm1 <= 2, log1p <= 2, tanh <= 2, for both dtypes. Overflow gives inf,
-underflow gives (possibly subnormal) values down to 0 (float64: correctly rounded; float32:
-rounded twice, within 0.75 ULP), NaN propagates. ``exp_neg`` / ``exp_mul_neg``: exp /
+exp <= 1, expm1 <= 2, log1p <= 2, tanh <= 2, log1p_exp_neg <= 2, for both dtypes. Overflow
+gives inf, underflow gives (possibly subnormal) values down to 0 (float64: correctly rounded;
+float32: rounded twice, within 0.75 ULP), NaN propagates. ``exp_neg`` / ``exp_mul_neg``: exp /
 exp_mul for arguments <= 0 (the e^-|x| of the sigmoid family), bit for bit, a few
 instructions cheaper.
 """
@@ -409,6 +410,48 @@ def log1p_f32(u):
     return f32(np.nan) if u < f32(-1.0) else y
 
 
+# --------------------------------------------------------------------------- log1p(exp(x))
+# log1p(exp(x)) for x <= 0: the log(1 + e^-|x|) of log_sigmoid and softplus. float32: e g(e),
+# g(e) = log1p(e) / e a polynomial in t = 2e - 1 on e in [0, 1] (no log1p reduction, no
+# division), e carried as a float32 pair. float64: log1p(exp_neg(x)) (a degree-20 polynomial
+# was no faster there).
+_LOG1P_G_C0_HI = f32(0.8109301924705505)  # g(1/2) = 2 log(3/2) as a float32 pair
+_LOG1P_G_C0_LO = f32(2.7425382853607516e-08)
+
+
+@njit(**SCALAR)
+def log1p_exp_neg_f32(x):
+    """log1p(e), e = exp(x), x <= 0 (or NaN). g of degree 9 fitted by tools/fit_poly.py (5.5e-9
+    relative with float32 coefficients; g's nearest singularity, e = -1, is 1.5 half-widths
+    away, 2.5 bits per degree), its constant term a float32 pair. e = 2^k (1 + p) is carried as
+    e + e_lo (1 + p's rounding error, exact): the rounding of e alone, doubled where log1p(e)
+    falls a binade below e, reached 1.9 ULP of the result; t's rounding (e < 1/4) is below
+    2^-25 absolute, negligible (|g'| <= 1/2)."""
+    p, k = _exp_lean_32(x, _EXP_LO_32, f32(0.0))
+    big = f32(1.0) + p
+    small = (f32(1.0) - big) + p  # 1 + p = big + small exactly (|p| < 1)
+    e = _times_pow2_neg_32(big, k)
+    e_lo = _times_pow2_neg_32(small, k)
+    t = fma(f32(2.0), e, f32(-1.0))
+    h = f32(-6.18948752162396e-06)
+    h = h * t + f32(2.050013245025184e-05)
+    h = h * t + f32(-5.305976446834393e-05)
+    h = h * t + f32(0.00018091917445417494)
+    h = h * t + f32(-0.000642581086140126)
+    h = h * t + f32(0.002289690775796771)
+    h = h * t + f32(-0.008461027406156063)
+    h = h * t + f32(0.0331522561609745)
+    h = h * t + f32(-0.14426355063915253)
+    rest = fma(e_lo, _LOG1P_G_C0_HI, e * fma(h, t, _LOG1P_G_C0_LO))
+    return fma(e, _LOG1P_G_C0_HI, rest)
+
+
+@njit(**SCALAR)
+def log1p_exp_neg_f64(x):
+    """log1p(exp(x)), x <= 0 (or NaN)."""
+    return log1p_f64(exp_neg_f64(x))
+
+
 # --------------------------------------------------------------------------- tanh
 # |x| < 0.55: x + x^3 q(x^2) (fitted by tools/fit_poly.py); else 1 - 2e/(1 + e), e = exp(-2|x|)
 # (= 1 - 2/(exp(2|x|) + 1); e <= 1/3 so the subtraction cannot cancel; exp of a non-positive
@@ -801,3 +844,10 @@ def by_dtype(name, impl_32, impl_64, numpy_impl):
         return None
 
     return python_version
+
+
+#: log1p(exp(x)) for x <= 0 (inlined for LLVM: the float64 version, log1p of exp, stayed an
+#: out-of-line call through the generic dispatch, and the loop with it).
+log1p_exp_neg = by_dtype(
+    "log1p_exp_neg", log1p_exp_neg_f32, log1p_exp_neg_f64, lambda x: np.log1p(np.exp(x))
+)

@@ -40,7 +40,7 @@ from fastact._math import (
     gelu_f32,
     gelu_tanh_derivative_f32,
     gelu_tanh_f32,
-    log1p,
+    log1p_exp_neg,
     one_plus,
     over_one_plus,
     typed,
@@ -88,7 +88,7 @@ def sigmoid_grad(g, y, a, b):
 def log_sigmoid(x, a, b):
     """log(sigmoid(x)); stable: min(x, 0) - log1p(exp(-|x|))."""
     zero = typed(0.0, x)
-    return (x if x < zero else zero) - log1p(exp_neg(-abs(x)))
+    return (x if x < zero else zero) - log1p_exp_neg(-abs(x))
 
 
 @scalar
@@ -116,7 +116,7 @@ def softplus(x, beta, threshold):
     (max(beta x, 0) + log1p(exp(-|beta x|))) / beta."""
     z = beta * x
     zero = typed(0.0, x)
-    y = ((z if z > zero else zero) + log1p(exp_neg(-abs(z)))) / beta
+    y = ((z if z > zero else zero) + log1p_exp_neg(-abs(z))) / beta
     return x if z > threshold else y
 
 

@@ -1,10 +1,12 @@
-"""fastact._math (exp, expm1, log1p, tanh): max ULP over the whole domain, edges, specials.
+"""fastact._math (exp, expm1, log1p, tanh, log1p_exp_neg): max ULP over the whole domain,
+edges, specials.
 
 float32: every 4096th float32 of the whole finite range (both signs, by bit pattern: ~1e6
 values down to the subnormals), 2^17 random float32, a uniform grid over the function's
 interesting range, and 64 floats on each side of the overflow / underflow / subnormal-result
 thresholds, against NumPy in float64. float64: ~2500 points (whole range, tails, edges)
-against mpmath. Bounds (both dtypes): exp <= 1, expm1 <= 2, log1p <= 2, tanh <= 2 ULP.
+against mpmath. Bounds (both dtypes): exp <= 1, expm1 <= 2, log1p <= 2, tanh <= 2,
+log1p_exp_neg (x <= 0) <= 2 ULP.
 """
 
 from __future__ import annotations
@@ -46,6 +48,9 @@ def test_special_values(dtype):
     np.testing.assert_array_equal(f("tanh", x), a(1.0, -1.0, nan, 0.0, -0.0))
     np.testing.assert_array_equal(
         f("log1p", a(inf, -1.0, -2.0, -inf, nan, 0.0, -0.0)), a(inf, -inf, nan, nan, nan, 0.0, -0.0)
+    )
+    np.testing.assert_array_equal(
+        f("log1p_exp_neg", a(-inf, nan, 0.0, -0.0)), a(0.0, nan, np.log(2.0), np.log(2.0))
     )
     # the sign of zero is kept
     for name in ("expm1", "log1p", "tanh"):

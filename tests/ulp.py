@@ -47,7 +47,7 @@ MP_PREC = 120
 F32 = np.dtype(np.float32)
 F64 = np.dtype(np.float64)
 DTYPES = (F32, F64)
-MATH_FUNCTIONS = ("exp", "expm1", "log1p", "tanh")
+MATH_FUNCTIONS = ("exp", "expm1", "log1p", "tanh", "log1p_exp_neg")
 
 # --------------------------------------------------------------------------- bounds (max ULP)
 #: The issue's bounds of the forward activations (float32, float64).
@@ -68,7 +68,7 @@ FORWARD_BOUNDS = {
 #: accuracy is measured and reported, and checked with an absolute tolerance.
 PIECEWISE = ("relu", "relu6", "leaky_relu", "hard_sigmoid", "hard_swish", "hard_tanh")
 #: fastact._math (module docstring): both dtypes.
-MATH_BOUNDS = {"exp": 1, "expm1": 2, "log1p": 2, "tanh": 2}
+MATH_BOUNDS = {"exp": 1, "expm1": 2, "log1p": 2, "tanh": 2, "log1p_exp_neg": 2}
 #: Backward (grad_output = 1) vs the exact derivative d at x, eps of the dtype:
 #:   |got - d| <= BACKWARD_ULP ulp(d)                   relative part
 #:              + BACKWARD_COND eps |x d'(x)|           what rounding x alone costs: the zeros
@@ -237,7 +237,19 @@ def _tanh_loop(x, out):
         out[i] = _math.tanh(x[i])
 
 
-_MATH_LOOPS = {"exp": _exp_loop, "expm1": _expm1_loop, "log1p": _log1p_loop, "tanh": _tanh_loop}
+@njit(**_LOOP)
+def _log1p_exp_neg_loop(x, out):
+    for i in range(x.size):
+        out[i] = _math.log1p_exp_neg(x[i])
+
+
+_MATH_LOOPS = {
+    "exp": _exp_loop,
+    "expm1": _expm1_loop,
+    "log1p": _log1p_loop,
+    "tanh": _tanh_loop,
+    "log1p_exp_neg": _log1p_exp_neg_loop,
+}
 
 
 def math_function(name, x):
@@ -293,6 +305,7 @@ EXACT = {
     "expm1": lambda x, a, b: mpmath.expm1(x),
     "log1p": lambda x, a, b: _log1p_mp(x),
     "tanh": lambda x, a, b: mpmath.tanh(x),
+    "log1p_exp_neg": lambda x, a, b: mpmath.log1p(mpmath.exp(x)),
     "sigmoid": lambda x, a, b: _sig(x),
     "log_sigmoid": lambda x, a, b: -mpmath.log1p(mpmath.exp(-x)),
     "softplus": _softplus_mp,
@@ -448,6 +461,7 @@ _NP_FORWARD = {
     "expm1": lambda x, a, b: np.expm1(x),
     "log1p": lambda x, a, b: np.log1p(x),
     "tanh": lambda x, a, b: np.tanh(x),
+    "log1p_exp_neg": lambda x, a, b: np.log1p(np.exp(x)),
     "sigmoid": lambda x, a, b: _np_sig(x),
     "log_sigmoid": lambda x, a, b: np.minimum(x, 0) - np.log1p(np.exp(-np.abs(x))),
     "softplus": _np_softplus,
@@ -657,6 +671,11 @@ _MATH_EDGES = {
         ],
     ),
     "tanh": ([0.55, -0.55, 9.01, -9.01, 1e-8, 0.0], [0.55, -0.55, 19.06, -19.06, 1e-17, 0.0]),
+    # x <= 0 only: e = e^x at 1, 1/2, 1/4 (t = 2e - 1's rounding starts), e^x subnormal, 0
+    "log1p_exp_neg": (
+        [0.0, -0.0, -1e-8, -0.6931472, -1.3862944, -87.33654, -103.97208, -104.0, -120.0],
+        [0.0, -1e-17, -0.6931471805599453, -1.3862943611198906, -708.3964185322641, -745.2, -800],
+    ),
 }
 
 
@@ -666,14 +685,28 @@ def math_sweep(name, dtype):
     points (mpmath is slow) + edges."""
     dtype = np.dtype(dtype)
     if dtype == F32:
-        domain = {"exp": (-110, 95), "expm1": (-20, 95), "log1p": (-1, 20), "tanh": (-12, 12)}[name]
+        domain = {
+            "exp": (-110, 95),
+            "expm1": (-20, 95),
+            "log1p": (-1, 20),
+            "tanh": (-12, 12),
+            "log1p_exp_neg": (-110, 0),
+        }[name]
         edges = neighbors(_MATH_EDGES[name][0], np.float32, 64)
         lin = np.linspace(*domain, 1 << 18, dtype=np.float32)
-        return np.unique(np.concatenate([float32_whole_domain(), lin, edges]))
-    edges = neighbors(_MATH_EDGES[name][1], np.float64, 8)
-    rng = np.random.default_rng(1)
-    domain = {"exp": (-750, 712), "expm1": (-40, 712), "log1p": (-1, 40), "tanh": (-20, 20)}[name]
-    return np.unique(np.concatenate([float64_points(1600), rng.uniform(*domain, 800), edges]))
+        x = np.unique(np.concatenate([float32_whole_domain(), lin, edges]))
+    else:
+        edges = neighbors(_MATH_EDGES[name][1], np.float64, 8)
+        rng = np.random.default_rng(1)
+        domain = {
+            "exp": (-750, 712),
+            "expm1": (-40, 712),
+            "log1p": (-1, 40),
+            "tanh": (-20, 20),
+            "log1p_exp_neg": (-800, 0),
+        }[name]
+        x = np.unique(np.concatenate([float64_points(1600), rng.uniform(*domain, 800), edges]))
+    return x[~(x > 0)] if name == "log1p_exp_neg" else x  # its domain: x <= 0
 
 
 # --------------------------------------------------------------------------- measurements

@@ -7,6 +7,7 @@ minimax, and the ULP tests in tests/test_math.py check the result.
 """
 
 import mpmath as mp
+import numpy as np
 
 mp.mp.dps = 60
 
@@ -41,6 +42,39 @@ def expm1_q(r):
     return (mp.expm1(r) - r) / (r * r)
 
 
+def log1p_g(t):
+    """g(e) = log1p(e) / e as a function of t = 2e - 1 in [-1, 1]."""
+    e = (t + 1) / 2
+    return mp.mpf(1) if e == 0 else mp.log1p(e) / e
+
+
+def fit_float32(func, degree, nodes=200):
+    """Coefficients c[0..degree] on t in [-1, 1] rounded to float32 one at a time (each refit
+    after the ones before are fixed), c[0] kept as a float32 pair (hi, lo); returns
+    (c0_hi, c0_lo, [c1..], max relative error)."""
+    ts = [-mp.cos(mp.pi * (k + mp.mpf(1) / 2) / nodes) for k in range(nodes)]
+    fs = [func(t) for t in ts]
+    fixed: list = []
+    c0_hi = c0_lo = mp.mpf(0)
+    for j in range(degree + 1):
+        m = degree + 1 - j
+        A = mp.matrix(nodes, m)
+        b = mp.matrix(nodes, 1)
+        for i, (t, f) in enumerate(zip(ts, fs)):
+            for k in range(m):
+                A[i, k] = t ** (j + k) / f
+            b[i] = (f - sum(c * t**k for k, c in enumerate(fixed))) / f
+        c = mp.lu_solve(A.T * A, A.T * b)[0]
+        if j == 0:
+            c0_hi = mp.mpf(float(np.float32(float(c))))
+            c0_lo = mp.mpf(float(np.float32(float(c - c0_hi))))
+            fixed.append(c0_hi + c0_lo)
+        else:
+            fixed.append(mp.mpf(float(np.float32(float(c)))))
+    err = max(abs((sum(c * t**k for k, c in enumerate(fixed)) - f) / f) for t, f in zip(ts, fs))
+    return c0_hi, c0_lo, fixed[1:], err
+
+
 ERFCX_K = 4  # s = 1 / (1 + a / ERFCX_K)
 ERFCX_A_MAX = 28.5  # erfc(28.5) = 0 in float64 (below the smallest subnormal)
 
@@ -62,6 +96,10 @@ if __name__ == "__main__":
     c, err = fit(expm1_q, -half_ln2, half_ln2, 10)
     print(f"exp f64 q deg 10: max rel err {mp.nstr(err, 3)}")
     print("  (" + ", ".join(repr(float(v)) for v in c) + ")")
+    hi, lo, rest, err = fit_float32(log1p_g, 9)
+    print(f"log1p_exp_neg f32 g deg 9, float32 coefficients: max rel err {mp.nstr(err, 3)}")
+    print(f"  c0 = {float(hi)!r} + {float(lo)!r}; c9..c1 =")
+    print("  (" + ", ".join(repr(float(v)) for v in rest[::-1]) + ")")
     for name, deg in (("f32", 5), ("f64", 11)):
         c, err = fit(tanh_q, mp.mpf(0), mp.mpf("0.3025"), deg)
         print(f"tanh {name} q deg {deg}: max rel err {mp.nstr(err, 3)}")
