@@ -251,6 +251,62 @@ def vector_width(n, names=("sigmoid", "tanh", "gelu", "silu", "softplus", "log_s
     return rows
 
 
+def _loop_vector_instructions(name, dtype):
+    """Vector (zmm) instructions in the main loop of ``name``'s serial forward kernel, compiled
+    afresh as fastact generates it (one iteration: 16 float32 or 8 float64 elements)."""
+    import re
+
+    from numba import njit
+
+    from fastact import activations
+    from fastact._math import wide_vectors
+
+    scalar = getattr(activations, name)
+
+    @njit(**dict(_config.SERIAL, cache=False))
+    def kernel(x, out, a, b):
+        wide_vectors()
+        for i in range(x.size):
+            out[i] = scalar(x[i], a, b)
+
+    x = np.ones(64, dtype)
+    kernel(x, np.empty_like(x), dtype(1), dtype(20))
+    asm = kernel.inspect_asm(kernel.signatures[0])
+    blocks = re.split(r"\n(?=\.LBB\d+_\d+:)", asm)
+    hot = max(blocks, key=lambda b: b.count("zmm"))
+    return sum(1 for line in hot.splitlines() if "zmm" in line and not line.strip().startswith("#"))
+
+
+def compute_rows(n, names=("sigmoid", "tanh", "gelu", "silu", "softplus", "log_sigmoid")):
+    """One thread each, n elements (in cache): ns per element of fastact (out=) and torch
+    (out=), timed in alternating rounds; torch / fastact is the median of the per-round
+    ratios. What each op costs in arithmetic, with memory out of the way."""
+    torch = _cases.torch_module()
+    threads = numba.get_num_threads()
+    numba.set_num_threads(1)
+    if torch is not None:
+        torch.set_num_threads(1)
+    rows = []
+    try:
+        for name in names:
+            for dtype in ("float32", "float64"):
+                calls = {"fastact": _cases.prepare("fastact", name, dtype, n).call}
+                if torch is not None and _cases.has_impl("torch", name):
+                    calls["torch"] = _cases.prepare("torch", name, dtype, n).call
+                times = alternating(calls, rounds=11, min_time=0.01)
+                fast = statistics.median(times["fastact"]) / n * 1e9
+                peer = statistics.median(times["torch"]) / n * 1e9 if "torch" in times else ""
+                ratio = _round_ratio(times["torch"], times["fastact"]) if "torch" in times else ""
+                width = 16 if dtype == "float32" else 8
+                count = _loop_vector_instructions(name, np.dtype(dtype).type)
+                rows.append([name, dtype, fast, peer, ratio, f"{count} / {width}"])
+    finally:
+        numba.set_num_threads(threads)
+        if torch is not None:
+            torch.set_num_threads(threads)
+    return rows
+
+
 def md(header, rows, fmt):
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
@@ -278,6 +334,7 @@ def main(argv=None) -> int:
     loop = blas_loop()
     width_n = 4096 if args.quick else 16384
     width = vector_width(width_n)
+    compute = compute_rows(8192 if args.quick else 65536)
     try:
         import torch
 
@@ -389,10 +446,35 @@ without and with the attribute in this run (results bit-identical, checked):
             [str, str, num(3), num(3), num(2)],
         )
     }
-The exp-based kernels stay compute-bound at 16M elements on 2 threads: the sigmoid loop is
-~40 vector instructions per 16 float32 elements (exp's reduction, a degree-5 polynomial, the
-two-factor 2^k that keeps subnormal results exact, the corrected division), and an AVX-512
-core issues 512-bit arithmetic on two ports.
+## Arithmetic alone: one thread, in cache, against torch
+
+The transcendental ops are compute-bound at 16M elements on 2 threads (above, *of copy* well
+below 1), so their ratio to torch there is the ratio of their arithmetic. Here both run on one
+thread over {"8,192" if args.quick else "65,536"} elements (in L2), `out=`, alternating rounds;
+*vector instructions* counts the 512-bit instructions of fastact's loop per iteration (per 16
+float32 or 8 float64 elements), from the assembly of the kernel compiled in this run.
+
+{
+        md(
+            [
+                "op",
+                "dtype",
+                "fastact ns/el",
+                "torch ns/el",
+                "torch / fastact",
+                "vector instructions / elements",
+            ],
+            compute,
+            [str, str, num(3), num(3), num(2), str],
+        )
+    }
+An AVX-512 core issues 512-bit arithmetic on two ports, so the instruction count is the cost.
+fastact's loops carry what its ULP bounds need ([accuracy](accuracy.md)): exp's Cody-Waite
+reduction and polynomial, 2^k applied in two factors so that subnormal results round once,
+float32 sigmoid's and silu's correction for the rounding of 1 + e, tanh's two branches, gelu's
+erfc with x^2 carried as a float32 pair. Where torch / fastact is below 1, torch's loop does
+less arithmetic per element (its accuracy is not measured here); at 16M elements the memory
+traffic both pay narrows the gap.
 """
     with open(args.out, "w") as fh:
         fh.write(page)
