@@ -177,6 +177,9 @@ def render(rows, math_rows, command: str, seconds: float) -> tuple[str, int]:
             f"{'ok' if ok else '**FAIL**'} |"
         )
     w("")
+    w("Every float32 input, for any op above: `python tools/exhaustive_f32.py <op> ...` (all 2^32")
+    w("bit patterns against the same float64 reference, a few minutes per op).")
+    w("")
     return "\n".join(out), failures
 
 
