@@ -679,33 +679,29 @@ _MATH_EDGES = {
 }
 
 
+#: The range of each math function's uniform grid (float32) / random points (float64).
+_MATH_DOMAINS = {
+    "exp": ((-110, 95), (-750, 712)),
+    "expm1": ((-20, 95), (-40, 712)),
+    "log1p": ((-1, 20), (-1, 40)),
+    "tanh": ((-12, 12), (-20, 20)),
+    "log1p_exp_neg": ((-110, 0), (-800, 0)),
+}
+
+
 @_frozen
 def math_sweep(name, dtype):
     """Inputs of a math function: float32 the whole domain (dense) + edges; float64 ~3000
     points (mpmath is slow) + edges."""
     dtype = np.dtype(dtype)
     if dtype == F32:
-        domain = {
-            "exp": (-110, 95),
-            "expm1": (-20, 95),
-            "log1p": (-1, 20),
-            "tanh": (-12, 12),
-            "log1p_exp_neg": (-110, 0),
-        }[name]
         edges = neighbors(_MATH_EDGES[name][0], np.float32, 64)
-        lin = np.linspace(*domain, 1 << 18, dtype=np.float32)
+        lin = np.linspace(*_MATH_DOMAINS[name][0], 1 << 18, dtype=np.float32)
         x = np.unique(np.concatenate([float32_whole_domain(), lin, edges]))
     else:
         edges = neighbors(_MATH_EDGES[name][1], np.float64, 8)
-        rng = np.random.default_rng(1)
-        domain = {
-            "exp": (-750, 712),
-            "expm1": (-40, 712),
-            "log1p": (-1, 40),
-            "tanh": (-20, 20),
-            "log1p_exp_neg": (-800, 0),
-        }[name]
-        x = np.unique(np.concatenate([float64_points(1600), rng.uniform(*domain, 800), edges]))
+        random = np.random.default_rng(1).uniform(*_MATH_DOMAINS[name][1], 800)
+        x = np.unique(np.concatenate([float64_points(1600), random, edges]))
     return x[~(x > 0)] if name == "log1p_exp_neg" else x  # its domain: x <= 0
 
 
