@@ -689,6 +689,13 @@ _MATH_DOMAINS = {
 }
 
 
+def in_domain(name, x):
+    """Which of the inputs x lie in math function ``name``'s domain (log1p_exp_neg: x <= 0 or
+    NaN; the others: everywhere)."""
+    x = np.asarray(x)
+    return ~(x > 0) if name == "log1p_exp_neg" else np.ones(x.shape, bool)
+
+
 @_frozen
 def math_sweep(name, dtype):
     """Inputs of a math function: float32 the whole domain (dense) + edges; float64 ~3000
@@ -702,7 +709,7 @@ def math_sweep(name, dtype):
         edges = neighbors(_MATH_EDGES[name][1], np.float64, 8)
         random = np.random.default_rng(1).uniform(*_MATH_DOMAINS[name][1], 800)
         x = np.unique(np.concatenate([float64_points(1600), random, edges]))
-    return x[~(x > 0)] if name == "log1p_exp_neg" else x  # its domain: x <= 0
+    return x[in_domain(name, x)]
 
 
 # --------------------------------------------------------------------------- measurements
