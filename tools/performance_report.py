@@ -468,7 +468,8 @@ float32 or 8 float64 elements), from the assembly of the kernel compiled in this
             [str, str, num(3), num(3), num(2), str],
         )
     }
-An AVX-512 core issues 512-bit arithmetic on two ports, so the instruction count is the cost.
+An AVX-512 core issues 512-bit arithmetic on two ports: the instruction count is most of the
+cost (a division also holds the divider).
 fastact's loops carry what its ULP bounds need ([accuracy](accuracy.md)): exp's Cody-Waite
 reduction and polynomial, 2^k applied in two factors so that subnormal results round once,
 float32 sigmoid's and silu's correction for the rounding of 1 + e, tanh's two branches, gelu's
