@@ -488,5 +488,14 @@ def test_fastest_path_matches_the_general_path(dtype):
         np.testing.assert_array_equal(gx, fa.gelu_backward(strided, strided))
     x = np.linspace(-2, 2, 9).astype(dtype)
     fa.elu(x)
+    fa.elu_backward(x, x)
     np.testing.assert_array_equal(fa.elu(x, alpha=0.5), fa.elu(np.repeat(x, 2)[::2], alpha=0.5))
     assert not np.array_equal(fa.elu(x, alpha=0.5), fa.elu(x))
+    np.testing.assert_array_equal(
+        fa.elu_backward(x, x, alpha=0.5), fa.elu_backward(x, np.repeat(x, 2)[::2], alpha=0.5)
+    )
+    assert not np.array_equal(fa.elu_backward(x, x, alpha=0.5), fa.elu_backward(x, x))
+    frozen = x.copy()
+    frozen.flags.writeable = False  # read-only input: not the fastest path, same result
+    np.testing.assert_array_equal(fa.gelu(frozen), fa.gelu(x))
+    np.testing.assert_array_equal(fa.gelu_backward(frozen, frozen), fa.gelu_backward(x, x))
