@@ -125,7 +125,7 @@ CUDA_HEADER = '''"""CUDA twins of every activation kernel (see fastact._codegen)
 
 Imported only by fastact.cuda, never by ``import fastact``: it imports numba.cuda.
 """
-from numba import cuda
+from numba import cuda, uint64
 
 from fastact import activations as act
 from fastact._config import CUDA_KERNEL
@@ -145,19 +145,21 @@ CUDA_TEMPLATE = """
 
 @cuda.jit(**CUDA_KERNEL)
 def {name}_forward(x, out, a, b):
-    n = out.size
-    s = cuda.gridsize(1)
-    i = cuda.grid(1)
-    while i + 3 * s < n:  # four loads in flight per thread (float32 reached ~75% of a copy without)
+    n = uint64(out.size)  # unsigned indices: no negative-index wraparound code per access
+    s = uint64(cuda.gridsize(1))
+    s2 = s + s
+    s3 = s2 + s
+    i = uint64(cuda.grid(1))
+    while i + s3 < n:  # four loads in flight per thread (float32 reached ~75% of a copy without)
         x0 = x[i]
         x1 = x[i + s]
-        x2 = x[i + 2 * s]
-        x3 = x[i + 3 * s]
+        x2 = x[i + s2]
+        x3 = x[i + s3]
         out[i] = act.{name}(x0, a, b)
         out[i + s] = act.{name}(x1, a, b)
-        out[i + 2 * s] = act.{name}(x2, a, b)
-        out[i + 3 * s] = act.{name}(x3, a, b)
-        i += 4 * s
+        out[i + s2] = act.{name}(x2, a, b)
+        out[i + s3] = act.{name}(x3, a, b)
+        i += s3 + s
     while i < n:
         out[i] = act.{name}(x[i], a, b)
         i += s
@@ -165,23 +167,25 @@ def {name}_forward(x, out, a, b):
 
 @cuda.jit(**CUDA_KERNEL)
 def {name}_backward(g, v, out, a, b):
-    n = out.size
-    s = cuda.gridsize(1)
-    i = cuda.grid(1)
-    while i + 3 * s < n:  # four pairs of loads in flight per thread, as the forward
+    n = uint64(out.size)  # unsigned indices, as the forward
+    s = uint64(cuda.gridsize(1))
+    s2 = s + s
+    s3 = s2 + s
+    i = uint64(cuda.grid(1))
+    while i + s3 < n:  # four pairs of loads in flight per thread, as the forward
         g0 = g[i]
         g1 = g[i + s]
-        g2 = g[i + 2 * s]
-        g3 = g[i + 3 * s]
+        g2 = g[i + s2]
+        g3 = g[i + s3]
         v0 = v[i]
         v1 = v[i + s]
-        v2 = v[i + 2 * s]
-        v3 = v[i + 3 * s]
+        v2 = v[i + s2]
+        v3 = v[i + s3]
         out[i] = act.{name}_grad(g0, v0, a, b)
         out[i + s] = act.{name}_grad(g1, v1, a, b)
-        out[i + 2 * s] = act.{name}_grad(g2, v2, a, b)
-        out[i + 3 * s] = act.{name}_grad(g3, v3, a, b)
-        i += 4 * s
+        out[i + s2] = act.{name}_grad(g2, v2, a, b)
+        out[i + s3] = act.{name}_grad(g3, v3, a, b)
+        i += s3 + s
     while i < n:
         out[i] = act.{name}_grad(g[i], v[i], a, b)
         i += s
@@ -189,61 +193,77 @@ def {name}_backward(g, v, out, a, b):
 
 @cuda.jit(**CUDA_KERNEL)
 def {name}_bias_forward(x, bias, out, saved, a, b):
-    j0, i0 = cuda.grid(2)
-    sj, si = cuda.gridsize(2)
-    rows = x.shape[0]
-    for j in range(j0, x.shape[1], sj):
+    j_start, i_start = cuda.grid(2)
+    j_step, i_step = cuda.gridsize(2)
+    i0 = uint64(i_start)  # unsigned indices, as the forward
+    si = uint64(i_step)
+    si2 = si + si
+    si3 = si2 + si
+    sj = uint64(j_step)
+    rows = uint64(x.shape[0])
+    cols = uint64(x.shape[1])
+    j = uint64(j_start)
+    while j < cols:
         bj = bias[j]
         i = i0
-        while i + 3 * si < rows:  # four rows' loads in flight per thread
+        while i + si3 < rows:  # four rows' loads in flight per thread
             z0 = x[i, j] + bj
             z1 = x[i + si, j] + bj
-            z2 = x[i + 2 * si, j] + bj
-            z3 = x[i + 3 * si, j] + bj
+            z2 = x[i + si2, j] + bj
+            z3 = x[i + si3, j] + bj
 {save4}
-            i += 4 * si
+            i += si3 + si
         while i < rows:
             z = x[i, j] + bj
 {save}
             i += si
+        j += sj
 
 
 @cuda.jit(**CUDA_KERNEL)
 def {name}_bias_backward(g, saved, grad_pre, partial, a, b):
-    j0, i0 = cuda.grid(2)
-    sj, si = cuda.gridsize(2)
-    rows = g.shape[0]
-    for j in range(j0, g.shape[1], sj):
+    j_start, i_start = cuda.grid(2)
+    j_step, i_step = cuda.gridsize(2)
+    i0 = uint64(i_start)  # unsigned indices, as the forward
+    si = uint64(i_step)
+    si2 = si + si
+    si3 = si2 + si
+    sj = uint64(j_step)
+    rows = uint64(g.shape[0])
+    cols = uint64(g.shape[1])
+    j = uint64(j_start)
+    while j < cols:
         acc = act.typed(0.0, partial[0, 0])  # of partial's dtype (float64)
         i = i0
-        while i + 3 * si < rows:  # four rows' loads in flight; summed in row order
+        while i + si3 < rows:  # four rows' loads in flight; summed in row order
             g0 = g[i, j]
             g1 = g[i + si, j]
-            g2 = g[i + 2 * si, j]
-            g3 = g[i + 3 * si, j]
+            g2 = g[i + si2, j]
+            g3 = g[i + si3, j]
             v0 = saved[i, j]
             v1 = saved[i + si, j]
-            v2 = saved[i + 2 * si, j]
-            v3 = saved[i + 3 * si, j]
+            v2 = saved[i + si2, j]
+            v3 = saved[i + si3, j]
             d0 = act.{name}_grad(g0, v0, a, b)
             d1 = act.{name}_grad(g1, v1, a, b)
             d2 = act.{name}_grad(g2, v2, a, b)
             d3 = act.{name}_grad(g3, v3, a, b)
             grad_pre[i, j] = d0
             grad_pre[i + si, j] = d1
-            grad_pre[i + 2 * si, j] = d2
-            grad_pre[i + 3 * si, j] = d3
+            grad_pre[i + si2, j] = d2
+            grad_pre[i + si3, j] = d3
             acc += d0
             acc += d1
             acc += d2
             acc += d3
-            i += 4 * si
+            i += si3 + si
         while i < rows:
             d = act.{name}_grad(g[i, j], saved[i, j], a, b)
             grad_pre[i, j] = d
             acc += d
             i += si
         partial[i0, j] = acc
+        j += sj
 """
 
 CUDA_SAVE_OUTPUT = """\
@@ -254,17 +274,17 @@ CUDA_SAVE_INPUT = """\
 CUDA_SAVE4_OUTPUT = """\
             out[i, j] = act.{name}(z0, a, b)
             out[i + si, j] = act.{name}(z1, a, b)
-            out[i + 2 * si, j] = act.{name}(z2, a, b)
-            out[i + 3 * si, j] = act.{name}(z3, a, b)"""
+            out[i + si2, j] = act.{name}(z2, a, b)
+            out[i + si3, j] = act.{name}(z3, a, b)"""
 CUDA_SAVE4_INPUT = """\
             saved[i, j] = z0
             saved[i + si, j] = z1
-            saved[i + 2 * si, j] = z2
-            saved[i + 3 * si, j] = z3
+            saved[i + si2, j] = z2
+            saved[i + si3, j] = z3
             out[i, j] = act.{name}(z0, a, b)
             out[i + si, j] = act.{name}(z1, a, b)
-            out[i + 2 * si, j] = act.{name}(z2, a, b)
-            out[i + 3 * si, j] = act.{name}(z3, a, b)"""
+            out[i + si2, j] = act.{name}(z2, a, b)
+            out[i + si3, j] = act.{name}(z3, a, b)"""
 
 FORWARD_TEMPLATE = '''
 

@@ -3,7 +3,7 @@
 
 Imported only by fastact.cuda, never by ``import fastact``: it imports numba.cuda.
 """
-from numba import cuda
+from numba import cuda, uint64
 
 from fastact import activations as act
 from fastact._config import CUDA_KERNEL
@@ -21,19 +21,21 @@ def sum_partials(partial, total):
 
 @cuda.jit(**CUDA_KERNEL)
 def sigmoid_forward(x, out, a, b):
-    n = out.size
-    s = cuda.gridsize(1)
-    i = cuda.grid(1)
-    while i + 3 * s < n:  # four loads in flight per thread (float32 reached ~75% of a copy without)
+    n = uint64(out.size)  # unsigned indices: no negative-index wraparound code per access
+    s = uint64(cuda.gridsize(1))
+    s2 = s + s
+    s3 = s2 + s
+    i = uint64(cuda.grid(1))
+    while i + s3 < n:  # four loads in flight per thread (float32 reached ~75% of a copy without)
         x0 = x[i]
         x1 = x[i + s]
-        x2 = x[i + 2 * s]
-        x3 = x[i + 3 * s]
+        x2 = x[i + s2]
+        x3 = x[i + s3]
         out[i] = act.sigmoid(x0, a, b)
         out[i + s] = act.sigmoid(x1, a, b)
-        out[i + 2 * s] = act.sigmoid(x2, a, b)
-        out[i + 3 * s] = act.sigmoid(x3, a, b)
-        i += 4 * s
+        out[i + s2] = act.sigmoid(x2, a, b)
+        out[i + s3] = act.sigmoid(x3, a, b)
+        i += s3 + s
     while i < n:
         out[i] = act.sigmoid(x[i], a, b)
         i += s
@@ -41,23 +43,25 @@ def sigmoid_forward(x, out, a, b):
 
 @cuda.jit(**CUDA_KERNEL)
 def sigmoid_backward(g, v, out, a, b):
-    n = out.size
-    s = cuda.gridsize(1)
-    i = cuda.grid(1)
-    while i + 3 * s < n:  # four pairs of loads in flight per thread, as the forward
+    n = uint64(out.size)  # unsigned indices, as the forward
+    s = uint64(cuda.gridsize(1))
+    s2 = s + s
+    s3 = s2 + s
+    i = uint64(cuda.grid(1))
+    while i + s3 < n:  # four pairs of loads in flight per thread, as the forward
         g0 = g[i]
         g1 = g[i + s]
-        g2 = g[i + 2 * s]
-        g3 = g[i + 3 * s]
+        g2 = g[i + s2]
+        g3 = g[i + s3]
         v0 = v[i]
         v1 = v[i + s]
-        v2 = v[i + 2 * s]
-        v3 = v[i + 3 * s]
+        v2 = v[i + s2]
+        v3 = v[i + s3]
         out[i] = act.sigmoid_grad(g0, v0, a, b)
         out[i + s] = act.sigmoid_grad(g1, v1, a, b)
-        out[i + 2 * s] = act.sigmoid_grad(g2, v2, a, b)
-        out[i + 3 * s] = act.sigmoid_grad(g3, v3, a, b)
-        i += 4 * s
+        out[i + s2] = act.sigmoid_grad(g2, v2, a, b)
+        out[i + s3] = act.sigmoid_grad(g3, v3, a, b)
+        i += s3 + s
     while i < n:
         out[i] = act.sigmoid_grad(g[i], v[i], a, b)
         i += s
@@ -65,81 +69,99 @@ def sigmoid_backward(g, v, out, a, b):
 
 @cuda.jit(**CUDA_KERNEL)
 def sigmoid_bias_forward(x, bias, out, saved, a, b):
-    j0, i0 = cuda.grid(2)
-    sj, si = cuda.gridsize(2)
-    rows = x.shape[0]
-    for j in range(j0, x.shape[1], sj):
+    j_start, i_start = cuda.grid(2)
+    j_step, i_step = cuda.gridsize(2)
+    i0 = uint64(i_start)  # unsigned indices, as the forward
+    si = uint64(i_step)
+    si2 = si + si
+    si3 = si2 + si
+    sj = uint64(j_step)
+    rows = uint64(x.shape[0])
+    cols = uint64(x.shape[1])
+    j = uint64(j_start)
+    while j < cols:
         bj = bias[j]
         i = i0
-        while i + 3 * si < rows:  # four rows' loads in flight per thread
+        while i + si3 < rows:  # four rows' loads in flight per thread
             z0 = x[i, j] + bj
             z1 = x[i + si, j] + bj
-            z2 = x[i + 2 * si, j] + bj
-            z3 = x[i + 3 * si, j] + bj
+            z2 = x[i + si2, j] + bj
+            z3 = x[i + si3, j] + bj
             out[i, j] = act.sigmoid(z0, a, b)
             out[i + si, j] = act.sigmoid(z1, a, b)
-            out[i + 2 * si, j] = act.sigmoid(z2, a, b)
-            out[i + 3 * si, j] = act.sigmoid(z3, a, b)
-            i += 4 * si
+            out[i + si2, j] = act.sigmoid(z2, a, b)
+            out[i + si3, j] = act.sigmoid(z3, a, b)
+            i += si3 + si
         while i < rows:
             z = x[i, j] + bj
             out[i, j] = act.sigmoid(z, a, b)  # the output is what the backward needs: saved unused
             i += si
+        j += sj
 
 
 @cuda.jit(**CUDA_KERNEL)
 def sigmoid_bias_backward(g, saved, grad_pre, partial, a, b):
-    j0, i0 = cuda.grid(2)
-    sj, si = cuda.gridsize(2)
-    rows = g.shape[0]
-    for j in range(j0, g.shape[1], sj):
+    j_start, i_start = cuda.grid(2)
+    j_step, i_step = cuda.gridsize(2)
+    i0 = uint64(i_start)  # unsigned indices, as the forward
+    si = uint64(i_step)
+    si2 = si + si
+    si3 = si2 + si
+    sj = uint64(j_step)
+    rows = uint64(g.shape[0])
+    cols = uint64(g.shape[1])
+    j = uint64(j_start)
+    while j < cols:
         acc = act.typed(0.0, partial[0, 0])  # of partial's dtype (float64)
         i = i0
-        while i + 3 * si < rows:  # four rows' loads in flight; summed in row order
+        while i + si3 < rows:  # four rows' loads in flight; summed in row order
             g0 = g[i, j]
             g1 = g[i + si, j]
-            g2 = g[i + 2 * si, j]
-            g3 = g[i + 3 * si, j]
+            g2 = g[i + si2, j]
+            g3 = g[i + si3, j]
             v0 = saved[i, j]
             v1 = saved[i + si, j]
-            v2 = saved[i + 2 * si, j]
-            v3 = saved[i + 3 * si, j]
+            v2 = saved[i + si2, j]
+            v3 = saved[i + si3, j]
             d0 = act.sigmoid_grad(g0, v0, a, b)
             d1 = act.sigmoid_grad(g1, v1, a, b)
             d2 = act.sigmoid_grad(g2, v2, a, b)
             d3 = act.sigmoid_grad(g3, v3, a, b)
             grad_pre[i, j] = d0
             grad_pre[i + si, j] = d1
-            grad_pre[i + 2 * si, j] = d2
-            grad_pre[i + 3 * si, j] = d3
+            grad_pre[i + si2, j] = d2
+            grad_pre[i + si3, j] = d3
             acc += d0
             acc += d1
             acc += d2
             acc += d3
-            i += 4 * si
+            i += si3 + si
         while i < rows:
             d = act.sigmoid_grad(g[i, j], saved[i, j], a, b)
             grad_pre[i, j] = d
             acc += d
             i += si
         partial[i0, j] = acc
+        j += sj
 
 
 @cuda.jit(**CUDA_KERNEL)
 def log_sigmoid_forward(x, out, a, b):
-    n = out.size
-    s = cuda.gridsize(1)
-    i = cuda.grid(1)
-    while i + 3 * s < n:  # four loads in flight per thread (float32 reached ~75% of a copy without)
+    n = uint64(out.size)  # unsigned indices: no negative-index wraparound code per access
+    s = uint64(cuda.gridsize(1))
+    s2 = s + s
+    s3 = s2 + s
+    i = uint64(cuda.grid(1))
+    while i + s3 < n:  # four loads in flight per thread (float32 reached ~75% of a copy without)
         x0 = x[i]
         x1 = x[i + s]
-        x2 = x[i + 2 * s]
-        x3 = x[i + 3 * s]
+        x2 = x[i + s2]
+        x3 = x[i + s3]
         out[i] = act.log_sigmoid(x0, a, b)
         out[i + s] = act.log_sigmoid(x1, a, b)
-        out[i + 2 * s] = act.log_sigmoid(x2, a, b)
-        out[i + 3 * s] = act.log_sigmoid(x3, a, b)
-        i += 4 * s
+        out[i + s2] = act.log_sigmoid(x2, a, b)
+        out[i + s3] = act.log_sigmoid(x3, a, b)
+        i += s3 + s
     while i < n:
         out[i] = act.log_sigmoid(x[i], a, b)
         i += s
@@ -147,23 +169,25 @@ def log_sigmoid_forward(x, out, a, b):
 
 @cuda.jit(**CUDA_KERNEL)
 def log_sigmoid_backward(g, v, out, a, b):
-    n = out.size
-    s = cuda.gridsize(1)
-    i = cuda.grid(1)
-    while i + 3 * s < n:  # four pairs of loads in flight per thread, as the forward
+    n = uint64(out.size)  # unsigned indices, as the forward
+    s = uint64(cuda.gridsize(1))
+    s2 = s + s
+    s3 = s2 + s
+    i = uint64(cuda.grid(1))
+    while i + s3 < n:  # four pairs of loads in flight per thread, as the forward
         g0 = g[i]
         g1 = g[i + s]
-        g2 = g[i + 2 * s]
-        g3 = g[i + 3 * s]
+        g2 = g[i + s2]
+        g3 = g[i + s3]
         v0 = v[i]
         v1 = v[i + s]
-        v2 = v[i + 2 * s]
-        v3 = v[i + 3 * s]
+        v2 = v[i + s2]
+        v3 = v[i + s3]
         out[i] = act.log_sigmoid_grad(g0, v0, a, b)
         out[i + s] = act.log_sigmoid_grad(g1, v1, a, b)
-        out[i + 2 * s] = act.log_sigmoid_grad(g2, v2, a, b)
-        out[i + 3 * s] = act.log_sigmoid_grad(g3, v3, a, b)
-        i += 4 * s
+        out[i + s2] = act.log_sigmoid_grad(g2, v2, a, b)
+        out[i + s3] = act.log_sigmoid_grad(g3, v3, a, b)
+        i += s3 + s
     while i < n:
         out[i] = act.log_sigmoid_grad(g[i], v[i], a, b)
         i += s
@@ -171,86 +195,104 @@ def log_sigmoid_backward(g, v, out, a, b):
 
 @cuda.jit(**CUDA_KERNEL)
 def log_sigmoid_bias_forward(x, bias, out, saved, a, b):
-    j0, i0 = cuda.grid(2)
-    sj, si = cuda.gridsize(2)
-    rows = x.shape[0]
-    for j in range(j0, x.shape[1], sj):
+    j_start, i_start = cuda.grid(2)
+    j_step, i_step = cuda.gridsize(2)
+    i0 = uint64(i_start)  # unsigned indices, as the forward
+    si = uint64(i_step)
+    si2 = si + si
+    si3 = si2 + si
+    sj = uint64(j_step)
+    rows = uint64(x.shape[0])
+    cols = uint64(x.shape[1])
+    j = uint64(j_start)
+    while j < cols:
         bj = bias[j]
         i = i0
-        while i + 3 * si < rows:  # four rows' loads in flight per thread
+        while i + si3 < rows:  # four rows' loads in flight per thread
             z0 = x[i, j] + bj
             z1 = x[i + si, j] + bj
-            z2 = x[i + 2 * si, j] + bj
-            z3 = x[i + 3 * si, j] + bj
+            z2 = x[i + si2, j] + bj
+            z3 = x[i + si3, j] + bj
             saved[i, j] = z0
             saved[i + si, j] = z1
-            saved[i + 2 * si, j] = z2
-            saved[i + 3 * si, j] = z3
+            saved[i + si2, j] = z2
+            saved[i + si3, j] = z3
             out[i, j] = act.log_sigmoid(z0, a, b)
             out[i + si, j] = act.log_sigmoid(z1, a, b)
-            out[i + 2 * si, j] = act.log_sigmoid(z2, a, b)
-            out[i + 3 * si, j] = act.log_sigmoid(z3, a, b)
-            i += 4 * si
+            out[i + si2, j] = act.log_sigmoid(z2, a, b)
+            out[i + si3, j] = act.log_sigmoid(z3, a, b)
+            i += si3 + si
         while i < rows:
             z = x[i, j] + bj
             saved[i, j] = z
             out[i, j] = act.log_sigmoid(z, a, b)
             i += si
+        j += sj
 
 
 @cuda.jit(**CUDA_KERNEL)
 def log_sigmoid_bias_backward(g, saved, grad_pre, partial, a, b):
-    j0, i0 = cuda.grid(2)
-    sj, si = cuda.gridsize(2)
-    rows = g.shape[0]
-    for j in range(j0, g.shape[1], sj):
+    j_start, i_start = cuda.grid(2)
+    j_step, i_step = cuda.gridsize(2)
+    i0 = uint64(i_start)  # unsigned indices, as the forward
+    si = uint64(i_step)
+    si2 = si + si
+    si3 = si2 + si
+    sj = uint64(j_step)
+    rows = uint64(g.shape[0])
+    cols = uint64(g.shape[1])
+    j = uint64(j_start)
+    while j < cols:
         acc = act.typed(0.0, partial[0, 0])  # of partial's dtype (float64)
         i = i0
-        while i + 3 * si < rows:  # four rows' loads in flight; summed in row order
+        while i + si3 < rows:  # four rows' loads in flight; summed in row order
             g0 = g[i, j]
             g1 = g[i + si, j]
-            g2 = g[i + 2 * si, j]
-            g3 = g[i + 3 * si, j]
+            g2 = g[i + si2, j]
+            g3 = g[i + si3, j]
             v0 = saved[i, j]
             v1 = saved[i + si, j]
-            v2 = saved[i + 2 * si, j]
-            v3 = saved[i + 3 * si, j]
+            v2 = saved[i + si2, j]
+            v3 = saved[i + si3, j]
             d0 = act.log_sigmoid_grad(g0, v0, a, b)
             d1 = act.log_sigmoid_grad(g1, v1, a, b)
             d2 = act.log_sigmoid_grad(g2, v2, a, b)
             d3 = act.log_sigmoid_grad(g3, v3, a, b)
             grad_pre[i, j] = d0
             grad_pre[i + si, j] = d1
-            grad_pre[i + 2 * si, j] = d2
-            grad_pre[i + 3 * si, j] = d3
+            grad_pre[i + si2, j] = d2
+            grad_pre[i + si3, j] = d3
             acc += d0
             acc += d1
             acc += d2
             acc += d3
-            i += 4 * si
+            i += si3 + si
         while i < rows:
             d = act.log_sigmoid_grad(g[i, j], saved[i, j], a, b)
             grad_pre[i, j] = d
             acc += d
             i += si
         partial[i0, j] = acc
+        j += sj
 
 
 @cuda.jit(**CUDA_KERNEL)
 def tanh_forward(x, out, a, b):
-    n = out.size
-    s = cuda.gridsize(1)
-    i = cuda.grid(1)
-    while i + 3 * s < n:  # four loads in flight per thread (float32 reached ~75% of a copy without)
+    n = uint64(out.size)  # unsigned indices: no negative-index wraparound code per access
+    s = uint64(cuda.gridsize(1))
+    s2 = s + s
+    s3 = s2 + s
+    i = uint64(cuda.grid(1))
+    while i + s3 < n:  # four loads in flight per thread (float32 reached ~75% of a copy without)
         x0 = x[i]
         x1 = x[i + s]
-        x2 = x[i + 2 * s]
-        x3 = x[i + 3 * s]
+        x2 = x[i + s2]
+        x3 = x[i + s3]
         out[i] = act.tanh(x0, a, b)
         out[i + s] = act.tanh(x1, a, b)
-        out[i + 2 * s] = act.tanh(x2, a, b)
-        out[i + 3 * s] = act.tanh(x3, a, b)
-        i += 4 * s
+        out[i + s2] = act.tanh(x2, a, b)
+        out[i + s3] = act.tanh(x3, a, b)
+        i += s3 + s
     while i < n:
         out[i] = act.tanh(x[i], a, b)
         i += s
@@ -258,23 +300,25 @@ def tanh_forward(x, out, a, b):
 
 @cuda.jit(**CUDA_KERNEL)
 def tanh_backward(g, v, out, a, b):
-    n = out.size
-    s = cuda.gridsize(1)
-    i = cuda.grid(1)
-    while i + 3 * s < n:  # four pairs of loads in flight per thread, as the forward
+    n = uint64(out.size)  # unsigned indices, as the forward
+    s = uint64(cuda.gridsize(1))
+    s2 = s + s
+    s3 = s2 + s
+    i = uint64(cuda.grid(1))
+    while i + s3 < n:  # four pairs of loads in flight per thread, as the forward
         g0 = g[i]
         g1 = g[i + s]
-        g2 = g[i + 2 * s]
-        g3 = g[i + 3 * s]
+        g2 = g[i + s2]
+        g3 = g[i + s3]
         v0 = v[i]
         v1 = v[i + s]
-        v2 = v[i + 2 * s]
-        v3 = v[i + 3 * s]
+        v2 = v[i + s2]
+        v3 = v[i + s3]
         out[i] = act.tanh_grad(g0, v0, a, b)
         out[i + s] = act.tanh_grad(g1, v1, a, b)
-        out[i + 2 * s] = act.tanh_grad(g2, v2, a, b)
-        out[i + 3 * s] = act.tanh_grad(g3, v3, a, b)
-        i += 4 * s
+        out[i + s2] = act.tanh_grad(g2, v2, a, b)
+        out[i + s3] = act.tanh_grad(g3, v3, a, b)
+        i += s3 + s
     while i < n:
         out[i] = act.tanh_grad(g[i], v[i], a, b)
         i += s
@@ -282,81 +326,99 @@ def tanh_backward(g, v, out, a, b):
 
 @cuda.jit(**CUDA_KERNEL)
 def tanh_bias_forward(x, bias, out, saved, a, b):
-    j0, i0 = cuda.grid(2)
-    sj, si = cuda.gridsize(2)
-    rows = x.shape[0]
-    for j in range(j0, x.shape[1], sj):
+    j_start, i_start = cuda.grid(2)
+    j_step, i_step = cuda.gridsize(2)
+    i0 = uint64(i_start)  # unsigned indices, as the forward
+    si = uint64(i_step)
+    si2 = si + si
+    si3 = si2 + si
+    sj = uint64(j_step)
+    rows = uint64(x.shape[0])
+    cols = uint64(x.shape[1])
+    j = uint64(j_start)
+    while j < cols:
         bj = bias[j]
         i = i0
-        while i + 3 * si < rows:  # four rows' loads in flight per thread
+        while i + si3 < rows:  # four rows' loads in flight per thread
             z0 = x[i, j] + bj
             z1 = x[i + si, j] + bj
-            z2 = x[i + 2 * si, j] + bj
-            z3 = x[i + 3 * si, j] + bj
+            z2 = x[i + si2, j] + bj
+            z3 = x[i + si3, j] + bj
             out[i, j] = act.tanh(z0, a, b)
             out[i + si, j] = act.tanh(z1, a, b)
-            out[i + 2 * si, j] = act.tanh(z2, a, b)
-            out[i + 3 * si, j] = act.tanh(z3, a, b)
-            i += 4 * si
+            out[i + si2, j] = act.tanh(z2, a, b)
+            out[i + si3, j] = act.tanh(z3, a, b)
+            i += si3 + si
         while i < rows:
             z = x[i, j] + bj
             out[i, j] = act.tanh(z, a, b)  # the output is what the backward needs: saved unused
             i += si
+        j += sj
 
 
 @cuda.jit(**CUDA_KERNEL)
 def tanh_bias_backward(g, saved, grad_pre, partial, a, b):
-    j0, i0 = cuda.grid(2)
-    sj, si = cuda.gridsize(2)
-    rows = g.shape[0]
-    for j in range(j0, g.shape[1], sj):
+    j_start, i_start = cuda.grid(2)
+    j_step, i_step = cuda.gridsize(2)
+    i0 = uint64(i_start)  # unsigned indices, as the forward
+    si = uint64(i_step)
+    si2 = si + si
+    si3 = si2 + si
+    sj = uint64(j_step)
+    rows = uint64(g.shape[0])
+    cols = uint64(g.shape[1])
+    j = uint64(j_start)
+    while j < cols:
         acc = act.typed(0.0, partial[0, 0])  # of partial's dtype (float64)
         i = i0
-        while i + 3 * si < rows:  # four rows' loads in flight; summed in row order
+        while i + si3 < rows:  # four rows' loads in flight; summed in row order
             g0 = g[i, j]
             g1 = g[i + si, j]
-            g2 = g[i + 2 * si, j]
-            g3 = g[i + 3 * si, j]
+            g2 = g[i + si2, j]
+            g3 = g[i + si3, j]
             v0 = saved[i, j]
             v1 = saved[i + si, j]
-            v2 = saved[i + 2 * si, j]
-            v3 = saved[i + 3 * si, j]
+            v2 = saved[i + si2, j]
+            v3 = saved[i + si3, j]
             d0 = act.tanh_grad(g0, v0, a, b)
             d1 = act.tanh_grad(g1, v1, a, b)
             d2 = act.tanh_grad(g2, v2, a, b)
             d3 = act.tanh_grad(g3, v3, a, b)
             grad_pre[i, j] = d0
             grad_pre[i + si, j] = d1
-            grad_pre[i + 2 * si, j] = d2
-            grad_pre[i + 3 * si, j] = d3
+            grad_pre[i + si2, j] = d2
+            grad_pre[i + si3, j] = d3
             acc += d0
             acc += d1
             acc += d2
             acc += d3
-            i += 4 * si
+            i += si3 + si
         while i < rows:
             d = act.tanh_grad(g[i, j], saved[i, j], a, b)
             grad_pre[i, j] = d
             acc += d
             i += si
         partial[i0, j] = acc
+        j += sj
 
 
 @cuda.jit(**CUDA_KERNEL)
 def softplus_forward(x, out, a, b):
-    n = out.size
-    s = cuda.gridsize(1)
-    i = cuda.grid(1)
-    while i + 3 * s < n:  # four loads in flight per thread (float32 reached ~75% of a copy without)
+    n = uint64(out.size)  # unsigned indices: no negative-index wraparound code per access
+    s = uint64(cuda.gridsize(1))
+    s2 = s + s
+    s3 = s2 + s
+    i = uint64(cuda.grid(1))
+    while i + s3 < n:  # four loads in flight per thread (float32 reached ~75% of a copy without)
         x0 = x[i]
         x1 = x[i + s]
-        x2 = x[i + 2 * s]
-        x3 = x[i + 3 * s]
+        x2 = x[i + s2]
+        x3 = x[i + s3]
         out[i] = act.softplus(x0, a, b)
         out[i + s] = act.softplus(x1, a, b)
-        out[i + 2 * s] = act.softplus(x2, a, b)
-        out[i + 3 * s] = act.softplus(x3, a, b)
-        i += 4 * s
+        out[i + s2] = act.softplus(x2, a, b)
+        out[i + s3] = act.softplus(x3, a, b)
+        i += s3 + s
     while i < n:
         out[i] = act.softplus(x[i], a, b)
         i += s
@@ -364,23 +426,25 @@ def softplus_forward(x, out, a, b):
 
 @cuda.jit(**CUDA_KERNEL)
 def softplus_backward(g, v, out, a, b):
-    n = out.size
-    s = cuda.gridsize(1)
-    i = cuda.grid(1)
-    while i + 3 * s < n:  # four pairs of loads in flight per thread, as the forward
+    n = uint64(out.size)  # unsigned indices, as the forward
+    s = uint64(cuda.gridsize(1))
+    s2 = s + s
+    s3 = s2 + s
+    i = uint64(cuda.grid(1))
+    while i + s3 < n:  # four pairs of loads in flight per thread, as the forward
         g0 = g[i]
         g1 = g[i + s]
-        g2 = g[i + 2 * s]
-        g3 = g[i + 3 * s]
+        g2 = g[i + s2]
+        g3 = g[i + s3]
         v0 = v[i]
         v1 = v[i + s]
-        v2 = v[i + 2 * s]
-        v3 = v[i + 3 * s]
+        v2 = v[i + s2]
+        v3 = v[i + s3]
         out[i] = act.softplus_grad(g0, v0, a, b)
         out[i + s] = act.softplus_grad(g1, v1, a, b)
-        out[i + 2 * s] = act.softplus_grad(g2, v2, a, b)
-        out[i + 3 * s] = act.softplus_grad(g3, v3, a, b)
-        i += 4 * s
+        out[i + s2] = act.softplus_grad(g2, v2, a, b)
+        out[i + s3] = act.softplus_grad(g3, v3, a, b)
+        i += s3 + s
     while i < n:
         out[i] = act.softplus_grad(g[i], v[i], a, b)
         i += s
@@ -388,86 +452,104 @@ def softplus_backward(g, v, out, a, b):
 
 @cuda.jit(**CUDA_KERNEL)
 def softplus_bias_forward(x, bias, out, saved, a, b):
-    j0, i0 = cuda.grid(2)
-    sj, si = cuda.gridsize(2)
-    rows = x.shape[0]
-    for j in range(j0, x.shape[1], sj):
+    j_start, i_start = cuda.grid(2)
+    j_step, i_step = cuda.gridsize(2)
+    i0 = uint64(i_start)  # unsigned indices, as the forward
+    si = uint64(i_step)
+    si2 = si + si
+    si3 = si2 + si
+    sj = uint64(j_step)
+    rows = uint64(x.shape[0])
+    cols = uint64(x.shape[1])
+    j = uint64(j_start)
+    while j < cols:
         bj = bias[j]
         i = i0
-        while i + 3 * si < rows:  # four rows' loads in flight per thread
+        while i + si3 < rows:  # four rows' loads in flight per thread
             z0 = x[i, j] + bj
             z1 = x[i + si, j] + bj
-            z2 = x[i + 2 * si, j] + bj
-            z3 = x[i + 3 * si, j] + bj
+            z2 = x[i + si2, j] + bj
+            z3 = x[i + si3, j] + bj
             saved[i, j] = z0
             saved[i + si, j] = z1
-            saved[i + 2 * si, j] = z2
-            saved[i + 3 * si, j] = z3
+            saved[i + si2, j] = z2
+            saved[i + si3, j] = z3
             out[i, j] = act.softplus(z0, a, b)
             out[i + si, j] = act.softplus(z1, a, b)
-            out[i + 2 * si, j] = act.softplus(z2, a, b)
-            out[i + 3 * si, j] = act.softplus(z3, a, b)
-            i += 4 * si
+            out[i + si2, j] = act.softplus(z2, a, b)
+            out[i + si3, j] = act.softplus(z3, a, b)
+            i += si3 + si
         while i < rows:
             z = x[i, j] + bj
             saved[i, j] = z
             out[i, j] = act.softplus(z, a, b)
             i += si
+        j += sj
 
 
 @cuda.jit(**CUDA_KERNEL)
 def softplus_bias_backward(g, saved, grad_pre, partial, a, b):
-    j0, i0 = cuda.grid(2)
-    sj, si = cuda.gridsize(2)
-    rows = g.shape[0]
-    for j in range(j0, g.shape[1], sj):
+    j_start, i_start = cuda.grid(2)
+    j_step, i_step = cuda.gridsize(2)
+    i0 = uint64(i_start)  # unsigned indices, as the forward
+    si = uint64(i_step)
+    si2 = si + si
+    si3 = si2 + si
+    sj = uint64(j_step)
+    rows = uint64(g.shape[0])
+    cols = uint64(g.shape[1])
+    j = uint64(j_start)
+    while j < cols:
         acc = act.typed(0.0, partial[0, 0])  # of partial's dtype (float64)
         i = i0
-        while i + 3 * si < rows:  # four rows' loads in flight; summed in row order
+        while i + si3 < rows:  # four rows' loads in flight; summed in row order
             g0 = g[i, j]
             g1 = g[i + si, j]
-            g2 = g[i + 2 * si, j]
-            g3 = g[i + 3 * si, j]
+            g2 = g[i + si2, j]
+            g3 = g[i + si3, j]
             v0 = saved[i, j]
             v1 = saved[i + si, j]
-            v2 = saved[i + 2 * si, j]
-            v3 = saved[i + 3 * si, j]
+            v2 = saved[i + si2, j]
+            v3 = saved[i + si3, j]
             d0 = act.softplus_grad(g0, v0, a, b)
             d1 = act.softplus_grad(g1, v1, a, b)
             d2 = act.softplus_grad(g2, v2, a, b)
             d3 = act.softplus_grad(g3, v3, a, b)
             grad_pre[i, j] = d0
             grad_pre[i + si, j] = d1
-            grad_pre[i + 2 * si, j] = d2
-            grad_pre[i + 3 * si, j] = d3
+            grad_pre[i + si2, j] = d2
+            grad_pre[i + si3, j] = d3
             acc += d0
             acc += d1
             acc += d2
             acc += d3
-            i += 4 * si
+            i += si3 + si
         while i < rows:
             d = act.softplus_grad(g[i, j], saved[i, j], a, b)
             grad_pre[i, j] = d
             acc += d
             i += si
         partial[i0, j] = acc
+        j += sj
 
 
 @cuda.jit(**CUDA_KERNEL)
 def relu_forward(x, out, a, b):
-    n = out.size
-    s = cuda.gridsize(1)
-    i = cuda.grid(1)
-    while i + 3 * s < n:  # four loads in flight per thread (float32 reached ~75% of a copy without)
+    n = uint64(out.size)  # unsigned indices: no negative-index wraparound code per access
+    s = uint64(cuda.gridsize(1))
+    s2 = s + s
+    s3 = s2 + s
+    i = uint64(cuda.grid(1))
+    while i + s3 < n:  # four loads in flight per thread (float32 reached ~75% of a copy without)
         x0 = x[i]
         x1 = x[i + s]
-        x2 = x[i + 2 * s]
-        x3 = x[i + 3 * s]
+        x2 = x[i + s2]
+        x3 = x[i + s3]
         out[i] = act.relu(x0, a, b)
         out[i + s] = act.relu(x1, a, b)
-        out[i + 2 * s] = act.relu(x2, a, b)
-        out[i + 3 * s] = act.relu(x3, a, b)
-        i += 4 * s
+        out[i + s2] = act.relu(x2, a, b)
+        out[i + s3] = act.relu(x3, a, b)
+        i += s3 + s
     while i < n:
         out[i] = act.relu(x[i], a, b)
         i += s
@@ -475,23 +557,25 @@ def relu_forward(x, out, a, b):
 
 @cuda.jit(**CUDA_KERNEL)
 def relu_backward(g, v, out, a, b):
-    n = out.size
-    s = cuda.gridsize(1)
-    i = cuda.grid(1)
-    while i + 3 * s < n:  # four pairs of loads in flight per thread, as the forward
+    n = uint64(out.size)  # unsigned indices, as the forward
+    s = uint64(cuda.gridsize(1))
+    s2 = s + s
+    s3 = s2 + s
+    i = uint64(cuda.grid(1))
+    while i + s3 < n:  # four pairs of loads in flight per thread, as the forward
         g0 = g[i]
         g1 = g[i + s]
-        g2 = g[i + 2 * s]
-        g3 = g[i + 3 * s]
+        g2 = g[i + s2]
+        g3 = g[i + s3]
         v0 = v[i]
         v1 = v[i + s]
-        v2 = v[i + 2 * s]
-        v3 = v[i + 3 * s]
+        v2 = v[i + s2]
+        v3 = v[i + s3]
         out[i] = act.relu_grad(g0, v0, a, b)
         out[i + s] = act.relu_grad(g1, v1, a, b)
-        out[i + 2 * s] = act.relu_grad(g2, v2, a, b)
-        out[i + 3 * s] = act.relu_grad(g3, v3, a, b)
-        i += 4 * s
+        out[i + s2] = act.relu_grad(g2, v2, a, b)
+        out[i + s3] = act.relu_grad(g3, v3, a, b)
+        i += s3 + s
     while i < n:
         out[i] = act.relu_grad(g[i], v[i], a, b)
         i += s
@@ -499,81 +583,99 @@ def relu_backward(g, v, out, a, b):
 
 @cuda.jit(**CUDA_KERNEL)
 def relu_bias_forward(x, bias, out, saved, a, b):
-    j0, i0 = cuda.grid(2)
-    sj, si = cuda.gridsize(2)
-    rows = x.shape[0]
-    for j in range(j0, x.shape[1], sj):
+    j_start, i_start = cuda.grid(2)
+    j_step, i_step = cuda.gridsize(2)
+    i0 = uint64(i_start)  # unsigned indices, as the forward
+    si = uint64(i_step)
+    si2 = si + si
+    si3 = si2 + si
+    sj = uint64(j_step)
+    rows = uint64(x.shape[0])
+    cols = uint64(x.shape[1])
+    j = uint64(j_start)
+    while j < cols:
         bj = bias[j]
         i = i0
-        while i + 3 * si < rows:  # four rows' loads in flight per thread
+        while i + si3 < rows:  # four rows' loads in flight per thread
             z0 = x[i, j] + bj
             z1 = x[i + si, j] + bj
-            z2 = x[i + 2 * si, j] + bj
-            z3 = x[i + 3 * si, j] + bj
+            z2 = x[i + si2, j] + bj
+            z3 = x[i + si3, j] + bj
             out[i, j] = act.relu(z0, a, b)
             out[i + si, j] = act.relu(z1, a, b)
-            out[i + 2 * si, j] = act.relu(z2, a, b)
-            out[i + 3 * si, j] = act.relu(z3, a, b)
-            i += 4 * si
+            out[i + si2, j] = act.relu(z2, a, b)
+            out[i + si3, j] = act.relu(z3, a, b)
+            i += si3 + si
         while i < rows:
             z = x[i, j] + bj
             out[i, j] = act.relu(z, a, b)  # the output is what the backward needs: saved unused
             i += si
+        j += sj
 
 
 @cuda.jit(**CUDA_KERNEL)
 def relu_bias_backward(g, saved, grad_pre, partial, a, b):
-    j0, i0 = cuda.grid(2)
-    sj, si = cuda.gridsize(2)
-    rows = g.shape[0]
-    for j in range(j0, g.shape[1], sj):
+    j_start, i_start = cuda.grid(2)
+    j_step, i_step = cuda.gridsize(2)
+    i0 = uint64(i_start)  # unsigned indices, as the forward
+    si = uint64(i_step)
+    si2 = si + si
+    si3 = si2 + si
+    sj = uint64(j_step)
+    rows = uint64(g.shape[0])
+    cols = uint64(g.shape[1])
+    j = uint64(j_start)
+    while j < cols:
         acc = act.typed(0.0, partial[0, 0])  # of partial's dtype (float64)
         i = i0
-        while i + 3 * si < rows:  # four rows' loads in flight; summed in row order
+        while i + si3 < rows:  # four rows' loads in flight; summed in row order
             g0 = g[i, j]
             g1 = g[i + si, j]
-            g2 = g[i + 2 * si, j]
-            g3 = g[i + 3 * si, j]
+            g2 = g[i + si2, j]
+            g3 = g[i + si3, j]
             v0 = saved[i, j]
             v1 = saved[i + si, j]
-            v2 = saved[i + 2 * si, j]
-            v3 = saved[i + 3 * si, j]
+            v2 = saved[i + si2, j]
+            v3 = saved[i + si3, j]
             d0 = act.relu_grad(g0, v0, a, b)
             d1 = act.relu_grad(g1, v1, a, b)
             d2 = act.relu_grad(g2, v2, a, b)
             d3 = act.relu_grad(g3, v3, a, b)
             grad_pre[i, j] = d0
             grad_pre[i + si, j] = d1
-            grad_pre[i + 2 * si, j] = d2
-            grad_pre[i + 3 * si, j] = d3
+            grad_pre[i + si2, j] = d2
+            grad_pre[i + si3, j] = d3
             acc += d0
             acc += d1
             acc += d2
             acc += d3
-            i += 4 * si
+            i += si3 + si
         while i < rows:
             d = act.relu_grad(g[i, j], saved[i, j], a, b)
             grad_pre[i, j] = d
             acc += d
             i += si
         partial[i0, j] = acc
+        j += sj
 
 
 @cuda.jit(**CUDA_KERNEL)
 def relu6_forward(x, out, a, b):
-    n = out.size
-    s = cuda.gridsize(1)
-    i = cuda.grid(1)
-    while i + 3 * s < n:  # four loads in flight per thread (float32 reached ~75% of a copy without)
+    n = uint64(out.size)  # unsigned indices: no negative-index wraparound code per access
+    s = uint64(cuda.gridsize(1))
+    s2 = s + s
+    s3 = s2 + s
+    i = uint64(cuda.grid(1))
+    while i + s3 < n:  # four loads in flight per thread (float32 reached ~75% of a copy without)
         x0 = x[i]
         x1 = x[i + s]
-        x2 = x[i + 2 * s]
-        x3 = x[i + 3 * s]
+        x2 = x[i + s2]
+        x3 = x[i + s3]
         out[i] = act.relu6(x0, a, b)
         out[i + s] = act.relu6(x1, a, b)
-        out[i + 2 * s] = act.relu6(x2, a, b)
-        out[i + 3 * s] = act.relu6(x3, a, b)
-        i += 4 * s
+        out[i + s2] = act.relu6(x2, a, b)
+        out[i + s3] = act.relu6(x3, a, b)
+        i += s3 + s
     while i < n:
         out[i] = act.relu6(x[i], a, b)
         i += s
@@ -581,23 +683,25 @@ def relu6_forward(x, out, a, b):
 
 @cuda.jit(**CUDA_KERNEL)
 def relu6_backward(g, v, out, a, b):
-    n = out.size
-    s = cuda.gridsize(1)
-    i = cuda.grid(1)
-    while i + 3 * s < n:  # four pairs of loads in flight per thread, as the forward
+    n = uint64(out.size)  # unsigned indices, as the forward
+    s = uint64(cuda.gridsize(1))
+    s2 = s + s
+    s3 = s2 + s
+    i = uint64(cuda.grid(1))
+    while i + s3 < n:  # four pairs of loads in flight per thread, as the forward
         g0 = g[i]
         g1 = g[i + s]
-        g2 = g[i + 2 * s]
-        g3 = g[i + 3 * s]
+        g2 = g[i + s2]
+        g3 = g[i + s3]
         v0 = v[i]
         v1 = v[i + s]
-        v2 = v[i + 2 * s]
-        v3 = v[i + 3 * s]
+        v2 = v[i + s2]
+        v3 = v[i + s3]
         out[i] = act.relu6_grad(g0, v0, a, b)
         out[i + s] = act.relu6_grad(g1, v1, a, b)
-        out[i + 2 * s] = act.relu6_grad(g2, v2, a, b)
-        out[i + 3 * s] = act.relu6_grad(g3, v3, a, b)
-        i += 4 * s
+        out[i + s2] = act.relu6_grad(g2, v2, a, b)
+        out[i + s3] = act.relu6_grad(g3, v3, a, b)
+        i += s3 + s
     while i < n:
         out[i] = act.relu6_grad(g[i], v[i], a, b)
         i += s
@@ -605,81 +709,99 @@ def relu6_backward(g, v, out, a, b):
 
 @cuda.jit(**CUDA_KERNEL)
 def relu6_bias_forward(x, bias, out, saved, a, b):
-    j0, i0 = cuda.grid(2)
-    sj, si = cuda.gridsize(2)
-    rows = x.shape[0]
-    for j in range(j0, x.shape[1], sj):
+    j_start, i_start = cuda.grid(2)
+    j_step, i_step = cuda.gridsize(2)
+    i0 = uint64(i_start)  # unsigned indices, as the forward
+    si = uint64(i_step)
+    si2 = si + si
+    si3 = si2 + si
+    sj = uint64(j_step)
+    rows = uint64(x.shape[0])
+    cols = uint64(x.shape[1])
+    j = uint64(j_start)
+    while j < cols:
         bj = bias[j]
         i = i0
-        while i + 3 * si < rows:  # four rows' loads in flight per thread
+        while i + si3 < rows:  # four rows' loads in flight per thread
             z0 = x[i, j] + bj
             z1 = x[i + si, j] + bj
-            z2 = x[i + 2 * si, j] + bj
-            z3 = x[i + 3 * si, j] + bj
+            z2 = x[i + si2, j] + bj
+            z3 = x[i + si3, j] + bj
             out[i, j] = act.relu6(z0, a, b)
             out[i + si, j] = act.relu6(z1, a, b)
-            out[i + 2 * si, j] = act.relu6(z2, a, b)
-            out[i + 3 * si, j] = act.relu6(z3, a, b)
-            i += 4 * si
+            out[i + si2, j] = act.relu6(z2, a, b)
+            out[i + si3, j] = act.relu6(z3, a, b)
+            i += si3 + si
         while i < rows:
             z = x[i, j] + bj
             out[i, j] = act.relu6(z, a, b)  # the output is what the backward needs: saved unused
             i += si
+        j += sj
 
 
 @cuda.jit(**CUDA_KERNEL)
 def relu6_bias_backward(g, saved, grad_pre, partial, a, b):
-    j0, i0 = cuda.grid(2)
-    sj, si = cuda.gridsize(2)
-    rows = g.shape[0]
-    for j in range(j0, g.shape[1], sj):
+    j_start, i_start = cuda.grid(2)
+    j_step, i_step = cuda.gridsize(2)
+    i0 = uint64(i_start)  # unsigned indices, as the forward
+    si = uint64(i_step)
+    si2 = si + si
+    si3 = si2 + si
+    sj = uint64(j_step)
+    rows = uint64(g.shape[0])
+    cols = uint64(g.shape[1])
+    j = uint64(j_start)
+    while j < cols:
         acc = act.typed(0.0, partial[0, 0])  # of partial's dtype (float64)
         i = i0
-        while i + 3 * si < rows:  # four rows' loads in flight; summed in row order
+        while i + si3 < rows:  # four rows' loads in flight; summed in row order
             g0 = g[i, j]
             g1 = g[i + si, j]
-            g2 = g[i + 2 * si, j]
-            g3 = g[i + 3 * si, j]
+            g2 = g[i + si2, j]
+            g3 = g[i + si3, j]
             v0 = saved[i, j]
             v1 = saved[i + si, j]
-            v2 = saved[i + 2 * si, j]
-            v3 = saved[i + 3 * si, j]
+            v2 = saved[i + si2, j]
+            v3 = saved[i + si3, j]
             d0 = act.relu6_grad(g0, v0, a, b)
             d1 = act.relu6_grad(g1, v1, a, b)
             d2 = act.relu6_grad(g2, v2, a, b)
             d3 = act.relu6_grad(g3, v3, a, b)
             grad_pre[i, j] = d0
             grad_pre[i + si, j] = d1
-            grad_pre[i + 2 * si, j] = d2
-            grad_pre[i + 3 * si, j] = d3
+            grad_pre[i + si2, j] = d2
+            grad_pre[i + si3, j] = d3
             acc += d0
             acc += d1
             acc += d2
             acc += d3
-            i += 4 * si
+            i += si3 + si
         while i < rows:
             d = act.relu6_grad(g[i, j], saved[i, j], a, b)
             grad_pre[i, j] = d
             acc += d
             i += si
         partial[i0, j] = acc
+        j += sj
 
 
 @cuda.jit(**CUDA_KERNEL)
 def leaky_relu_forward(x, out, a, b):
-    n = out.size
-    s = cuda.gridsize(1)
-    i = cuda.grid(1)
-    while i + 3 * s < n:  # four loads in flight per thread (float32 reached ~75% of a copy without)
+    n = uint64(out.size)  # unsigned indices: no negative-index wraparound code per access
+    s = uint64(cuda.gridsize(1))
+    s2 = s + s
+    s3 = s2 + s
+    i = uint64(cuda.grid(1))
+    while i + s3 < n:  # four loads in flight per thread (float32 reached ~75% of a copy without)
         x0 = x[i]
         x1 = x[i + s]
-        x2 = x[i + 2 * s]
-        x3 = x[i + 3 * s]
+        x2 = x[i + s2]
+        x3 = x[i + s3]
         out[i] = act.leaky_relu(x0, a, b)
         out[i + s] = act.leaky_relu(x1, a, b)
-        out[i + 2 * s] = act.leaky_relu(x2, a, b)
-        out[i + 3 * s] = act.leaky_relu(x3, a, b)
-        i += 4 * s
+        out[i + s2] = act.leaky_relu(x2, a, b)
+        out[i + s3] = act.leaky_relu(x3, a, b)
+        i += s3 + s
     while i < n:
         out[i] = act.leaky_relu(x[i], a, b)
         i += s
@@ -687,23 +809,25 @@ def leaky_relu_forward(x, out, a, b):
 
 @cuda.jit(**CUDA_KERNEL)
 def leaky_relu_backward(g, v, out, a, b):
-    n = out.size
-    s = cuda.gridsize(1)
-    i = cuda.grid(1)
-    while i + 3 * s < n:  # four pairs of loads in flight per thread, as the forward
+    n = uint64(out.size)  # unsigned indices, as the forward
+    s = uint64(cuda.gridsize(1))
+    s2 = s + s
+    s3 = s2 + s
+    i = uint64(cuda.grid(1))
+    while i + s3 < n:  # four pairs of loads in flight per thread, as the forward
         g0 = g[i]
         g1 = g[i + s]
-        g2 = g[i + 2 * s]
-        g3 = g[i + 3 * s]
+        g2 = g[i + s2]
+        g3 = g[i + s3]
         v0 = v[i]
         v1 = v[i + s]
-        v2 = v[i + 2 * s]
-        v3 = v[i + 3 * s]
+        v2 = v[i + s2]
+        v3 = v[i + s3]
         out[i] = act.leaky_relu_grad(g0, v0, a, b)
         out[i + s] = act.leaky_relu_grad(g1, v1, a, b)
-        out[i + 2 * s] = act.leaky_relu_grad(g2, v2, a, b)
-        out[i + 3 * s] = act.leaky_relu_grad(g3, v3, a, b)
-        i += 4 * s
+        out[i + s2] = act.leaky_relu_grad(g2, v2, a, b)
+        out[i + s3] = act.leaky_relu_grad(g3, v3, a, b)
+        i += s3 + s
     while i < n:
         out[i] = act.leaky_relu_grad(g[i], v[i], a, b)
         i += s
@@ -711,86 +835,104 @@ def leaky_relu_backward(g, v, out, a, b):
 
 @cuda.jit(**CUDA_KERNEL)
 def leaky_relu_bias_forward(x, bias, out, saved, a, b):
-    j0, i0 = cuda.grid(2)
-    sj, si = cuda.gridsize(2)
-    rows = x.shape[0]
-    for j in range(j0, x.shape[1], sj):
+    j_start, i_start = cuda.grid(2)
+    j_step, i_step = cuda.gridsize(2)
+    i0 = uint64(i_start)  # unsigned indices, as the forward
+    si = uint64(i_step)
+    si2 = si + si
+    si3 = si2 + si
+    sj = uint64(j_step)
+    rows = uint64(x.shape[0])
+    cols = uint64(x.shape[1])
+    j = uint64(j_start)
+    while j < cols:
         bj = bias[j]
         i = i0
-        while i + 3 * si < rows:  # four rows' loads in flight per thread
+        while i + si3 < rows:  # four rows' loads in flight per thread
             z0 = x[i, j] + bj
             z1 = x[i + si, j] + bj
-            z2 = x[i + 2 * si, j] + bj
-            z3 = x[i + 3 * si, j] + bj
+            z2 = x[i + si2, j] + bj
+            z3 = x[i + si3, j] + bj
             saved[i, j] = z0
             saved[i + si, j] = z1
-            saved[i + 2 * si, j] = z2
-            saved[i + 3 * si, j] = z3
+            saved[i + si2, j] = z2
+            saved[i + si3, j] = z3
             out[i, j] = act.leaky_relu(z0, a, b)
             out[i + si, j] = act.leaky_relu(z1, a, b)
-            out[i + 2 * si, j] = act.leaky_relu(z2, a, b)
-            out[i + 3 * si, j] = act.leaky_relu(z3, a, b)
-            i += 4 * si
+            out[i + si2, j] = act.leaky_relu(z2, a, b)
+            out[i + si3, j] = act.leaky_relu(z3, a, b)
+            i += si3 + si
         while i < rows:
             z = x[i, j] + bj
             saved[i, j] = z
             out[i, j] = act.leaky_relu(z, a, b)
             i += si
+        j += sj
 
 
 @cuda.jit(**CUDA_KERNEL)
 def leaky_relu_bias_backward(g, saved, grad_pre, partial, a, b):
-    j0, i0 = cuda.grid(2)
-    sj, si = cuda.gridsize(2)
-    rows = g.shape[0]
-    for j in range(j0, g.shape[1], sj):
+    j_start, i_start = cuda.grid(2)
+    j_step, i_step = cuda.gridsize(2)
+    i0 = uint64(i_start)  # unsigned indices, as the forward
+    si = uint64(i_step)
+    si2 = si + si
+    si3 = si2 + si
+    sj = uint64(j_step)
+    rows = uint64(g.shape[0])
+    cols = uint64(g.shape[1])
+    j = uint64(j_start)
+    while j < cols:
         acc = act.typed(0.0, partial[0, 0])  # of partial's dtype (float64)
         i = i0
-        while i + 3 * si < rows:  # four rows' loads in flight; summed in row order
+        while i + si3 < rows:  # four rows' loads in flight; summed in row order
             g0 = g[i, j]
             g1 = g[i + si, j]
-            g2 = g[i + 2 * si, j]
-            g3 = g[i + 3 * si, j]
+            g2 = g[i + si2, j]
+            g3 = g[i + si3, j]
             v0 = saved[i, j]
             v1 = saved[i + si, j]
-            v2 = saved[i + 2 * si, j]
-            v3 = saved[i + 3 * si, j]
+            v2 = saved[i + si2, j]
+            v3 = saved[i + si3, j]
             d0 = act.leaky_relu_grad(g0, v0, a, b)
             d1 = act.leaky_relu_grad(g1, v1, a, b)
             d2 = act.leaky_relu_grad(g2, v2, a, b)
             d3 = act.leaky_relu_grad(g3, v3, a, b)
             grad_pre[i, j] = d0
             grad_pre[i + si, j] = d1
-            grad_pre[i + 2 * si, j] = d2
-            grad_pre[i + 3 * si, j] = d3
+            grad_pre[i + si2, j] = d2
+            grad_pre[i + si3, j] = d3
             acc += d0
             acc += d1
             acc += d2
             acc += d3
-            i += 4 * si
+            i += si3 + si
         while i < rows:
             d = act.leaky_relu_grad(g[i, j], saved[i, j], a, b)
             grad_pre[i, j] = d
             acc += d
             i += si
         partial[i0, j] = acc
+        j += sj
 
 
 @cuda.jit(**CUDA_KERNEL)
 def elu_forward(x, out, a, b):
-    n = out.size
-    s = cuda.gridsize(1)
-    i = cuda.grid(1)
-    while i + 3 * s < n:  # four loads in flight per thread (float32 reached ~75% of a copy without)
+    n = uint64(out.size)  # unsigned indices: no negative-index wraparound code per access
+    s = uint64(cuda.gridsize(1))
+    s2 = s + s
+    s3 = s2 + s
+    i = uint64(cuda.grid(1))
+    while i + s3 < n:  # four loads in flight per thread (float32 reached ~75% of a copy without)
         x0 = x[i]
         x1 = x[i + s]
-        x2 = x[i + 2 * s]
-        x3 = x[i + 3 * s]
+        x2 = x[i + s2]
+        x3 = x[i + s3]
         out[i] = act.elu(x0, a, b)
         out[i + s] = act.elu(x1, a, b)
-        out[i + 2 * s] = act.elu(x2, a, b)
-        out[i + 3 * s] = act.elu(x3, a, b)
-        i += 4 * s
+        out[i + s2] = act.elu(x2, a, b)
+        out[i + s3] = act.elu(x3, a, b)
+        i += s3 + s
     while i < n:
         out[i] = act.elu(x[i], a, b)
         i += s
@@ -798,23 +940,25 @@ def elu_forward(x, out, a, b):
 
 @cuda.jit(**CUDA_KERNEL)
 def elu_backward(g, v, out, a, b):
-    n = out.size
-    s = cuda.gridsize(1)
-    i = cuda.grid(1)
-    while i + 3 * s < n:  # four pairs of loads in flight per thread, as the forward
+    n = uint64(out.size)  # unsigned indices, as the forward
+    s = uint64(cuda.gridsize(1))
+    s2 = s + s
+    s3 = s2 + s
+    i = uint64(cuda.grid(1))
+    while i + s3 < n:  # four pairs of loads in flight per thread, as the forward
         g0 = g[i]
         g1 = g[i + s]
-        g2 = g[i + 2 * s]
-        g3 = g[i + 3 * s]
+        g2 = g[i + s2]
+        g3 = g[i + s3]
         v0 = v[i]
         v1 = v[i + s]
-        v2 = v[i + 2 * s]
-        v3 = v[i + 3 * s]
+        v2 = v[i + s2]
+        v3 = v[i + s3]
         out[i] = act.elu_grad(g0, v0, a, b)
         out[i + s] = act.elu_grad(g1, v1, a, b)
-        out[i + 2 * s] = act.elu_grad(g2, v2, a, b)
-        out[i + 3 * s] = act.elu_grad(g3, v3, a, b)
-        i += 4 * s
+        out[i + s2] = act.elu_grad(g2, v2, a, b)
+        out[i + s3] = act.elu_grad(g3, v3, a, b)
+        i += s3 + s
     while i < n:
         out[i] = act.elu_grad(g[i], v[i], a, b)
         i += s
@@ -822,86 +966,104 @@ def elu_backward(g, v, out, a, b):
 
 @cuda.jit(**CUDA_KERNEL)
 def elu_bias_forward(x, bias, out, saved, a, b):
-    j0, i0 = cuda.grid(2)
-    sj, si = cuda.gridsize(2)
-    rows = x.shape[0]
-    for j in range(j0, x.shape[1], sj):
+    j_start, i_start = cuda.grid(2)
+    j_step, i_step = cuda.gridsize(2)
+    i0 = uint64(i_start)  # unsigned indices, as the forward
+    si = uint64(i_step)
+    si2 = si + si
+    si3 = si2 + si
+    sj = uint64(j_step)
+    rows = uint64(x.shape[0])
+    cols = uint64(x.shape[1])
+    j = uint64(j_start)
+    while j < cols:
         bj = bias[j]
         i = i0
-        while i + 3 * si < rows:  # four rows' loads in flight per thread
+        while i + si3 < rows:  # four rows' loads in flight per thread
             z0 = x[i, j] + bj
             z1 = x[i + si, j] + bj
-            z2 = x[i + 2 * si, j] + bj
-            z3 = x[i + 3 * si, j] + bj
+            z2 = x[i + si2, j] + bj
+            z3 = x[i + si3, j] + bj
             saved[i, j] = z0
             saved[i + si, j] = z1
-            saved[i + 2 * si, j] = z2
-            saved[i + 3 * si, j] = z3
+            saved[i + si2, j] = z2
+            saved[i + si3, j] = z3
             out[i, j] = act.elu(z0, a, b)
             out[i + si, j] = act.elu(z1, a, b)
-            out[i + 2 * si, j] = act.elu(z2, a, b)
-            out[i + 3 * si, j] = act.elu(z3, a, b)
-            i += 4 * si
+            out[i + si2, j] = act.elu(z2, a, b)
+            out[i + si3, j] = act.elu(z3, a, b)
+            i += si3 + si
         while i < rows:
             z = x[i, j] + bj
             saved[i, j] = z
             out[i, j] = act.elu(z, a, b)
             i += si
+        j += sj
 
 
 @cuda.jit(**CUDA_KERNEL)
 def elu_bias_backward(g, saved, grad_pre, partial, a, b):
-    j0, i0 = cuda.grid(2)
-    sj, si = cuda.gridsize(2)
-    rows = g.shape[0]
-    for j in range(j0, g.shape[1], sj):
+    j_start, i_start = cuda.grid(2)
+    j_step, i_step = cuda.gridsize(2)
+    i0 = uint64(i_start)  # unsigned indices, as the forward
+    si = uint64(i_step)
+    si2 = si + si
+    si3 = si2 + si
+    sj = uint64(j_step)
+    rows = uint64(g.shape[0])
+    cols = uint64(g.shape[1])
+    j = uint64(j_start)
+    while j < cols:
         acc = act.typed(0.0, partial[0, 0])  # of partial's dtype (float64)
         i = i0
-        while i + 3 * si < rows:  # four rows' loads in flight; summed in row order
+        while i + si3 < rows:  # four rows' loads in flight; summed in row order
             g0 = g[i, j]
             g1 = g[i + si, j]
-            g2 = g[i + 2 * si, j]
-            g3 = g[i + 3 * si, j]
+            g2 = g[i + si2, j]
+            g3 = g[i + si3, j]
             v0 = saved[i, j]
             v1 = saved[i + si, j]
-            v2 = saved[i + 2 * si, j]
-            v3 = saved[i + 3 * si, j]
+            v2 = saved[i + si2, j]
+            v3 = saved[i + si3, j]
             d0 = act.elu_grad(g0, v0, a, b)
             d1 = act.elu_grad(g1, v1, a, b)
             d2 = act.elu_grad(g2, v2, a, b)
             d3 = act.elu_grad(g3, v3, a, b)
             grad_pre[i, j] = d0
             grad_pre[i + si, j] = d1
-            grad_pre[i + 2 * si, j] = d2
-            grad_pre[i + 3 * si, j] = d3
+            grad_pre[i + si2, j] = d2
+            grad_pre[i + si3, j] = d3
             acc += d0
             acc += d1
             acc += d2
             acc += d3
-            i += 4 * si
+            i += si3 + si
         while i < rows:
             d = act.elu_grad(g[i, j], saved[i, j], a, b)
             grad_pre[i, j] = d
             acc += d
             i += si
         partial[i0, j] = acc
+        j += sj
 
 
 @cuda.jit(**CUDA_KERNEL)
 def celu_forward(x, out, a, b):
-    n = out.size
-    s = cuda.gridsize(1)
-    i = cuda.grid(1)
-    while i + 3 * s < n:  # four loads in flight per thread (float32 reached ~75% of a copy without)
+    n = uint64(out.size)  # unsigned indices: no negative-index wraparound code per access
+    s = uint64(cuda.gridsize(1))
+    s2 = s + s
+    s3 = s2 + s
+    i = uint64(cuda.grid(1))
+    while i + s3 < n:  # four loads in flight per thread (float32 reached ~75% of a copy without)
         x0 = x[i]
         x1 = x[i + s]
-        x2 = x[i + 2 * s]
-        x3 = x[i + 3 * s]
+        x2 = x[i + s2]
+        x3 = x[i + s3]
         out[i] = act.celu(x0, a, b)
         out[i + s] = act.celu(x1, a, b)
-        out[i + 2 * s] = act.celu(x2, a, b)
-        out[i + 3 * s] = act.celu(x3, a, b)
-        i += 4 * s
+        out[i + s2] = act.celu(x2, a, b)
+        out[i + s3] = act.celu(x3, a, b)
+        i += s3 + s
     while i < n:
         out[i] = act.celu(x[i], a, b)
         i += s
@@ -909,23 +1071,25 @@ def celu_forward(x, out, a, b):
 
 @cuda.jit(**CUDA_KERNEL)
 def celu_backward(g, v, out, a, b):
-    n = out.size
-    s = cuda.gridsize(1)
-    i = cuda.grid(1)
-    while i + 3 * s < n:  # four pairs of loads in flight per thread, as the forward
+    n = uint64(out.size)  # unsigned indices, as the forward
+    s = uint64(cuda.gridsize(1))
+    s2 = s + s
+    s3 = s2 + s
+    i = uint64(cuda.grid(1))
+    while i + s3 < n:  # four pairs of loads in flight per thread, as the forward
         g0 = g[i]
         g1 = g[i + s]
-        g2 = g[i + 2 * s]
-        g3 = g[i + 3 * s]
+        g2 = g[i + s2]
+        g3 = g[i + s3]
         v0 = v[i]
         v1 = v[i + s]
-        v2 = v[i + 2 * s]
-        v3 = v[i + 3 * s]
+        v2 = v[i + s2]
+        v3 = v[i + s3]
         out[i] = act.celu_grad(g0, v0, a, b)
         out[i + s] = act.celu_grad(g1, v1, a, b)
-        out[i + 2 * s] = act.celu_grad(g2, v2, a, b)
-        out[i + 3 * s] = act.celu_grad(g3, v3, a, b)
-        i += 4 * s
+        out[i + s2] = act.celu_grad(g2, v2, a, b)
+        out[i + s3] = act.celu_grad(g3, v3, a, b)
+        i += s3 + s
     while i < n:
         out[i] = act.celu_grad(g[i], v[i], a, b)
         i += s
@@ -933,86 +1097,104 @@ def celu_backward(g, v, out, a, b):
 
 @cuda.jit(**CUDA_KERNEL)
 def celu_bias_forward(x, bias, out, saved, a, b):
-    j0, i0 = cuda.grid(2)
-    sj, si = cuda.gridsize(2)
-    rows = x.shape[0]
-    for j in range(j0, x.shape[1], sj):
+    j_start, i_start = cuda.grid(2)
+    j_step, i_step = cuda.gridsize(2)
+    i0 = uint64(i_start)  # unsigned indices, as the forward
+    si = uint64(i_step)
+    si2 = si + si
+    si3 = si2 + si
+    sj = uint64(j_step)
+    rows = uint64(x.shape[0])
+    cols = uint64(x.shape[1])
+    j = uint64(j_start)
+    while j < cols:
         bj = bias[j]
         i = i0
-        while i + 3 * si < rows:  # four rows' loads in flight per thread
+        while i + si3 < rows:  # four rows' loads in flight per thread
             z0 = x[i, j] + bj
             z1 = x[i + si, j] + bj
-            z2 = x[i + 2 * si, j] + bj
-            z3 = x[i + 3 * si, j] + bj
+            z2 = x[i + si2, j] + bj
+            z3 = x[i + si3, j] + bj
             saved[i, j] = z0
             saved[i + si, j] = z1
-            saved[i + 2 * si, j] = z2
-            saved[i + 3 * si, j] = z3
+            saved[i + si2, j] = z2
+            saved[i + si3, j] = z3
             out[i, j] = act.celu(z0, a, b)
             out[i + si, j] = act.celu(z1, a, b)
-            out[i + 2 * si, j] = act.celu(z2, a, b)
-            out[i + 3 * si, j] = act.celu(z3, a, b)
-            i += 4 * si
+            out[i + si2, j] = act.celu(z2, a, b)
+            out[i + si3, j] = act.celu(z3, a, b)
+            i += si3 + si
         while i < rows:
             z = x[i, j] + bj
             saved[i, j] = z
             out[i, j] = act.celu(z, a, b)
             i += si
+        j += sj
 
 
 @cuda.jit(**CUDA_KERNEL)
 def celu_bias_backward(g, saved, grad_pre, partial, a, b):
-    j0, i0 = cuda.grid(2)
-    sj, si = cuda.gridsize(2)
-    rows = g.shape[0]
-    for j in range(j0, g.shape[1], sj):
+    j_start, i_start = cuda.grid(2)
+    j_step, i_step = cuda.gridsize(2)
+    i0 = uint64(i_start)  # unsigned indices, as the forward
+    si = uint64(i_step)
+    si2 = si + si
+    si3 = si2 + si
+    sj = uint64(j_step)
+    rows = uint64(g.shape[0])
+    cols = uint64(g.shape[1])
+    j = uint64(j_start)
+    while j < cols:
         acc = act.typed(0.0, partial[0, 0])  # of partial's dtype (float64)
         i = i0
-        while i + 3 * si < rows:  # four rows' loads in flight; summed in row order
+        while i + si3 < rows:  # four rows' loads in flight; summed in row order
             g0 = g[i, j]
             g1 = g[i + si, j]
-            g2 = g[i + 2 * si, j]
-            g3 = g[i + 3 * si, j]
+            g2 = g[i + si2, j]
+            g3 = g[i + si3, j]
             v0 = saved[i, j]
             v1 = saved[i + si, j]
-            v2 = saved[i + 2 * si, j]
-            v3 = saved[i + 3 * si, j]
+            v2 = saved[i + si2, j]
+            v3 = saved[i + si3, j]
             d0 = act.celu_grad(g0, v0, a, b)
             d1 = act.celu_grad(g1, v1, a, b)
             d2 = act.celu_grad(g2, v2, a, b)
             d3 = act.celu_grad(g3, v3, a, b)
             grad_pre[i, j] = d0
             grad_pre[i + si, j] = d1
-            grad_pre[i + 2 * si, j] = d2
-            grad_pre[i + 3 * si, j] = d3
+            grad_pre[i + si2, j] = d2
+            grad_pre[i + si3, j] = d3
             acc += d0
             acc += d1
             acc += d2
             acc += d3
-            i += 4 * si
+            i += si3 + si
         while i < rows:
             d = act.celu_grad(g[i, j], saved[i, j], a, b)
             grad_pre[i, j] = d
             acc += d
             i += si
         partial[i0, j] = acc
+        j += sj
 
 
 @cuda.jit(**CUDA_KERNEL)
 def selu_forward(x, out, a, b):
-    n = out.size
-    s = cuda.gridsize(1)
-    i = cuda.grid(1)
-    while i + 3 * s < n:  # four loads in flight per thread (float32 reached ~75% of a copy without)
+    n = uint64(out.size)  # unsigned indices: no negative-index wraparound code per access
+    s = uint64(cuda.gridsize(1))
+    s2 = s + s
+    s3 = s2 + s
+    i = uint64(cuda.grid(1))
+    while i + s3 < n:  # four loads in flight per thread (float32 reached ~75% of a copy without)
         x0 = x[i]
         x1 = x[i + s]
-        x2 = x[i + 2 * s]
-        x3 = x[i + 3 * s]
+        x2 = x[i + s2]
+        x3 = x[i + s3]
         out[i] = act.selu(x0, a, b)
         out[i + s] = act.selu(x1, a, b)
-        out[i + 2 * s] = act.selu(x2, a, b)
-        out[i + 3 * s] = act.selu(x3, a, b)
-        i += 4 * s
+        out[i + s2] = act.selu(x2, a, b)
+        out[i + s3] = act.selu(x3, a, b)
+        i += s3 + s
     while i < n:
         out[i] = act.selu(x[i], a, b)
         i += s
@@ -1020,23 +1202,25 @@ def selu_forward(x, out, a, b):
 
 @cuda.jit(**CUDA_KERNEL)
 def selu_backward(g, v, out, a, b):
-    n = out.size
-    s = cuda.gridsize(1)
-    i = cuda.grid(1)
-    while i + 3 * s < n:  # four pairs of loads in flight per thread, as the forward
+    n = uint64(out.size)  # unsigned indices, as the forward
+    s = uint64(cuda.gridsize(1))
+    s2 = s + s
+    s3 = s2 + s
+    i = uint64(cuda.grid(1))
+    while i + s3 < n:  # four pairs of loads in flight per thread, as the forward
         g0 = g[i]
         g1 = g[i + s]
-        g2 = g[i + 2 * s]
-        g3 = g[i + 3 * s]
+        g2 = g[i + s2]
+        g3 = g[i + s3]
         v0 = v[i]
         v1 = v[i + s]
-        v2 = v[i + 2 * s]
-        v3 = v[i + 3 * s]
+        v2 = v[i + s2]
+        v3 = v[i + s3]
         out[i] = act.selu_grad(g0, v0, a, b)
         out[i + s] = act.selu_grad(g1, v1, a, b)
-        out[i + 2 * s] = act.selu_grad(g2, v2, a, b)
-        out[i + 3 * s] = act.selu_grad(g3, v3, a, b)
-        i += 4 * s
+        out[i + s2] = act.selu_grad(g2, v2, a, b)
+        out[i + s3] = act.selu_grad(g3, v3, a, b)
+        i += s3 + s
     while i < n:
         out[i] = act.selu_grad(g[i], v[i], a, b)
         i += s
@@ -1044,86 +1228,104 @@ def selu_backward(g, v, out, a, b):
 
 @cuda.jit(**CUDA_KERNEL)
 def selu_bias_forward(x, bias, out, saved, a, b):
-    j0, i0 = cuda.grid(2)
-    sj, si = cuda.gridsize(2)
-    rows = x.shape[0]
-    for j in range(j0, x.shape[1], sj):
+    j_start, i_start = cuda.grid(2)
+    j_step, i_step = cuda.gridsize(2)
+    i0 = uint64(i_start)  # unsigned indices, as the forward
+    si = uint64(i_step)
+    si2 = si + si
+    si3 = si2 + si
+    sj = uint64(j_step)
+    rows = uint64(x.shape[0])
+    cols = uint64(x.shape[1])
+    j = uint64(j_start)
+    while j < cols:
         bj = bias[j]
         i = i0
-        while i + 3 * si < rows:  # four rows' loads in flight per thread
+        while i + si3 < rows:  # four rows' loads in flight per thread
             z0 = x[i, j] + bj
             z1 = x[i + si, j] + bj
-            z2 = x[i + 2 * si, j] + bj
-            z3 = x[i + 3 * si, j] + bj
+            z2 = x[i + si2, j] + bj
+            z3 = x[i + si3, j] + bj
             saved[i, j] = z0
             saved[i + si, j] = z1
-            saved[i + 2 * si, j] = z2
-            saved[i + 3 * si, j] = z3
+            saved[i + si2, j] = z2
+            saved[i + si3, j] = z3
             out[i, j] = act.selu(z0, a, b)
             out[i + si, j] = act.selu(z1, a, b)
-            out[i + 2 * si, j] = act.selu(z2, a, b)
-            out[i + 3 * si, j] = act.selu(z3, a, b)
-            i += 4 * si
+            out[i + si2, j] = act.selu(z2, a, b)
+            out[i + si3, j] = act.selu(z3, a, b)
+            i += si3 + si
         while i < rows:
             z = x[i, j] + bj
             saved[i, j] = z
             out[i, j] = act.selu(z, a, b)
             i += si
+        j += sj
 
 
 @cuda.jit(**CUDA_KERNEL)
 def selu_bias_backward(g, saved, grad_pre, partial, a, b):
-    j0, i0 = cuda.grid(2)
-    sj, si = cuda.gridsize(2)
-    rows = g.shape[0]
-    for j in range(j0, g.shape[1], sj):
+    j_start, i_start = cuda.grid(2)
+    j_step, i_step = cuda.gridsize(2)
+    i0 = uint64(i_start)  # unsigned indices, as the forward
+    si = uint64(i_step)
+    si2 = si + si
+    si3 = si2 + si
+    sj = uint64(j_step)
+    rows = uint64(g.shape[0])
+    cols = uint64(g.shape[1])
+    j = uint64(j_start)
+    while j < cols:
         acc = act.typed(0.0, partial[0, 0])  # of partial's dtype (float64)
         i = i0
-        while i + 3 * si < rows:  # four rows' loads in flight; summed in row order
+        while i + si3 < rows:  # four rows' loads in flight; summed in row order
             g0 = g[i, j]
             g1 = g[i + si, j]
-            g2 = g[i + 2 * si, j]
-            g3 = g[i + 3 * si, j]
+            g2 = g[i + si2, j]
+            g3 = g[i + si3, j]
             v0 = saved[i, j]
             v1 = saved[i + si, j]
-            v2 = saved[i + 2 * si, j]
-            v3 = saved[i + 3 * si, j]
+            v2 = saved[i + si2, j]
+            v3 = saved[i + si3, j]
             d0 = act.selu_grad(g0, v0, a, b)
             d1 = act.selu_grad(g1, v1, a, b)
             d2 = act.selu_grad(g2, v2, a, b)
             d3 = act.selu_grad(g3, v3, a, b)
             grad_pre[i, j] = d0
             grad_pre[i + si, j] = d1
-            grad_pre[i + 2 * si, j] = d2
-            grad_pre[i + 3 * si, j] = d3
+            grad_pre[i + si2, j] = d2
+            grad_pre[i + si3, j] = d3
             acc += d0
             acc += d1
             acc += d2
             acc += d3
-            i += 4 * si
+            i += si3 + si
         while i < rows:
             d = act.selu_grad(g[i, j], saved[i, j], a, b)
             grad_pre[i, j] = d
             acc += d
             i += si
         partial[i0, j] = acc
+        j += sj
 
 
 @cuda.jit(**CUDA_KERNEL)
 def gelu_forward(x, out, a, b):
-    n = out.size
-    s = cuda.gridsize(1)
-    i = cuda.grid(1)
-    while i + 3 * s < n:  # four loads in flight per thread (float32 reached ~75% of a copy without)
+    n = uint64(out.size)  # unsigned indices: no negative-index wraparound code per access
+    s = uint64(cuda.gridsize(1))
+    s2 = s + s
+    s3 = s2 + s
+    i = uint64(cuda.grid(1))
+    while i + s3 < n:  # four loads in flight per thread (float32 reached ~75% of a copy without)
         x0 = x[i]
         x1 = x[i + s]
-        x2 = x[i + 2 * s]
-        x3 = x[i + 3 * s]
+        x2 = x[i + s2]
+        x3 = x[i + s3]
         out[i] = act.gelu(x0, a, b)
         out[i + s] = act.gelu(x1, a, b)
-        out[i + 2 * s] = act.gelu(x2, a, b)
-        out[i + 3 * s] = act.gelu(x3, a, b)
-        i += 4 * s
+        out[i + s2] = act.gelu(x2, a, b)
+        out[i + s3] = act.gelu(x3, a, b)
+        i += s3 + s
     while i < n:
         out[i] = act.gelu(x[i], a, b)
         i += s
@@ -1131,23 +1333,25 @@ def gelu_forward(x, out, a, b):
 
 @cuda.jit(**CUDA_KERNEL)
 def gelu_backward(g, v, out, a, b):
-    n = out.size
-    s = cuda.gridsize(1)
-    i = cuda.grid(1)
-    while i + 3 * s < n:  # four pairs of loads in flight per thread, as the forward
+    n = uint64(out.size)  # unsigned indices, as the forward
+    s = uint64(cuda.gridsize(1))
+    s2 = s + s
+    s3 = s2 + s
+    i = uint64(cuda.grid(1))
+    while i + s3 < n:  # four pairs of loads in flight per thread, as the forward
         g0 = g[i]
         g1 = g[i + s]
-        g2 = g[i + 2 * s]
-        g3 = g[i + 3 * s]
+        g2 = g[i + s2]
+        g3 = g[i + s3]
         v0 = v[i]
         v1 = v[i + s]
-        v2 = v[i + 2 * s]
-        v3 = v[i + 3 * s]
+        v2 = v[i + s2]
+        v3 = v[i + s3]
         out[i] = act.gelu_grad(g0, v0, a, b)
         out[i + s] = act.gelu_grad(g1, v1, a, b)
-        out[i + 2 * s] = act.gelu_grad(g2, v2, a, b)
-        out[i + 3 * s] = act.gelu_grad(g3, v3, a, b)
-        i += 4 * s
+        out[i + s2] = act.gelu_grad(g2, v2, a, b)
+        out[i + s3] = act.gelu_grad(g3, v3, a, b)
+        i += s3 + s
     while i < n:
         out[i] = act.gelu_grad(g[i], v[i], a, b)
         i += s
@@ -1155,86 +1359,104 @@ def gelu_backward(g, v, out, a, b):
 
 @cuda.jit(**CUDA_KERNEL)
 def gelu_bias_forward(x, bias, out, saved, a, b):
-    j0, i0 = cuda.grid(2)
-    sj, si = cuda.gridsize(2)
-    rows = x.shape[0]
-    for j in range(j0, x.shape[1], sj):
+    j_start, i_start = cuda.grid(2)
+    j_step, i_step = cuda.gridsize(2)
+    i0 = uint64(i_start)  # unsigned indices, as the forward
+    si = uint64(i_step)
+    si2 = si + si
+    si3 = si2 + si
+    sj = uint64(j_step)
+    rows = uint64(x.shape[0])
+    cols = uint64(x.shape[1])
+    j = uint64(j_start)
+    while j < cols:
         bj = bias[j]
         i = i0
-        while i + 3 * si < rows:  # four rows' loads in flight per thread
+        while i + si3 < rows:  # four rows' loads in flight per thread
             z0 = x[i, j] + bj
             z1 = x[i + si, j] + bj
-            z2 = x[i + 2 * si, j] + bj
-            z3 = x[i + 3 * si, j] + bj
+            z2 = x[i + si2, j] + bj
+            z3 = x[i + si3, j] + bj
             saved[i, j] = z0
             saved[i + si, j] = z1
-            saved[i + 2 * si, j] = z2
-            saved[i + 3 * si, j] = z3
+            saved[i + si2, j] = z2
+            saved[i + si3, j] = z3
             out[i, j] = act.gelu(z0, a, b)
             out[i + si, j] = act.gelu(z1, a, b)
-            out[i + 2 * si, j] = act.gelu(z2, a, b)
-            out[i + 3 * si, j] = act.gelu(z3, a, b)
-            i += 4 * si
+            out[i + si2, j] = act.gelu(z2, a, b)
+            out[i + si3, j] = act.gelu(z3, a, b)
+            i += si3 + si
         while i < rows:
             z = x[i, j] + bj
             saved[i, j] = z
             out[i, j] = act.gelu(z, a, b)
             i += si
+        j += sj
 
 
 @cuda.jit(**CUDA_KERNEL)
 def gelu_bias_backward(g, saved, grad_pre, partial, a, b):
-    j0, i0 = cuda.grid(2)
-    sj, si = cuda.gridsize(2)
-    rows = g.shape[0]
-    for j in range(j0, g.shape[1], sj):
+    j_start, i_start = cuda.grid(2)
+    j_step, i_step = cuda.gridsize(2)
+    i0 = uint64(i_start)  # unsigned indices, as the forward
+    si = uint64(i_step)
+    si2 = si + si
+    si3 = si2 + si
+    sj = uint64(j_step)
+    rows = uint64(g.shape[0])
+    cols = uint64(g.shape[1])
+    j = uint64(j_start)
+    while j < cols:
         acc = act.typed(0.0, partial[0, 0])  # of partial's dtype (float64)
         i = i0
-        while i + 3 * si < rows:  # four rows' loads in flight; summed in row order
+        while i + si3 < rows:  # four rows' loads in flight; summed in row order
             g0 = g[i, j]
             g1 = g[i + si, j]
-            g2 = g[i + 2 * si, j]
-            g3 = g[i + 3 * si, j]
+            g2 = g[i + si2, j]
+            g3 = g[i + si3, j]
             v0 = saved[i, j]
             v1 = saved[i + si, j]
-            v2 = saved[i + 2 * si, j]
-            v3 = saved[i + 3 * si, j]
+            v2 = saved[i + si2, j]
+            v3 = saved[i + si3, j]
             d0 = act.gelu_grad(g0, v0, a, b)
             d1 = act.gelu_grad(g1, v1, a, b)
             d2 = act.gelu_grad(g2, v2, a, b)
             d3 = act.gelu_grad(g3, v3, a, b)
             grad_pre[i, j] = d0
             grad_pre[i + si, j] = d1
-            grad_pre[i + 2 * si, j] = d2
-            grad_pre[i + 3 * si, j] = d3
+            grad_pre[i + si2, j] = d2
+            grad_pre[i + si3, j] = d3
             acc += d0
             acc += d1
             acc += d2
             acc += d3
-            i += 4 * si
+            i += si3 + si
         while i < rows:
             d = act.gelu_grad(g[i, j], saved[i, j], a, b)
             grad_pre[i, j] = d
             acc += d
             i += si
         partial[i0, j] = acc
+        j += sj
 
 
 @cuda.jit(**CUDA_KERNEL)
 def gelu_tanh_forward(x, out, a, b):
-    n = out.size
-    s = cuda.gridsize(1)
-    i = cuda.grid(1)
-    while i + 3 * s < n:  # four loads in flight per thread (float32 reached ~75% of a copy without)
+    n = uint64(out.size)  # unsigned indices: no negative-index wraparound code per access
+    s = uint64(cuda.gridsize(1))
+    s2 = s + s
+    s3 = s2 + s
+    i = uint64(cuda.grid(1))
+    while i + s3 < n:  # four loads in flight per thread (float32 reached ~75% of a copy without)
         x0 = x[i]
         x1 = x[i + s]
-        x2 = x[i + 2 * s]
-        x3 = x[i + 3 * s]
+        x2 = x[i + s2]
+        x3 = x[i + s3]
         out[i] = act.gelu_tanh(x0, a, b)
         out[i + s] = act.gelu_tanh(x1, a, b)
-        out[i + 2 * s] = act.gelu_tanh(x2, a, b)
-        out[i + 3 * s] = act.gelu_tanh(x3, a, b)
-        i += 4 * s
+        out[i + s2] = act.gelu_tanh(x2, a, b)
+        out[i + s3] = act.gelu_tanh(x3, a, b)
+        i += s3 + s
     while i < n:
         out[i] = act.gelu_tanh(x[i], a, b)
         i += s
@@ -1242,23 +1464,25 @@ def gelu_tanh_forward(x, out, a, b):
 
 @cuda.jit(**CUDA_KERNEL)
 def gelu_tanh_backward(g, v, out, a, b):
-    n = out.size
-    s = cuda.gridsize(1)
-    i = cuda.grid(1)
-    while i + 3 * s < n:  # four pairs of loads in flight per thread, as the forward
+    n = uint64(out.size)  # unsigned indices, as the forward
+    s = uint64(cuda.gridsize(1))
+    s2 = s + s
+    s3 = s2 + s
+    i = uint64(cuda.grid(1))
+    while i + s3 < n:  # four pairs of loads in flight per thread, as the forward
         g0 = g[i]
         g1 = g[i + s]
-        g2 = g[i + 2 * s]
-        g3 = g[i + 3 * s]
+        g2 = g[i + s2]
+        g3 = g[i + s3]
         v0 = v[i]
         v1 = v[i + s]
-        v2 = v[i + 2 * s]
-        v3 = v[i + 3 * s]
+        v2 = v[i + s2]
+        v3 = v[i + s3]
         out[i] = act.gelu_tanh_grad(g0, v0, a, b)
         out[i + s] = act.gelu_tanh_grad(g1, v1, a, b)
-        out[i + 2 * s] = act.gelu_tanh_grad(g2, v2, a, b)
-        out[i + 3 * s] = act.gelu_tanh_grad(g3, v3, a, b)
-        i += 4 * s
+        out[i + s2] = act.gelu_tanh_grad(g2, v2, a, b)
+        out[i + s3] = act.gelu_tanh_grad(g3, v3, a, b)
+        i += s3 + s
     while i < n:
         out[i] = act.gelu_tanh_grad(g[i], v[i], a, b)
         i += s
@@ -1266,86 +1490,104 @@ def gelu_tanh_backward(g, v, out, a, b):
 
 @cuda.jit(**CUDA_KERNEL)
 def gelu_tanh_bias_forward(x, bias, out, saved, a, b):
-    j0, i0 = cuda.grid(2)
-    sj, si = cuda.gridsize(2)
-    rows = x.shape[0]
-    for j in range(j0, x.shape[1], sj):
+    j_start, i_start = cuda.grid(2)
+    j_step, i_step = cuda.gridsize(2)
+    i0 = uint64(i_start)  # unsigned indices, as the forward
+    si = uint64(i_step)
+    si2 = si + si
+    si3 = si2 + si
+    sj = uint64(j_step)
+    rows = uint64(x.shape[0])
+    cols = uint64(x.shape[1])
+    j = uint64(j_start)
+    while j < cols:
         bj = bias[j]
         i = i0
-        while i + 3 * si < rows:  # four rows' loads in flight per thread
+        while i + si3 < rows:  # four rows' loads in flight per thread
             z0 = x[i, j] + bj
             z1 = x[i + si, j] + bj
-            z2 = x[i + 2 * si, j] + bj
-            z3 = x[i + 3 * si, j] + bj
+            z2 = x[i + si2, j] + bj
+            z3 = x[i + si3, j] + bj
             saved[i, j] = z0
             saved[i + si, j] = z1
-            saved[i + 2 * si, j] = z2
-            saved[i + 3 * si, j] = z3
+            saved[i + si2, j] = z2
+            saved[i + si3, j] = z3
             out[i, j] = act.gelu_tanh(z0, a, b)
             out[i + si, j] = act.gelu_tanh(z1, a, b)
-            out[i + 2 * si, j] = act.gelu_tanh(z2, a, b)
-            out[i + 3 * si, j] = act.gelu_tanh(z3, a, b)
-            i += 4 * si
+            out[i + si2, j] = act.gelu_tanh(z2, a, b)
+            out[i + si3, j] = act.gelu_tanh(z3, a, b)
+            i += si3 + si
         while i < rows:
             z = x[i, j] + bj
             saved[i, j] = z
             out[i, j] = act.gelu_tanh(z, a, b)
             i += si
+        j += sj
 
 
 @cuda.jit(**CUDA_KERNEL)
 def gelu_tanh_bias_backward(g, saved, grad_pre, partial, a, b):
-    j0, i0 = cuda.grid(2)
-    sj, si = cuda.gridsize(2)
-    rows = g.shape[0]
-    for j in range(j0, g.shape[1], sj):
+    j_start, i_start = cuda.grid(2)
+    j_step, i_step = cuda.gridsize(2)
+    i0 = uint64(i_start)  # unsigned indices, as the forward
+    si = uint64(i_step)
+    si2 = si + si
+    si3 = si2 + si
+    sj = uint64(j_step)
+    rows = uint64(g.shape[0])
+    cols = uint64(g.shape[1])
+    j = uint64(j_start)
+    while j < cols:
         acc = act.typed(0.0, partial[0, 0])  # of partial's dtype (float64)
         i = i0
-        while i + 3 * si < rows:  # four rows' loads in flight; summed in row order
+        while i + si3 < rows:  # four rows' loads in flight; summed in row order
             g0 = g[i, j]
             g1 = g[i + si, j]
-            g2 = g[i + 2 * si, j]
-            g3 = g[i + 3 * si, j]
+            g2 = g[i + si2, j]
+            g3 = g[i + si3, j]
             v0 = saved[i, j]
             v1 = saved[i + si, j]
-            v2 = saved[i + 2 * si, j]
-            v3 = saved[i + 3 * si, j]
+            v2 = saved[i + si2, j]
+            v3 = saved[i + si3, j]
             d0 = act.gelu_tanh_grad(g0, v0, a, b)
             d1 = act.gelu_tanh_grad(g1, v1, a, b)
             d2 = act.gelu_tanh_grad(g2, v2, a, b)
             d3 = act.gelu_tanh_grad(g3, v3, a, b)
             grad_pre[i, j] = d0
             grad_pre[i + si, j] = d1
-            grad_pre[i + 2 * si, j] = d2
-            grad_pre[i + 3 * si, j] = d3
+            grad_pre[i + si2, j] = d2
+            grad_pre[i + si3, j] = d3
             acc += d0
             acc += d1
             acc += d2
             acc += d3
-            i += 4 * si
+            i += si3 + si
         while i < rows:
             d = act.gelu_tanh_grad(g[i, j], saved[i, j], a, b)
             grad_pre[i, j] = d
             acc += d
             i += si
         partial[i0, j] = acc
+        j += sj
 
 
 @cuda.jit(**CUDA_KERNEL)
 def silu_forward(x, out, a, b):
-    n = out.size
-    s = cuda.gridsize(1)
-    i = cuda.grid(1)
-    while i + 3 * s < n:  # four loads in flight per thread (float32 reached ~75% of a copy without)
+    n = uint64(out.size)  # unsigned indices: no negative-index wraparound code per access
+    s = uint64(cuda.gridsize(1))
+    s2 = s + s
+    s3 = s2 + s
+    i = uint64(cuda.grid(1))
+    while i + s3 < n:  # four loads in flight per thread (float32 reached ~75% of a copy without)
         x0 = x[i]
         x1 = x[i + s]
-        x2 = x[i + 2 * s]
-        x3 = x[i + 3 * s]
+        x2 = x[i + s2]
+        x3 = x[i + s3]
         out[i] = act.silu(x0, a, b)
         out[i + s] = act.silu(x1, a, b)
-        out[i + 2 * s] = act.silu(x2, a, b)
-        out[i + 3 * s] = act.silu(x3, a, b)
-        i += 4 * s
+        out[i + s2] = act.silu(x2, a, b)
+        out[i + s3] = act.silu(x3, a, b)
+        i += s3 + s
     while i < n:
         out[i] = act.silu(x[i], a, b)
         i += s
@@ -1353,23 +1595,25 @@ def silu_forward(x, out, a, b):
 
 @cuda.jit(**CUDA_KERNEL)
 def silu_backward(g, v, out, a, b):
-    n = out.size
-    s = cuda.gridsize(1)
-    i = cuda.grid(1)
-    while i + 3 * s < n:  # four pairs of loads in flight per thread, as the forward
+    n = uint64(out.size)  # unsigned indices, as the forward
+    s = uint64(cuda.gridsize(1))
+    s2 = s + s
+    s3 = s2 + s
+    i = uint64(cuda.grid(1))
+    while i + s3 < n:  # four pairs of loads in flight per thread, as the forward
         g0 = g[i]
         g1 = g[i + s]
-        g2 = g[i + 2 * s]
-        g3 = g[i + 3 * s]
+        g2 = g[i + s2]
+        g3 = g[i + s3]
         v0 = v[i]
         v1 = v[i + s]
-        v2 = v[i + 2 * s]
-        v3 = v[i + 3 * s]
+        v2 = v[i + s2]
+        v3 = v[i + s3]
         out[i] = act.silu_grad(g0, v0, a, b)
         out[i + s] = act.silu_grad(g1, v1, a, b)
-        out[i + 2 * s] = act.silu_grad(g2, v2, a, b)
-        out[i + 3 * s] = act.silu_grad(g3, v3, a, b)
-        i += 4 * s
+        out[i + s2] = act.silu_grad(g2, v2, a, b)
+        out[i + s3] = act.silu_grad(g3, v3, a, b)
+        i += s3 + s
     while i < n:
         out[i] = act.silu_grad(g[i], v[i], a, b)
         i += s
@@ -1377,86 +1621,104 @@ def silu_backward(g, v, out, a, b):
 
 @cuda.jit(**CUDA_KERNEL)
 def silu_bias_forward(x, bias, out, saved, a, b):
-    j0, i0 = cuda.grid(2)
-    sj, si = cuda.gridsize(2)
-    rows = x.shape[0]
-    for j in range(j0, x.shape[1], sj):
+    j_start, i_start = cuda.grid(2)
+    j_step, i_step = cuda.gridsize(2)
+    i0 = uint64(i_start)  # unsigned indices, as the forward
+    si = uint64(i_step)
+    si2 = si + si
+    si3 = si2 + si
+    sj = uint64(j_step)
+    rows = uint64(x.shape[0])
+    cols = uint64(x.shape[1])
+    j = uint64(j_start)
+    while j < cols:
         bj = bias[j]
         i = i0
-        while i + 3 * si < rows:  # four rows' loads in flight per thread
+        while i + si3 < rows:  # four rows' loads in flight per thread
             z0 = x[i, j] + bj
             z1 = x[i + si, j] + bj
-            z2 = x[i + 2 * si, j] + bj
-            z3 = x[i + 3 * si, j] + bj
+            z2 = x[i + si2, j] + bj
+            z3 = x[i + si3, j] + bj
             saved[i, j] = z0
             saved[i + si, j] = z1
-            saved[i + 2 * si, j] = z2
-            saved[i + 3 * si, j] = z3
+            saved[i + si2, j] = z2
+            saved[i + si3, j] = z3
             out[i, j] = act.silu(z0, a, b)
             out[i + si, j] = act.silu(z1, a, b)
-            out[i + 2 * si, j] = act.silu(z2, a, b)
-            out[i + 3 * si, j] = act.silu(z3, a, b)
-            i += 4 * si
+            out[i + si2, j] = act.silu(z2, a, b)
+            out[i + si3, j] = act.silu(z3, a, b)
+            i += si3 + si
         while i < rows:
             z = x[i, j] + bj
             saved[i, j] = z
             out[i, j] = act.silu(z, a, b)
             i += si
+        j += sj
 
 
 @cuda.jit(**CUDA_KERNEL)
 def silu_bias_backward(g, saved, grad_pre, partial, a, b):
-    j0, i0 = cuda.grid(2)
-    sj, si = cuda.gridsize(2)
-    rows = g.shape[0]
-    for j in range(j0, g.shape[1], sj):
+    j_start, i_start = cuda.grid(2)
+    j_step, i_step = cuda.gridsize(2)
+    i0 = uint64(i_start)  # unsigned indices, as the forward
+    si = uint64(i_step)
+    si2 = si + si
+    si3 = si2 + si
+    sj = uint64(j_step)
+    rows = uint64(g.shape[0])
+    cols = uint64(g.shape[1])
+    j = uint64(j_start)
+    while j < cols:
         acc = act.typed(0.0, partial[0, 0])  # of partial's dtype (float64)
         i = i0
-        while i + 3 * si < rows:  # four rows' loads in flight; summed in row order
+        while i + si3 < rows:  # four rows' loads in flight; summed in row order
             g0 = g[i, j]
             g1 = g[i + si, j]
-            g2 = g[i + 2 * si, j]
-            g3 = g[i + 3 * si, j]
+            g2 = g[i + si2, j]
+            g3 = g[i + si3, j]
             v0 = saved[i, j]
             v1 = saved[i + si, j]
-            v2 = saved[i + 2 * si, j]
-            v3 = saved[i + 3 * si, j]
+            v2 = saved[i + si2, j]
+            v3 = saved[i + si3, j]
             d0 = act.silu_grad(g0, v0, a, b)
             d1 = act.silu_grad(g1, v1, a, b)
             d2 = act.silu_grad(g2, v2, a, b)
             d3 = act.silu_grad(g3, v3, a, b)
             grad_pre[i, j] = d0
             grad_pre[i + si, j] = d1
-            grad_pre[i + 2 * si, j] = d2
-            grad_pre[i + 3 * si, j] = d3
+            grad_pre[i + si2, j] = d2
+            grad_pre[i + si3, j] = d3
             acc += d0
             acc += d1
             acc += d2
             acc += d3
-            i += 4 * si
+            i += si3 + si
         while i < rows:
             d = act.silu_grad(g[i, j], saved[i, j], a, b)
             grad_pre[i, j] = d
             acc += d
             i += si
         partial[i0, j] = acc
+        j += sj
 
 
 @cuda.jit(**CUDA_KERNEL)
 def mish_forward(x, out, a, b):
-    n = out.size
-    s = cuda.gridsize(1)
-    i = cuda.grid(1)
-    while i + 3 * s < n:  # four loads in flight per thread (float32 reached ~75% of a copy without)
+    n = uint64(out.size)  # unsigned indices: no negative-index wraparound code per access
+    s = uint64(cuda.gridsize(1))
+    s2 = s + s
+    s3 = s2 + s
+    i = uint64(cuda.grid(1))
+    while i + s3 < n:  # four loads in flight per thread (float32 reached ~75% of a copy without)
         x0 = x[i]
         x1 = x[i + s]
-        x2 = x[i + 2 * s]
-        x3 = x[i + 3 * s]
+        x2 = x[i + s2]
+        x3 = x[i + s3]
         out[i] = act.mish(x0, a, b)
         out[i + s] = act.mish(x1, a, b)
-        out[i + 2 * s] = act.mish(x2, a, b)
-        out[i + 3 * s] = act.mish(x3, a, b)
-        i += 4 * s
+        out[i + s2] = act.mish(x2, a, b)
+        out[i + s3] = act.mish(x3, a, b)
+        i += s3 + s
     while i < n:
         out[i] = act.mish(x[i], a, b)
         i += s
@@ -1464,23 +1726,25 @@ def mish_forward(x, out, a, b):
 
 @cuda.jit(**CUDA_KERNEL)
 def mish_backward(g, v, out, a, b):
-    n = out.size
-    s = cuda.gridsize(1)
-    i = cuda.grid(1)
-    while i + 3 * s < n:  # four pairs of loads in flight per thread, as the forward
+    n = uint64(out.size)  # unsigned indices, as the forward
+    s = uint64(cuda.gridsize(1))
+    s2 = s + s
+    s3 = s2 + s
+    i = uint64(cuda.grid(1))
+    while i + s3 < n:  # four pairs of loads in flight per thread, as the forward
         g0 = g[i]
         g1 = g[i + s]
-        g2 = g[i + 2 * s]
-        g3 = g[i + 3 * s]
+        g2 = g[i + s2]
+        g3 = g[i + s3]
         v0 = v[i]
         v1 = v[i + s]
-        v2 = v[i + 2 * s]
-        v3 = v[i + 3 * s]
+        v2 = v[i + s2]
+        v3 = v[i + s3]
         out[i] = act.mish_grad(g0, v0, a, b)
         out[i + s] = act.mish_grad(g1, v1, a, b)
-        out[i + 2 * s] = act.mish_grad(g2, v2, a, b)
-        out[i + 3 * s] = act.mish_grad(g3, v3, a, b)
-        i += 4 * s
+        out[i + s2] = act.mish_grad(g2, v2, a, b)
+        out[i + s3] = act.mish_grad(g3, v3, a, b)
+        i += s3 + s
     while i < n:
         out[i] = act.mish_grad(g[i], v[i], a, b)
         i += s
@@ -1488,86 +1752,104 @@ def mish_backward(g, v, out, a, b):
 
 @cuda.jit(**CUDA_KERNEL)
 def mish_bias_forward(x, bias, out, saved, a, b):
-    j0, i0 = cuda.grid(2)
-    sj, si = cuda.gridsize(2)
-    rows = x.shape[0]
-    for j in range(j0, x.shape[1], sj):
+    j_start, i_start = cuda.grid(2)
+    j_step, i_step = cuda.gridsize(2)
+    i0 = uint64(i_start)  # unsigned indices, as the forward
+    si = uint64(i_step)
+    si2 = si + si
+    si3 = si2 + si
+    sj = uint64(j_step)
+    rows = uint64(x.shape[0])
+    cols = uint64(x.shape[1])
+    j = uint64(j_start)
+    while j < cols:
         bj = bias[j]
         i = i0
-        while i + 3 * si < rows:  # four rows' loads in flight per thread
+        while i + si3 < rows:  # four rows' loads in flight per thread
             z0 = x[i, j] + bj
             z1 = x[i + si, j] + bj
-            z2 = x[i + 2 * si, j] + bj
-            z3 = x[i + 3 * si, j] + bj
+            z2 = x[i + si2, j] + bj
+            z3 = x[i + si3, j] + bj
             saved[i, j] = z0
             saved[i + si, j] = z1
-            saved[i + 2 * si, j] = z2
-            saved[i + 3 * si, j] = z3
+            saved[i + si2, j] = z2
+            saved[i + si3, j] = z3
             out[i, j] = act.mish(z0, a, b)
             out[i + si, j] = act.mish(z1, a, b)
-            out[i + 2 * si, j] = act.mish(z2, a, b)
-            out[i + 3 * si, j] = act.mish(z3, a, b)
-            i += 4 * si
+            out[i + si2, j] = act.mish(z2, a, b)
+            out[i + si3, j] = act.mish(z3, a, b)
+            i += si3 + si
         while i < rows:
             z = x[i, j] + bj
             saved[i, j] = z
             out[i, j] = act.mish(z, a, b)
             i += si
+        j += sj
 
 
 @cuda.jit(**CUDA_KERNEL)
 def mish_bias_backward(g, saved, grad_pre, partial, a, b):
-    j0, i0 = cuda.grid(2)
-    sj, si = cuda.gridsize(2)
-    rows = g.shape[0]
-    for j in range(j0, g.shape[1], sj):
+    j_start, i_start = cuda.grid(2)
+    j_step, i_step = cuda.gridsize(2)
+    i0 = uint64(i_start)  # unsigned indices, as the forward
+    si = uint64(i_step)
+    si2 = si + si
+    si3 = si2 + si
+    sj = uint64(j_step)
+    rows = uint64(g.shape[0])
+    cols = uint64(g.shape[1])
+    j = uint64(j_start)
+    while j < cols:
         acc = act.typed(0.0, partial[0, 0])  # of partial's dtype (float64)
         i = i0
-        while i + 3 * si < rows:  # four rows' loads in flight; summed in row order
+        while i + si3 < rows:  # four rows' loads in flight; summed in row order
             g0 = g[i, j]
             g1 = g[i + si, j]
-            g2 = g[i + 2 * si, j]
-            g3 = g[i + 3 * si, j]
+            g2 = g[i + si2, j]
+            g3 = g[i + si3, j]
             v0 = saved[i, j]
             v1 = saved[i + si, j]
-            v2 = saved[i + 2 * si, j]
-            v3 = saved[i + 3 * si, j]
+            v2 = saved[i + si2, j]
+            v3 = saved[i + si3, j]
             d0 = act.mish_grad(g0, v0, a, b)
             d1 = act.mish_grad(g1, v1, a, b)
             d2 = act.mish_grad(g2, v2, a, b)
             d3 = act.mish_grad(g3, v3, a, b)
             grad_pre[i, j] = d0
             grad_pre[i + si, j] = d1
-            grad_pre[i + 2 * si, j] = d2
-            grad_pre[i + 3 * si, j] = d3
+            grad_pre[i + si2, j] = d2
+            grad_pre[i + si3, j] = d3
             acc += d0
             acc += d1
             acc += d2
             acc += d3
-            i += 4 * si
+            i += si3 + si
         while i < rows:
             d = act.mish_grad(g[i, j], saved[i, j], a, b)
             grad_pre[i, j] = d
             acc += d
             i += si
         partial[i0, j] = acc
+        j += sj
 
 
 @cuda.jit(**CUDA_KERNEL)
 def hard_sigmoid_forward(x, out, a, b):
-    n = out.size
-    s = cuda.gridsize(1)
-    i = cuda.grid(1)
-    while i + 3 * s < n:  # four loads in flight per thread (float32 reached ~75% of a copy without)
+    n = uint64(out.size)  # unsigned indices: no negative-index wraparound code per access
+    s = uint64(cuda.gridsize(1))
+    s2 = s + s
+    s3 = s2 + s
+    i = uint64(cuda.grid(1))
+    while i + s3 < n:  # four loads in flight per thread (float32 reached ~75% of a copy without)
         x0 = x[i]
         x1 = x[i + s]
-        x2 = x[i + 2 * s]
-        x3 = x[i + 3 * s]
+        x2 = x[i + s2]
+        x3 = x[i + s3]
         out[i] = act.hard_sigmoid(x0, a, b)
         out[i + s] = act.hard_sigmoid(x1, a, b)
-        out[i + 2 * s] = act.hard_sigmoid(x2, a, b)
-        out[i + 3 * s] = act.hard_sigmoid(x3, a, b)
-        i += 4 * s
+        out[i + s2] = act.hard_sigmoid(x2, a, b)
+        out[i + s3] = act.hard_sigmoid(x3, a, b)
+        i += s3 + s
     while i < n:
         out[i] = act.hard_sigmoid(x[i], a, b)
         i += s
@@ -1575,23 +1857,25 @@ def hard_sigmoid_forward(x, out, a, b):
 
 @cuda.jit(**CUDA_KERNEL)
 def hard_sigmoid_backward(g, v, out, a, b):
-    n = out.size
-    s = cuda.gridsize(1)
-    i = cuda.grid(1)
-    while i + 3 * s < n:  # four pairs of loads in flight per thread, as the forward
+    n = uint64(out.size)  # unsigned indices, as the forward
+    s = uint64(cuda.gridsize(1))
+    s2 = s + s
+    s3 = s2 + s
+    i = uint64(cuda.grid(1))
+    while i + s3 < n:  # four pairs of loads in flight per thread, as the forward
         g0 = g[i]
         g1 = g[i + s]
-        g2 = g[i + 2 * s]
-        g3 = g[i + 3 * s]
+        g2 = g[i + s2]
+        g3 = g[i + s3]
         v0 = v[i]
         v1 = v[i + s]
-        v2 = v[i + 2 * s]
-        v3 = v[i + 3 * s]
+        v2 = v[i + s2]
+        v3 = v[i + s3]
         out[i] = act.hard_sigmoid_grad(g0, v0, a, b)
         out[i + s] = act.hard_sigmoid_grad(g1, v1, a, b)
-        out[i + 2 * s] = act.hard_sigmoid_grad(g2, v2, a, b)
-        out[i + 3 * s] = act.hard_sigmoid_grad(g3, v3, a, b)
-        i += 4 * s
+        out[i + s2] = act.hard_sigmoid_grad(g2, v2, a, b)
+        out[i + s3] = act.hard_sigmoid_grad(g3, v3, a, b)
+        i += s3 + s
     while i < n:
         out[i] = act.hard_sigmoid_grad(g[i], v[i], a, b)
         i += s
@@ -1599,86 +1883,104 @@ def hard_sigmoid_backward(g, v, out, a, b):
 
 @cuda.jit(**CUDA_KERNEL)
 def hard_sigmoid_bias_forward(x, bias, out, saved, a, b):
-    j0, i0 = cuda.grid(2)
-    sj, si = cuda.gridsize(2)
-    rows = x.shape[0]
-    for j in range(j0, x.shape[1], sj):
+    j_start, i_start = cuda.grid(2)
+    j_step, i_step = cuda.gridsize(2)
+    i0 = uint64(i_start)  # unsigned indices, as the forward
+    si = uint64(i_step)
+    si2 = si + si
+    si3 = si2 + si
+    sj = uint64(j_step)
+    rows = uint64(x.shape[0])
+    cols = uint64(x.shape[1])
+    j = uint64(j_start)
+    while j < cols:
         bj = bias[j]
         i = i0
-        while i + 3 * si < rows:  # four rows' loads in flight per thread
+        while i + si3 < rows:  # four rows' loads in flight per thread
             z0 = x[i, j] + bj
             z1 = x[i + si, j] + bj
-            z2 = x[i + 2 * si, j] + bj
-            z3 = x[i + 3 * si, j] + bj
+            z2 = x[i + si2, j] + bj
+            z3 = x[i + si3, j] + bj
             saved[i, j] = z0
             saved[i + si, j] = z1
-            saved[i + 2 * si, j] = z2
-            saved[i + 3 * si, j] = z3
+            saved[i + si2, j] = z2
+            saved[i + si3, j] = z3
             out[i, j] = act.hard_sigmoid(z0, a, b)
             out[i + si, j] = act.hard_sigmoid(z1, a, b)
-            out[i + 2 * si, j] = act.hard_sigmoid(z2, a, b)
-            out[i + 3 * si, j] = act.hard_sigmoid(z3, a, b)
-            i += 4 * si
+            out[i + si2, j] = act.hard_sigmoid(z2, a, b)
+            out[i + si3, j] = act.hard_sigmoid(z3, a, b)
+            i += si3 + si
         while i < rows:
             z = x[i, j] + bj
             saved[i, j] = z
             out[i, j] = act.hard_sigmoid(z, a, b)
             i += si
+        j += sj
 
 
 @cuda.jit(**CUDA_KERNEL)
 def hard_sigmoid_bias_backward(g, saved, grad_pre, partial, a, b):
-    j0, i0 = cuda.grid(2)
-    sj, si = cuda.gridsize(2)
-    rows = g.shape[0]
-    for j in range(j0, g.shape[1], sj):
+    j_start, i_start = cuda.grid(2)
+    j_step, i_step = cuda.gridsize(2)
+    i0 = uint64(i_start)  # unsigned indices, as the forward
+    si = uint64(i_step)
+    si2 = si + si
+    si3 = si2 + si
+    sj = uint64(j_step)
+    rows = uint64(g.shape[0])
+    cols = uint64(g.shape[1])
+    j = uint64(j_start)
+    while j < cols:
         acc = act.typed(0.0, partial[0, 0])  # of partial's dtype (float64)
         i = i0
-        while i + 3 * si < rows:  # four rows' loads in flight; summed in row order
+        while i + si3 < rows:  # four rows' loads in flight; summed in row order
             g0 = g[i, j]
             g1 = g[i + si, j]
-            g2 = g[i + 2 * si, j]
-            g3 = g[i + 3 * si, j]
+            g2 = g[i + si2, j]
+            g3 = g[i + si3, j]
             v0 = saved[i, j]
             v1 = saved[i + si, j]
-            v2 = saved[i + 2 * si, j]
-            v3 = saved[i + 3 * si, j]
+            v2 = saved[i + si2, j]
+            v3 = saved[i + si3, j]
             d0 = act.hard_sigmoid_grad(g0, v0, a, b)
             d1 = act.hard_sigmoid_grad(g1, v1, a, b)
             d2 = act.hard_sigmoid_grad(g2, v2, a, b)
             d3 = act.hard_sigmoid_grad(g3, v3, a, b)
             grad_pre[i, j] = d0
             grad_pre[i + si, j] = d1
-            grad_pre[i + 2 * si, j] = d2
-            grad_pre[i + 3 * si, j] = d3
+            grad_pre[i + si2, j] = d2
+            grad_pre[i + si3, j] = d3
             acc += d0
             acc += d1
             acc += d2
             acc += d3
-            i += 4 * si
+            i += si3 + si
         while i < rows:
             d = act.hard_sigmoid_grad(g[i, j], saved[i, j], a, b)
             grad_pre[i, j] = d
             acc += d
             i += si
         partial[i0, j] = acc
+        j += sj
 
 
 @cuda.jit(**CUDA_KERNEL)
 def hard_swish_forward(x, out, a, b):
-    n = out.size
-    s = cuda.gridsize(1)
-    i = cuda.grid(1)
-    while i + 3 * s < n:  # four loads in flight per thread (float32 reached ~75% of a copy without)
+    n = uint64(out.size)  # unsigned indices: no negative-index wraparound code per access
+    s = uint64(cuda.gridsize(1))
+    s2 = s + s
+    s3 = s2 + s
+    i = uint64(cuda.grid(1))
+    while i + s3 < n:  # four loads in flight per thread (float32 reached ~75% of a copy without)
         x0 = x[i]
         x1 = x[i + s]
-        x2 = x[i + 2 * s]
-        x3 = x[i + 3 * s]
+        x2 = x[i + s2]
+        x3 = x[i + s3]
         out[i] = act.hard_swish(x0, a, b)
         out[i + s] = act.hard_swish(x1, a, b)
-        out[i + 2 * s] = act.hard_swish(x2, a, b)
-        out[i + 3 * s] = act.hard_swish(x3, a, b)
-        i += 4 * s
+        out[i + s2] = act.hard_swish(x2, a, b)
+        out[i + s3] = act.hard_swish(x3, a, b)
+        i += s3 + s
     while i < n:
         out[i] = act.hard_swish(x[i], a, b)
         i += s
@@ -1686,23 +1988,25 @@ def hard_swish_forward(x, out, a, b):
 
 @cuda.jit(**CUDA_KERNEL)
 def hard_swish_backward(g, v, out, a, b):
-    n = out.size
-    s = cuda.gridsize(1)
-    i = cuda.grid(1)
-    while i + 3 * s < n:  # four pairs of loads in flight per thread, as the forward
+    n = uint64(out.size)  # unsigned indices, as the forward
+    s = uint64(cuda.gridsize(1))
+    s2 = s + s
+    s3 = s2 + s
+    i = uint64(cuda.grid(1))
+    while i + s3 < n:  # four pairs of loads in flight per thread, as the forward
         g0 = g[i]
         g1 = g[i + s]
-        g2 = g[i + 2 * s]
-        g3 = g[i + 3 * s]
+        g2 = g[i + s2]
+        g3 = g[i + s3]
         v0 = v[i]
         v1 = v[i + s]
-        v2 = v[i + 2 * s]
-        v3 = v[i + 3 * s]
+        v2 = v[i + s2]
+        v3 = v[i + s3]
         out[i] = act.hard_swish_grad(g0, v0, a, b)
         out[i + s] = act.hard_swish_grad(g1, v1, a, b)
-        out[i + 2 * s] = act.hard_swish_grad(g2, v2, a, b)
-        out[i + 3 * s] = act.hard_swish_grad(g3, v3, a, b)
-        i += 4 * s
+        out[i + s2] = act.hard_swish_grad(g2, v2, a, b)
+        out[i + s3] = act.hard_swish_grad(g3, v3, a, b)
+        i += s3 + s
     while i < n:
         out[i] = act.hard_swish_grad(g[i], v[i], a, b)
         i += s
@@ -1710,86 +2014,104 @@ def hard_swish_backward(g, v, out, a, b):
 
 @cuda.jit(**CUDA_KERNEL)
 def hard_swish_bias_forward(x, bias, out, saved, a, b):
-    j0, i0 = cuda.grid(2)
-    sj, si = cuda.gridsize(2)
-    rows = x.shape[0]
-    for j in range(j0, x.shape[1], sj):
+    j_start, i_start = cuda.grid(2)
+    j_step, i_step = cuda.gridsize(2)
+    i0 = uint64(i_start)  # unsigned indices, as the forward
+    si = uint64(i_step)
+    si2 = si + si
+    si3 = si2 + si
+    sj = uint64(j_step)
+    rows = uint64(x.shape[0])
+    cols = uint64(x.shape[1])
+    j = uint64(j_start)
+    while j < cols:
         bj = bias[j]
         i = i0
-        while i + 3 * si < rows:  # four rows' loads in flight per thread
+        while i + si3 < rows:  # four rows' loads in flight per thread
             z0 = x[i, j] + bj
             z1 = x[i + si, j] + bj
-            z2 = x[i + 2 * si, j] + bj
-            z3 = x[i + 3 * si, j] + bj
+            z2 = x[i + si2, j] + bj
+            z3 = x[i + si3, j] + bj
             saved[i, j] = z0
             saved[i + si, j] = z1
-            saved[i + 2 * si, j] = z2
-            saved[i + 3 * si, j] = z3
+            saved[i + si2, j] = z2
+            saved[i + si3, j] = z3
             out[i, j] = act.hard_swish(z0, a, b)
             out[i + si, j] = act.hard_swish(z1, a, b)
-            out[i + 2 * si, j] = act.hard_swish(z2, a, b)
-            out[i + 3 * si, j] = act.hard_swish(z3, a, b)
-            i += 4 * si
+            out[i + si2, j] = act.hard_swish(z2, a, b)
+            out[i + si3, j] = act.hard_swish(z3, a, b)
+            i += si3 + si
         while i < rows:
             z = x[i, j] + bj
             saved[i, j] = z
             out[i, j] = act.hard_swish(z, a, b)
             i += si
+        j += sj
 
 
 @cuda.jit(**CUDA_KERNEL)
 def hard_swish_bias_backward(g, saved, grad_pre, partial, a, b):
-    j0, i0 = cuda.grid(2)
-    sj, si = cuda.gridsize(2)
-    rows = g.shape[0]
-    for j in range(j0, g.shape[1], sj):
+    j_start, i_start = cuda.grid(2)
+    j_step, i_step = cuda.gridsize(2)
+    i0 = uint64(i_start)  # unsigned indices, as the forward
+    si = uint64(i_step)
+    si2 = si + si
+    si3 = si2 + si
+    sj = uint64(j_step)
+    rows = uint64(g.shape[0])
+    cols = uint64(g.shape[1])
+    j = uint64(j_start)
+    while j < cols:
         acc = act.typed(0.0, partial[0, 0])  # of partial's dtype (float64)
         i = i0
-        while i + 3 * si < rows:  # four rows' loads in flight; summed in row order
+        while i + si3 < rows:  # four rows' loads in flight; summed in row order
             g0 = g[i, j]
             g1 = g[i + si, j]
-            g2 = g[i + 2 * si, j]
-            g3 = g[i + 3 * si, j]
+            g2 = g[i + si2, j]
+            g3 = g[i + si3, j]
             v0 = saved[i, j]
             v1 = saved[i + si, j]
-            v2 = saved[i + 2 * si, j]
-            v3 = saved[i + 3 * si, j]
+            v2 = saved[i + si2, j]
+            v3 = saved[i + si3, j]
             d0 = act.hard_swish_grad(g0, v0, a, b)
             d1 = act.hard_swish_grad(g1, v1, a, b)
             d2 = act.hard_swish_grad(g2, v2, a, b)
             d3 = act.hard_swish_grad(g3, v3, a, b)
             grad_pre[i, j] = d0
             grad_pre[i + si, j] = d1
-            grad_pre[i + 2 * si, j] = d2
-            grad_pre[i + 3 * si, j] = d3
+            grad_pre[i + si2, j] = d2
+            grad_pre[i + si3, j] = d3
             acc += d0
             acc += d1
             acc += d2
             acc += d3
-            i += 4 * si
+            i += si3 + si
         while i < rows:
             d = act.hard_swish_grad(g[i, j], saved[i, j], a, b)
             grad_pre[i, j] = d
             acc += d
             i += si
         partial[i0, j] = acc
+        j += sj
 
 
 @cuda.jit(**CUDA_KERNEL)
 def hard_tanh_forward(x, out, a, b):
-    n = out.size
-    s = cuda.gridsize(1)
-    i = cuda.grid(1)
-    while i + 3 * s < n:  # four loads in flight per thread (float32 reached ~75% of a copy without)
+    n = uint64(out.size)  # unsigned indices: no negative-index wraparound code per access
+    s = uint64(cuda.gridsize(1))
+    s2 = s + s
+    s3 = s2 + s
+    i = uint64(cuda.grid(1))
+    while i + s3 < n:  # four loads in flight per thread (float32 reached ~75% of a copy without)
         x0 = x[i]
         x1 = x[i + s]
-        x2 = x[i + 2 * s]
-        x3 = x[i + 3 * s]
+        x2 = x[i + s2]
+        x3 = x[i + s3]
         out[i] = act.hard_tanh(x0, a, b)
         out[i + s] = act.hard_tanh(x1, a, b)
-        out[i + 2 * s] = act.hard_tanh(x2, a, b)
-        out[i + 3 * s] = act.hard_tanh(x3, a, b)
-        i += 4 * s
+        out[i + s2] = act.hard_tanh(x2, a, b)
+        out[i + s3] = act.hard_tanh(x3, a, b)
+        i += s3 + s
     while i < n:
         out[i] = act.hard_tanh(x[i], a, b)
         i += s
@@ -1797,23 +2119,25 @@ def hard_tanh_forward(x, out, a, b):
 
 @cuda.jit(**CUDA_KERNEL)
 def hard_tanh_backward(g, v, out, a, b):
-    n = out.size
-    s = cuda.gridsize(1)
-    i = cuda.grid(1)
-    while i + 3 * s < n:  # four pairs of loads in flight per thread, as the forward
+    n = uint64(out.size)  # unsigned indices, as the forward
+    s = uint64(cuda.gridsize(1))
+    s2 = s + s
+    s3 = s2 + s
+    i = uint64(cuda.grid(1))
+    while i + s3 < n:  # four pairs of loads in flight per thread, as the forward
         g0 = g[i]
         g1 = g[i + s]
-        g2 = g[i + 2 * s]
-        g3 = g[i + 3 * s]
+        g2 = g[i + s2]
+        g3 = g[i + s3]
         v0 = v[i]
         v1 = v[i + s]
-        v2 = v[i + 2 * s]
-        v3 = v[i + 3 * s]
+        v2 = v[i + s2]
+        v3 = v[i + s3]
         out[i] = act.hard_tanh_grad(g0, v0, a, b)
         out[i + s] = act.hard_tanh_grad(g1, v1, a, b)
-        out[i + 2 * s] = act.hard_tanh_grad(g2, v2, a, b)
-        out[i + 3 * s] = act.hard_tanh_grad(g3, v3, a, b)
-        i += 4 * s
+        out[i + s2] = act.hard_tanh_grad(g2, v2, a, b)
+        out[i + s3] = act.hard_tanh_grad(g3, v3, a, b)
+        i += s3 + s
     while i < n:
         out[i] = act.hard_tanh_grad(g[i], v[i], a, b)
         i += s
@@ -1821,61 +2145,77 @@ def hard_tanh_backward(g, v, out, a, b):
 
 @cuda.jit(**CUDA_KERNEL)
 def hard_tanh_bias_forward(x, bias, out, saved, a, b):
-    j0, i0 = cuda.grid(2)
-    sj, si = cuda.gridsize(2)
-    rows = x.shape[0]
-    for j in range(j0, x.shape[1], sj):
+    j_start, i_start = cuda.grid(2)
+    j_step, i_step = cuda.gridsize(2)
+    i0 = uint64(i_start)  # unsigned indices, as the forward
+    si = uint64(i_step)
+    si2 = si + si
+    si3 = si2 + si
+    sj = uint64(j_step)
+    rows = uint64(x.shape[0])
+    cols = uint64(x.shape[1])
+    j = uint64(j_start)
+    while j < cols:
         bj = bias[j]
         i = i0
-        while i + 3 * si < rows:  # four rows' loads in flight per thread
+        while i + si3 < rows:  # four rows' loads in flight per thread
             z0 = x[i, j] + bj
             z1 = x[i + si, j] + bj
-            z2 = x[i + 2 * si, j] + bj
-            z3 = x[i + 3 * si, j] + bj
+            z2 = x[i + si2, j] + bj
+            z3 = x[i + si3, j] + bj
             out[i, j] = act.hard_tanh(z0, a, b)
             out[i + si, j] = act.hard_tanh(z1, a, b)
-            out[i + 2 * si, j] = act.hard_tanh(z2, a, b)
-            out[i + 3 * si, j] = act.hard_tanh(z3, a, b)
-            i += 4 * si
+            out[i + si2, j] = act.hard_tanh(z2, a, b)
+            out[i + si3, j] = act.hard_tanh(z3, a, b)
+            i += si3 + si
         while i < rows:
             z = x[i, j] + bj
             out[i, j] = act.hard_tanh(z, a, b)  # the output is what the backward needs: saved unused
             i += si
+        j += sj
 
 
 @cuda.jit(**CUDA_KERNEL)
 def hard_tanh_bias_backward(g, saved, grad_pre, partial, a, b):
-    j0, i0 = cuda.grid(2)
-    sj, si = cuda.gridsize(2)
-    rows = g.shape[0]
-    for j in range(j0, g.shape[1], sj):
+    j_start, i_start = cuda.grid(2)
+    j_step, i_step = cuda.gridsize(2)
+    i0 = uint64(i_start)  # unsigned indices, as the forward
+    si = uint64(i_step)
+    si2 = si + si
+    si3 = si2 + si
+    sj = uint64(j_step)
+    rows = uint64(g.shape[0])
+    cols = uint64(g.shape[1])
+    j = uint64(j_start)
+    while j < cols:
         acc = act.typed(0.0, partial[0, 0])  # of partial's dtype (float64)
         i = i0
-        while i + 3 * si < rows:  # four rows' loads in flight; summed in row order
+        while i + si3 < rows:  # four rows' loads in flight; summed in row order
             g0 = g[i, j]
             g1 = g[i + si, j]
-            g2 = g[i + 2 * si, j]
-            g3 = g[i + 3 * si, j]
+            g2 = g[i + si2, j]
+            g3 = g[i + si3, j]
             v0 = saved[i, j]
             v1 = saved[i + si, j]
-            v2 = saved[i + 2 * si, j]
-            v3 = saved[i + 3 * si, j]
+            v2 = saved[i + si2, j]
+            v3 = saved[i + si3, j]
             d0 = act.hard_tanh_grad(g0, v0, a, b)
             d1 = act.hard_tanh_grad(g1, v1, a, b)
             d2 = act.hard_tanh_grad(g2, v2, a, b)
             d3 = act.hard_tanh_grad(g3, v3, a, b)
             grad_pre[i, j] = d0
             grad_pre[i + si, j] = d1
-            grad_pre[i + 2 * si, j] = d2
-            grad_pre[i + 3 * si, j] = d3
+            grad_pre[i + si2, j] = d2
+            grad_pre[i + si3, j] = d3
             acc += d0
             acc += d1
             acc += d2
             acc += d3
-            i += 4 * si
+            i += si3 + si
         while i < rows:
             d = act.hard_tanh_grad(g[i, j], saved[i, j], a, b)
             grad_pre[i, j] = d
             acc += d
             i += si
         partial[i0, j] = acc
+        j += sj
