@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import cuda, float64, njit
+from numba import cuda, float64, njit, uint64
 
 from fastact import activations as act
 from fastact._config import CUDA_DEVICE, CUDA_KERNEL, CUDA_MAX_THREADS, SCALAR
@@ -55,6 +55,22 @@ def counter_uniform(seed, i):
     h = _mix32((k & _M32) ^ (seed & _M32))
     h = _mix32(h ^ (((k >> _S32) + (seed >> _S32)) & _M32))
     return np.float32(h >> _S8) * _TWO_M24
+
+
+@cuda.jit(**CUDA_DEVICE)
+def _grid_1d_unsigned():
+    """(i0, s): this thread's first index and the grid's stride, unsigned: numba indexes
+    arrays with unsigned integers without the per-access negative-index wraparound."""
+    return uint64(cuda.grid(1)), uint64(cuda.gridsize(1))
+
+
+@cuda.jit(**CUDA_DEVICE)
+def _grid_2d_unsigned():
+    """(j0, i0, sj, si): this thread's first column and row, and the grid's strides along
+    them, unsigned (as _grid_1d_unsigned)."""
+    j0, i0 = cuda.grid(2)
+    sj, si = cuda.gridsize(2)
+    return uint64(j0), uint64(i0), uint64(sj), uint64(si)
 
 
 @cuda.jit(**CUDA_DEVICE)
@@ -150,7 +166,8 @@ def bce_with_logits(logits, targets, grad, total, bad):
 @cuda.jit(**CUDA_KERNEL)
 def dropout(x, seed, p, scale, y, mask):
     """Keep x[i] (times scale) where counter_uniform(seed, i) >= p."""
-    for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
+    i0, s = _grid_1d_unsigned()
+    for i in range(i0, uint64(x.size), s):
         keep = counter_uniform(seed, i) >= p
         mask[i] = keep
         y[i] = x[i] * scale if keep else typed(0.0, scale)
@@ -158,7 +175,8 @@ def dropout(x, seed, p, scale, y, mask):
 
 @cuda.jit(**CUDA_KERNEL)
 def dropout_backward(g, mask, scale, out):
-    for i in range(cuda.grid(1), g.size, cuda.gridsize(1)):
+    i0, s = _grid_1d_unsigned()
+    for i in range(i0, uint64(g.size), s):
         out[i] = g[i] * scale if mask[i] else typed(0.0, scale)
 
 
@@ -168,12 +186,11 @@ def column_partials(x, center, squares, partial):
     """partial[r, j] = sum over the rows r, r + si, ... of (x - center[j]), or of its square
     (float64): the first stage of a column reduction, launched on a 2-D grid (x along the
     columns, y over row blocks), so tall matrices use the whole GPU."""
-    j0, i0 = cuda.grid(2)
-    sj, si = cuda.gridsize(2)
-    for j in range(j0, x.shape[1], sj):
+    j0, i0, sj, si = _grid_2d_unsigned()
+    for j in range(j0, uint64(x.shape[1]), sj):
         c = center[j]
         acc = _ZERO
-        for i in range(i0, x.shape[0], si):
+        for i in range(i0, uint64(x.shape[0]), si):
             d = x[i, j] - c
             acc += d * d if squares else d
         partial[i0, j] = acc
@@ -215,11 +232,10 @@ def batch_norm_stats(partial, n, mean, running_mean, running_var, training, mome
 @cuda.jit(**CUDA_KERNEL)
 def batch_norm_apply(x, gamma, beta, center, inv_std, y, xhat):
     """xhat = (x - center) * inv_std; y = gamma xhat + beta (y may be x)."""
-    j0, i0 = cuda.grid(2)
-    sj, si = cuda.gridsize(2)
-    for j in range(j0, x.shape[1], sj):
+    j0, i0, sj, si = _grid_2d_unsigned()
+    for j in range(j0, uint64(x.shape[1]), sj):
         c, s, gj, bj = center[j], inv_std[j], gamma[j], beta[j]
-        for i in range(i0, x.shape[0], si):
+        for i in range(i0, uint64(x.shape[0]), si):
             h = (x[i, j] - c) * s
             xhat[i, j] = h
             y[i, j] = gj * h + bj
@@ -229,12 +245,11 @@ def batch_norm_apply(x, gamma, beta, center, inv_std, y, xhat):
 def batch_norm_backward_partials(g, xhat, partial_g, partial_gx):
     """Row-block partial sums (float64) of g and g xhat per column (2-D grid, as
     column_partials)."""
-    j0, i0 = cuda.grid(2)
-    sj, si = cuda.gridsize(2)
-    for j in range(j0, g.shape[1], sj):
+    j0, i0, sj, si = _grid_2d_unsigned()
+    for j in range(j0, uint64(g.shape[1]), sj):
         sg = _ZERO
         sgx = _ZERO
-        for i in range(i0, g.shape[0], si):
+        for i in range(i0, uint64(g.shape[0]), si):
             sg += g[i, j]
             sgx += g[i, j] * xhat[i, j]
         partial_g[i0, j] = sg
@@ -262,11 +277,10 @@ def batch_norm_backward_sums(partial_g, partial_gx, n, gamma, inv_std, training,
 
 @cuda.jit(**CUDA_KERNEL)
 def batch_norm_backward_apply(g, xhat, k, c1, c2, dx):
-    j0, i0 = cuda.grid(2)
-    sj, si = cuda.gridsize(2)
-    for j in range(j0, g.shape[1], sj):
+    j0, i0, sj, si = _grid_2d_unsigned()
+    for j in range(j0, uint64(g.shape[1]), sj):
         kj, c1j, c2j = k[j], c1[j], c2[j]
-        for i in range(i0, g.shape[0], si):
+        for i in range(i0, uint64(g.shape[0]), si):
             dx[i, j] = kj * (g[i, j] - c1j - xhat[i, j] * c2j)
 
 
@@ -274,7 +288,8 @@ def batch_norm_backward_apply(g, xhat, k, c1, c2, dx):
 @cuda.jit(**CUDA_KERNEL)
 def sgd(p, g, v, lr, momentum, weight_decay, nesterov):
     """fastact.fused.sgd_step over a parameter (v not touched without momentum)."""
-    for i in range(cuda.grid(1), p.size, cuda.gridsize(1)):
+    i0, s = _grid_1d_unsigned()
+    for i in range(i0, uint64(p.size), s):
         if momentum != 0:
             p[i], v[i] = sgd_step(p[i], g[i], v[i], lr, momentum, weight_decay, nesterov)
         else:
@@ -284,7 +299,8 @@ def sgd(p, g, v, lr, momentum, weight_decay, nesterov):
 @cuda.jit(**CUDA_KERNEL)
 def adam(p, g, m, v, step_size, beta1, one_minus_beta1, beta2, one_minus_beta2, inv_sqrt_bias2, eps, weight_decay):  # fmt: skip
     """fastact.fused.adam_step over a parameter."""
-    for i in range(cuda.grid(1), p.size, cuda.gridsize(1)):
+    i0, s = _grid_1d_unsigned()
+    for i in range(i0, uint64(p.size), s):
         p[i], m[i], v[i] = adam_step(
             p[i], g[i], m[i], v[i], step_size, beta1, one_minus_beta1, beta2, one_minus_beta2, inv_sqrt_bias2, eps, weight_decay
         )  # fmt: skip
@@ -357,11 +373,10 @@ def gather(src, order, start, out):
 @cuda.jit(**CUDA_KERNEL)
 def add_bias(z, bias):
     """z += bias, in place, on a (rows, columns) array."""
-    j0, i0 = cuda.grid(2)
-    sj, si = cuda.gridsize(2)
-    for j in range(j0, z.shape[1], sj):
+    j0, i0, sj, si = _grid_2d_unsigned()
+    for j in range(j0, uint64(z.shape[1]), sj):
         bj = bias[j]
-        for i in range(i0, z.shape[0], si):
+        for i in range(i0, uint64(z.shape[0]), si):
             z[i, j] += bj
 
 
@@ -379,7 +394,8 @@ def column_sums(x, out):
 def sum_squares(x, total, index):
     """total[index] += sum of x^2 (float64)."""
     acc = _ZERO
-    for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
+    i0, s = _grid_1d_unsigned()
+    for i in range(i0, uint64(x.size), s):
         v = np.float64(x[i])
         acc += v * v
     _block_sum_add(acc, total, index)
@@ -397,13 +413,15 @@ def move_sqrt(total, index, into, into_index):
 @cuda.jit(**CUDA_KERNEL)
 def copy_into(src, out):
     """out[i] = src[i], converted to out's dtype."""
-    for i in range(cuda.grid(1), out.size, cuda.gridsize(1)):
+    i0, s = _grid_1d_unsigned()
+    for i in range(i0, uint64(out.size), s):
         out[i] = src[i]
 
 
 @cuda.jit(**CUDA_KERNEL)
 def zero(out):
-    for i in range(cuda.grid(1), out.size, cuda.gridsize(1)):
+    i0, s = _grid_1d_unsigned()
+    for i in range(i0, uint64(out.size), s):
         out[i] = 0
 
 

@@ -3,7 +3,8 @@
     python tests/cuda/ptx_check.py [--cc 9.0] [--json PATH] [--only NAME ...]
 
 Prints one line per kernel and dtype, the number of float64 instructions in its PTX, and
-writes the same as JSON (``{"kernel/dtype": {"f64": n, "error": "..."}}``). Run by
+writes the same as JSON (``{"kernel/dtype": {"f64": n, "wraparound": n, "error": "..."}}``;
+``wraparound``: array accesses with a signed index, see ``wraparound_instructions``). Run by
 ``tests/cuda/test_cuda_ptx.py`` in a process of its own, without ``NUMBA_ENABLE_CUDASIM`` (the
 simulator has no compiler).
 
@@ -35,6 +36,15 @@ def f64_instructions(ptx: str) -> int:
         if _INSTRUCTION.match(line):
             count += 1
     return count
+
+
+_WRAPAROUND = re.compile(r"^\s*shr\.s64\s+%rd\d+,\s*%rd\d+,\s*63;", re.MULTILINE)
+
+
+def wraparound_instructions(ptx: str) -> int:
+    """``shr.s64 r, i, 63``: the sign test of numba's negative-index wraparound, emitted for
+    every array access with a signed index (unsigned indices have none)."""
+    return len(_WRAPAROUND.findall(ptx))
 
 
 def signatures(name: str, ty, f64):
@@ -137,7 +147,11 @@ def main(argv=None) -> int:
             try:
                 sig = signature(name.removeprefix("fused."), ty, float64)
                 ptx, _ = cuda.compile_ptx(kernel.py_func, sig, cc=cc)
-                results[key] = {"f64": f64_instructions(ptx), "seconds": time.perf_counter() - t0}
+                results[key] = {
+                    "f64": f64_instructions(ptx),
+                    "wraparound": wraparound_instructions(ptx),
+                    "seconds": time.perf_counter() - t0,
+                }
             except Exception as exc:
                 results[key] = {"error": f"{type(exc).__name__}: {exc}"[:2000]}
             print(key, results[key].get("f64", results[key].get("error")), flush=True)
