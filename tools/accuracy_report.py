@@ -30,11 +30,15 @@ from fastact.activations import ACTIVATIONS  # noqa: E402
 from tests import ulp  # noqa: E402
 
 
-def cpu_name() -> str:
+def _bench_cases():
     sys.path.insert(0, os.path.join(ROOT, "bench"))
     import _cases
 
-    return _cases.cpu_model()
+    return _cases
+
+
+def cpu_name() -> str:
+    return _bench_cases().cpu_model()
 
 
 def fmt_ulp(v: float) -> str:
@@ -83,7 +87,41 @@ def measure(log):
     return rows, math_rows
 
 
-def render(rows, math_rows, command: str, seconds: float) -> tuple[str, int]:
+def measure_torch(log):
+    """PyTorch's forwards (the benchmark suite's calls, default parameters) on the same inputs
+    against the same references: rows (name, dtype, all inputs, exact result normal), both
+    Measurements; None without torch. A comparison, not a test."""
+    cases = _bench_cases()
+    torch = cases.torch_module()
+    if torch is None:
+        return None
+    table = cases._torch_table(torch)
+    rows = []
+    for name, spec in ACTIVATIONS.items():
+        if name in ulp.PIECEWISE or name not in table:
+            continue
+        for dtype in ulp.DTYPES:
+            params = ulp.typed_params(ulp.default_params(name), dtype)
+            x = ulp.forward_inputs(dtype)
+            got = np.empty_like(x)
+            kwargs = {p.name: float(v) for p, v in zip(spec.params, params)}
+            table[name](kwargs, (torch.from_numpy(x.copy()),), torch.from_numpy(got))()
+            if dtype == ulp.F32:
+                ref = ulp.reference_numpy64(name, x, params)
+            else:
+                ref = ulp.reference_f64(name, x, params)
+            err = ulp.ulp_error(got, ref, dtype)
+            hi = ref[0] if isinstance(ref, tuple) else ref
+            normal = np.isfinite(x) & (np.abs(np.asarray(hi, np.float64)) >= np.finfo(dtype).tiny)
+            every = ulp.Measurement(name, dtype, params, x, err)
+            rows.append(
+                (name, dtype, every, ulp.Measurement(name, dtype, params, x[normal], err[normal]))
+            )
+            log(f"torch {name:26s} {dtype.name:8s} {fmt_ulp(every.max):>8s}")
+    return rows
+
+
+def render(rows, math_rows, command: str, seconds: float, torch_rows=None) -> tuple[str, int]:
     failures = 0
     out = []
     w = out.append
@@ -180,7 +218,37 @@ def render(rows, math_rows, command: str, seconds: float) -> tuple[str, int]:
     w("Every float32 input, for any op above: `python tools/exhaustive_f32.py <op> ...` (all 2^32")
     w("bit patterns against the same float64 reference, a few minutes per op).")
     w("")
+    if torch_rows:
+        render_torch(w, rows, torch_rows)
     return "\n".join(out), failures
+
+
+def render_torch(w, rows, torch_rows):
+    import torch
+
+    fastact_max = {}  # (name, dtype) -> fastact's forward with the default parameters (first)
+    for label, dtype, fwd, _, _ in rows:
+        fastact_max.setdefault((label.split(" ")[0], dtype), fwd)
+    w(f"## PyTorch {torch.__version__} on the same inputs")
+    w("")
+    w("The peer of the speed comparisons (docs/performance.md): its CPU forwards, as the")
+    w("benchmarks call them, measured like fastact's above (a comparison, not a test). *exact")
+    w("result normal*: finite inputs whose exact result is a normal number; *all inputs* adds")
+    w("the subnormal results, the infinities and the largest |x|, where the formulas of the")
+    w("peer and fastact differ most.")
+    w("")
+    w(
+        "| op | dtype | torch max ULP, exact result normal | x at max | torch max ULP, all inputs "
+        "| x at max | fastact max ULP, all inputs |"
+    )
+    w("|---|---|---:|---:|---:|---:|---:|")
+    for name, dtype, every, normal in torch_rows:
+        ours = fastact_max[(name, dtype)]
+        w(
+            f"| {name} | {dtype.name} | {fmt_ulp(normal.max)} | {fmt_x(normal)} | "
+            f"{fmt_ulp(every.max)} | {fmt_x(every)} | {fmt_ulp(ours.max)} |"
+        )
+    w("")
 
 
 def main(argv=None) -> int:
@@ -197,7 +265,8 @@ def main(argv=None) -> int:
     )
     t = time.perf_counter()
     rows, math_rows = measure(log)
-    text, failures = render(rows, math_rows, command, time.perf_counter() - t)
+    torch_rows = measure_torch(log)
+    text, failures = render(rows, math_rows, command, time.perf_counter() - t, torch_rows)
     with open(args.output, "w", encoding="utf-8") as fh:
         fh.write(text)
     log(f"wrote {args.output}: {failures} row(s) over their bound")
