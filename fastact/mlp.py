@@ -596,6 +596,15 @@ class _TrainingState:
         self.dtype, self.binary, self.batch_size = dtype, binary, batch_size
 
 
+def _check_batch_rows(batch_norm, n):
+    """Batch statistics need 2 rows: one sample alone would make the running variance NaN
+    (its unbiased estimate divides by n - 1)."""
+    if batch_norm and n < 2:
+        raise ValueError(
+            f"MLP: with batch_norm, training needs at least 2 samples (batch statistics), got {n}"
+        )
+
+
 class MLP:
     """A multi-layer perceptron classifier trained with fastact's fused kernels.
 
@@ -806,6 +815,7 @@ class MLP:
                 )
             X, y = self._check_Xy(X, y, dtype)
             y_idx = _encode(unique, y, "y")  # checked before anything changes
+            _check_batch_rows(self.batch_norm, len(X))
             self._start(X.shape[1], unique, sizes, dtype, False)
         else:
             if classes is not None and not np.array_equal(np.unique(classes), self.classes_):
@@ -820,6 +830,7 @@ class MLP:
                     f"{self.n_features_in_}"
                 )
             y_idx = _encode(self.classes_, y, "y")
+            _check_batch_rows(any(layer.batch_norm for layer in self.network_.layers), len(X))
         X_on, targets_on = self._trainer.ops.data(X, self._targets(y_idx))
         self._train_epoch(X_on, targets_on, None)
         return self

@@ -343,3 +343,12 @@ def test_partial_fit_errors():
     with pytest.raises(ValueError, match="NaN"):
         clf.partial_fit(np.full((4, 4), np.nan), [0, 1, 2, 0])
     assert len(clf.history_["loss"]) == 1  # the failed calls trained nothing
+    # batch statistics need 2 samples: one alone would make the running variance NaN for good
+    norm = MLP((4,), batch_norm=True, batch_size=32)
+    with pytest.raises(ValueError, match="at least 2 samples"):
+        norm.partial_fit(X[:1], y[:1], classes=[0, 1, 2])
+    assert not hasattr(norm, "network_")
+    norm.partial_fit(X, y, classes=[0, 1, 2])
+    with pytest.raises(ValueError, match="at least 2 samples"):
+        norm.partial_fit(X[:1], y[:1])
+    assert np.isfinite(norm.predict_proba(X)).all()
