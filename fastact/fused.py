@@ -344,7 +344,7 @@ def softmax_cross_entropy(logits, labels, *, out=None):
             f"{x.shape[1]} classes), got values in [{y.min()}, {y.max()}]"
         )
     compute, result = result_dtypes(x.dtype)
-    target = contiguous_target(func, out, x.shape, compute, result, x)
+    target = contiguous_target(func, out, x.shape, compute, result, x, y)
     loss = softmax_cross_entropy_kernel(_c(x, compute), _c(y, np.intp), target)
     return float(loss), finish(out, target, result)
 
@@ -383,7 +383,7 @@ def binary_cross_entropy_with_logits(logits, targets, *, out=None):
             "labels), got values outside it or NaN"
         )
     compute, result = result_dtypes(x.dtype)
-    target = contiguous_target(func, out, x.shape, compute, result, x)
+    target = contiguous_target(func, out, x.shape, compute, result, x, t)
     loss = bce_with_logits_kernel(
         _c(x, compute).reshape(-1), _c(t, compute).reshape(-1), target.reshape(-1)
     )
@@ -482,7 +482,7 @@ def dropout_backward(grad_output, mask, p, *, out=None):
             f"grad_output's shape {g.shape}; got {mask.dtype} with shape {mask.shape}"
         )
     compute, result = result_dtypes(g.dtype)
-    target = contiguous_target(func, out, g.shape, compute, result, g)
+    target = contiguous_target(func, out, g.shape, compute, result, g, mask)
     dropout_backward_kernel(
         _c(g, compute).reshape(-1),
         _c(mask, np.bool_).reshape(-1),

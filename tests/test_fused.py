@@ -470,3 +470,30 @@ def test_softmax_cross_entropy_in_place(dtype, rng):
     assert grad2 is work
     assert loss2 == loss
     np.testing.assert_array_equal(grad2, grad)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_out_overlapping_any_input_is_handled(dtype, rng):
+    """out= sharing memory with a second input (targets, a mask, labels) gives the result of
+    a separate out, as NumPy's ufuncs do."""
+    z = rng.standard_normal(5).astype(dtype)
+    buf = np.array([1, 0, 1, 1, 0, 1], dtype)
+    want = fused.binary_cross_entropy_with_logits(z, buf[:5].copy())
+    got = fused.binary_cross_entropy_with_logits(z, buf[:5], out=buf[1:])
+    assert got[0] == want[0]
+    np.testing.assert_array_equal(got[1], want[1])
+    g = rng.standard_normal(8).astype(dtype)
+    out = np.zeros(8, dtype)
+    mask_view = out.view(np.uint8)[:8].view(np.bool_)  # the mask lives in out's first bytes
+    mask_view[:] = rng.random(8) < 0.5
+    want = fused.dropout_backward(g, mask_view.copy(), 0.5)
+    np.testing.assert_array_equal(fused.dropout_backward(g, mask_view, 0.5, out=out), want)
+    logits = rng.standard_normal((4, 2)).astype(dtype)
+    labels = np.array([1, 0, 1, 1])
+    store = np.zeros(8 * labels.itemsize // np.dtype(dtype).itemsize + 8, dtype)
+    label_view = store.view(labels.dtype)[: labels.size]
+    label_view[:] = labels
+    want = fused.softmax_cross_entropy(logits, labels)
+    got = fused.softmax_cross_entropy(logits, label_view, out=store[2:10].reshape(4, 2))
+    assert got[0] == want[0]
+    np.testing.assert_array_equal(got[1], want[1])
