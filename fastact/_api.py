@@ -97,6 +97,35 @@ def check_param(func: str, name: str, value, rule: str) -> float:
     return v
 
 
+def param_in(func: str, name: str, value: float, rule: str, dtype) -> np.floating:
+    """A parameter that passed ``check_param``, rounded to the dtype the kernel computes in,
+    where its rule must still hold: a finite float64 value can overflow float32 and a positive
+    one can round to 0 (inf is fine where the rule is "any": a clamp at inf)."""
+    dtype = np.dtype(dtype)
+    with np.errstate(over="ignore", under="ignore"):
+        v = dtype.type(value)
+    if rule != "any" and not np.isfinite(v):
+        raise ValueError(
+            f"fastact.{func}: {name} = {value!r} overflows {dtype.name} (the dtype of the "
+            f"computation): |{name}| must be at most {float(np.finfo(dtype).max):.6g}"
+        )
+    if rule == "positive" and not v > 0:
+        raise ValueError(
+            f"fastact.{func}: {name} = {value!r} rounds to 0 in {dtype.name} (the dtype of "
+            f"the computation); it must be > 0 there"
+        )
+    return v
+
+
+def typed_params(func: str, spec, a: float, b: float, dtype) -> tuple:
+    """An activation's checked parameters (a, b) in ``dtype``, each checked again by
+    ``param_in`` (unused slots: 0)."""
+    values = (a, b)
+    typed = [param_in(func, p.name, v, p.rule, dtype) for p, v in zip(spec.params, values)]
+    typed += [np.dtype(dtype).type(0)] * (2 - len(typed))
+    return typed[0], typed[1]
+
+
 def check_out(func: str, out, shape: tuple, dtype: np.dtype) -> None:
     if not isinstance(out, np.ndarray):
         raise TypeError(f"fastact.{func}: out must be a numpy.ndarray, got {type(out).__name__}")
@@ -307,8 +336,7 @@ class Op:
         problem = self.spec.validate(*values) if self.spec.validate else ""
         if problem:
             raise ValueError(f"fastact.{func}: {problem}")
-        t = dtype.type
-        return t(values[0]), t(values[1])
+        return typed_params(func, self.spec, values[0], values[1], dtype)
 
     def forward(self, x, out, a, b):
         # fastest path (small arrays, where the call's overhead is the cost): a new result,
@@ -512,8 +540,10 @@ def finish(out, target: np.ndarray, result: np.dtype):
     temporary), else ``target`` in the result dtype, a NumPy scalar when 0-d."""
     if out is not None:
         if target is not out:
-            np.copyto(out, target, casting="unsafe")
+            with np.errstate(over="ignore"):  # float16: beyond its range is inf, no warning
+                np.copyto(out, target, casting="unsafe")
         return out
     if target.dtype != result:
-        target = target.astype(result)
+        with np.errstate(over="ignore"):
+            target = target.astype(result)
     return target if target.ndim else target[()]

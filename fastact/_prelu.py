@@ -77,14 +77,21 @@ def _prepare(func, x, weight):
             f"fastact.{func}: weight must be a scalar or a 1-D array of length "
             f"{channels} (x.shape[1], the channel axis), got shape {w.shape}"
         )
-    w = np.ascontiguousarray(w, dtype=compute).reshape(-1)
     if not np.isfinite(w).all():
         raise ValueError(f"fastact.{func}: weight must be finite")
+    with np.errstate(over="ignore"):
+        w = np.asarray(w, dtype=compute).reshape(-1)  # a copy when the dtype changes
+    if not np.isfinite(w).all():
+        raise ValueError(
+            f"fastact.{func}: weight overflows {compute.name} (the dtype of the computation): "
+            f"|weight| must be at most {float(np.finfo(compute).max):.6g}"
+        )
     if w.size != channels:
         w = np.full(channels, w[0], dtype=compute)
     outer = x.shape[0] if x.ndim >= 2 else 1
     inner = int(np.prod(x.shape[2:])) if x.ndim >= 2 else x.size
-    return np.ascontiguousarray(x, dtype=compute), w, result, (outer, channels, inner)
+    # np.asarray(order="C") keeps a 0-d x 0-d (np.ascontiguousarray would make it 1-d)
+    return np.asarray(x, dtype=compute, order="C"), w, result, (outer, channels, inner)
 
 
 def prelu(x, weight, out=None):
@@ -130,13 +137,14 @@ def prelu_backward(grad_output, x, weight, out=None):
     g = as_array(func, "grad_output", grad_output)
     if g.shape != xc.shape:
         raise ValueError(f"fastact.{func}: grad_output has shape {g.shape}, x has shape {xc.shape}")
-    gc = np.ascontiguousarray(g, dtype=xc.dtype)
+    gc = np.asarray(g, dtype=xc.dtype, order="C")
     target = contiguous_target(func, out, xc.shape, xc.dtype, result, xc, gc)
     grad_w = np.empty(shape3[1], np.float64)
     kernel = prelu_backward_parallel if xc.size >= PARALLEL_THRESHOLD else prelu_backward_serial
     kernel(gc.reshape(shape3), xc.reshape(shape3), w, target.reshape(shape3), grad_w)
     weight_shape = np.shape(weight)
-    grad_weight = (
-        grad_w.astype(result) if np.size(weight) != 1 else np.asarray(grad_w.sum(), result)
-    )
+    with np.errstate(over="ignore"):  # float16 results: beyond its range is inf, no warning
+        grad_weight = (
+            grad_w.astype(result) if np.size(weight) != 1 else np.asarray(grad_w.sum(), result)
+        )
     return finish(out, target, result), grad_weight.reshape(weight_shape)

@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from fastact import _config
-from fastact._api import on_device
+from fastact._api import on_device, typed_params
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 _kernels_module = None
@@ -239,13 +239,14 @@ def bias_act(x, bias, activation, *, out=None, **params):
             f"have the same dtype"
         )
     dtype = np.dtype(x.dtype)
+    a, b = typed_params(func, spec, a, b, dtype)
     target, result = _out(func, out, tuple(x.shape), dtype, "C")
     saved = target if spec.fused_saves_output else cuda.device_array(x.shape, dtype)
     rows, cols = x.shape
     if x.size:
         blocks, threads = _grid_2d(rows, cols)
         kernel = getattr(kernels(), f"{spec.name}_bias_forward")
-        kernel[blocks, threads](x, bias, target, saved, dtype.type(a), dtype.type(b))
+        kernel[blocks, threads](x, bias, target, saved, a, b)
     return result, (result if saved is target else saved)
 
 
@@ -263,6 +264,7 @@ def bias_act_backward(grad_output, saved, activation, **params):
     saved = _matrix(func, "saved", saved, 2)
     _check_pair(func, "grad_output", g, "saved", saved)
     dtype = np.dtype(g.dtype)
+    a, b = typed_params(func, spec, a, b, dtype)
     rows, cols = g.shape
     grad_pre = cuda.device_array(g.shape, dtype)
     grad_bias = cuda.device_array(cols, dtype)
@@ -270,9 +272,7 @@ def bias_act_backward(grad_output, saved, activation, **params):
         blocks, threads = _grid_2d(rows, cols, _config.CUDA_BIAS_MIN_ROWS)
         partial = cuda.device_array((blocks[1] * threads[1], cols), np.float64)
         k = kernels()
-        getattr(k, f"{spec.name}_bias_backward")[blocks, threads](
-            g, saved, grad_pre, partial, dtype.type(a), dtype.type(b)
-        )
+        getattr(k, f"{spec.name}_bias_backward")[blocks, threads](g, saved, grad_pre, partial, a, b)
         k.sum_partials[_grid_1d(cols)](partial, grad_bias)  # float64 sums, stored in dtype
     return grad_pre, grad_bias
 
@@ -570,7 +570,7 @@ def _param_state(func, param, grad, *states):
 
 def sgd_update(param, grad, velocity=None, *, lr, momentum=0.0, weight_decay=0.0, nesterov=False):
     """One SGD step on a device ``param``, in place (as :func:`fastact.fused.sgd_update`)."""
-    from fastact._api import check_param
+    from fastact._api import check_param, param_in
 
     func = "sgd_update"
     lr = check_param(func, "lr", lr, "nonnegative")
@@ -582,11 +582,13 @@ def sgd_update(param, grad, velocity=None, *, lr, momentum=0.0, weight_decay=0.0
     arrays = _param_state(func, param, grad, *states)
     p, g = arrays[0], arrays[1]
     v = arrays[2] if states else p[:0]
-    t = np.dtype(p.dtype).type
+    dt = np.dtype(p.dtype)
+    lr, momentum, weight_decay = (
+        param_in(func, name, value, "nonnegative", dt)
+        for name, value in (("lr", lr), ("momentum", momentum), ("weight_decay", weight_decay))
+    )
     if p.size:
-        fused_kernels().sgd[_grid_1d(p.size)](
-            p, g, v, t(lr), t(momentum), t(weight_decay), bool(nesterov)
-        )
+        fused_kernels().sgd[_grid_1d(p.size)](p, g, v, lr, momentum, weight_decay, bool(nesterov))
 
 
 def adam_update(param, grad, m, v, step, *, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8,

@@ -33,8 +33,10 @@ from fastact._api import (
     contiguous_target,
     finish,
     on_device,
+    param_in,
     pick,
     result_dtypes,
+    typed_params,
 )
 from fastact._config import PARALLEL_THRESHOLD, SCALAR, SERIAL, SUM_TERM
 from fastact._math import always_inline, exp, log1p, typed, wide_vectors
@@ -179,6 +181,7 @@ def bias_act(x, bias, activation, *, out=None, **params):
     target = contiguous_target(func, out, x.shape, compute, result, x, bias)
     xc, bc = _c(x, compute), _c(bias, compute)
     saved = target if spec.fused_saves_output else np.empty(x.shape, compute)
+    a, b = typed_params(func, spec, a, b, compute)
     _BiasAct(spec, a, b, compute, x.size < PARALLEL_THRESHOLD).forward(xc, bc, target, saved)
     return finish(out, target, result), saved
 
@@ -208,9 +211,12 @@ def bias_act_backward(grad_output, saved, activation, **params):
     compute, result = result_dtypes(g.dtype, saved.dtype)
     grad_pre = np.empty(g.shape, compute)
     grad_bias = np.empty(g.shape[1], np.float64)
+    a, b = typed_params(func, spec, a, b, compute)
     op = _BiasAct(spec, a, b, compute, g.size < PARALLEL_THRESHOLD)
     op.backward(_c(g, compute), _c(saved, compute), grad_pre, grad_bias)
-    return finish(None, grad_pre, result), grad_bias.astype(result)
+    with np.errstate(over="ignore"):  # float16 results: beyond its range is inf, no warning
+        grad_bias = grad_bias.astype(result)
+    return finish(None, grad_pre, result), grad_bias
 
 
 # --------------------------------------------------------------------------- softmax and losses
@@ -808,8 +814,16 @@ def sgd_update(param, grad, velocity=None, *, lr, momentum=0.0, weight_decay=0.0
         v = p[:0]
     else:
         v = _state(func, "velocity", velocity, param)
-    t = param.dtype.type
-    sgd_kernel(p, g, v, t(lr), t(momentum), t(weight_decay), bool(nesterov))
+    dt = param.dtype
+    sgd_kernel(
+        p,
+        g,
+        v,
+        param_in(func, "lr", lr, "nonnegative", dt),
+        param_in(func, "momentum", momentum, "nonnegative", dt),
+        param_in(func, "weight_decay", weight_decay, "nonnegative", dt),
+        bool(nesterov),
+    )
 
 
 def adam_update(
@@ -848,12 +862,12 @@ def _adam_scalars(func, dtype, step, lr, beta1, beta2, eps, weight_decay):
     bias1 = 1.0 - beta1 ** int(step)
     bias2 = 1.0 - beta2 ** int(step)
     return (
-        t(lr / bias1),
+        param_in(func, "lr / (1 - beta1^step)", lr / bias1, "nonnegative", dtype),
         t(beta1),
         t(1.0 - beta1),
         t(beta2),
         t(1.0 - beta2),
-        t(1.0 / math.sqrt(bias2)),
-        t(eps),
-        t(weight_decay),
+        param_in(func, "1 / sqrt(1 - beta2^step)", 1.0 / math.sqrt(bias2), "nonnegative", dtype),
+        param_in(func, "eps", eps, "positive", dtype),
+        param_in(func, "weight_decay", weight_decay, "nonnegative", dtype),
     )

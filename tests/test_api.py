@@ -499,3 +499,47 @@ def test_fastest_path_matches_the_general_path(dtype):
     frozen.flags.writeable = False  # read-only input: not the fastest path, same result
     np.testing.assert_array_equal(fa.gelu(frozen), fa.gelu(x))
     np.testing.assert_array_equal(fa.gelu_backward(frozen, frozen), fa.gelu_backward(x, x))
+
+
+# --------------------------------------------------------------------------- compute dtype
+def test_parameters_are_checked_in_the_compute_dtype():
+    """A parameter finite in float64 that overflows float32, or a positive one that rounds to
+    0 there, is refused with the name of the parameter (it became inf or 0 in the kernel, with
+    an overflow warning or a NaN result); where inf is allowed (softplus' threshold) it is
+    used quietly. float64 computations take the same values."""
+    x32, x64 = np.float32([0.0, -1.0]), np.array([0.0, -1.0])
+    with pytest.raises(ValueError, match="negative_slope = 1e\\+39 overflows float32"):
+        fa.leaky_relu(x32, 1e39)
+    with pytest.raises(ValueError, match="alpha = 1e-46 rounds to 0 in float32"):
+        fa.celu(x32, alpha=1e-46)
+    with pytest.raises(ValueError, match="negative_slope = 1e\\+39 overflows float32"):
+        fa.leaky_relu_backward(np.ones(2, np.float32), x32, 1e39)
+    with pytest.raises(ValueError, match="weight overflows float32"):
+        fa.prelu(x32, 1e39)
+    np.testing.assert_array_equal(fa.leaky_relu(x64, 1e39), [0.0, -1e39])
+    np.testing.assert_array_equal(fa.celu(x64, alpha=1e-46), [0.0, -1e-46])
+    np.testing.assert_array_equal(
+        fa.softplus(x32, threshold=1e39), fa.softplus(x32, threshold=np.inf)
+    )
+
+
+def test_float16_results_beyond_its_range_are_inf_without_warning():
+    """float16 inputs compute in float32; results beyond float16's range become inf, as a
+    cast does, and no overflow warning escapes (pytest turns RuntimeWarnings into errors)."""
+    big = np.float16([65504.0])
+    assert fa.selu(big)[0] == np.inf
+    assert fa.elu(np.float16([-1.0]), alpha=1e6)[0] == -np.inf
+    out = np.empty(1, np.float16)
+    assert fa.selu(big, out=out)[0] == np.inf
+    assert fa.prelu(np.full((1, 3), -60000, np.float16), [2.0, 2.0, 2.0])[0, 0] == -np.inf
+
+
+def test_prelu_keeps_0d_arrays_0d():
+    """As every other activation: a 0-d input gives a scalar, out= may be 0-d, and the
+    backward takes 0-d arrays and Python scalars."""
+    assert fa.prelu(np.array(-2.0), 0.5) == fa.leaky_relu(np.array(-2.0), 0.5) == -1.0
+    assert np.ndim(fa.prelu(np.array(-2.0), 0.5)) == 0
+    out = np.empty(())
+    assert fa.prelu(np.array(-2.0), 0.5, out=out) is out and out == -1.0
+    grad_x, grad_w = fa.prelu_backward(1.0, -2.0, 0.5)
+    assert grad_x == 0.5 and grad_w == -2.0 and np.ndim(grad_x) == 0

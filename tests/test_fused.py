@@ -497,3 +497,30 @@ def test_out_overlapping_any_input_is_handled(dtype, rng):
     got = fused.softmax_cross_entropy(logits, label_view, out=store[2:10].reshape(4, 2))
     assert got[0] == want[0]
     np.testing.assert_array_equal(got[1], want[1])
+
+
+def test_fused_parameters_are_checked_in_the_compute_dtype():
+    """As the activations' parameters (tests/test_api.py): float32 kernels get float32 values
+    that still satisfy their rules, or a clear error."""
+    p, g = np.ones(3, np.float32), np.ones(3, np.float32)
+    with pytest.raises(ValueError, match="lr = 1e\\+39 overflows float32"):
+        fused.sgd_update(p.copy(), g, lr=1e39)
+    with pytest.raises(ValueError, match="eps = 1e-50 rounds to 0 in float32"):
+        fused.adam_update(p.copy(), g, np.zeros(3, np.float32), np.zeros(3, np.float32), 1,
+                          eps=1e-50)  # fmt: skip
+    x, b = np.ones((2, 2), np.float32), np.ones(2, np.float32)
+    with pytest.raises(ValueError, match="negative_slope = 1e\\+39 overflows float32"):
+        fused.bias_act(x, b, "leaky_relu", negative_slope=1e39)
+    with pytest.raises(ValueError, match="alpha = 1e-46 rounds to 0 in float32"):
+        fused.bias_act_backward(x, x, "celu", alpha=1e-46)
+    q = np.ones(3)
+    fused.sgd_update(q, np.ones(3), lr=1e39)  # float64: representable, applied
+    assert q[0] == 1 - 1e39
+
+
+def test_float16_fused_results_beyond_its_range_are_inf_without_warning():
+    big = np.full((4, 3), 60000, np.float16)
+    grad_pre, grad_bias = fused.bias_act_backward(big, np.ones((4, 3), np.float16), "relu")
+    assert np.isinf(grad_bias).all() and grad_bias.dtype == np.float16
+    y, mask = fused.dropout(np.full(4, 60000, np.float16), 0.5, 0)
+    assert (np.isinf(y) == mask).all()
