@@ -253,7 +253,15 @@ def _lazy_backward(op, g, v, out, a, b):
     func = f"{op.public_name}_backward"
     if out is not None:
         raise TypeError(f"fastact.{func}: out= is not supported for Dask arrays")
-    _, result = result_dtypes(np.result_type(g.dtype, v.dtype))
+    # the side that is not a Dask array (a NumPy array, a list, a scalar) as an array here;
+    # each dtype checked as the eager path would
+    g, v = (
+        value if _container(value) == "dask" else as_array(func, name, value)
+        for name, value in (("grad_output", g), (op.vname, v))
+    )
+    g_dtype = as_array(func, "grad_output", np.empty(0, g.dtype)).dtype
+    v_dtype = as_array(func, op.vname, np.empty(0, v.dtype)).dtype
+    _, result = result_dtypes(g_dtype, v_dtype)
     op._params(func, (a, b), _F64)
     return elemwise(functools.partial(_backward_block, op.name, a=a, b=b), g, v, dtype=result)
 

@@ -40,6 +40,22 @@ def test_dask_backward_broadcasts(data):
     )
 
 
+def test_dask_backward_with_a_scalar_or_numpy_side(data):
+    """One side a Dask array, the other a Python scalar, a list or a NumPy array: broadcast
+    as the eager backward does, in the eager result dtype."""
+    d = da.from_array(data, chunks=(100, 30))
+    for other in (1.0, [0.5] * 60, np.full(60, 0.5, np.float32)):
+        got = fa.silu_backward(other, d)
+        assert isinstance(got, da.Array)
+        want = fa.silu_backward(other, data)
+        assert got.dtype == want.dtype
+        np.testing.assert_array_equal(got.compute(), want)
+    got = fa.sigmoid_backward(d, 0.5)
+    np.testing.assert_array_equal(got.compute(), fa.sigmoid_backward(data, 0.5))
+    with pytest.raises(TypeError, match="grad_output"):
+        fa.silu_backward("a", d)
+
+
 def test_dask_bad_arguments_fail_eagerly(data):
     d = da.from_array(data, chunks=(100, 30))
     with pytest.raises(ValueError, match="alpha must be >= 0"):
