@@ -736,10 +736,19 @@ class MLP:
             raise ValueError(f"MLP: {what} must be 2-D (samples, features), got shape {X.shape}")
         if X.shape[0] == 0 or X.shape[1] == 0:
             raise ValueError(f"MLP: {what} is empty (shape {X.shape})")
-        X = np.ascontiguousarray(X, dtype=dtype)
-        if not all_finite(X.reshape(-1)):
-            raise ValueError(f"MLP: {what} contains NaN or infinity; impute or drop those values")
-        return X
+        with np.errstate(over="ignore"):  # values beyond float32: reported below, by name
+            Xc = np.ascontiguousarray(X, dtype=dtype)
+        if not all_finite(Xc.reshape(-1)):
+            if X.dtype.kind == "f" and not np.isfinite(X).all():
+                raise ValueError(
+                    f"MLP: {what} contains NaN or infinity; impute or drop those values"
+                )
+            raise ValueError(
+                f"MLP: {what} has values beyond the range of {np.dtype(dtype).name} (the "
+                f"model's dtype, |x| <= {float(np.finfo(dtype).max):.6g}); scale the data "
+                f"or use dtype='float64'"
+            )
+        return Xc
 
     def _check_Xy(self, X, y, dtype, what="X"):
         X = self._check_X(X, dtype, what)

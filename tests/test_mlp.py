@@ -221,6 +221,13 @@ def test_bad_data():
     bad[3, 1] = -np.inf
     with pytest.raises(ValueError, match="X contains NaN or infinity"):
         MLP().fit(bad, y)
+    huge = X.astype(np.float64)
+    huge[3, 1] = 1e39  # finite, beyond float32 (the default dtype): said so, no warning
+    with pytest.raises(ValueError, match="beyond the range of float32"):
+        MLP().fit(huge, y)
+    fitted = MLP(epochs=1).fit(X, y)
+    with pytest.raises(ValueError, match="beyond the range of float32"):
+        fitted.predict(huge)
     with pytest.raises(ValueError, match="X has 20 samples but its labels have 19"):
         MLP().fit(X, y[:-1])
     with pytest.raises(ValueError, match="single class"):
