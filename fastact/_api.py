@@ -87,7 +87,10 @@ def check_param(func: str, name: str, value, rule: str) -> float:
         value, (int, float, np.integer, np.floating)
     ):
         raise TypeError(f"fastact.{func}: {name} must be a real number, got {value!r}")
-    v = float(value)
+    try:
+        v = float(value)
+    except OverflowError:  # an int beyond float64
+        raise ValueError(f"fastact.{func}: {name} must be finite, got {value!r}") from None
     if math.isnan(v) or (rule != "any" and math.isinf(v)):
         raise ValueError(f"fastact.{func}: {name} must be finite, got {value!r}")
     if rule == "positive" and not v > 0:

@@ -404,7 +404,14 @@ def dropout_seed(rng) -> np.uint64:
     one draw) or None (fresh entropy)."""
     if isinstance(rng, np.random.Generator):
         return np.uint64(rng.integers(0, 2**63))
-    return np.uint64(np.random.default_rng(rng).integers(0, 2**63))
+    try:
+        generator = np.random.default_rng(rng)
+    except (TypeError, ValueError):
+        raise TypeError(
+            f"fastact.dropout: rng must be a numpy.random.Generator, a seed (a non-negative "
+            f"integer) or None, got {rng!r}"
+        ) from None
+    return np.uint64(generator.integers(0, 2**63))
 
 
 def dropout(x, p, rng=None, *, out=None):

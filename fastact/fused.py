@@ -455,7 +455,14 @@ def dropout(x, p, rng=None, *, out=None):
         return cuda.dropout(x, p, rng, out=out)
     p, scale = _dropout_p(func, p)
     x = as_array(func, "x", x)
-    rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+    if not isinstance(rng, np.random.Generator):
+        try:
+            rng = np.random.default_rng(rng)
+        except (TypeError, ValueError):
+            raise TypeError(
+                f"fastact.{func}: rng must be a numpy.random.Generator, a seed (a non-negative "
+                f"integer) or None, got {rng!r}"
+            ) from None
     compute, result = result_dtypes(x.dtype)
     target = contiguous_target(func, out, x.shape, compute, result, x)
     u = rng.random(x.shape, dtype=compute)

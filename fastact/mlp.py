@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Iterable
 
 import numpy as np
 from numba import njit, prange
@@ -574,6 +575,19 @@ def _number(name, value, low, high=math.inf, low_open=False, high_open=False):
     return float(value)
 
 
+def _in_dtype(name, value, dtype):
+    """A checked positive-or-zero hyperparameter must stay so in the model's dtype (a
+    float64 value can overflow float32, or round to 0)."""
+    with np.errstate(over="ignore", under="ignore"):
+        typed = dtype.type(value)
+    if not np.isfinite(typed) or (value > 0 and typed == 0):
+        raise ValueError(
+            f"MLP: {name} = {value!r} is not representable in {dtype.name} (the model's "
+            f"dtype): use a value in [{float(np.finfo(dtype).tiny):.3g}, "
+            f"{float(np.finfo(dtype).max):.6g}] or dtype='float64'"
+        )
+
+
 def _encode(classes, y, what="y"):
     """Class indices of labels in the sorted ``classes`` (ValueError for other labels)."""
     idx = np.searchsorted(classes, y)
@@ -716,11 +730,24 @@ class MLP:
         sizes = self.hidden_sizes
         if isinstance(sizes, numbers.Integral):
             sizes = (sizes,)
+        if isinstance(sizes, (str, bytes)) or not isinstance(sizes, Iterable):
+            raise ValueError(
+                f"MLP: hidden_sizes must be an int or a sequence of ints (units per hidden "
+                f"layer), got {self.hidden_sizes!r}"
+            )
         sizes = tuple(_positive_int("hidden_sizes entries", s) for s in sizes)
         _number("dropout", self.dropout, 0.0, 1.0, high_open=True)
-        _number("lr", self.lr, 0.0, low_open=True)
+        _in_dtype("lr", _number("lr", self.lr, 0.0, low_open=True), dtype)
         _number("momentum", self.momentum, 0.0, 1.0, high_open=True)
-        _number("weight_decay", self.weight_decay, 0.0)
+        _in_dtype("weight_decay", _number("weight_decay", self.weight_decay, 0.0), dtype)
+        if not isinstance(self.seed, np.random.Generator):
+            try:
+                np.random.default_rng(self.seed)  # what fit does with it (a cheap check)
+            except (TypeError, ValueError):
+                raise ValueError(
+                    f"MLP: seed must be None, a non-negative integer or a "
+                    f"numpy.random.Generator, got {self.seed!r}"
+                ) from None
         _positive_int("batch_size", self.batch_size)
         if self.batch_norm and self.batch_size < 2:
             raise ValueError("MLP: batch_norm needs batch_size >= 2 (batch statistics)")
@@ -782,6 +809,11 @@ class MLP:
             )
         validation = None
         if validation_data is not None:
+            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+                raise ValueError(
+                    "MLP: validation_data must be a pair (X_val, y_val), got "
+                    f"{type(validation_data).__name__}"
+                )
             Xv, yv = validation_data
             Xv, yv = self._check_Xy(Xv, yv, dtype, what="validation X")
             if Xv.shape[1] != X.shape[1]:

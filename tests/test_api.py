@@ -516,6 +516,8 @@ def test_parameters_are_checked_in_the_compute_dtype():
         fa.leaky_relu_backward(np.ones(2, np.float32), x32, 1e39)
     with pytest.raises(ValueError, match="weight overflows float32"):
         fa.prelu(x32, 1e39)
+    with pytest.raises(ValueError, match="alpha must be finite"):
+        fa.elu(x64, 10**400)  # an int beyond float64
     np.testing.assert_array_equal(fa.leaky_relu(x64, 1e39), [0.0, -1e39])
     np.testing.assert_array_equal(fa.celu(x64, alpha=1e-46), [0.0, -1e-46])
     np.testing.assert_array_equal(

@@ -524,3 +524,10 @@ def test_float16_fused_results_beyond_its_range_are_inf_without_warning():
     assert np.isinf(grad_bias).all() and grad_bias.dtype == np.float16
     y, mask = fused.dropout(np.full(4, 60000, np.float16), 0.5, 0)
     assert (np.isinf(y) == mask).all()
+
+
+def test_dropout_rng_must_be_a_generator_or_a_seed():
+    with pytest.raises(TypeError, match="rng must be a numpy.random.Generator, a seed"):
+        fused.dropout(np.ones(3), 0.5, rng="abc")
+    with pytest.raises(TypeError, match="rng must be"):
+        fused.dropout(np.ones(3), 0.5, rng=-1)

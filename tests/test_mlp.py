@@ -359,3 +359,26 @@ def test_partial_fit_errors():
     with pytest.raises(ValueError, match="at least 2 samples"):
         norm.partial_fit(X[:1], y[:1])
     assert np.isfinite(norm.predict_proba(X)).all()
+
+
+def test_bad_hyperparameters_are_named():
+    """Each with a ValueError that names it (scikit-learn's convention), before anything
+    is set up."""
+    X, y = blobs(n=20)
+    cases = [
+        (dict(lr=1e39), "lr = 1e\\+39 is not representable in float32"),
+        (dict(weight_decay=1e39), "weight_decay = 1e\\+39 is not representable"),
+        (dict(seed="abc"), "seed must be None, a non-negative integer"),
+        (dict(seed=-1), "seed must be None"),
+        (dict(seed=1.5), "seed must be None"),
+        (dict(hidden_sizes=None), "hidden_sizes must be an int or a sequence of ints"),
+        (dict(hidden_sizes=8.0), "hidden_sizes must be an int or a sequence of ints"),
+    ]
+    for kwargs, message in cases:
+        clf = MLP(epochs=1, **kwargs)
+        with pytest.raises(ValueError, match=message):
+            clf.fit(X, y)
+        assert not hasattr(clf, "classes_")
+    MLP(epochs=1, lr=1e39, dtype="float64")._check_params()  # representable in float64
+    with pytest.raises(ValueError, match="validation_data must be a pair"):
+        MLP(epochs=1).fit(X, y, validation_data=X)
