@@ -214,7 +214,9 @@ def _gelu_erfc(x):
     double-double: erfc's tail amplifies the relative error of its argument by 2t^2."""
     xd = np.float64(x)
     t = xd * _INV_SQRT2_HI
-    t_lo = fma(xd, _INV_SQRT2_HI, -t) + xd * _INV_SQRT2_LO
+    # explicit fma wherever two products meet: LLVM's contraction would pick one of them,
+    # differently in vector and scalar code (results would depend on the array's layout)
+    t_lo = fma(xd, _INV_SQRT2_LO, fma(xd, _INV_SQRT2_HI, -t))
     a = abs(t)
     a_lo = t_lo if t >= 0.0 else -t_lo
     a_lo = 0.0 if a > 28.5 else a_lo
@@ -223,7 +225,7 @@ def _gelu_erfc(x):
     a2_lo = fma(a, a, -a2)
     ex = erfcx_f64(a)
     # erfc(a + a_lo) = exp(-a2) erfcx(a) (1 - a2_lo - a_lo 2 / (sqrt(pi) erfcx(a))) to first order
-    m = ex * (1.0 - a2_lo) - a_lo * _TWO_OVER_SQRT_PI
+    m = fma(ex, 1.0 - a2_lo, -(a_lo * _TWO_OVER_SQRT_PI))
     return xd, a2, m
 
 
