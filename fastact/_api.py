@@ -256,15 +256,24 @@ def _lazy_backward(op, g, v, out, a, b):
     func = f"{op.public_name}_backward"
     if out is not None:
         raise TypeError(f"fastact.{func}: out= is not supported for Dask arrays")
-    # the side that is not a Dask array (a NumPy array, a list, a scalar) as an array here;
-    # each dtype checked as the eager path would
+    # the side that is not a Dask array: a Python scalar passes as it is (each chunk then
+    # takes the array's dtype, as eagerly), anything else becomes an array here; every
+    # dtype checked as the eager path would
+    given = (g, v)
     g, v = (
-        value if _container(value) == "dask" else as_array(func, name, value)
+        value
+        if _container(value) == "dask" or type(value) in (int, float)
+        else as_array(func, name, value)
         for name, value in (("grad_output", g), (op.vname, v))
     )
-    g_dtype = as_array(func, "grad_output", np.empty(0, g.dtype)).dtype
-    v_dtype = as_array(func, op.vname, np.empty(0, v.dtype)).dtype
-    _, result = result_dtypes(g_dtype, v_dtype)
+    g_dtype, v_dtype = (
+        as_array(
+            func, name, np.empty(0, value.dtype if hasattr(value, "dtype") else type(value))
+        ).dtype
+        for name, value in (("grad_output", g), (op.vname, v))
+    )
+    dtypes = _strong_dtypes(given, (np.empty(0, g_dtype), np.empty(0, v_dtype)))
+    _, result = result_dtypes(*dtypes)
     op._params(func, (a, b), _F64)
     return elemwise(functools.partial(_backward_block, op.name, a=a, b=b), g, v, dtype=result)
 
@@ -481,6 +490,7 @@ class Op:
             raise TypeError(f"fastact.{func}: pass xarray's .data (NumPy or Dask arrays)")
         if "dask" in kinds:
             return _lazy_backward(self, grad_output, v, out, a, b)
+        given = (grad_output, v)
         g = as_array(func, "grad_output", grad_output)
         v = as_array(func, self.vname, v)
         try:
@@ -490,9 +500,27 @@ class Op:
                 f"fastact.{func}: grad_output with shape {g.shape} and {self.vname} "
                 f"with shape {v.shape} do not broadcast together"
             ) from None
-        compute, result = result_dtypes(g.dtype, v.dtype)
+        compute, result = result_dtypes(*_strong_dtypes(given, (g, v)))
         params = self._params(func, (a, b), compute)
         return _apply(func, self.backward_kernels, (g, v), shape, compute, result, out, params)
+
+
+def _strong_dtypes(given: tuple, arrays: tuple) -> list:
+    """The dtypes that decide a result's dtype: a Python int or float next to an array takes
+    the array's dtype (NumPy 2's rule for Python scalars, NEP 50) when it fits in it (one
+    that would overflow counts as float64: no overflow warning, no inf); all of them when
+    every input is a Python scalar."""
+    strong = [a.dtype for v, a in zip(given, arrays) if type(v) not in (int, float)]
+    if not strong or len(strong) == len(arrays):
+        return [a.dtype for a in arrays]
+    compute = result_dtypes(*strong)[0]
+    with np.errstate(over="ignore"):
+        fits = all(
+            not math.isfinite(v) or math.isfinite(compute.type(v))
+            for v in given
+            if type(v) in (int, float)
+        )
+    return strong if fits else [a.dtype for a in arrays]
 
 
 def _apart(a: np.ndarray, b: np.ndarray) -> bool:

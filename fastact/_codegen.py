@@ -326,7 +326,9 @@ def {name}_backward(grad_output, {vname}, {params}out=None):
     Returns
     -------
     ndarray
-        The gradient with respect to the input ``x``.
+        The gradient with respect to the input ``x``. Its dtype: the two inputs' dtypes
+        promoted, then the forward's rule; a Python int or float takes the other input's
+        dtype (NumPy 2's rule for Python scalars).
     """
     return {dispatch}.backward(grad_output, {vname}, out, {args})
 '''

@@ -61,7 +61,9 @@ def sigmoid_backward(grad_output, output, out=None):
     Returns
     -------
     ndarray
-        The gradient with respect to the input ``x``.
+        The gradient with respect to the input ``x``. Its dtype: the two inputs' dtypes
+        promoted, then the forward's rule; a Python int or float takes the other input's
+        dtype (NumPy 2's rule for Python scalars).
     """
     return _SIGMOID.backward(grad_output, output, out, 0.0, 0.0)
 
@@ -104,7 +106,9 @@ def log_sigmoid_backward(grad_output, x, out=None):
     Returns
     -------
     ndarray
-        The gradient with respect to the input ``x``.
+        The gradient with respect to the input ``x``. Its dtype: the two inputs' dtypes
+        promoted, then the forward's rule; a Python int or float takes the other input's
+        dtype (NumPy 2's rule for Python scalars).
     """
     return _LOG_SIGMOID.backward(grad_output, x, out, 0.0, 0.0)
 
@@ -147,7 +151,9 @@ def tanh_backward(grad_output, output, out=None):
     Returns
     -------
     ndarray
-        The gradient with respect to the input ``x``.
+        The gradient with respect to the input ``x``. Its dtype: the two inputs' dtypes
+        promoted, then the forward's rule; a Python int or float takes the other input's
+        dtype (NumPy 2's rule for Python scalars).
     """
     return _TANH.backward(grad_output, output, out, 0.0, 0.0)
 
@@ -198,7 +204,9 @@ def softplus_backward(grad_output, x, beta=1.0, threshold=20.0, out=None):
     Returns
     -------
     ndarray
-        The gradient with respect to the input ``x``.
+        The gradient with respect to the input ``x``. Its dtype: the two inputs' dtypes
+        promoted, then the forward's rule; a Python int or float takes the other input's
+        dtype (NumPy 2's rule for Python scalars).
     """
     return _SOFTPLUS.backward(grad_output, x, out, beta, threshold)
 
@@ -241,7 +249,9 @@ def relu_backward(grad_output, x, out=None):
     Returns
     -------
     ndarray
-        The gradient with respect to the input ``x``.
+        The gradient with respect to the input ``x``. Its dtype: the two inputs' dtypes
+        promoted, then the forward's rule; a Python int or float takes the other input's
+        dtype (NumPy 2's rule for Python scalars).
     """
     return _RELU.backward(grad_output, x, out, 0.0, 0.0)
 
@@ -284,7 +294,9 @@ def relu6_backward(grad_output, x, out=None):
     Returns
     -------
     ndarray
-        The gradient with respect to the input ``x``.
+        The gradient with respect to the input ``x``. Its dtype: the two inputs' dtypes
+        promoted, then the forward's rule; a Python int or float takes the other input's
+        dtype (NumPy 2's rule for Python scalars).
     """
     return _RELU6.backward(grad_output, x, out, 0.0, 0.0)
 
@@ -331,7 +343,9 @@ def leaky_relu_backward(grad_output, x, negative_slope=0.01, out=None):
     Returns
     -------
     ndarray
-        The gradient with respect to the input ``x``.
+        The gradient with respect to the input ``x``. Its dtype: the two inputs' dtypes
+        promoted, then the forward's rule; a Python int or float takes the other input's
+        dtype (NumPy 2's rule for Python scalars).
     """
     return _LEAKY_RELU.backward(grad_output, x, out, negative_slope, 0.0)
 
@@ -378,7 +392,9 @@ def elu_backward(grad_output, x, alpha=1.0, out=None):
     Returns
     -------
     ndarray
-        The gradient with respect to the input ``x``.
+        The gradient with respect to the input ``x``. Its dtype: the two inputs' dtypes
+        promoted, then the forward's rule; a Python int or float takes the other input's
+        dtype (NumPy 2's rule for Python scalars).
     """
     return _ELU.backward(grad_output, x, out, alpha, 0.0)
 
@@ -425,7 +441,9 @@ def celu_backward(grad_output, x, alpha=1.0, out=None):
     Returns
     -------
     ndarray
-        The gradient with respect to the input ``x``.
+        The gradient with respect to the input ``x``. Its dtype: the two inputs' dtypes
+        promoted, then the forward's rule; a Python int or float takes the other input's
+        dtype (NumPy 2's rule for Python scalars).
     """
     return _CELU.backward(grad_output, x, out, alpha, 0.0)
 
@@ -468,7 +486,9 @@ def selu_backward(grad_output, x, out=None):
     Returns
     -------
     ndarray
-        The gradient with respect to the input ``x``.
+        The gradient with respect to the input ``x``. Its dtype: the two inputs' dtypes
+        promoted, then the forward's rule; a Python int or float takes the other input's
+        dtype (NumPy 2's rule for Python scalars).
     """
     return _SELU.backward(grad_output, x, out, 0.0, 0.0)
 
@@ -517,7 +537,9 @@ def gelu_backward(grad_output, x, approximate='none', out=None):
     Returns
     -------
     ndarray
-        The gradient with respect to the input ``x``.
+        The gradient with respect to the input ``x``. Its dtype: the two inputs' dtypes
+        promoted, then the forward's rule; a Python int or float takes the other input's
+        dtype (NumPy 2's rule for Python scalars).
     """
     return _api.pick("gelu", "approximate", approximate, _GELU_APPROXIMATE).backward(grad_output, x, out, 0.0, 0.0)
 
@@ -560,7 +582,9 @@ def silu_backward(grad_output, x, out=None):
     Returns
     -------
     ndarray
-        The gradient with respect to the input ``x``.
+        The gradient with respect to the input ``x``. Its dtype: the two inputs' dtypes
+        promoted, then the forward's rule; a Python int or float takes the other input's
+        dtype (NumPy 2's rule for Python scalars).
     """
     return _SILU.backward(grad_output, x, out, 0.0, 0.0)
 
@@ -603,7 +627,9 @@ def mish_backward(grad_output, x, out=None):
     Returns
     -------
     ndarray
-        The gradient with respect to the input ``x``.
+        The gradient with respect to the input ``x``. Its dtype: the two inputs' dtypes
+        promoted, then the forward's rule; a Python int or float takes the other input's
+        dtype (NumPy 2's rule for Python scalars).
     """
     return _MISH.backward(grad_output, x, out, 0.0, 0.0)
 
@@ -646,7 +672,9 @@ def hard_sigmoid_backward(grad_output, x, out=None):
     Returns
     -------
     ndarray
-        The gradient with respect to the input ``x``.
+        The gradient with respect to the input ``x``. Its dtype: the two inputs' dtypes
+        promoted, then the forward's rule; a Python int or float takes the other input's
+        dtype (NumPy 2's rule for Python scalars).
     """
     return _HARD_SIGMOID.backward(grad_output, x, out, 0.0, 0.0)
 
@@ -689,7 +717,9 @@ def hard_swish_backward(grad_output, x, out=None):
     Returns
     -------
     ndarray
-        The gradient with respect to the input ``x``.
+        The gradient with respect to the input ``x``. Its dtype: the two inputs' dtypes
+        promoted, then the forward's rule; a Python int or float takes the other input's
+        dtype (NumPy 2's rule for Python scalars).
     """
     return _HARD_SWISH.backward(grad_output, x, out, 0.0, 0.0)
 
@@ -740,7 +770,9 @@ def hard_tanh_backward(grad_output, x, min_val=-1.0, max_val=1.0, out=None):
     Returns
     -------
     ndarray
-        The gradient with respect to the input ``x``.
+        The gradient with respect to the input ``x``. Its dtype: the two inputs' dtypes
+        promoted, then the forward's rule; a Python int or float takes the other input's
+        dtype (NumPy 2's rule for Python scalars).
     """
     return _HARD_TANH.backward(grad_output, x, out, min_val, max_val)
 

@@ -571,3 +571,19 @@ def test_results_do_not_depend_on_the_layout(dtype):
         np.testing.assert_array_equal(
             backward(g, v, **kw), backward(strided(g), strided(v), **kw), err_msg=name
         )
+
+
+def test_python_scalars_take_the_arrays_dtype():
+    """NumPy 2's rule for Python scalars (NEP 50), as scipy.special's ufuncs: a Python int or
+    float next to a float32 array gives float32; one too large for float32 gives float64
+    (no overflow warning); NumPy scalars and arrays promote as usual."""
+    a = np.ones(4, np.float32)
+    assert fa.silu_backward(a, 0.5).dtype == np.float32
+    assert fa.silu_backward(0.5, a).dtype == np.float32
+    assert fa.silu_backward(a, 3).dtype == np.float32
+    np.testing.assert_array_equal(fa.silu_backward(a, 0.5), fa.silu_backward(a, np.float32(0.5)))
+    assert fa.silu_backward(a, 1e39).dtype == np.float64
+    assert fa.silu_backward(a, np.float64(0.5)).dtype == np.float64
+    assert fa.silu_backward(a, np.array(0.5)).dtype == np.float64
+    assert fa.silu_backward(0.5, 0.5).dtype == np.float64
+    assert fa.silu_backward(np.ones(2, np.float16), 0.5).dtype == np.float16
