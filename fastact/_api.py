@@ -46,9 +46,14 @@ def as_array(func: str, name: str, value) -> np.ndarray:
                 "on the host: pass all of them on the GPU, or copy it to the host first "
                 "(.copy_to_host(), cupy.asnumpy, .cpu().numpy())"
             )
+        if isinstance(value, np.ma.MaskedArray):  # its mask would be dropped silently
+            raise TypeError(
+                f"fastact.{func}: {name} is a masked array; fastact computes on every "
+                f"element: pass {name}.filled(fill_value) or {name}.data"
+            )
         try:
             array = np.asarray(value)
-        except (ValueError, TypeError) as exc:
+        except Exception as exc:  # e.g. torch: a tensor that requires grad (RuntimeError)
             raise TypeError(
                 f"fastact.{func}: {name} must be array-like with a real numeric dtype, "
                 f"got {type(value).__name__} ({exc})"

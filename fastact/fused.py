@@ -791,6 +791,26 @@ def _state(func, name, value, param):
     return value.reshape(-1)
 
 
+def _apart_in_memory(func, arrays):
+    """Updated-in-place arrays must not share memory with each other, nor with ``grad``
+    (a velocity that is the parameter, or m that is v, would be updated twice); ``grad`` may
+    be ``param`` itself (read before the element is written). ``arrays``: (name, array)."""
+    for i, (name_a, a) in enumerate(arrays):
+        for name_b, b in arrays[i + 1 :]:
+            if b is None or a is None or not np.may_share_memory(a, b):
+                continue
+            same_view = (
+                a.__array_interface__["data"] == b.__array_interface__["data"]
+                and a.strides == b.strides
+                and a.shape == b.shape
+            )
+            if same_view and {name_a, name_b} == {"param", "grad"}:
+                continue
+            raise ValueError(
+                f"fastact.{func}: {name_a} and {name_b} share memory; each needs its own array"
+            )
+
+
 def sgd_update(param, grad, velocity=None, *, lr, momentum=0.0, weight_decay=0.0, nesterov=False):
     """One SGD step on ``param``, in place (as ``torch.optim.SGD`` with dampening 0).
 
@@ -821,6 +841,14 @@ def sgd_update(param, grad, velocity=None, *, lr, momentum=0.0, weight_decay=0.0
         v = p[:0]
     else:
         v = _state(func, "velocity", velocity, param)
+    _apart_in_memory(
+        func,
+        [
+            ("param", param),
+            ("grad", grad if isinstance(grad, np.ndarray) else None),
+            ("velocity", velocity),
+        ],
+    )
     dt = param.dtype
     sgd_kernel(
         p,
@@ -849,6 +877,15 @@ def adam_update(
                                 weight_decay=weight_decay)  # fmt: skip
     p, g = _param_and_grad(func, param, grad)
     m_flat, v_flat = _state(func, "m", m, param), _state(func, "v", v, param)
+    _apart_in_memory(
+        func,
+        [
+            ("param", param),
+            ("grad", grad if isinstance(grad, np.ndarray) else None),
+            ("m", m),
+            ("v", v),
+        ],
+    )
     scalars = _adam_scalars(func, param.dtype, step, lr, beta1, beta2, eps, weight_decay)
     adam_kernel(p, g, m_flat, v_flat, *scalars)
 

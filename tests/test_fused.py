@@ -531,3 +531,22 @@ def test_dropout_rng_must_be_a_generator_or_a_seed():
         fused.dropout(np.ones(3), 0.5, rng="abc")
     with pytest.raises(TypeError, match="rng must be"):
         fused.dropout(np.ones(3), 0.5, rng=-1)
+
+
+def test_optimizer_state_must_not_share_memory():
+    """A state array that is the parameter, or m that is v, would be updated twice per
+    element: refused. grad may be param itself (each element is read before it is written)."""
+    p = np.ones(4)
+    state = np.zeros(4)
+    with pytest.raises(ValueError, match="param and velocity share memory"):
+        fused.sgd_update(p, np.ones(4), p, lr=0.1, momentum=0.9)
+    with pytest.raises(ValueError, match="grad and velocity share memory"):
+        fused.sgd_update(p, state, state, lr=0.1, momentum=0.9)
+    with pytest.raises(ValueError, match="m and v share memory"):
+        fused.adam_update(p, np.ones(4), state, state, 1)
+    with pytest.raises(ValueError, match="param and grad share memory"):
+        buf = np.ones(5)
+        fused.sgd_update(buf[:4], buf[1:], lr=0.1)
+    q = np.full(4, 2.0)
+    fused.sgd_update(q, q, lr=0.25)  # grad is param: q -= 0.25 q
+    np.testing.assert_array_equal(q, 1.5)
