@@ -330,7 +330,7 @@ def {name}_backward(grad_output, {vname}, {params}out=None):
         promoted, then the forward's rule; a Python int or float takes the other input's
         dtype (NumPy 2's rule for Python scalars).
     """
-    return {dispatch}.backward(grad_output, {vname}, out, {args})
+    return {backward_dispatch}.backward(grad_output, {vname}, out, {args})
 '''
 
 
@@ -409,9 +409,11 @@ def render_functions(table) -> str:
             arg, variants = spec.choice
             choices = ", ".join(f"{k!r}: _{v.upper()}" for k, v in variants.items())
             body.append(f"\n_{name.upper()}_{arg.upper()} = {{{choices}}}\n")
-            dispatch = f'_api.pick("{name}", "{arg}", {arg}, _{name.upper()}_{arg.upper()})'
+            table_name = f"_{name.upper()}_{arg.upper()}"
+            dispatch = f'_api.pick("{name}", "{arg}", {arg}, {table_name})'
+            backward_dispatch = f'_api.pick("{name}_backward", "{arg}", {arg}, {table_name})'
         else:
-            dispatch = f"_{name.upper()}"
+            dispatch = backward_dispatch = f"_{name.upper()}"
         from_output = spec.grad_from == "output"
         vdesc = (
             f"the forward's output ``{name}(x)``" if from_output else "the forward's input ``x``"
@@ -425,6 +427,7 @@ def render_functions(table) -> str:
                 stable=spec.stable_form,
                 param_docs=_param_docs(spec),
                 dispatch=dispatch,
+                backward_dispatch=backward_dispatch,
                 args=args,
                 vname="output" if from_output else "x",
                 vdesc=vdesc,

@@ -541,7 +541,7 @@ def gelu_backward(grad_output, x, approximate='none', out=None):
         promoted, then the forward's rule; a Python int or float takes the other input's
         dtype (NumPy 2's rule for Python scalars).
     """
-    return _api.pick("gelu", "approximate", approximate, _GELU_APPROXIMATE).backward(grad_output, x, out, 0.0, 0.0)
+    return _api.pick("gelu_backward", "approximate", approximate, _GELU_APPROXIMATE).backward(grad_output, x, out, 0.0, 0.0)
 
 
 def silu(x, out=None):

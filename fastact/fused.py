@@ -595,9 +595,14 @@ def _state_vector(func, name, value, f):
             "(it is updated in place)"
         )
     if value.shape != (f,) or not value.flags.c_contiguous or not value.flags.writeable:
+        problem = (
+            f"shape {value.shape}"
+            if value.shape != (f,)
+            else ("a read-only array" if not value.flags.writeable else "a strided view")
+        )
         raise ValueError(
             f"fastact.{func}: {name} must be a writeable contiguous array of shape "
-            f"({f},), got shape {value.shape}"
+            f"({f},) (it is updated in place), got {problem}"
         )
     return value
 

@@ -588,9 +588,24 @@ def _in_dtype(name, value, dtype):
         )
 
 
+def _unique_labels(values, what="y"):
+    """np.unique of labels, or a ValueError when they mix types that do not order."""
+    try:
+        return np.unique(values, return_inverse=True)
+    except TypeError as exc:
+        raise ValueError(
+            f"MLP: {what} mixes label types that cannot be ordered ({exc}); use labels of one type"
+        ) from None
+
+
 def _encode(classes, y, what="y"):
     """Class indices of labels in the sorted ``classes`` (ValueError for other labels)."""
-    idx = np.searchsorted(classes, y)
+    try:
+        idx = np.searchsorted(classes, y)
+    except TypeError as exc:
+        raise ValueError(
+            f"MLP: {what} has labels of another type than the classes ({exc})"
+        ) from None
     idx = np.minimum(idx, len(classes) - 1)
     unknown = classes[idx] != y
     if np.any(unknown):
@@ -802,7 +817,7 @@ class MLP:
         from a fresh initialization, for ``epochs`` epochs."""
         sizes, dtype = self._check_params()
         X, y = self._check_Xy(X, y, dtype)
-        classes, y_idx = np.unique(y, return_inverse=True)
+        classes, y_idx = _unique_labels(y)
         if len(classes) < 2:
             raise ValueError(
                 f"MLP: y has a single class ({classes[0]!r}); a classifier needs at least 2"
@@ -849,7 +864,7 @@ class MLP:
             classes = np.asarray(classes)
             if classes.ndim != 1:
                 raise ValueError(f"MLP: classes must be 1-D, got shape {classes.shape}")
-            unique = np.unique(classes)
+            unique = _unique_labels(classes, "classes")[0]
             if len(unique) != len(classes) or len(unique) < 2:
                 raise ValueError(
                     f"MLP: classes must be at least 2 distinct labels, got {classes.tolist()[:5]}"
@@ -859,7 +874,9 @@ class MLP:
             _check_batch_rows(self.batch_norm, len(X))
             self._start(X.shape[1], unique, sizes, dtype, False)
         else:
-            if classes is not None and not np.array_equal(np.unique(classes), self.classes_):
+            if classes is not None and not np.array_equal(
+                _unique_labels(classes, "classes")[0], self.classes_
+            ):
                 raise ValueError(
                     f"MLP: classes {np.asarray(classes).tolist()[:5]} differ from the "
                     f"classes of the first call {self.classes_.tolist()[:5]}"

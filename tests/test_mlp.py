@@ -382,3 +382,16 @@ def test_bad_hyperparameters_are_named():
     MLP(epochs=1, lr=1e39, dtype="float64")._check_params()  # representable in float64
     with pytest.raises(ValueError, match="validation_data must be a pair"):
         MLP(epochs=1).fit(X, y, validation_data=X)
+
+
+def test_labels_of_mixed_types_are_refused_by_name():
+    X, _ = blobs(n=20)
+    y = np.array(["a"] * 10 + [None] * 10, dtype=object)
+    with pytest.raises(ValueError, match="y mixes label types that cannot be ordered"):
+        MLP(epochs=1).fit(X, y)
+    classes = np.array(["a", 1], dtype=object)
+    with pytest.raises(ValueError, match="classes mixes label types"):
+        MLP(epochs=1).partial_fit(X, ["a"] * 20, classes=classes)
+    clf = MLP(epochs=1).fit(X, np.array(["a", "b"] * 10))
+    with pytest.raises(ValueError, match="labels of another type than the classes"):
+        clf.partial_fit(X, np.array([1, 2] * 10, dtype=object))
