@@ -11,7 +11,14 @@ import numpy as np
 from numba import njit, prange
 
 from fastact import activations as act
-from fastact._api import as_array, contiguous_target, finish, on_device, result_dtypes
+from fastact._api import (
+    _strong_dtypes,
+    as_array,
+    contiguous_target,
+    finish,
+    on_device,
+    result_dtypes,
+)
 from fastact._config import PARALLEL, PARALLEL_THRESHOLD, SCALAR, SERIAL
 from fastact._math import wide_vectors
 
@@ -66,11 +73,12 @@ def prelu_backward_parallel(g3, x3, w, out3, grad_w):
         _backward_channel(g3, x3, w, out3, grad_w, c)
 
 
-def _prepare(func, x, weight):
-    """(x as C-contiguous compute array, weight vector, result dtype, 3-D shape)."""
+def _prepare(func, x, weight, dtypes=None):
+    """(x as C-contiguous compute array, weight vector, result dtype, 3-D shape); the
+    compute and result dtypes from x's, or from ``dtypes`` when given."""
     x = as_array(func, "x", x)
     w = as_array(func, "weight", weight)
-    compute, result = result_dtypes(x.dtype)
+    compute, result = result_dtypes(*(dtypes or [x.dtype]))
     channels = x.shape[1] if x.ndim >= 2 else 1
     if w.ndim > 1 or w.size not in (1, channels):
         raise ValueError(
@@ -126,17 +134,24 @@ def prelu_backward(grad_output, x, weight, out=None):
 
     ``grad_input = grad_output * (1 if x > 0 else weight[c])``;
     ``grad_weight[c] = sum of grad_output * x over x <= 0`` in channel c (accumulated in
-    float64), with ``weight``'s shape. ``out`` receives ``grad_input``.
+    float64), with ``weight``'s shape. ``out`` receives ``grad_input``. ``grad_output``
+    broadcasts to x's shape; the dtypes promote as in the other backward functions.
     """
     func = "prelu_backward"
     if on_device(x):
         from fastact import cuda
 
         return cuda.prelu_backward(grad_output, x, weight, out)
-    xc, w, result, shape3 = _prepare(func, x, weight)
     g = as_array(func, "grad_output", grad_output)
-    if g.shape != xc.shape:
-        raise ValueError(f"fastact.{func}: grad_output has shape {g.shape}, x has shape {xc.shape}")
+    dtypes = _strong_dtypes((grad_output, x), (g, as_array(func, "x", x)))
+    xc, w, result, shape3 = _prepare(func, x, weight, dtypes)
+    try:
+        g = np.broadcast_to(g, xc.shape)  # grad_output broadcasts to x's shape
+    except ValueError:
+        raise ValueError(
+            f"fastact.{func}: grad_output with shape {g.shape} does not broadcast to x's "
+            f"shape {xc.shape}"
+        ) from None
     gc = np.asarray(g, dtype=xc.dtype, order="C")
     target = contiguous_target(func, out, xc.shape, xc.dtype, result, xc, gc)
     grad_w = np.empty(shape3[1], np.float64)

@@ -322,7 +322,7 @@ def test_bad_input_types(x, what):
         (
             lambda: fa.prelu_backward(np.ones((2, 2)), np.ones((2, 3)), 0.25),
             ValueError,
-            "grad_output has shape",
+            "grad_output with shape \\(2, 2\\) does not broadcast",
         ),
     ],
 )
@@ -587,3 +587,16 @@ def test_python_scalars_take_the_arrays_dtype():
     assert fa.silu_backward(a, np.array(0.5)).dtype == np.float64
     assert fa.silu_backward(0.5, 0.5).dtype == np.float64
     assert fa.silu_backward(np.ones(2, np.float16), 0.5).dtype == np.float16
+
+
+def test_prelu_backward_promotes_and_broadcasts_as_the_other_backwards():
+    x = np.float32([[-1.0, 2.0], [3.0, -4.0]])
+    w = np.float32([0.5, 0.25])
+    assert fa.prelu_backward(np.ones((2, 2)), x, w)[0].dtype == np.float64
+    grad_x, grad_w = fa.prelu_backward(1.0, x, w)  # a Python scalar takes x's dtype
+    assert grad_x.dtype == np.float32 and grad_w.dtype == np.float32
+    full_x, full_w = fa.prelu_backward(np.ones((2, 2), np.float32), x, w)
+    np.testing.assert_array_equal(grad_x, full_x)
+    np.testing.assert_array_equal(grad_w, full_w)
+    row_x, row_w = fa.prelu_backward(np.float32([1.0, 2.0]), x, w)  # broadcast along rows
+    np.testing.assert_array_equal(row_w, fa.prelu_backward(np.float32([[1, 2], [1, 2]]), x, w)[1])
