@@ -128,7 +128,23 @@ Imported only by fastact.cuda, never by ``import fastact``: it imports numba.cud
 from numba import cuda, uint64
 
 from fastact import activations as act
-from fastact._config import CUDA_KERNEL
+from fastact._config import CUDA_DEVICE, CUDA_KERNEL
+
+
+@cuda.jit(**CUDA_DEVICE)
+def _grid_1d_unsigned():
+    """(i0, s): this thread's first index and the grid's stride, unsigned: numba indexes
+    arrays with unsigned integers without the per-access negative-index wraparound."""
+    return uint64(cuda.grid(1)), uint64(cuda.gridsize(1))
+
+
+@cuda.jit(**CUDA_DEVICE)
+def _grid_2d_unsigned():
+    """(j0, i0, sj, si): this thread's first column and row, and the grid's strides along
+    them, unsigned (as _grid_1d_unsigned)."""
+    j0, i0 = cuda.grid(2)
+    sj, si = cuda.gridsize(2)
+    return uint64(j0), uint64(i0), uint64(sj), uint64(si)
 
 
 @cuda.jit(**CUDA_KERNEL)
@@ -146,10 +162,9 @@ CUDA_TEMPLATE = """
 @cuda.jit(**CUDA_KERNEL)
 def {name}_forward(x, out, a, b):
     n = uint64(out.size)  # unsigned indices: no negative-index wraparound code per access
-    s = uint64(cuda.gridsize(1))
+    i, s = _grid_1d_unsigned()
     s2 = s + s
     s3 = s2 + s
-    i = uint64(cuda.grid(1))
     while i + s3 < n:  # four loads in flight per thread (float32 reached ~75% of a copy without)
         x0 = x[i]
         x1 = x[i + s]
@@ -168,10 +183,9 @@ def {name}_forward(x, out, a, b):
 @cuda.jit(**CUDA_KERNEL)
 def {name}_backward(g, v, out, a, b):
     n = uint64(out.size)  # unsigned indices, as the forward
-    s = uint64(cuda.gridsize(1))
+    i, s = _grid_1d_unsigned()
     s2 = s + s
     s3 = s2 + s
-    i = uint64(cuda.grid(1))
     while i + s3 < n:  # four pairs of loads in flight per thread, as the forward
         g0 = g[i]
         g1 = g[i + s]
@@ -193,16 +207,11 @@ def {name}_backward(g, v, out, a, b):
 
 @cuda.jit(**CUDA_KERNEL)
 def {name}_bias_forward(x, bias, out, saved, a, b):
-    j_start, i_start = cuda.grid(2)
-    j_step, i_step = cuda.gridsize(2)
-    i0 = uint64(i_start)  # unsigned indices, as the forward
-    si = uint64(i_step)
+    j, i0, sj, si = _grid_2d_unsigned()  # unsigned indices, as the forward
     si2 = si + si
     si3 = si2 + si
-    sj = uint64(j_step)
     rows = uint64(x.shape[0])
     cols = uint64(x.shape[1])
-    j = uint64(j_start)
     while j < cols:
         bj = bias[j]
         i = i0
@@ -222,16 +231,11 @@ def {name}_bias_forward(x, bias, out, saved, a, b):
 
 @cuda.jit(**CUDA_KERNEL)
 def {name}_bias_backward(g, saved, grad_pre, partial, a, b):
-    j_start, i_start = cuda.grid(2)
-    j_step, i_step = cuda.gridsize(2)
-    i0 = uint64(i_start)  # unsigned indices, as the forward
-    si = uint64(i_step)
+    j, i0, sj, si = _grid_2d_unsigned()  # unsigned indices, as the forward
     si2 = si + si
     si3 = si2 + si
-    sj = uint64(j_step)
     rows = uint64(g.shape[0])
     cols = uint64(g.shape[1])
-    j = uint64(j_start)
     while j < cols:
         acc = act.typed(0.0, partial[0, 0])  # of partial's dtype (float64)
         i = i0

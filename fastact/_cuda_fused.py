@@ -18,6 +18,7 @@ from numba import cuda, float64, njit, uint64
 
 from fastact import activations as act
 from fastact._config import CUDA_DEVICE, CUDA_KERNEL, CUDA_MAX_THREADS, SCALAR
+from fastact._cuda_kernels import _grid_1d_unsigned, _grid_2d_unsigned
 from fastact._math import exp, log1p, typed
 from fastact.fused import adam_step, sgd_step
 
@@ -55,22 +56,6 @@ def counter_uniform(seed, i):
     h = _mix32((k & _M32) ^ (seed & _M32))
     h = _mix32(h ^ (((k >> _S32) + (seed >> _S32)) & _M32))
     return np.float32(h >> _S8) * _TWO_M24
-
-
-@cuda.jit(**CUDA_DEVICE)
-def _grid_1d_unsigned():
-    """(i0, s): this thread's first index and the grid's stride, unsigned: numba indexes
-    arrays with unsigned integers without the per-access negative-index wraparound."""
-    return uint64(cuda.grid(1)), uint64(cuda.gridsize(1))
-
-
-@cuda.jit(**CUDA_DEVICE)
-def _grid_2d_unsigned():
-    """(j0, i0, sj, si): this thread's first column and row, and the grid's strides along
-    them, unsigned (as _grid_1d_unsigned)."""
-    j0, i0 = cuda.grid(2)
-    sj, si = cuda.gridsize(2)
-    return uint64(j0), uint64(i0), uint64(sj), uint64(si)
 
 
 @cuda.jit(**CUDA_DEVICE)

@@ -6,7 +6,23 @@ Imported only by fastact.cuda, never by ``import fastact``: it imports numba.cud
 from numba import cuda, uint64
 
 from fastact import activations as act
-from fastact._config import CUDA_KERNEL
+from fastact._config import CUDA_DEVICE, CUDA_KERNEL
+
+
+@cuda.jit(**CUDA_DEVICE)
+def _grid_1d_unsigned():
+    """(i0, s): this thread's first index and the grid's stride, unsigned: numba indexes
+    arrays with unsigned integers without the per-access negative-index wraparound."""
+    return uint64(cuda.grid(1)), uint64(cuda.gridsize(1))
+
+
+@cuda.jit(**CUDA_DEVICE)
+def _grid_2d_unsigned():
+    """(j0, i0, sj, si): this thread's first column and row, and the grid's strides along
+    them, unsigned (as _grid_1d_unsigned)."""
+    j0, i0 = cuda.grid(2)
+    sj, si = cuda.gridsize(2)
+    return uint64(j0), uint64(i0), uint64(sj), uint64(si)
 
 
 @cuda.jit(**CUDA_KERNEL)
@@ -22,10 +38,9 @@ def sum_partials(partial, total):
 @cuda.jit(**CUDA_KERNEL)
 def sigmoid_forward(x, out, a, b):
     n = uint64(out.size)  # unsigned indices: no negative-index wraparound code per access
-    s = uint64(cuda.gridsize(1))
+    i, s = _grid_1d_unsigned()
     s2 = s + s
     s3 = s2 + s
-    i = uint64(cuda.grid(1))
     while i + s3 < n:  # four loads in flight per thread (float32 reached ~75% of a copy without)
         x0 = x[i]
         x1 = x[i + s]
@@ -44,10 +59,9 @@ def sigmoid_forward(x, out, a, b):
 @cuda.jit(**CUDA_KERNEL)
 def sigmoid_backward(g, v, out, a, b):
     n = uint64(out.size)  # unsigned indices, as the forward
-    s = uint64(cuda.gridsize(1))
+    i, s = _grid_1d_unsigned()
     s2 = s + s
     s3 = s2 + s
-    i = uint64(cuda.grid(1))
     while i + s3 < n:  # four pairs of loads in flight per thread, as the forward
         g0 = g[i]
         g1 = g[i + s]
@@ -69,16 +83,11 @@ def sigmoid_backward(g, v, out, a, b):
 
 @cuda.jit(**CUDA_KERNEL)
 def sigmoid_bias_forward(x, bias, out, saved, a, b):
-    j_start, i_start = cuda.grid(2)
-    j_step, i_step = cuda.gridsize(2)
-    i0 = uint64(i_start)  # unsigned indices, as the forward
-    si = uint64(i_step)
+    j, i0, sj, si = _grid_2d_unsigned()  # unsigned indices, as the forward
     si2 = si + si
     si3 = si2 + si
-    sj = uint64(j_step)
     rows = uint64(x.shape[0])
     cols = uint64(x.shape[1])
-    j = uint64(j_start)
     while j < cols:
         bj = bias[j]
         i = i0
@@ -101,16 +110,11 @@ def sigmoid_bias_forward(x, bias, out, saved, a, b):
 
 @cuda.jit(**CUDA_KERNEL)
 def sigmoid_bias_backward(g, saved, grad_pre, partial, a, b):
-    j_start, i_start = cuda.grid(2)
-    j_step, i_step = cuda.gridsize(2)
-    i0 = uint64(i_start)  # unsigned indices, as the forward
-    si = uint64(i_step)
+    j, i0, sj, si = _grid_2d_unsigned()  # unsigned indices, as the forward
     si2 = si + si
     si3 = si2 + si
-    sj = uint64(j_step)
     rows = uint64(g.shape[0])
     cols = uint64(g.shape[1])
-    j = uint64(j_start)
     while j < cols:
         acc = act.typed(0.0, partial[0, 0])  # of partial's dtype (float64)
         i = i0
@@ -148,10 +152,9 @@ def sigmoid_bias_backward(g, saved, grad_pre, partial, a, b):
 @cuda.jit(**CUDA_KERNEL)
 def log_sigmoid_forward(x, out, a, b):
     n = uint64(out.size)  # unsigned indices: no negative-index wraparound code per access
-    s = uint64(cuda.gridsize(1))
+    i, s = _grid_1d_unsigned()
     s2 = s + s
     s3 = s2 + s
-    i = uint64(cuda.grid(1))
     while i + s3 < n:  # four loads in flight per thread (float32 reached ~75% of a copy without)
         x0 = x[i]
         x1 = x[i + s]
@@ -170,10 +173,9 @@ def log_sigmoid_forward(x, out, a, b):
 @cuda.jit(**CUDA_KERNEL)
 def log_sigmoid_backward(g, v, out, a, b):
     n = uint64(out.size)  # unsigned indices, as the forward
-    s = uint64(cuda.gridsize(1))
+    i, s = _grid_1d_unsigned()
     s2 = s + s
     s3 = s2 + s
-    i = uint64(cuda.grid(1))
     while i + s3 < n:  # four pairs of loads in flight per thread, as the forward
         g0 = g[i]
         g1 = g[i + s]
@@ -195,16 +197,11 @@ def log_sigmoid_backward(g, v, out, a, b):
 
 @cuda.jit(**CUDA_KERNEL)
 def log_sigmoid_bias_forward(x, bias, out, saved, a, b):
-    j_start, i_start = cuda.grid(2)
-    j_step, i_step = cuda.gridsize(2)
-    i0 = uint64(i_start)  # unsigned indices, as the forward
-    si = uint64(i_step)
+    j, i0, sj, si = _grid_2d_unsigned()  # unsigned indices, as the forward
     si2 = si + si
     si3 = si2 + si
-    sj = uint64(j_step)
     rows = uint64(x.shape[0])
     cols = uint64(x.shape[1])
-    j = uint64(j_start)
     while j < cols:
         bj = bias[j]
         i = i0
@@ -232,16 +229,11 @@ def log_sigmoid_bias_forward(x, bias, out, saved, a, b):
 
 @cuda.jit(**CUDA_KERNEL)
 def log_sigmoid_bias_backward(g, saved, grad_pre, partial, a, b):
-    j_start, i_start = cuda.grid(2)
-    j_step, i_step = cuda.gridsize(2)
-    i0 = uint64(i_start)  # unsigned indices, as the forward
-    si = uint64(i_step)
+    j, i0, sj, si = _grid_2d_unsigned()  # unsigned indices, as the forward
     si2 = si + si
     si3 = si2 + si
-    sj = uint64(j_step)
     rows = uint64(g.shape[0])
     cols = uint64(g.shape[1])
-    j = uint64(j_start)
     while j < cols:
         acc = act.typed(0.0, partial[0, 0])  # of partial's dtype (float64)
         i = i0
@@ -279,10 +271,9 @@ def log_sigmoid_bias_backward(g, saved, grad_pre, partial, a, b):
 @cuda.jit(**CUDA_KERNEL)
 def tanh_forward(x, out, a, b):
     n = uint64(out.size)  # unsigned indices: no negative-index wraparound code per access
-    s = uint64(cuda.gridsize(1))
+    i, s = _grid_1d_unsigned()
     s2 = s + s
     s3 = s2 + s
-    i = uint64(cuda.grid(1))
     while i + s3 < n:  # four loads in flight per thread (float32 reached ~75% of a copy without)
         x0 = x[i]
         x1 = x[i + s]
@@ -301,10 +292,9 @@ def tanh_forward(x, out, a, b):
 @cuda.jit(**CUDA_KERNEL)
 def tanh_backward(g, v, out, a, b):
     n = uint64(out.size)  # unsigned indices, as the forward
-    s = uint64(cuda.gridsize(1))
+    i, s = _grid_1d_unsigned()
     s2 = s + s
     s3 = s2 + s
-    i = uint64(cuda.grid(1))
     while i + s3 < n:  # four pairs of loads in flight per thread, as the forward
         g0 = g[i]
         g1 = g[i + s]
@@ -326,16 +316,11 @@ def tanh_backward(g, v, out, a, b):
 
 @cuda.jit(**CUDA_KERNEL)
 def tanh_bias_forward(x, bias, out, saved, a, b):
-    j_start, i_start = cuda.grid(2)
-    j_step, i_step = cuda.gridsize(2)
-    i0 = uint64(i_start)  # unsigned indices, as the forward
-    si = uint64(i_step)
+    j, i0, sj, si = _grid_2d_unsigned()  # unsigned indices, as the forward
     si2 = si + si
     si3 = si2 + si
-    sj = uint64(j_step)
     rows = uint64(x.shape[0])
     cols = uint64(x.shape[1])
-    j = uint64(j_start)
     while j < cols:
         bj = bias[j]
         i = i0
@@ -358,16 +343,11 @@ def tanh_bias_forward(x, bias, out, saved, a, b):
 
 @cuda.jit(**CUDA_KERNEL)
 def tanh_bias_backward(g, saved, grad_pre, partial, a, b):
-    j_start, i_start = cuda.grid(2)
-    j_step, i_step = cuda.gridsize(2)
-    i0 = uint64(i_start)  # unsigned indices, as the forward
-    si = uint64(i_step)
+    j, i0, sj, si = _grid_2d_unsigned()  # unsigned indices, as the forward
     si2 = si + si
     si3 = si2 + si
-    sj = uint64(j_step)
     rows = uint64(g.shape[0])
     cols = uint64(g.shape[1])
-    j = uint64(j_start)
     while j < cols:
         acc = act.typed(0.0, partial[0, 0])  # of partial's dtype (float64)
         i = i0
@@ -405,10 +385,9 @@ def tanh_bias_backward(g, saved, grad_pre, partial, a, b):
 @cuda.jit(**CUDA_KERNEL)
 def softplus_forward(x, out, a, b):
     n = uint64(out.size)  # unsigned indices: no negative-index wraparound code per access
-    s = uint64(cuda.gridsize(1))
+    i, s = _grid_1d_unsigned()
     s2 = s + s
     s3 = s2 + s
-    i = uint64(cuda.grid(1))
     while i + s3 < n:  # four loads in flight per thread (float32 reached ~75% of a copy without)
         x0 = x[i]
         x1 = x[i + s]
@@ -427,10 +406,9 @@ def softplus_forward(x, out, a, b):
 @cuda.jit(**CUDA_KERNEL)
 def softplus_backward(g, v, out, a, b):
     n = uint64(out.size)  # unsigned indices, as the forward
-    s = uint64(cuda.gridsize(1))
+    i, s = _grid_1d_unsigned()
     s2 = s + s
     s3 = s2 + s
-    i = uint64(cuda.grid(1))
     while i + s3 < n:  # four pairs of loads in flight per thread, as the forward
         g0 = g[i]
         g1 = g[i + s]
@@ -452,16 +430,11 @@ def softplus_backward(g, v, out, a, b):
 
 @cuda.jit(**CUDA_KERNEL)
 def softplus_bias_forward(x, bias, out, saved, a, b):
-    j_start, i_start = cuda.grid(2)
-    j_step, i_step = cuda.gridsize(2)
-    i0 = uint64(i_start)  # unsigned indices, as the forward
-    si = uint64(i_step)
+    j, i0, sj, si = _grid_2d_unsigned()  # unsigned indices, as the forward
     si2 = si + si
     si3 = si2 + si
-    sj = uint64(j_step)
     rows = uint64(x.shape[0])
     cols = uint64(x.shape[1])
-    j = uint64(j_start)
     while j < cols:
         bj = bias[j]
         i = i0
@@ -489,16 +462,11 @@ def softplus_bias_forward(x, bias, out, saved, a, b):
 
 @cuda.jit(**CUDA_KERNEL)
 def softplus_bias_backward(g, saved, grad_pre, partial, a, b):
-    j_start, i_start = cuda.grid(2)
-    j_step, i_step = cuda.gridsize(2)
-    i0 = uint64(i_start)  # unsigned indices, as the forward
-    si = uint64(i_step)
+    j, i0, sj, si = _grid_2d_unsigned()  # unsigned indices, as the forward
     si2 = si + si
     si3 = si2 + si
-    sj = uint64(j_step)
     rows = uint64(g.shape[0])
     cols = uint64(g.shape[1])
-    j = uint64(j_start)
     while j < cols:
         acc = act.typed(0.0, partial[0, 0])  # of partial's dtype (float64)
         i = i0
@@ -536,10 +504,9 @@ def softplus_bias_backward(g, saved, grad_pre, partial, a, b):
 @cuda.jit(**CUDA_KERNEL)
 def relu_forward(x, out, a, b):
     n = uint64(out.size)  # unsigned indices: no negative-index wraparound code per access
-    s = uint64(cuda.gridsize(1))
+    i, s = _grid_1d_unsigned()
     s2 = s + s
     s3 = s2 + s
-    i = uint64(cuda.grid(1))
     while i + s3 < n:  # four loads in flight per thread (float32 reached ~75% of a copy without)
         x0 = x[i]
         x1 = x[i + s]
@@ -558,10 +525,9 @@ def relu_forward(x, out, a, b):
 @cuda.jit(**CUDA_KERNEL)
 def relu_backward(g, v, out, a, b):
     n = uint64(out.size)  # unsigned indices, as the forward
-    s = uint64(cuda.gridsize(1))
+    i, s = _grid_1d_unsigned()
     s2 = s + s
     s3 = s2 + s
-    i = uint64(cuda.grid(1))
     while i + s3 < n:  # four pairs of loads in flight per thread, as the forward
         g0 = g[i]
         g1 = g[i + s]
@@ -583,16 +549,11 @@ def relu_backward(g, v, out, a, b):
 
 @cuda.jit(**CUDA_KERNEL)
 def relu_bias_forward(x, bias, out, saved, a, b):
-    j_start, i_start = cuda.grid(2)
-    j_step, i_step = cuda.gridsize(2)
-    i0 = uint64(i_start)  # unsigned indices, as the forward
-    si = uint64(i_step)
+    j, i0, sj, si = _grid_2d_unsigned()  # unsigned indices, as the forward
     si2 = si + si
     si3 = si2 + si
-    sj = uint64(j_step)
     rows = uint64(x.shape[0])
     cols = uint64(x.shape[1])
-    j = uint64(j_start)
     while j < cols:
         bj = bias[j]
         i = i0
@@ -615,16 +576,11 @@ def relu_bias_forward(x, bias, out, saved, a, b):
 
 @cuda.jit(**CUDA_KERNEL)
 def relu_bias_backward(g, saved, grad_pre, partial, a, b):
-    j_start, i_start = cuda.grid(2)
-    j_step, i_step = cuda.gridsize(2)
-    i0 = uint64(i_start)  # unsigned indices, as the forward
-    si = uint64(i_step)
+    j, i0, sj, si = _grid_2d_unsigned()  # unsigned indices, as the forward
     si2 = si + si
     si3 = si2 + si
-    sj = uint64(j_step)
     rows = uint64(g.shape[0])
     cols = uint64(g.shape[1])
-    j = uint64(j_start)
     while j < cols:
         acc = act.typed(0.0, partial[0, 0])  # of partial's dtype (float64)
         i = i0
@@ -662,10 +618,9 @@ def relu_bias_backward(g, saved, grad_pre, partial, a, b):
 @cuda.jit(**CUDA_KERNEL)
 def relu6_forward(x, out, a, b):
     n = uint64(out.size)  # unsigned indices: no negative-index wraparound code per access
-    s = uint64(cuda.gridsize(1))
+    i, s = _grid_1d_unsigned()
     s2 = s + s
     s3 = s2 + s
-    i = uint64(cuda.grid(1))
     while i + s3 < n:  # four loads in flight per thread (float32 reached ~75% of a copy without)
         x0 = x[i]
         x1 = x[i + s]
@@ -684,10 +639,9 @@ def relu6_forward(x, out, a, b):
 @cuda.jit(**CUDA_KERNEL)
 def relu6_backward(g, v, out, a, b):
     n = uint64(out.size)  # unsigned indices, as the forward
-    s = uint64(cuda.gridsize(1))
+    i, s = _grid_1d_unsigned()
     s2 = s + s
     s3 = s2 + s
-    i = uint64(cuda.grid(1))
     while i + s3 < n:  # four pairs of loads in flight per thread, as the forward
         g0 = g[i]
         g1 = g[i + s]
@@ -709,16 +663,11 @@ def relu6_backward(g, v, out, a, b):
 
 @cuda.jit(**CUDA_KERNEL)
 def relu6_bias_forward(x, bias, out, saved, a, b):
-    j_start, i_start = cuda.grid(2)
-    j_step, i_step = cuda.gridsize(2)
-    i0 = uint64(i_start)  # unsigned indices, as the forward
-    si = uint64(i_step)
+    j, i0, sj, si = _grid_2d_unsigned()  # unsigned indices, as the forward
     si2 = si + si
     si3 = si2 + si
-    sj = uint64(j_step)
     rows = uint64(x.shape[0])
     cols = uint64(x.shape[1])
-    j = uint64(j_start)
     while j < cols:
         bj = bias[j]
         i = i0
@@ -741,16 +690,11 @@ def relu6_bias_forward(x, bias, out, saved, a, b):
 
 @cuda.jit(**CUDA_KERNEL)
 def relu6_bias_backward(g, saved, grad_pre, partial, a, b):
-    j_start, i_start = cuda.grid(2)
-    j_step, i_step = cuda.gridsize(2)
-    i0 = uint64(i_start)  # unsigned indices, as the forward
-    si = uint64(i_step)
+    j, i0, sj, si = _grid_2d_unsigned()  # unsigned indices, as the forward
     si2 = si + si
     si3 = si2 + si
-    sj = uint64(j_step)
     rows = uint64(g.shape[0])
     cols = uint64(g.shape[1])
-    j = uint64(j_start)
     while j < cols:
         acc = act.typed(0.0, partial[0, 0])  # of partial's dtype (float64)
         i = i0
@@ -788,10 +732,9 @@ def relu6_bias_backward(g, saved, grad_pre, partial, a, b):
 @cuda.jit(**CUDA_KERNEL)
 def leaky_relu_forward(x, out, a, b):
     n = uint64(out.size)  # unsigned indices: no negative-index wraparound code per access
-    s = uint64(cuda.gridsize(1))
+    i, s = _grid_1d_unsigned()
     s2 = s + s
     s3 = s2 + s
-    i = uint64(cuda.grid(1))
     while i + s3 < n:  # four loads in flight per thread (float32 reached ~75% of a copy without)
         x0 = x[i]
         x1 = x[i + s]
@@ -810,10 +753,9 @@ def leaky_relu_forward(x, out, a, b):
 @cuda.jit(**CUDA_KERNEL)
 def leaky_relu_backward(g, v, out, a, b):
     n = uint64(out.size)  # unsigned indices, as the forward
-    s = uint64(cuda.gridsize(1))
+    i, s = _grid_1d_unsigned()
     s2 = s + s
     s3 = s2 + s
-    i = uint64(cuda.grid(1))
     while i + s3 < n:  # four pairs of loads in flight per thread, as the forward
         g0 = g[i]
         g1 = g[i + s]
@@ -835,16 +777,11 @@ def leaky_relu_backward(g, v, out, a, b):
 
 @cuda.jit(**CUDA_KERNEL)
 def leaky_relu_bias_forward(x, bias, out, saved, a, b):
-    j_start, i_start = cuda.grid(2)
-    j_step, i_step = cuda.gridsize(2)
-    i0 = uint64(i_start)  # unsigned indices, as the forward
-    si = uint64(i_step)
+    j, i0, sj, si = _grid_2d_unsigned()  # unsigned indices, as the forward
     si2 = si + si
     si3 = si2 + si
-    sj = uint64(j_step)
     rows = uint64(x.shape[0])
     cols = uint64(x.shape[1])
-    j = uint64(j_start)
     while j < cols:
         bj = bias[j]
         i = i0
@@ -872,16 +809,11 @@ def leaky_relu_bias_forward(x, bias, out, saved, a, b):
 
 @cuda.jit(**CUDA_KERNEL)
 def leaky_relu_bias_backward(g, saved, grad_pre, partial, a, b):
-    j_start, i_start = cuda.grid(2)
-    j_step, i_step = cuda.gridsize(2)
-    i0 = uint64(i_start)  # unsigned indices, as the forward
-    si = uint64(i_step)
+    j, i0, sj, si = _grid_2d_unsigned()  # unsigned indices, as the forward
     si2 = si + si
     si3 = si2 + si
-    sj = uint64(j_step)
     rows = uint64(g.shape[0])
     cols = uint64(g.shape[1])
-    j = uint64(j_start)
     while j < cols:
         acc = act.typed(0.0, partial[0, 0])  # of partial's dtype (float64)
         i = i0
@@ -919,10 +851,9 @@ def leaky_relu_bias_backward(g, saved, grad_pre, partial, a, b):
 @cuda.jit(**CUDA_KERNEL)
 def elu_forward(x, out, a, b):
     n = uint64(out.size)  # unsigned indices: no negative-index wraparound code per access
-    s = uint64(cuda.gridsize(1))
+    i, s = _grid_1d_unsigned()
     s2 = s + s
     s3 = s2 + s
-    i = uint64(cuda.grid(1))
     while i + s3 < n:  # four loads in flight per thread (float32 reached ~75% of a copy without)
         x0 = x[i]
         x1 = x[i + s]
@@ -941,10 +872,9 @@ def elu_forward(x, out, a, b):
 @cuda.jit(**CUDA_KERNEL)
 def elu_backward(g, v, out, a, b):
     n = uint64(out.size)  # unsigned indices, as the forward
-    s = uint64(cuda.gridsize(1))
+    i, s = _grid_1d_unsigned()
     s2 = s + s
     s3 = s2 + s
-    i = uint64(cuda.grid(1))
     while i + s3 < n:  # four pairs of loads in flight per thread, as the forward
         g0 = g[i]
         g1 = g[i + s]
@@ -966,16 +896,11 @@ def elu_backward(g, v, out, a, b):
 
 @cuda.jit(**CUDA_KERNEL)
 def elu_bias_forward(x, bias, out, saved, a, b):
-    j_start, i_start = cuda.grid(2)
-    j_step, i_step = cuda.gridsize(2)
-    i0 = uint64(i_start)  # unsigned indices, as the forward
-    si = uint64(i_step)
+    j, i0, sj, si = _grid_2d_unsigned()  # unsigned indices, as the forward
     si2 = si + si
     si3 = si2 + si
-    sj = uint64(j_step)
     rows = uint64(x.shape[0])
     cols = uint64(x.shape[1])
-    j = uint64(j_start)
     while j < cols:
         bj = bias[j]
         i = i0
@@ -1003,16 +928,11 @@ def elu_bias_forward(x, bias, out, saved, a, b):
 
 @cuda.jit(**CUDA_KERNEL)
 def elu_bias_backward(g, saved, grad_pre, partial, a, b):
-    j_start, i_start = cuda.grid(2)
-    j_step, i_step = cuda.gridsize(2)
-    i0 = uint64(i_start)  # unsigned indices, as the forward
-    si = uint64(i_step)
+    j, i0, sj, si = _grid_2d_unsigned()  # unsigned indices, as the forward
     si2 = si + si
     si3 = si2 + si
-    sj = uint64(j_step)
     rows = uint64(g.shape[0])
     cols = uint64(g.shape[1])
-    j = uint64(j_start)
     while j < cols:
         acc = act.typed(0.0, partial[0, 0])  # of partial's dtype (float64)
         i = i0
@@ -1050,10 +970,9 @@ def elu_bias_backward(g, saved, grad_pre, partial, a, b):
 @cuda.jit(**CUDA_KERNEL)
 def celu_forward(x, out, a, b):
     n = uint64(out.size)  # unsigned indices: no negative-index wraparound code per access
-    s = uint64(cuda.gridsize(1))
+    i, s = _grid_1d_unsigned()
     s2 = s + s
     s3 = s2 + s
-    i = uint64(cuda.grid(1))
     while i + s3 < n:  # four loads in flight per thread (float32 reached ~75% of a copy without)
         x0 = x[i]
         x1 = x[i + s]
@@ -1072,10 +991,9 @@ def celu_forward(x, out, a, b):
 @cuda.jit(**CUDA_KERNEL)
 def celu_backward(g, v, out, a, b):
     n = uint64(out.size)  # unsigned indices, as the forward
-    s = uint64(cuda.gridsize(1))
+    i, s = _grid_1d_unsigned()
     s2 = s + s
     s3 = s2 + s
-    i = uint64(cuda.grid(1))
     while i + s3 < n:  # four pairs of loads in flight per thread, as the forward
         g0 = g[i]
         g1 = g[i + s]
@@ -1097,16 +1015,11 @@ def celu_backward(g, v, out, a, b):
 
 @cuda.jit(**CUDA_KERNEL)
 def celu_bias_forward(x, bias, out, saved, a, b):
-    j_start, i_start = cuda.grid(2)
-    j_step, i_step = cuda.gridsize(2)
-    i0 = uint64(i_start)  # unsigned indices, as the forward
-    si = uint64(i_step)
+    j, i0, sj, si = _grid_2d_unsigned()  # unsigned indices, as the forward
     si2 = si + si
     si3 = si2 + si
-    sj = uint64(j_step)
     rows = uint64(x.shape[0])
     cols = uint64(x.shape[1])
-    j = uint64(j_start)
     while j < cols:
         bj = bias[j]
         i = i0
@@ -1134,16 +1047,11 @@ def celu_bias_forward(x, bias, out, saved, a, b):
 
 @cuda.jit(**CUDA_KERNEL)
 def celu_bias_backward(g, saved, grad_pre, partial, a, b):
-    j_start, i_start = cuda.grid(2)
-    j_step, i_step = cuda.gridsize(2)
-    i0 = uint64(i_start)  # unsigned indices, as the forward
-    si = uint64(i_step)
+    j, i0, sj, si = _grid_2d_unsigned()  # unsigned indices, as the forward
     si2 = si + si
     si3 = si2 + si
-    sj = uint64(j_step)
     rows = uint64(g.shape[0])
     cols = uint64(g.shape[1])
-    j = uint64(j_start)
     while j < cols:
         acc = act.typed(0.0, partial[0, 0])  # of partial's dtype (float64)
         i = i0
@@ -1181,10 +1089,9 @@ def celu_bias_backward(g, saved, grad_pre, partial, a, b):
 @cuda.jit(**CUDA_KERNEL)
 def selu_forward(x, out, a, b):
     n = uint64(out.size)  # unsigned indices: no negative-index wraparound code per access
-    s = uint64(cuda.gridsize(1))
+    i, s = _grid_1d_unsigned()
     s2 = s + s
     s3 = s2 + s
-    i = uint64(cuda.grid(1))
     while i + s3 < n:  # four loads in flight per thread (float32 reached ~75% of a copy without)
         x0 = x[i]
         x1 = x[i + s]
@@ -1203,10 +1110,9 @@ def selu_forward(x, out, a, b):
 @cuda.jit(**CUDA_KERNEL)
 def selu_backward(g, v, out, a, b):
     n = uint64(out.size)  # unsigned indices, as the forward
-    s = uint64(cuda.gridsize(1))
+    i, s = _grid_1d_unsigned()
     s2 = s + s
     s3 = s2 + s
-    i = uint64(cuda.grid(1))
     while i + s3 < n:  # four pairs of loads in flight per thread, as the forward
         g0 = g[i]
         g1 = g[i + s]
@@ -1228,16 +1134,11 @@ def selu_backward(g, v, out, a, b):
 
 @cuda.jit(**CUDA_KERNEL)
 def selu_bias_forward(x, bias, out, saved, a, b):
-    j_start, i_start = cuda.grid(2)
-    j_step, i_step = cuda.gridsize(2)
-    i0 = uint64(i_start)  # unsigned indices, as the forward
-    si = uint64(i_step)
+    j, i0, sj, si = _grid_2d_unsigned()  # unsigned indices, as the forward
     si2 = si + si
     si3 = si2 + si
-    sj = uint64(j_step)
     rows = uint64(x.shape[0])
     cols = uint64(x.shape[1])
-    j = uint64(j_start)
     while j < cols:
         bj = bias[j]
         i = i0
@@ -1265,16 +1166,11 @@ def selu_bias_forward(x, bias, out, saved, a, b):
 
 @cuda.jit(**CUDA_KERNEL)
 def selu_bias_backward(g, saved, grad_pre, partial, a, b):
-    j_start, i_start = cuda.grid(2)
-    j_step, i_step = cuda.gridsize(2)
-    i0 = uint64(i_start)  # unsigned indices, as the forward
-    si = uint64(i_step)
+    j, i0, sj, si = _grid_2d_unsigned()  # unsigned indices, as the forward
     si2 = si + si
     si3 = si2 + si
-    sj = uint64(j_step)
     rows = uint64(g.shape[0])
     cols = uint64(g.shape[1])
-    j = uint64(j_start)
     while j < cols:
         acc = act.typed(0.0, partial[0, 0])  # of partial's dtype (float64)
         i = i0
@@ -1312,10 +1208,9 @@ def selu_bias_backward(g, saved, grad_pre, partial, a, b):
 @cuda.jit(**CUDA_KERNEL)
 def gelu_forward(x, out, a, b):
     n = uint64(out.size)  # unsigned indices: no negative-index wraparound code per access
-    s = uint64(cuda.gridsize(1))
+    i, s = _grid_1d_unsigned()
     s2 = s + s
     s3 = s2 + s
-    i = uint64(cuda.grid(1))
     while i + s3 < n:  # four loads in flight per thread (float32 reached ~75% of a copy without)
         x0 = x[i]
         x1 = x[i + s]
@@ -1334,10 +1229,9 @@ def gelu_forward(x, out, a, b):
 @cuda.jit(**CUDA_KERNEL)
 def gelu_backward(g, v, out, a, b):
     n = uint64(out.size)  # unsigned indices, as the forward
-    s = uint64(cuda.gridsize(1))
+    i, s = _grid_1d_unsigned()
     s2 = s + s
     s3 = s2 + s
-    i = uint64(cuda.grid(1))
     while i + s3 < n:  # four pairs of loads in flight per thread, as the forward
         g0 = g[i]
         g1 = g[i + s]
@@ -1359,16 +1253,11 @@ def gelu_backward(g, v, out, a, b):
 
 @cuda.jit(**CUDA_KERNEL)
 def gelu_bias_forward(x, bias, out, saved, a, b):
-    j_start, i_start = cuda.grid(2)
-    j_step, i_step = cuda.gridsize(2)
-    i0 = uint64(i_start)  # unsigned indices, as the forward
-    si = uint64(i_step)
+    j, i0, sj, si = _grid_2d_unsigned()  # unsigned indices, as the forward
     si2 = si + si
     si3 = si2 + si
-    sj = uint64(j_step)
     rows = uint64(x.shape[0])
     cols = uint64(x.shape[1])
-    j = uint64(j_start)
     while j < cols:
         bj = bias[j]
         i = i0
@@ -1396,16 +1285,11 @@ def gelu_bias_forward(x, bias, out, saved, a, b):
 
 @cuda.jit(**CUDA_KERNEL)
 def gelu_bias_backward(g, saved, grad_pre, partial, a, b):
-    j_start, i_start = cuda.grid(2)
-    j_step, i_step = cuda.gridsize(2)
-    i0 = uint64(i_start)  # unsigned indices, as the forward
-    si = uint64(i_step)
+    j, i0, sj, si = _grid_2d_unsigned()  # unsigned indices, as the forward
     si2 = si + si
     si3 = si2 + si
-    sj = uint64(j_step)
     rows = uint64(g.shape[0])
     cols = uint64(g.shape[1])
-    j = uint64(j_start)
     while j < cols:
         acc = act.typed(0.0, partial[0, 0])  # of partial's dtype (float64)
         i = i0
@@ -1443,10 +1327,9 @@ def gelu_bias_backward(g, saved, grad_pre, partial, a, b):
 @cuda.jit(**CUDA_KERNEL)
 def gelu_tanh_forward(x, out, a, b):
     n = uint64(out.size)  # unsigned indices: no negative-index wraparound code per access
-    s = uint64(cuda.gridsize(1))
+    i, s = _grid_1d_unsigned()
     s2 = s + s
     s3 = s2 + s
-    i = uint64(cuda.grid(1))
     while i + s3 < n:  # four loads in flight per thread (float32 reached ~75% of a copy without)
         x0 = x[i]
         x1 = x[i + s]
@@ -1465,10 +1348,9 @@ def gelu_tanh_forward(x, out, a, b):
 @cuda.jit(**CUDA_KERNEL)
 def gelu_tanh_backward(g, v, out, a, b):
     n = uint64(out.size)  # unsigned indices, as the forward
-    s = uint64(cuda.gridsize(1))
+    i, s = _grid_1d_unsigned()
     s2 = s + s
     s3 = s2 + s
-    i = uint64(cuda.grid(1))
     while i + s3 < n:  # four pairs of loads in flight per thread, as the forward
         g0 = g[i]
         g1 = g[i + s]
@@ -1490,16 +1372,11 @@ def gelu_tanh_backward(g, v, out, a, b):
 
 @cuda.jit(**CUDA_KERNEL)
 def gelu_tanh_bias_forward(x, bias, out, saved, a, b):
-    j_start, i_start = cuda.grid(2)
-    j_step, i_step = cuda.gridsize(2)
-    i0 = uint64(i_start)  # unsigned indices, as the forward
-    si = uint64(i_step)
+    j, i0, sj, si = _grid_2d_unsigned()  # unsigned indices, as the forward
     si2 = si + si
     si3 = si2 + si
-    sj = uint64(j_step)
     rows = uint64(x.shape[0])
     cols = uint64(x.shape[1])
-    j = uint64(j_start)
     while j < cols:
         bj = bias[j]
         i = i0
@@ -1527,16 +1404,11 @@ def gelu_tanh_bias_forward(x, bias, out, saved, a, b):
 
 @cuda.jit(**CUDA_KERNEL)
 def gelu_tanh_bias_backward(g, saved, grad_pre, partial, a, b):
-    j_start, i_start = cuda.grid(2)
-    j_step, i_step = cuda.gridsize(2)
-    i0 = uint64(i_start)  # unsigned indices, as the forward
-    si = uint64(i_step)
+    j, i0, sj, si = _grid_2d_unsigned()  # unsigned indices, as the forward
     si2 = si + si
     si3 = si2 + si
-    sj = uint64(j_step)
     rows = uint64(g.shape[0])
     cols = uint64(g.shape[1])
-    j = uint64(j_start)
     while j < cols:
         acc = act.typed(0.0, partial[0, 0])  # of partial's dtype (float64)
         i = i0
@@ -1574,10 +1446,9 @@ def gelu_tanh_bias_backward(g, saved, grad_pre, partial, a, b):
 @cuda.jit(**CUDA_KERNEL)
 def silu_forward(x, out, a, b):
     n = uint64(out.size)  # unsigned indices: no negative-index wraparound code per access
-    s = uint64(cuda.gridsize(1))
+    i, s = _grid_1d_unsigned()
     s2 = s + s
     s3 = s2 + s
-    i = uint64(cuda.grid(1))
     while i + s3 < n:  # four loads in flight per thread (float32 reached ~75% of a copy without)
         x0 = x[i]
         x1 = x[i + s]
@@ -1596,10 +1467,9 @@ def silu_forward(x, out, a, b):
 @cuda.jit(**CUDA_KERNEL)
 def silu_backward(g, v, out, a, b):
     n = uint64(out.size)  # unsigned indices, as the forward
-    s = uint64(cuda.gridsize(1))
+    i, s = _grid_1d_unsigned()
     s2 = s + s
     s3 = s2 + s
-    i = uint64(cuda.grid(1))
     while i + s3 < n:  # four pairs of loads in flight per thread, as the forward
         g0 = g[i]
         g1 = g[i + s]
@@ -1621,16 +1491,11 @@ def silu_backward(g, v, out, a, b):
 
 @cuda.jit(**CUDA_KERNEL)
 def silu_bias_forward(x, bias, out, saved, a, b):
-    j_start, i_start = cuda.grid(2)
-    j_step, i_step = cuda.gridsize(2)
-    i0 = uint64(i_start)  # unsigned indices, as the forward
-    si = uint64(i_step)
+    j, i0, sj, si = _grid_2d_unsigned()  # unsigned indices, as the forward
     si2 = si + si
     si3 = si2 + si
-    sj = uint64(j_step)
     rows = uint64(x.shape[0])
     cols = uint64(x.shape[1])
-    j = uint64(j_start)
     while j < cols:
         bj = bias[j]
         i = i0
@@ -1658,16 +1523,11 @@ def silu_bias_forward(x, bias, out, saved, a, b):
 
 @cuda.jit(**CUDA_KERNEL)
 def silu_bias_backward(g, saved, grad_pre, partial, a, b):
-    j_start, i_start = cuda.grid(2)
-    j_step, i_step = cuda.gridsize(2)
-    i0 = uint64(i_start)  # unsigned indices, as the forward
-    si = uint64(i_step)
+    j, i0, sj, si = _grid_2d_unsigned()  # unsigned indices, as the forward
     si2 = si + si
     si3 = si2 + si
-    sj = uint64(j_step)
     rows = uint64(g.shape[0])
     cols = uint64(g.shape[1])
-    j = uint64(j_start)
     while j < cols:
         acc = act.typed(0.0, partial[0, 0])  # of partial's dtype (float64)
         i = i0
@@ -1705,10 +1565,9 @@ def silu_bias_backward(g, saved, grad_pre, partial, a, b):
 @cuda.jit(**CUDA_KERNEL)
 def mish_forward(x, out, a, b):
     n = uint64(out.size)  # unsigned indices: no negative-index wraparound code per access
-    s = uint64(cuda.gridsize(1))
+    i, s = _grid_1d_unsigned()
     s2 = s + s
     s3 = s2 + s
-    i = uint64(cuda.grid(1))
     while i + s3 < n:  # four loads in flight per thread (float32 reached ~75% of a copy without)
         x0 = x[i]
         x1 = x[i + s]
@@ -1727,10 +1586,9 @@ def mish_forward(x, out, a, b):
 @cuda.jit(**CUDA_KERNEL)
 def mish_backward(g, v, out, a, b):
     n = uint64(out.size)  # unsigned indices, as the forward
-    s = uint64(cuda.gridsize(1))
+    i, s = _grid_1d_unsigned()
     s2 = s + s
     s3 = s2 + s
-    i = uint64(cuda.grid(1))
     while i + s3 < n:  # four pairs of loads in flight per thread, as the forward
         g0 = g[i]
         g1 = g[i + s]
@@ -1752,16 +1610,11 @@ def mish_backward(g, v, out, a, b):
 
 @cuda.jit(**CUDA_KERNEL)
 def mish_bias_forward(x, bias, out, saved, a, b):
-    j_start, i_start = cuda.grid(2)
-    j_step, i_step = cuda.gridsize(2)
-    i0 = uint64(i_start)  # unsigned indices, as the forward
-    si = uint64(i_step)
+    j, i0, sj, si = _grid_2d_unsigned()  # unsigned indices, as the forward
     si2 = si + si
     si3 = si2 + si
-    sj = uint64(j_step)
     rows = uint64(x.shape[0])
     cols = uint64(x.shape[1])
-    j = uint64(j_start)
     while j < cols:
         bj = bias[j]
         i = i0
@@ -1789,16 +1642,11 @@ def mish_bias_forward(x, bias, out, saved, a, b):
 
 @cuda.jit(**CUDA_KERNEL)
 def mish_bias_backward(g, saved, grad_pre, partial, a, b):
-    j_start, i_start = cuda.grid(2)
-    j_step, i_step = cuda.gridsize(2)
-    i0 = uint64(i_start)  # unsigned indices, as the forward
-    si = uint64(i_step)
+    j, i0, sj, si = _grid_2d_unsigned()  # unsigned indices, as the forward
     si2 = si + si
     si3 = si2 + si
-    sj = uint64(j_step)
     rows = uint64(g.shape[0])
     cols = uint64(g.shape[1])
-    j = uint64(j_start)
     while j < cols:
         acc = act.typed(0.0, partial[0, 0])  # of partial's dtype (float64)
         i = i0
@@ -1836,10 +1684,9 @@ def mish_bias_backward(g, saved, grad_pre, partial, a, b):
 @cuda.jit(**CUDA_KERNEL)
 def hard_sigmoid_forward(x, out, a, b):
     n = uint64(out.size)  # unsigned indices: no negative-index wraparound code per access
-    s = uint64(cuda.gridsize(1))
+    i, s = _grid_1d_unsigned()
     s2 = s + s
     s3 = s2 + s
-    i = uint64(cuda.grid(1))
     while i + s3 < n:  # four loads in flight per thread (float32 reached ~75% of a copy without)
         x0 = x[i]
         x1 = x[i + s]
@@ -1858,10 +1705,9 @@ def hard_sigmoid_forward(x, out, a, b):
 @cuda.jit(**CUDA_KERNEL)
 def hard_sigmoid_backward(g, v, out, a, b):
     n = uint64(out.size)  # unsigned indices, as the forward
-    s = uint64(cuda.gridsize(1))
+    i, s = _grid_1d_unsigned()
     s2 = s + s
     s3 = s2 + s
-    i = uint64(cuda.grid(1))
     while i + s3 < n:  # four pairs of loads in flight per thread, as the forward
         g0 = g[i]
         g1 = g[i + s]
@@ -1883,16 +1729,11 @@ def hard_sigmoid_backward(g, v, out, a, b):
 
 @cuda.jit(**CUDA_KERNEL)
 def hard_sigmoid_bias_forward(x, bias, out, saved, a, b):
-    j_start, i_start = cuda.grid(2)
-    j_step, i_step = cuda.gridsize(2)
-    i0 = uint64(i_start)  # unsigned indices, as the forward
-    si = uint64(i_step)
+    j, i0, sj, si = _grid_2d_unsigned()  # unsigned indices, as the forward
     si2 = si + si
     si3 = si2 + si
-    sj = uint64(j_step)
     rows = uint64(x.shape[0])
     cols = uint64(x.shape[1])
-    j = uint64(j_start)
     while j < cols:
         bj = bias[j]
         i = i0
@@ -1920,16 +1761,11 @@ def hard_sigmoid_bias_forward(x, bias, out, saved, a, b):
 
 @cuda.jit(**CUDA_KERNEL)
 def hard_sigmoid_bias_backward(g, saved, grad_pre, partial, a, b):
-    j_start, i_start = cuda.grid(2)
-    j_step, i_step = cuda.gridsize(2)
-    i0 = uint64(i_start)  # unsigned indices, as the forward
-    si = uint64(i_step)
+    j, i0, sj, si = _grid_2d_unsigned()  # unsigned indices, as the forward
     si2 = si + si
     si3 = si2 + si
-    sj = uint64(j_step)
     rows = uint64(g.shape[0])
     cols = uint64(g.shape[1])
-    j = uint64(j_start)
     while j < cols:
         acc = act.typed(0.0, partial[0, 0])  # of partial's dtype (float64)
         i = i0
@@ -1967,10 +1803,9 @@ def hard_sigmoid_bias_backward(g, saved, grad_pre, partial, a, b):
 @cuda.jit(**CUDA_KERNEL)
 def hard_swish_forward(x, out, a, b):
     n = uint64(out.size)  # unsigned indices: no negative-index wraparound code per access
-    s = uint64(cuda.gridsize(1))
+    i, s = _grid_1d_unsigned()
     s2 = s + s
     s3 = s2 + s
-    i = uint64(cuda.grid(1))
     while i + s3 < n:  # four loads in flight per thread (float32 reached ~75% of a copy without)
         x0 = x[i]
         x1 = x[i + s]
@@ -1989,10 +1824,9 @@ def hard_swish_forward(x, out, a, b):
 @cuda.jit(**CUDA_KERNEL)
 def hard_swish_backward(g, v, out, a, b):
     n = uint64(out.size)  # unsigned indices, as the forward
-    s = uint64(cuda.gridsize(1))
+    i, s = _grid_1d_unsigned()
     s2 = s + s
     s3 = s2 + s
-    i = uint64(cuda.grid(1))
     while i + s3 < n:  # four pairs of loads in flight per thread, as the forward
         g0 = g[i]
         g1 = g[i + s]
@@ -2014,16 +1848,11 @@ def hard_swish_backward(g, v, out, a, b):
 
 @cuda.jit(**CUDA_KERNEL)
 def hard_swish_bias_forward(x, bias, out, saved, a, b):
-    j_start, i_start = cuda.grid(2)
-    j_step, i_step = cuda.gridsize(2)
-    i0 = uint64(i_start)  # unsigned indices, as the forward
-    si = uint64(i_step)
+    j, i0, sj, si = _grid_2d_unsigned()  # unsigned indices, as the forward
     si2 = si + si
     si3 = si2 + si
-    sj = uint64(j_step)
     rows = uint64(x.shape[0])
     cols = uint64(x.shape[1])
-    j = uint64(j_start)
     while j < cols:
         bj = bias[j]
         i = i0
@@ -2051,16 +1880,11 @@ def hard_swish_bias_forward(x, bias, out, saved, a, b):
 
 @cuda.jit(**CUDA_KERNEL)
 def hard_swish_bias_backward(g, saved, grad_pre, partial, a, b):
-    j_start, i_start = cuda.grid(2)
-    j_step, i_step = cuda.gridsize(2)
-    i0 = uint64(i_start)  # unsigned indices, as the forward
-    si = uint64(i_step)
+    j, i0, sj, si = _grid_2d_unsigned()  # unsigned indices, as the forward
     si2 = si + si
     si3 = si2 + si
-    sj = uint64(j_step)
     rows = uint64(g.shape[0])
     cols = uint64(g.shape[1])
-    j = uint64(j_start)
     while j < cols:
         acc = act.typed(0.0, partial[0, 0])  # of partial's dtype (float64)
         i = i0
@@ -2098,10 +1922,9 @@ def hard_swish_bias_backward(g, saved, grad_pre, partial, a, b):
 @cuda.jit(**CUDA_KERNEL)
 def hard_tanh_forward(x, out, a, b):
     n = uint64(out.size)  # unsigned indices: no negative-index wraparound code per access
-    s = uint64(cuda.gridsize(1))
+    i, s = _grid_1d_unsigned()
     s2 = s + s
     s3 = s2 + s
-    i = uint64(cuda.grid(1))
     while i + s3 < n:  # four loads in flight per thread (float32 reached ~75% of a copy without)
         x0 = x[i]
         x1 = x[i + s]
@@ -2120,10 +1943,9 @@ def hard_tanh_forward(x, out, a, b):
 @cuda.jit(**CUDA_KERNEL)
 def hard_tanh_backward(g, v, out, a, b):
     n = uint64(out.size)  # unsigned indices, as the forward
-    s = uint64(cuda.gridsize(1))
+    i, s = _grid_1d_unsigned()
     s2 = s + s
     s3 = s2 + s
-    i = uint64(cuda.grid(1))
     while i + s3 < n:  # four pairs of loads in flight per thread, as the forward
         g0 = g[i]
         g1 = g[i + s]
@@ -2145,16 +1967,11 @@ def hard_tanh_backward(g, v, out, a, b):
 
 @cuda.jit(**CUDA_KERNEL)
 def hard_tanh_bias_forward(x, bias, out, saved, a, b):
-    j_start, i_start = cuda.grid(2)
-    j_step, i_step = cuda.gridsize(2)
-    i0 = uint64(i_start)  # unsigned indices, as the forward
-    si = uint64(i_step)
+    j, i0, sj, si = _grid_2d_unsigned()  # unsigned indices, as the forward
     si2 = si + si
     si3 = si2 + si
-    sj = uint64(j_step)
     rows = uint64(x.shape[0])
     cols = uint64(x.shape[1])
-    j = uint64(j_start)
     while j < cols:
         bj = bias[j]
         i = i0
@@ -2177,16 +1994,11 @@ def hard_tanh_bias_forward(x, bias, out, saved, a, b):
 
 @cuda.jit(**CUDA_KERNEL)
 def hard_tanh_bias_backward(g, saved, grad_pre, partial, a, b):
-    j_start, i_start = cuda.grid(2)
-    j_step, i_step = cuda.gridsize(2)
-    i0 = uint64(i_start)  # unsigned indices, as the forward
-    si = uint64(i_step)
+    j, i0, sj, si = _grid_2d_unsigned()  # unsigned indices, as the forward
     si2 = si + si
     si3 = si2 + si
-    sj = uint64(j_step)
     rows = uint64(g.shape[0])
     cols = uint64(g.shape[1])
-    j = uint64(j_start)
     while j < cols:
         acc = act.typed(0.0, partial[0, 0])  # of partial's dtype (float64)
         i = i0

@@ -402,16 +402,9 @@ def _device_any(func: str, name: str, value):
 def dropout_seed(rng) -> np.uint64:
     """The 64-bit seed of a device dropout mask: from an int, a numpy Generator (advanced by
     one draw) or None (fresh entropy)."""
-    if isinstance(rng, np.random.Generator):
-        return np.uint64(rng.integers(0, 2**63))
-    try:
-        generator = np.random.default_rng(rng)
-    except (TypeError, ValueError):
-        raise TypeError(
-            f"fastact.dropout: rng must be a numpy.random.Generator, a seed (a non-negative "
-            f"integer) or None, got {rng!r}"
-        ) from None
-    return np.uint64(generator.integers(0, 2**63))
+    from fastact.fused import as_generator
+
+    return np.uint64(as_generator("dropout", rng).integers(0, 2**63))
 
 
 def dropout(x, p, rng=None, *, out=None):

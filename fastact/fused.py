@@ -426,6 +426,20 @@ def _dropout_p(func, p):
     return p, (0.0 if p == 1 else 1.0 / (1.0 - p))
 
 
+def as_generator(func, rng) -> np.random.Generator:
+    """``rng`` as a numpy Generator: a Generator itself, else a seed (a non-negative integer)
+    or None (fresh entropy) for a new one; a TypeError that names it otherwise."""
+    if isinstance(rng, np.random.Generator):
+        return rng
+    try:
+        return np.random.default_rng(rng)
+    except (TypeError, ValueError):
+        raise TypeError(
+            f"fastact.{func}: rng must be a numpy.random.Generator, a seed (a non-negative "
+            f"integer) or None, got {rng!r}"
+        ) from None
+
+
 def dropout(x, p, rng=None, *, out=None):
     """Inverted dropout: each element zeroed with probability ``p``, the others scaled by
     ``1 / (1 - p)`` (the expected value is unchanged; no scaling at inference).
@@ -455,14 +469,7 @@ def dropout(x, p, rng=None, *, out=None):
         return cuda.dropout(x, p, rng, out=out)
     p, scale = _dropout_p(func, p)
     x = as_array(func, "x", x)
-    if not isinstance(rng, np.random.Generator):
-        try:
-            rng = np.random.default_rng(rng)
-        except (TypeError, ValueError):
-            raise TypeError(
-                f"fastact.{func}: rng must be a numpy.random.Generator, a seed (a non-negative "
-                f"integer) or None, got {rng!r}"
-            ) from None
+    rng = as_generator(func, rng)
     compute, result = result_dtypes(x.dtype)
     target = contiguous_target(func, out, x.shape, compute, result, x)
     u = rng.random(x.shape, dtype=compute)
