@@ -271,14 +271,12 @@ def _lazy_backward(op, g, v, out, a, b):
         else as_array(func, name, value)
         for name, value in (("grad_output", g), (op.vname, v))
     )
-    g_dtype, v_dtype = (
-        as_array(
-            func, name, np.empty(0, value.dtype if hasattr(value, "dtype") else type(value))
-        ).dtype
-        for name, value in (("grad_output", g), (op.vname, v))
-    )
-    dtypes = _strong_dtypes(given, (np.empty(0, g_dtype), np.empty(0, v_dtype)))
-    _, result = result_dtypes(*dtypes)
+    dtypes = tuple(  # a Dask array's dtype from its metadata: nothing is computed
+        as_array(func, name, np.empty(0, np.result_type(value))).dtype
+        for name, value in (("grad_output", g.dtype if hasattr(g, "dtype") else g),
+                            (op.vname, v.dtype if hasattr(v, "dtype") else v))
+    )  # fmt: skip
+    _, result = result_dtypes(*_strong_dtypes(given, dtypes))
     op._params(func, (a, b), _F64)
     return elemwise(functools.partial(_backward_block, op.name, a=a, b=b), g, v, dtype=result)
 
@@ -348,13 +346,7 @@ class Op:
         )
 
     def _params(self, func: str, values: tuple, dtype: np.dtype) -> tuple:
-        defaults = self._default_params
-        if (
-            type(values[0]) is float
-            and type(values[1]) is float
-            and values[0] == defaults[0]
-            and values[1] == defaults[1]
-        ):
+        if self._are_defaults(*values):
             return self._typed_defaults[dtype]
         checked = [check_param(func, p.name, v, p.rule) for p, v in zip(self.spec.params, values)]
         values = tuple(checked) + values[len(checked) :]
@@ -395,12 +387,7 @@ class Op:
                     else _hot_out(out, x.shape, x.dtype, (x,))
                 )
                 if res is not None:
-                    if (
-                        type(a) is not float
-                        or type(b) is not float
-                        or a != self._default_params[0]
-                        or b != self._default_params[1]
-                    ):
+                    if not self._are_defaults(a, b):
                         typed = self._params(func, (a, b), x.dtype)
                     xf = x if x.ndim == 1 else x.reshape(-1)
                     rf = res if res.ndim == 1 else res.reshape(-1)
@@ -470,12 +457,7 @@ class Op:
                     else _hot_out(out, g.shape, g.dtype, (g, v))
                 )
                 if res is not None:
-                    if (
-                        type(a) is not float
-                        or type(b) is not float
-                        or a != self._default_params[0]
-                        or b != self._default_params[1]
-                    ):
+                    if not self._are_defaults(a, b):
                         typed = self._params(func, (a, b), g.dtype)
                     gf = g if g.ndim == 1 else g.reshape(-1)
                     vf = v if v.ndim == 1 else v.reshape(-1)
@@ -505,19 +487,19 @@ class Op:
                 f"fastact.{func}: grad_output with shape {g.shape} and {self.vname} "
                 f"with shape {v.shape} do not broadcast together"
             ) from None
-        compute, result = result_dtypes(*_strong_dtypes(given, (g, v)))
+        compute, result = result_dtypes(*_strong_dtypes(given, (g.dtype, v.dtype)))
         params = self._params(func, (a, b), compute)
         return _apply(func, self.backward_kernels, (g, v), shape, compute, result, out, params)
 
 
-def _strong_dtypes(given: tuple, arrays: tuple) -> list:
-    """The dtypes that decide a result's dtype: a Python int or float next to an array takes
-    the array's dtype (NumPy 2's rule for Python scalars, NEP 50) when it fits in it (one
-    that would overflow counts as float64: no overflow warning, no inf); all of them when
-    every input is a Python scalar."""
-    strong = [a.dtype for v, a in zip(given, arrays) if type(v) not in (int, float)]
-    if not strong or len(strong) == len(arrays):
-        return [a.dtype for a in arrays]
+def _strong_dtypes(given: tuple, dtypes: tuple) -> list:
+    """Of the ``dtypes`` of the arguments ``given``, those that decide the result's dtype: a
+    Python int or float next to an array takes the array's dtype (NumPy 2's rule for Python
+    scalars, NEP 50) when it fits in it (one that would overflow counts as float64: no
+    overflow warning, no inf); all of them when every argument is a Python scalar."""
+    strong = [dt for v, dt in zip(given, dtypes) if type(v) not in (int, float)]
+    if not strong or len(strong) == len(dtypes):
+        return list(dtypes)
     compute = result_dtypes(*strong)[0]
     with np.errstate(over="ignore"):
         fits = all(
@@ -525,7 +507,7 @@ def _strong_dtypes(given: tuple, arrays: tuple) -> list:
             for v in given
             if type(v) in (int, float)
         )
-    return strong if fits else [a.dtype for a in arrays]
+    return strong if fits else list(dtypes)
 
 
 def _apart(a: np.ndarray, b: np.ndarray) -> bool:

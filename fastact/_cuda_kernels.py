@@ -28,9 +28,11 @@ def _grid_2d_unsigned():
 @cuda.jit(**CUDA_KERNEL)
 def sum_partials(partial, total):
     """total[j] = sum of partial[:, j], summed in partial's dtype (partial has >= 1 row)."""
-    for j in range(cuda.grid(1), total.size, cuda.gridsize(1)):
-        acc = partial[0, j]
-        for r in range(1, partial.shape[0]):
+    j0, s = _grid_1d_unsigned()
+    rows = uint64(partial.shape[0])
+    for j in range(j0, uint64(total.size), s):
+        acc = partial[uint64(0), j]
+        for r in range(uint64(1), rows):
             acc += partial[r, j]
         total[j] = acc
 

@@ -143,7 +143,7 @@ def prelu_backward(grad_output, x, weight, out=None):
 
         return cuda.prelu_backward(grad_output, x, weight, out)
     g = as_array(func, "grad_output", grad_output)
-    dtypes = _strong_dtypes((grad_output, x), (g, as_array(func, "x", x)))
+    dtypes = _strong_dtypes((grad_output, x), (g.dtype, as_array(func, "x", x).dtype))
     xc, w, result, shape3 = _prepare(func, x, weight, dtypes)
     try:
         g = np.broadcast_to(g, xc.shape)  # grad_output broadcasts to x's shape

@@ -31,7 +31,7 @@ import numpy as np
 from numba import njit, prange
 
 from fastact import _kernels, _prelu, fused
-from fastact._api import as_array
+from fastact._api import as_array, param_in
 from fastact._config import PARALLEL, SERIAL
 from fastact._math import wide_vectors
 from fastact.activations import ACTIVATIONS
@@ -575,19 +575,6 @@ def _number(name, value, low, high=math.inf, low_open=False, high_open=False):
     return float(value)
 
 
-def _in_dtype(name, value, dtype):
-    """A checked positive-or-zero hyperparameter must stay so in the model's dtype (a
-    float64 value can overflow float32, or round to 0)."""
-    with np.errstate(over="ignore", under="ignore"):
-        typed = dtype.type(value)
-    if not np.isfinite(typed) or (value > 0 and typed == 0):
-        raise ValueError(
-            f"MLP: {name} = {value!r} is not representable in {dtype.name} (the model's "
-            f"dtype): use a value in [{float(np.finfo(dtype).tiny):.3g}, "
-            f"{float(np.finfo(dtype).max):.6g}] or dtype='float64'"
-        )
-
-
 def _unique_labels(values, what="y"):
     """np.unique of labels, or a ValueError when they mix types that do not order."""
     try:
@@ -752,9 +739,10 @@ class MLP:
             )
         sizes = tuple(_positive_int("hidden_sizes entries", s) for s in sizes)
         _number("dropout", self.dropout, 0.0, 1.0, high_open=True)
-        _in_dtype("lr", _number("lr", self.lr, 0.0, low_open=True), dtype)
+        param_in("mlp.MLP", "lr", _number("lr", self.lr, 0.0, low_open=True), "positive", dtype)
         _number("momentum", self.momentum, 0.0, 1.0, high_open=True)
-        _in_dtype("weight_decay", _number("weight_decay", self.weight_decay, 0.0), dtype)
+        weight_decay = _number("weight_decay", self.weight_decay, 0.0)
+        param_in("mlp.MLP", "weight_decay", weight_decay, "nonnegative", dtype)
         if not isinstance(self.seed, np.random.Generator):
             try:
                 np.random.default_rng(self.seed)  # what fit does with it (a cheap check)

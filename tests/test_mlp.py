@@ -366,8 +366,9 @@ def test_bad_hyperparameters_are_named():
     is set up."""
     X, y = blobs(n=20)
     cases = [
-        (dict(lr=1e39), "lr = 1e\\+39 is not representable in float32"),
-        (dict(weight_decay=1e39), "weight_decay = 1e\\+39 is not representable"),
+        (dict(lr=1e39), "lr = 1e\\+39 overflows float32"),
+        (dict(weight_decay=1e39), "weight_decay = 1e\\+39 overflows float32"),
+        (dict(lr=1e-46), "lr = 1e-46 rounds to 0 in float32"),
         (dict(seed="abc"), "seed must be None, a non-negative integer"),
         (dict(seed=-1), "seed must be None"),
         (dict(seed=1.5), "seed must be None"),

@@ -159,7 +159,10 @@ def main(argv=None) -> int:
         ptx, _ = cuda.compile_ptx(
             _cuda_kernels.sum_partials.py_func, (float64[:, ::1], float32[::1]), cc=cc
         )
-        results["sum_partials/float32"] = {"f64": f64_instructions(ptx)}
+        results["sum_partials/float32"] = {
+            "f64": f64_instructions(ptx),
+            "wraparound": wraparound_instructions(ptx),
+        }
     print(f"{len(results)} kernels in {time.perf_counter() - start:.1f} s", flush=True)
     if args.json:
         with open(args.json, "w", encoding="utf-8") as fh:
