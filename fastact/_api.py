@@ -53,6 +53,8 @@ def as_array(func: str, name: str, value) -> np.ndarray:
             )
         try:
             array = np.asarray(value)
+        except MemoryError:
+            raise
         except Exception as exc:  # e.g. torch: a tensor that requires grad (RuntimeError)
             raise TypeError(
                 f"fastact.{func}: {name} must be array-like with a real numeric dtype, "
@@ -248,8 +250,8 @@ def _lazy_forward(op, kind, x, out, a, b):
         return x.copy(data=op.forward(x.data, None, a, b))
     import functools
 
-    _, result = result_dtypes(as_array(func, "x", np.empty(0, x.dtype)).dtype)
-    op._params(func, (a, b), _F64)  # validate now, not in the workers
+    compute, result = result_dtypes(as_array(func, "x", np.empty(0, x.dtype)).dtype)
+    op._params(func, (a, b), compute)  # validate now (in the workers' dtype), not in them
     return x.map_blocks(functools.partial(_forward_block, op.name, a=a, b=b), dtype=result)
 
 
@@ -276,8 +278,8 @@ def _lazy_backward(op, g, v, out, a, b):
         for name, value in (("grad_output", g.dtype if hasattr(g, "dtype") else g),
                             (op.vname, v.dtype if hasattr(v, "dtype") else v))
     )  # fmt: skip
-    _, result = result_dtypes(*_strong_dtypes(given, dtypes))
-    op._params(func, (a, b), _F64)
+    compute, result = result_dtypes(*_strong_dtypes(given, dtypes))
+    op._params(func, (a, b), compute)  # validate now (in the workers' dtype), not in them
     return elemwise(functools.partial(_backward_block, op.name, a=a, b=b), g, v, dtype=result)
 
 
@@ -500,10 +502,10 @@ def _strong_dtypes(given: tuple, dtypes: tuple) -> list:
     strong = [dt for v, dt in zip(given, dtypes) if type(v) not in (int, float)]
     if not strong or len(strong) == len(dtypes):
         return list(dtypes)
-    compute = result_dtypes(*strong)[0]
+    result = result_dtypes(*strong)[1]  # float16 arrays: the scalar must fit float16
     with np.errstate(over="ignore"):
         fits = all(
-            not math.isfinite(v) or math.isfinite(compute.type(v))
+            not math.isfinite(v) or math.isfinite(result.type(v))
             for v in given
             if type(v) in (int, float)
         )

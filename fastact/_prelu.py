@@ -88,7 +88,7 @@ def _prepare(func, x, weight, dtypes=None):
     if not np.isfinite(w).all():
         raise ValueError(f"fastact.{func}: weight must be finite")
     with np.errstate(over="ignore"):
-        w = np.asarray(w, dtype=compute).reshape(-1)  # a copy when the dtype changes
+        w = np.ascontiguousarray(np.asarray(w, dtype=compute).reshape(-1))
     if not np.isfinite(w).all():
         raise ValueError(
             f"fastact.{func}: weight overflows {compute.name} (the dtype of the computation): "

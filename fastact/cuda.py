@@ -565,7 +565,31 @@ def _param_state(func, param, grad, *states):
                 f"{tuple(p.shape)} and dtype {p.dtype} (start from zeros)"
             )
         arrays.append(_like(func, name, value, p, tuple(p.shape)))
-    return [_flat(a, "C") for a in [p, *arrays]]
+    flat = [_flat(a, "C") for a in [p, *arrays]]
+    _apart_on_device(func, list(zip(["param", "grad", *(n for n, _ in states)], flat)))
+    return flat
+
+
+def _apart_on_device(func, named):
+    """As fastact.fused's check for host arrays: the updated arrays share no memory with each
+    other or with grad, which may be param itself. Contiguous device arrays: their byte
+    ranges."""
+    spans = []
+    for name, a in named:
+        if a.size:
+            interface = getattr(a, "__cuda_array_interface__", None)
+            if interface is None:  # numba's CUDA simulator: a wrapped NumPy array
+                interface = np.asarray(a).__array_interface__
+            start = interface["data"][0]
+            spans.append((name, start, start + a.size * np.dtype(a.dtype).itemsize))
+    for i, (name_a, a0, a1) in enumerate(spans):
+        for name_b, b0, b1 in spans[i + 1 :]:
+            if a0 < b1 and b0 < a1:
+                if {name_a, name_b} == {"param", "grad"} and (a0, a1) == (b0, b1):
+                    continue
+                raise ValueError(
+                    f"fastact.{func}: {name_a} and {name_b} share memory; each needs its own array"
+                )
 
 
 def sgd_update(param, grad, velocity=None, *, lr, momentum=0.0, weight_decay=0.0, nesterov=False):

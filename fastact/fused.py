@@ -28,6 +28,7 @@ from numba import njit
 from fastact import _kernels
 from fastact import activations as act
 from fastact._api import (
+    _same_view,
     as_array,
     check_param,
     contiguous_target,
@@ -811,12 +812,7 @@ def _apart_in_memory(func, arrays):
         for name_b, b in arrays[i + 1 :]:
             if b is None or a is None or not np.may_share_memory(a, b):
                 continue
-            same_view = (
-                a.__array_interface__["data"] == b.__array_interface__["data"]
-                and a.strides == b.strides
-                and a.shape == b.shape
-            )
-            if same_view and {name_a, name_b} == {"param", "grad"}:
+            if {name_a, name_b} == {"param", "grad"} and _same_view(a, b):
                 continue
             raise ValueError(
                 f"fastact.{func}: {name_a} and {name_b} share memory; each needs its own array"

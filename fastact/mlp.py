@@ -452,6 +452,7 @@ class Network:
             )
         self.binary = sizes[-1] == 1
         self.params = [p for layer in self.layers for p in layer.params]
+        self.batch_norm = any(layer.batch_norm for layer in self.layers)
 
     def forward(self, x, training=False, rng=None):
         for layer in self.layers:
@@ -730,8 +731,10 @@ class MLP:
         if dtype not in (np.float32, np.float64):
             raise ValueError(f"MLP: dtype must be 'float32' or 'float64', got {self.dtype!r}")
         sizes = self.hidden_sizes
-        if isinstance(sizes, numbers.Integral):
-            sizes = (sizes,)
+        if isinstance(sizes, numbers.Integral) or (
+            isinstance(sizes, np.ndarray) and sizes.ndim == 0
+        ):
+            sizes = (sizes.item() if isinstance(sizes, np.ndarray) else sizes,)
         if isinstance(sizes, (str, bytes)) or not isinstance(sizes, Iterable):
             raise ValueError(
                 f"MLP: hidden_sizes must be an int or a sequence of ints (units per hidden "
@@ -876,7 +879,7 @@ class MLP:
                     f"{self.n_features_in_}"
                 )
             y_idx = _encode(self.classes_, y, "y")
-            _check_batch_rows(any(layer.batch_norm for layer in self.network_.layers), len(X))
+            _check_batch_rows(self.network_.batch_norm, len(X))
         X_on, targets_on = self._trainer.ops.data(X, self._targets(y_idx))
         self._train_epoch(X_on, targets_on, None)
         return self
@@ -921,7 +924,7 @@ class MLP:
         ops, opt, rng, binary = state.ops, state.opt, state.rng, state.binary
         n, bs = len(targets), state.batch_size
         bounds = [(s, min(s + bs, n)) for s in range(0, n, bs)]
-        if self.batch_norm and len(bounds) > 1 and bounds[-1][1] - bounds[-1][0] == 1:
+        if net.batch_norm and len(bounds) > 1 and bounds[-1][1] - bounds[-1][0] == 1:
             # batch statistics need 2 rows (a 1-row batch has variance 0 and an undefined
             # unbiased variance): the last sample joins the batch before it
             bounds[-2:] = [(bounds[-2][0], n)]

@@ -587,6 +587,7 @@ def test_python_scalars_take_the_arrays_dtype():
     assert fa.silu_backward(a, np.array(0.5)).dtype == np.float64
     assert fa.silu_backward(0.5, 0.5).dtype == np.float64
     assert fa.silu_backward(np.ones(2, np.float16), 0.5).dtype == np.float16
+    assert fa.relu_backward(1e5, np.ones(3, np.float16)).dtype == np.float64  # beyond float16
 
 
 def test_prelu_backward_promotes_and_broadcasts_as_the_other_backwards():

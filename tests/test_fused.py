@@ -550,3 +550,11 @@ def test_optimizer_state_must_not_share_memory():
     q = np.full(4, 2.0)
     fused.sgd_update(q, q, lr=0.25)  # grad is param: q -= 0.25 q
     np.testing.assert_array_equal(q, 1.5)
+
+
+def test_a_read_only_view_of_param_may_be_grad():
+    p = np.full(4, 2.0, np.float32)
+    g = p.view()
+    g.flags.writeable = False
+    fused.sgd_update(p, g, lr=0.25)
+    np.testing.assert_array_equal(p, 1.5)

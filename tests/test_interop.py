@@ -58,6 +58,10 @@ def test_dask_backward_with_a_scalar_or_numpy_side(data):
 
 def test_dask_bad_arguments_fail_eagerly(data):
     d = da.from_array(data, chunks=(100, 30))
+    with pytest.raises(ValueError, match="beta = 1e-50 rounds to 0 in float32"):
+        fa.softplus(d, beta=1e-50)  # checked in the workers' dtype, at call time
+    with pytest.raises(ValueError, match="beta = 1e-50 rounds to 0 in float32"):
+        fa.softplus_backward(d, d, beta=1e-50)
     with pytest.raises(ValueError, match="alpha must be >= 0"):
         fa.elu(d, -1.0)
     with pytest.raises(TypeError, match="out= is not supported"):

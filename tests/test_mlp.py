@@ -359,6 +359,12 @@ def test_partial_fit_errors():
     with pytest.raises(ValueError, match="at least 2 samples"):
         norm.partial_fit(X[:1], y[:1])
     assert np.isfinite(norm.predict_proba(X)).all()
+    # the first call's hyperparameters stay: batch_norm changed later changes nothing
+    norm.batch_norm = False
+    with pytest.raises(ValueError, match="at least 2 samples"):
+        norm.partial_fit(X[:1], y[:1])
+    norm.partial_fit(X[:33], y[:33])  # a last batch of one row joins the one before
+    assert np.isfinite(norm.predict_proba(X)).all()
 
 
 def test_bad_hyperparameters_are_named():

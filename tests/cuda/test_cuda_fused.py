@@ -208,3 +208,17 @@ def test_fused_errors_name_the_argument():
         )
     with pytest.raises(ValueError, match="weight must be a scalar or a 1-D array of length 3"):
         fa.prelu(x, dev(np.zeros(2, np.float32)))
+
+
+def test_optimizer_state_must_not_share_memory_on_the_device():
+    """As on the host (tests/test_fused.py): state arrays that share memory with param or
+    with each other are refused; grad may be param itself."""
+    p = dev(np.ones(4, np.float32))
+    state = dev(np.zeros(4, np.float32))
+    with pytest.raises(ValueError, match="param and velocity share memory"):
+        fused.sgd_update(p, dev(np.ones(4, np.float32)), p, lr=0.1, momentum=0.9)
+    with pytest.raises(ValueError, match="m and v share memory"):
+        fused.adam_update(p, dev(np.ones(4, np.float32)), state, state, 1)
+    q = dev(np.full(4, 2.0, np.float32))
+    fused.sgd_update(q, q, lr=0.25)  # grad is param: q -= 0.25 q
+    np.testing.assert_array_equal(to_host(q), 1.5)
