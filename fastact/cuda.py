@@ -104,8 +104,19 @@ def _flat(array, order: str):
     return array.reshape(array.size) if array.ndim == 0 else array.ravel(order=order)
 
 
-def _out(func: str, out, shape: tuple, dtype: np.dtype, order: str):
-    """(the array the kernel writes, the array to return): ``out`` checked, or a new one."""
+def _span(a) -> tuple[int, int]:
+    """The device memory of a contiguous device array, as a byte range [start, end)."""
+    interface = getattr(a, "__cuda_array_interface__", None)
+    if interface is None:  # numba's CUDA simulator: a wrapped NumPy array
+        interface = np.asarray(a).__array_interface__
+    start = interface["data"][0]
+    return start, start + a.size * np.dtype(a.dtype).itemsize
+
+
+def _out(func: str, out, shape: tuple, dtype: np.dtype, order: str, inputs=()):
+    """(the array the kernel writes, the array to return): ``out`` checked, or a new one.
+    ``inputs``: (name, device array) that ``out`` may be, but may not partly overlap (the
+    kernels read and write element by element; the CPU goes through a temporary there)."""
     from numba import cuda
 
     if out is None:
@@ -128,6 +139,17 @@ def _out(func: str, out, shape: tuple, dtype: np.dtype, order: str):
         )
     if array.size > 1 and _order(func, "out", array) != order:
         raise ValueError(f"fastact.{func}: out must have the input's memory order ({order})")
+    if array.size:
+        o0, o1 = _span(array)
+        for name, a in inputs:
+            if not a.size:
+                continue
+            a0, a1 = _span(a)
+            if o0 < a1 and a0 < o1 and ((o0, o1) != (a0, a1) or a.shape != array.shape):
+                raise ValueError(
+                    f"fastact.{func}: out partly overlaps {name}; on the GPU pass a "
+                    f"separate out, or {name} itself"
+                )
     return array, out
 
 
@@ -158,7 +180,7 @@ def forward(op, x, out, a, b):
     dtype = np.dtype(x.dtype)
     params = op._params(func, (a, b), dtype)
     order = _order(func, "x", x) if x.size > 1 else "C"
-    target, result = _out(func, out, tuple(x.shape), dtype, order)
+    target, result = _out(func, out, tuple(x.shape), dtype, order, [("x", x)])
     n = x.size
     if n:
         blocks, threads = _grid_1d(n)
@@ -194,7 +216,9 @@ def backward(op, grad_output, v, out, a, b):
         raise ValueError(
             f"fastact.{func}: grad_output and {op.vname} must have the same memory order"
         )
-    target, result = _out(func, out, tuple(g.shape), dtype, order)
+    target, result = _out(
+        func, out, tuple(g.shape), dtype, order, [("grad_output", g), (op.vname, v)]
+    )
     n = g.size
     if n:
         blocks, threads = _grid_1d(n)
@@ -240,7 +264,7 @@ def bias_act(x, bias, activation, *, out=None, **params):
         )
     dtype = np.dtype(x.dtype)
     a, b = typed_params(func, spec, a, b, dtype)
-    target, result = _out(func, out, tuple(x.shape), dtype, "C")
+    target, result = _out(func, out, tuple(x.shape), dtype, "C", [("x", x), ("bias", bias)])
     saved = target if spec.fused_saves_output else cuda.device_array(x.shape, dtype)
     rows, cols = x.shape
     if x.size:
@@ -303,8 +327,8 @@ def _like(func: str, name: str, value, reference, shape=None):
     return array
 
 
-def _new_or_out(func: str, out, like):
-    target, result = _out(func, out, tuple(like.shape), np.dtype(like.dtype), "C")
+def _new_or_out(func: str, out, like, inputs=()):
+    target, result = _out(func, out, tuple(like.shape), np.dtype(like.dtype), "C", inputs)
     if target.size > 1 and not target.is_c_contiguous():
         raise ValueError(f"fastact.{func}: out must be C-contiguous")
     return target, result
@@ -320,7 +344,7 @@ def softmax(logits, *, out=None):
     """Row-wise softmax on the GPU (as :func:`fastact.fused.softmax`)."""
     func = "softmax"
     x = _logits(func, logits)
-    target, result = _new_or_out(func, out, x)
+    target, result = _new_or_out(func, out, x, [("logits", x)])
     fused_kernels().softmax[_grid_1d(x.shape[0])](x, target)
     return result
 
@@ -349,15 +373,18 @@ def softmax_cross_entropy(logits, labels, *, out=None):
             f"fastact.{func}: labels must have shape ({x.shape[0]},) (one per row of logits), "
             f"got {tuple(y.shape)}"
         )
-    target, result = _new_or_out(func, out, x)
+    target, result = _new_or_out(func, out, x, [("logits", x), ("labels", y)])
+    work = _scratch_if(out, target)
     total, bad = _total(), _total()
-    fused_kernels().softmax_cross_entropy[_grid_1d(x.shape[0])](x, y, target, total, bad)
+    fused_kernels().softmax_cross_entropy[_grid_1d(x.shape[0])](x, y, work, total, bad)
     if bad.copy_to_host()[0]:
         raise ValueError(
             f"fastact.{func}: labels must be in [0, {x.shape[1]}) (logits has {x.shape[1]} "
             f"classes); {int(bad.copy_to_host()[0])} label(s) are not (the gradient rows of "
             f"those samples were not written)"
         )
+    if work is not target:
+        target.copy_to_device(work)
     return float(total.copy_to_host()[0]) / x.shape[0], result
 
 
@@ -370,18 +397,32 @@ def binary_cross_entropy_with_logits(logits, targets, *, out=None):
         raise ValueError(f"fastact.{func}: logits is empty")
     x = _like(func, "logits", x, x)
     t = _like(func, "targets", targets, x)
-    target, result = _new_or_out(func, out, x)
+    target, result = _new_or_out(func, out, x, [("logits", x), ("targets", t)])
+    work = _scratch_if(out, target)
     total, bad = _total(), _total()
     n = x.size
     fused_kernels().bce_with_logits[_grid_1d(n)](
-        _flat(x, "C"), _flat(t, "C"), _flat(target, "C"), total, bad
+        _flat(x, "C"), _flat(t, "C"), _flat(work, "C"), total, bad
     )
     if bad.copy_to_host()[0]:
         raise ValueError(
             f"fastact.{func}: targets must be probabilities in [0, 1] (e.g. 0/1 labels), got "
             f"{int(bad.copy_to_host()[0])} value(s) outside it or NaN"
         )
+    if work is not target:
+        target.copy_to_device(work)
     return float(total.copy_to_host()[0]) / n, result
+
+
+def _scratch_if(out, target):
+    """Where a loss kernel writes its gradient: a scratch array when the caller gave ``out``
+    (copied into it once the labels or targets proved valid: a bad one leaves ``out``, which
+    may be the logits, unchanged, as on the CPU), else ``target`` itself."""
+    from numba import cuda
+
+    if out is None:
+        return target
+    return cuda.device_array(target.shape, target.dtype)
 
 
 def _device_any(func: str, name: str, value):
@@ -421,12 +462,13 @@ def dropout(x, p, rng=None, *, out=None):
     x = _device(func, "x", x)
     if x.size > 1 and not x.is_c_contiguous():
         raise ValueError(f"fastact.{func}: x must be a C-contiguous device array")
-    target, result = _new_or_out(func, out, x)
+    target, result = _new_or_out(func, out, x, [("x", x)])
     mask = cuda.device_array(x.shape, np.bool_)
     t = np.dtype(x.dtype).type
+    seed = dropout_seed(rng)  # checked (and drawn) whatever the size, as on the CPU
     if x.size:
         fused_kernels().dropout[_grid_1d(x.size)](
-            _flat(x, "C"), dropout_seed(rng), t(p), t(scale), _flat(target, "C"), _flat(mask, "C")
+            _flat(x, "C"), seed, t(p), t(scale), _flat(target, "C"), _flat(mask, "C")
         )
     return result, mask
 
@@ -446,7 +488,7 @@ def dropout_backward(grad_output, mask, p, *, out=None):
             f"fastact.{func}: mask must be the boolean mask dropout returned, of grad_output's "
             f"shape {tuple(g.shape)}; got {m.dtype} with shape {tuple(m.shape)}"
         )
-    target, result = _new_or_out(func, out, g)
+    target, result = _new_or_out(func, out, g, [("grad_output", g), ("mask", m)])
     if g.size:
         fused_kernels().dropout_backward[_grid_1d(g.size)](
             _flat(g, "C"), _flat(m, "C"), np.dtype(g.dtype).type(scale), _flat(target, "C")
@@ -524,6 +566,11 @@ def batch_norm_backward(grad_output, cache):
     func = "batch_norm_backward"
     if not isinstance(cache, BatchNormCache):
         raise TypeError(f"fastact.{func}: cache must be the BatchNormCache batch_norm returned")
+    if not is_device_array(cache.xhat):
+        raise TypeError(
+            f"fastact.{func}: cache is on the host (batch_norm ran there) and grad_output on "
+            f"the GPU: pass grad_output as a NumPy array"
+        )
     g = _like(func, "grad_output", grad_output, cache.xhat)
     dtype = np.dtype(g.dtype)
     dx = cuda.device_array(g.shape, dtype)
@@ -572,16 +619,8 @@ def _param_state(func, param, grad, *states):
 
 def _apart_on_device(func, named):
     """As fastact.fused's check for host arrays: the updated arrays share no memory with each
-    other or with grad, which may be param itself. Contiguous device arrays: their byte
-    ranges."""
-    spans = []
-    for name, a in named:
-        if a.size:
-            interface = getattr(a, "__cuda_array_interface__", None)
-            if interface is None:  # numba's CUDA simulator: a wrapped NumPy array
-                interface = np.asarray(a).__array_interface__
-            start = interface["data"][0]
-            spans.append((name, start, start + a.size * np.dtype(a.dtype).itemsize))
+    other or with grad, which may be param itself."""
+    spans = [(name, *_span(a)) for name, a in named if a.size]
     for i, (name_a, a0, a1) in enumerate(spans):
         for name_b, b0, b1 in spans[i + 1 :]:
             if a0 < b1 and b0 < a1:
@@ -644,19 +683,22 @@ def _prelu_args(func, x, weight):
             f"(x.shape[1], the channel axis), got shape {tuple(w.shape)}"
         )
     w = w.reshape(w.size)
+    slopes = w.copy_to_host()  # one per channel: a small copy, checked as on the CPU
+    if not np.isfinite(slopes).all():
+        raise ValueError(f"fastact.{func}: weight must be finite")
     if w.size != channels:  # one slope for every channel
         from numba import cuda
 
-        w = cuda.to_device(np.full(channels, w.copy_to_host()[0], dtype=x.dtype))
+        w = cuda.to_device(np.full(channels, slopes[0], dtype=x.dtype))
     inner = int(np.prod(x.shape[2:])) if x.ndim >= 2 else max(x.size, 1)
     return x, w, channels, inner
 
 
 def prelu(x, weight, out=None):
-    """PReLU on the GPU (as :func:`fastact.prelu`; weights are not checked for finiteness)."""
+    """PReLU on the GPU (as :func:`fastact.prelu`)."""
     func = "prelu"
     x, w, channels, inner = _prelu_args(func, x, weight)
-    target, result = _new_or_out(func, out, x)
+    target, result = _new_or_out(func, out, x, [("x", x), ("weight", w)])
     if x.size:
         fused_kernels().prelu_forward[_grid_1d(x.size)](
             _flat(x, "C"), w, _flat(target, "C"), channels, inner
@@ -672,7 +714,7 @@ def prelu_backward(grad_output, x, weight, out=None):
     func = "prelu_backward"
     x, w, channels, inner = _prelu_args(func, x, weight)
     g = _like(func, "grad_output", grad_output, x)
-    target, result = _new_or_out(func, out, x)
+    target, result = _new_or_out(func, out, x, [("grad_output", g), ("x", x), ("weight", w)])
     grad_w = cuda.to_device(np.zeros(channels, np.float64))
     if x.size:
         _prelu_backward_into(
@@ -682,7 +724,9 @@ def prelu_backward(grad_output, x, weight, out=None):
     total = grad_w.copy_to_host()
     if int(np.prod(weight_shape)) == 1:
         total = np.asarray(total.sum())
-    return result, cuda.to_device(total.astype(x.dtype).reshape(weight_shape))
+    with np.errstate(over="ignore"):  # float32 beyond its range: inf, as on the CPU
+        total = total.astype(x.dtype)
+    return result, cuda.to_device(total.reshape(weight_shape))
 
 
 def _prelu_backward_into(g, x, w, out, grad_w, channels, inner):

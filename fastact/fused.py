@@ -496,7 +496,7 @@ def dropout_backward(grad_output, mask, p, *, out=None):
         return cuda.dropout_backward(grad_output, mask, p, out=out)
     p, scale = _dropout_p(func, p)
     g = as_array(func, "grad_output", grad_output)
-    mask = np.asarray(mask)
+    mask = as_array(func, "mask", mask)  # a device mask: a clear error, no silent copy
     if mask.dtype != np.bool_ or mask.shape != g.shape:
         raise ValueError(
             f"fastact.{func}: mask must be the boolean mask dropout returned, of "
@@ -691,6 +691,11 @@ def batch_norm_backward(grad_output, cache):
         return cuda.batch_norm_backward(grad_output, cache)
     if not isinstance(cache, BatchNormCache):
         raise TypeError(f"fastact.{func}: cache must be the BatchNormCache batch_norm returned")
+    if on_device(cache.xhat):
+        raise TypeError(
+            f"fastact.{func}: cache is on the GPU (batch_norm ran there) and grad_output on "
+            f"the host: pass grad_output as a CUDA device array"
+        )
     g = _float_array(func, "grad_output", grad_output, ndim=2)
     if g.shape != cache.xhat.shape:
         raise ValueError(

@@ -222,3 +222,61 @@ def test_optimizer_state_must_not_share_memory_on_the_device():
     q = dev(np.full(4, 2.0, np.float32))
     fused.sgd_update(q, q, lr=0.25)  # grad is param: q -= 0.25 q
     np.testing.assert_array_equal(to_host(q), 1.5)
+
+
+def test_out_partly_overlapping_an_input_is_refused_on_the_device():
+    """The kernels read and write element by element: an out that is a shifted view of an
+    input would read overwritten values (the CPU goes through a temporary). out may be the
+    input itself."""
+    buf = dev(np.arange(1.0, 42.0))
+    with pytest.raises(ValueError, match="out partly overlaps x"):
+        fa.relu(buf[0:40], out=buf[1:41])
+    with pytest.raises(ValueError, match="out partly overlaps grad_output"):
+        fa.relu_backward(buf[0:40], buf[0:40], out=buf[1:41])
+    with pytest.raises(ValueError, match="out partly overlaps x"):
+        fused.dropout(buf[0:40], 0.0, 1, out=buf[1:41])
+    x = dev(np.arange(-3.0, 3.0))
+    assert fa.relu(x, out=x) is x
+    np.testing.assert_array_equal(to_host(x), [0, 0, 0, 0, 1, 2])
+
+
+def test_a_bad_label_leaves_out_and_the_logits_unchanged_on_the_device(rng):
+    logits = rng.standard_normal((4, 3))
+    work = dev(logits)
+    with pytest.raises(ValueError, match="labels must be in"):
+        fused.softmax_cross_entropy(work, dev(np.array([0, 1, 2, 3])), out=work)
+    np.testing.assert_array_equal(to_host(work), logits)
+    z = dev(logits.reshape(-1))
+    with pytest.raises(ValueError, match="targets must be probabilities"):
+        fused.binary_cross_entropy_with_logits(z, dev(np.full(12, 1.5)), out=z)
+    np.testing.assert_array_equal(to_host(z), logits.reshape(-1))
+    loss, grad = fused.softmax_cross_entropy(work, dev(np.array([0, 1, 2, 0])), out=work)
+    want = fused.softmax_cross_entropy(logits, np.array([0, 1, 2, 0]))
+    assert grad is work and abs(loss - want[0]) < 1e-12
+    np.testing.assert_allclose(to_host(grad), want[1], rtol=1e-12)
+
+
+def test_host_and_device_mixtures_are_named(rng):
+    x = rng.standard_normal((6, 3))
+    ones, zeros = np.ones(3), np.zeros(3)
+    _, cache = fused.batch_norm(dev(x), dev(ones), dev(zeros), dev(zeros), dev(ones), True)
+    with pytest.raises(TypeError, match="cache is on the GPU"):
+        fused.batch_norm_backward(np.ones((6, 3)), cache)
+    _, host_cache = fused.batch_norm(x, ones, zeros, zeros.copy(), ones.copy(), True)
+    with pytest.raises(TypeError, match="cache is on the host"):
+        fused.batch_norm_backward(dev(np.ones((6, 3))), host_cache)
+    _, mask = fused.dropout(dev(x.reshape(-1)), 0.5, 0)
+    with pytest.raises(TypeError, match="mask is a CUDA device array"):
+        fused.dropout_backward(np.ones(18), mask, 0.5)
+
+
+def test_device_prelu_and_dropout_check_as_the_cpu():
+    x = dev(np.ones((2, 3), np.float32))
+    with pytest.raises(ValueError, match="weight must be finite"):
+        fa.prelu(x, dev(np.array([np.nan, 0.1, 0.1], np.float32)))
+    with pytest.raises(TypeError, match="rng must be"):
+        fused.dropout(dev(np.empty(0, np.float32)), 0.5, rng="abc")
+    big = dev(np.array([3e38, 3e38], np.float32))
+    grad_x, grad_w = fa.prelu_backward(big, dev(np.array([-1.0, -1.0], np.float32)),
+                                       dev(np.array([0.1], np.float32)))  # fmt: skip
+    assert to_host(grad_w)[0] == -np.inf  # as the CPU: inf, no overflow warning
