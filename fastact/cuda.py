@@ -113,6 +113,17 @@ def _span(a) -> tuple[int, int]:
     return start, start + a.size * np.dtype(a.dtype).itemsize
 
 
+def _overlap(a, b) -> str:
+    """How two contiguous device arrays share memory: "" (not at all), "same" (the same
+    elements: same bytes and shape) or "partly"."""
+    if not (a.size and b.size):
+        return ""
+    (a0, a1), (b0, b1) = _span(a), _span(b)
+    if not (a0 < b1 and b0 < a1):
+        return ""
+    return "same" if (a0, a1) == (b0, b1) and tuple(a.shape) == tuple(b.shape) else "partly"
+
+
 def _out(func: str, out, shape: tuple, dtype: np.dtype, order: str, inputs=()):
     """(the array the kernel writes, the array to return): ``out`` checked, or a new one.
     ``inputs``: (name, device array) that ``out`` may be, but may not partly overlap (the
@@ -139,17 +150,12 @@ def _out(func: str, out, shape: tuple, dtype: np.dtype, order: str, inputs=()):
         )
     if array.size > 1 and _order(func, "out", array) != order:
         raise ValueError(f"fastact.{func}: out must have the input's memory order ({order})")
-    if array.size:
-        o0, o1 = _span(array)
-        for name, a in inputs:
-            if not a.size:
-                continue
-            a0, a1 = _span(a)
-            if o0 < a1 and a0 < o1 and ((o0, o1) != (a0, a1) or a.shape != array.shape):
-                raise ValueError(
-                    f"fastact.{func}: out partly overlaps {name}; on the GPU pass a "
-                    f"separate out, or {name} itself"
-                )
+    for name, a in inputs:
+        if _overlap(array, a) == "partly":
+            raise ValueError(
+                f"fastact.{func}: out partly overlaps {name}; on the GPU pass a separate out, "
+                f"or {name} itself"
+            )
     return array, out
 
 
@@ -620,12 +626,10 @@ def _param_state(func, param, grad, *states):
 def _apart_on_device(func, named):
     """As fastact.fused's check for host arrays: the updated arrays share no memory with each
     other or with grad, which may be param itself."""
-    spans = [(name, *_span(a)) for name, a in named if a.size]
-    for i, (name_a, a0, a1) in enumerate(spans):
-        for name_b, b0, b1 in spans[i + 1 :]:
-            if a0 < b1 and b0 < a1:
-                if {name_a, name_b} == {"param", "grad"} and (a0, a1) == (b0, b1):
-                    continue
+    for i, (name_a, a) in enumerate(named):
+        for name_b, b in named[i + 1 :]:
+            kind = _overlap(a, b)
+            if kind and not (kind == "same" and {name_a, name_b} == {"param", "grad"}):
                 raise ValueError(
                     f"fastact.{func}: {name_a} and {name_b} share memory; each needs its own array"
                 )
