@@ -85,6 +85,7 @@ if ARGS.simulate:  # one Python thread per GPU thread: few of them, still severa
     _config.CUDA_BLOCK_SIZE = 8
     _config.CUDA_MAX_BLOCKS = 4
     _config.CUDA_BIAS_MIN_ROWS = 2
+    _config.CUDA_REDUCE_ROWS = 3
 
 #: (public function, keyword arguments, registry name) of every kernel
 VARIANTS = [(n, {}, n) for n, s in ACTIVATIONS.items() if s.public] + [
@@ -358,7 +359,7 @@ def bench(dtype, variants, errors):
 
         def bias_backward():
             kb[gridb, threadsb](g2, saved2, pre2, partial, a, b)
-            k.sum_partials[fa.cuda._grid_1d(cols)](partial, grad_bias)
+            k.column_sums[fa.cuda._grid_columns(cols)](partial, grad_bias)
 
         row["bias_bwd"] = gpu_time(bias_backward, ARGS.repeat)
         row["bytes"] = {

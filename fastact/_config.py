@@ -48,6 +48,10 @@ CUDA_MAX_BLOCKS = 8192
 #: Fused bias backward: each thread sums at least this many rows before writing a partial bias
 #: sum, so the float64 partials stay small next to the data (<= 1/16 of the rows).
 CUDA_BIAS_MIN_ROWS = 16
+#: Column sums (the bias gradient's partials, batch-norm statistics) run in blocks of one warp
+#: along the columns by this many threads along the rows, which share each column's sum
+#: through shared memory (32 x 32 = CUDA_MAX_THREADS; tests shrink it).
+CUDA_REDUCE_ROWS = 32
 
 #: CUDA kernels (fastact.cuda, generated in fastact/_cuda_kernels.py). No fastmath: numba-cuda's
 #: fastmath=True flushes subnormals to zero, approximates division and sqrt, and sets LLVM's

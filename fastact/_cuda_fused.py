@@ -18,7 +18,13 @@ from numba import cuda, float64, njit, uint64
 
 from fastact import activations as act
 from fastact._config import CUDA_DEVICE, CUDA_KERNEL, CUDA_MAX_THREADS, SCALAR
-from fastact._cuda_kernels import _grid_1d_unsigned, _grid_2d_unsigned
+from fastact._cuda_kernels import (
+    _ZERO,
+    _column_strips,
+    _column_total,
+    _grid_1d_unsigned,
+    _grid_2d_unsigned,
+)
 from fastact._math import exp, log1p, typed
 from fastact.fused import adam_step, sgd_step
 
@@ -30,9 +36,6 @@ _S15 = np.uint64(15)
 _S16 = np.uint64(16)
 _S32 = np.uint64(32)
 _TWO_M24 = np.float32(2.0**-24)
-#: float64 accumulators start from this (a bare 0.0 would add in float32 under the
-#: simulator, where NumPy 2 keeps float32 + Python float in float32)
-_ZERO = np.float64(0.0)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -148,21 +151,58 @@ def bce_with_logits(logits, targets, grad, total, bad):
 
 
 # --------------------------------------------------------------------------- dropout
+@cuda.jit(**CUDA_DEVICE)
+def _drop(x, i, seed, p, scale, y, mask):
+    """mask[i] = counter_uniform(seed, i) >= p; y[i] = x * scale where kept, else 0 (a select:
+    no branch around a load)."""
+    keep = counter_uniform(seed, i) >= p
+    mask[i] = keep
+    y[i] = x * scale if keep else typed(0.0, scale)
+
+
 @cuda.jit(**CUDA_KERNEL)
 def dropout(x, seed, p, scale, y, mask):
-    """Keep x[i] (times scale) where counter_uniform(seed, i) >= p."""
-    i0, s = _grid_1d_unsigned()
-    for i in range(i0, uint64(x.size), s):
-        keep = counter_uniform(seed, i) >= p
-        mask[i] = keep
-        y[i] = x[i] * scale if keep else typed(0.0, scale)
+    """Keep x[i] (times scale) where counter_uniform(seed, i) >= p (y may be x)."""
+    n = uint64(x.size)
+    i, s = _grid_1d_unsigned()
+    s2 = s + s
+    s3 = s2 + s
+    while i + s3 < n:  # four loads in flight per thread, before any store (as the activations)
+        x0 = x[i]
+        x1 = x[i + s]
+        x2 = x[i + s2]
+        x3 = x[i + s3]
+        _drop(x0, i, seed, p, scale, y, mask)
+        _drop(x1, i + s, seed, p, scale, y, mask)
+        _drop(x2, i + s2, seed, p, scale, y, mask)
+        _drop(x3, i + s3, seed, p, scale, y, mask)
+        i += s3 + s
+    while i < n:
+        _drop(x[i], i, seed, p, scale, y, mask)
+        i += s
 
 
 @cuda.jit(**CUDA_KERNEL)
 def dropout_backward(g, mask, scale, out):
-    i0, s = _grid_1d_unsigned()
-    for i in range(i0, uint64(g.size), s):
-        out[i] = g[i] * scale if mask[i] else typed(0.0, scale)
+    """out[i] = g[i] * scale where mask[i], else 0 (out may be g); both read before any store,
+    four elements in flight per thread."""
+    zero = typed(0.0, scale)
+    n = uint64(g.size)
+    i, s = _grid_1d_unsigned()
+    s2 = s + s
+    s3 = s2 + s
+    while i + s3 < n:
+        g0, g1, g2, g3 = g[i], g[i + s], g[i + s2], g[i + s3]
+        m0, m1, m2, m3 = mask[i], mask[i + s], mask[i + s2], mask[i + s3]
+        out[i] = g0 * scale if m0 else zero
+        out[i + s] = g1 * scale if m1 else zero
+        out[i + s2] = g2 * scale if m2 else zero
+        out[i + s3] = g3 * scale if m3 else zero
+        i += s3 + s
+    while i < n:
+        gi = g[i]
+        out[i] = gi * scale if mask[i] else zero
+        i += s
 
 
 # --------------------------------------------------------------------------- batch norm
@@ -183,12 +223,13 @@ def column_partials(x, center, squares, partial):
 
 @cuda.jit(**CUDA_KERNEL)
 def batch_norm_mean(partial, n, mean):
-    """mean[j] = (sum of partial[:, j]) / n (float64)."""
-    for j in range(cuda.grid(1), mean.size, cuda.gridsize(1)):
-        acc = _ZERO
-        for r in range(partial.shape[0]):
-            acc += partial[r, j]
-        mean[j] = acc / n
+    """mean[j] = (sum of partial[:, j]) / n (float64; launch: fastact.cuda._grid_columns)."""
+    start, stop, step = _column_strips(mean.size)
+    for first in range(start, stop, step):
+        j = first + uint64(cuda.threadIdx.x)
+        total = _column_total(partial, j)
+        if cuda.threadIdx.y == 0 and j < stop:
+            mean[j] = total / n
 
 
 @cuda.jit(**CUDA_KERNEL)
@@ -196,14 +237,16 @@ def batch_norm_stats(partial, n, mean, running_mean, running_var, training, mome
                      inv_std):  # fmt: skip
     """Per column: training, the biased variance from the partial sums of squared deviations
     (two-pass, float64) and the running statistics updated; else the running statistics.
-    center = mean and inv_std = 1 / sqrt(var + eps), in x's dtype."""
-    for j in range(cuda.grid(1), center.size, cuda.gridsize(1)):
+    center = mean and inv_std = 1 / sqrt(var + eps), in x's dtype. Launch:
+    fastact.cuda._grid_columns."""
+    start, stop, step = _column_strips(center.size)
+    for first in range(start, stop, step):
+        j = first + uint64(cuda.threadIdx.x)
+        var = _column_total(partial, j) / n if training else _ZERO  # every thread: barriers
+        if cuda.threadIdx.y != 0 or j >= stop:
+            continue
         if training:
             m = mean[j]
-            var = _ZERO
-            for r in range(partial.shape[0]):
-                var += partial[r, j]
-            var /= n
             keep = 1.0 - momentum
             running_mean[j] = keep * running_mean[j] + momentum * m
             running_var[j] = keep * running_var[j] + momentum * (var * (n / (n - 1.0)))
@@ -216,14 +259,32 @@ def batch_norm_stats(partial, n, mean, running_mean, running_var, training, mome
 
 @cuda.jit(**CUDA_KERNEL)
 def batch_norm_apply(x, gamma, beta, center, inv_std, y, xhat):
-    """xhat = (x - center) * inv_std; y = gamma xhat + beta (y may be x)."""
+    """xhat = (x - center) * inv_std; y = gamma xhat + beta (y may be x). Four rows' loads in
+    flight per thread, before their stores (as the generated bias kernels)."""
     j0, i0, sj, si = _grid_2d_unsigned()
+    si2 = si + si
+    si3 = si2 + si
+    rows = uint64(x.shape[0])
     for j in range(j0, uint64(x.shape[1]), sj):
         c, s, gj, bj = center[j], inv_std[j], gamma[j], beta[j]
-        for i in range(i0, uint64(x.shape[0]), si):
-            h = (x[i, j] - c) * s
-            xhat[i, j] = h
-            y[i, j] = gj * h + bj
+        i = i0
+        while i + si3 < rows:
+            x0, x1, x2, x3 = x[i, j], x[i + si, j], x[i + si2, j], x[i + si3, j]
+            _normalize(x0, c, s, gj, bj, i, j, y, xhat)
+            _normalize(x1, c, s, gj, bj, i + si, j, y, xhat)
+            _normalize(x2, c, s, gj, bj, i + si2, j, y, xhat)
+            _normalize(x3, c, s, gj, bj, i + si3, j, y, xhat)
+            i += si3 + si
+        while i < rows:
+            _normalize(x[i, j], c, s, gj, bj, i, j, y, xhat)
+            i += si
+
+
+@cuda.jit(**CUDA_DEVICE)
+def _normalize(x, c, s, gj, bj, i, j, y, xhat):
+    h = (x - c) * s
+    xhat[i, j] = h
+    y[i, j] = gj * h + bj
 
 
 @cuda.jit(**CUDA_KERNEL)
@@ -246,13 +307,14 @@ def batch_norm_backward_sums(partial_g, partial_gx, n, gamma, inv_std, training,
                              k, c1, c2):  # fmt: skip
     """Per column: dbeta = sum g, dgamma = sum g xhat (the partials added in float64); the
     coefficients of dx = k (g - c1 - xhat c2): k = gamma inv_std, c1 = mean g, c2 = mean g
-    xhat (training; 0 with fixed statistics)."""
-    for j in range(cuda.grid(1), dbeta.size, cuda.gridsize(1)):
-        sg = _ZERO
-        sgx = _ZERO
-        for r in range(partial_g.shape[0]):
-            sg += partial_g[r, j]
-            sgx += partial_gx[r, j]
+    xhat (training; 0 with fixed statistics). Launch: fastact.cuda._grid_columns."""
+    start, stop, step = _column_strips(dbeta.size)
+    for first in range(start, stop, step):
+        j = first + uint64(cuda.threadIdx.x)
+        sg = _column_total(partial_g, j)
+        sgx = _column_total(partial_gx, j)
+        if cuda.threadIdx.y != 0 or j >= stop:
+            continue
         dbeta[j] = sg
         dgamma[j] = sgx
         k[j] = gamma[j] * inv_std[j]
@@ -262,11 +324,25 @@ def batch_norm_backward_sums(partial_g, partial_gx, n, gamma, inv_std, training,
 
 @cuda.jit(**CUDA_KERNEL)
 def batch_norm_backward_apply(g, xhat, k, c1, c2, dx):
+    """dx = k (g - c1 - xhat c2), per column's coefficients; four rows in flight per thread."""
     j0, i0, sj, si = _grid_2d_unsigned()
+    si2 = si + si
+    si3 = si2 + si
+    rows = uint64(g.shape[0])
     for j in range(j0, uint64(g.shape[1]), sj):
         kj, c1j, c2j = k[j], c1[j], c2[j]
-        for i in range(i0, uint64(g.shape[0]), si):
+        i = i0
+        while i + si3 < rows:
+            g0, g1, g2, g3 = g[i, j], g[i + si, j], g[i + si2, j], g[i + si3, j]
+            h0, h1, h2, h3 = xhat[i, j], xhat[i + si, j], xhat[i + si2, j], xhat[i + si3, j]
+            dx[i, j] = kj * (g0 - c1j - h0 * c2j)
+            dx[i + si, j] = kj * (g1 - c1j - h1 * c2j)
+            dx[i + si2, j] = kj * (g2 - c1j - h2 * c2j)
+            dx[i + si3, j] = kj * (g3 - c1j - h3 * c2j)
+            i += si3 + si
+        while i < rows:
             dx[i, j] = kj * (g[i, j] - c1j - xhat[i, j] * c2j)
+            i += si
 
 
 # --------------------------------------------------------------------------- optimizers
@@ -363,16 +439,6 @@ def add_bias(z, bias):
         bj = bias[j]
         for i in range(i0, uint64(z.shape[0]), si):
             z[i, j] += bj
-
-
-@cuda.jit(**CUDA_KERNEL)
-def column_sums(x, out):
-    """out[j] = sum of x[:, j] (float64 sums, one thread per column)."""
-    for j in range(cuda.grid(1), x.shape[1], cuda.gridsize(1)):
-        acc = _ZERO
-        for i in range(x.shape[0]):
-            acc += x[i, j]
-        out[j] = acc
 
 
 @cuda.jit(**CUDA_KERNEL)

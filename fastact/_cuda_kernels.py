@@ -3,10 +3,15 @@
 
 Imported only by fastact.cuda, never by ``import fastact``: it imports numba.cuda.
 """
-from numba import cuda, uint64
+import numpy as np
+from numba import cuda, float64, uint64
 
 from fastact import activations as act
-from fastact._config import CUDA_DEVICE, CUDA_KERNEL
+from fastact._config import CUDA_DEVICE, CUDA_KERNEL, CUDA_MAX_THREADS
+
+#: float64 accumulators start from this (a bare 0.0 would add in float32 under the simulator,
+#: where NumPy 2 keeps float32 + Python float in float32)
+_ZERO = np.float64(0.0)
 
 
 @cuda.jit(**CUDA_DEVICE)
@@ -25,16 +30,70 @@ def _grid_2d_unsigned():
     return uint64(j0), uint64(i0), uint64(sj), uint64(si)
 
 
+@cuda.jit(**CUDA_DEVICE)
+def _column_strips(cols):
+    """(start, stop, step) of this block's first column over the column strips: each block
+    takes whole strips of blockDim.x columns (the same loop for all its threads)."""
+    width = uint64(cuda.blockDim.x)
+    return uint64(cuda.blockIdx.x) * width, uint64(cols), uint64(cuda.gridDim.x) * width
+
+
+@cuda.jit(**CUDA_DEVICE)
+def _column_total(a, j):
+    """The sum of a[:, j] in float64 (0 past a's columns), by the block's threads along y:
+    each sums every blockDim.y-th row, four loads in flight, then a tree in shared memory.
+    Every thread of the block calls it (barriers) and gets the total. Launched with
+    fastact.cuda._grid_columns: blocks of (columns, rows) threads, at most CUDA_MAX_THREADS."""
+    buf = cuda.shared.array(CUDA_MAX_THREADS, float64)
+    acc = _ZERO
+    if j < uint64(a.shape[1]):
+        rows = uint64(a.shape[0])
+        s = uint64(cuda.blockDim.y)
+        s2 = s + s
+        s3 = s2 + s
+        r = uint64(cuda.threadIdx.y)
+        while r + s3 < rows:
+            v0 = a[r, j]
+            v1 = a[r + s, j]
+            v2 = a[r + s2, j]
+            v3 = a[r + s3, j]
+            acc += v0
+            acc += v1
+            acc += v2
+            acc += v3
+            r += s3 + s
+        while r < rows:
+            acc += a[r, j]
+            r += s
+    width = uint64(cuda.blockDim.x)
+    x = uint64(cuda.threadIdx.x)
+    y = uint64(cuda.threadIdx.y)
+    slot = y * width + x
+    buf[slot] = acc
+    cuda.syncthreads()
+    one = uint64(1)
+    n = uint64(cuda.blockDim.y)
+    while n > one:
+        half = (n + one) >> one
+        if y + half < n:
+            buf[slot] += buf[slot + half * width]
+        cuda.syncthreads()
+        n = half
+    total = buf[x]
+    cuda.syncthreads()  # buf is free again for the next call
+    return total
+
+
 @cuda.jit(**CUDA_KERNEL)
-def sum_partials(partial, total):
-    """total[j] = sum of partial[:, j], summed in partial's dtype (partial has >= 1 row)."""
-    j0, s = _grid_1d_unsigned()
-    rows = uint64(partial.shape[0])
-    for j in range(j0, uint64(total.size), s):
-        acc = partial[uint64(0), j]
-        for r in range(uint64(1), rows):
-            acc += partial[r, j]
-        total[j] = acc
+def column_sums(a, out):
+    """out[j] = sum of a[:, j], summed in float64 and stored in out's dtype: the per-row-block
+    partial sums of the bias backward, a bias gradient (launch: fastact.cuda._grid_columns)."""
+    start, stop, step = _column_strips(out.size)
+    for first in range(start, stop, step):
+        j = first + uint64(cuda.threadIdx.x)
+        total = _column_total(a, j)
+        if cuda.threadIdx.y == 0 and j < stop:
+            out[j] = total
 
 
 @cuda.jit(**CUDA_KERNEL)

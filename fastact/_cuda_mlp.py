@@ -17,7 +17,7 @@ import numpy as np
 from numba import cuda
 
 from fastact import _config, _cuda_fused, _cuda_kernels
-from fastact.cuda import _grid_1d, _grid_2d, _prelu_backward_into, dropout_seed
+from fastact.cuda import _grid_1d, _grid_2d, _grid_columns, _prelu_backward_into, dropout_seed
 
 
 def _cupy():
@@ -76,7 +76,7 @@ class DeviceOps:
 
     def column_sums(self, g, out):
         if g.shape[1]:
-            _cuda_fused.column_sums[_grid_1d(g.shape[1])](g, out)
+            _cuda_kernels.column_sums[_grid_columns(g.shape[1])](g, out)
 
     def bias_act(self, act, z, bias, h, saved):
         if z.size:
@@ -91,7 +91,7 @@ class DeviceOps:
         partial = self._partial(blocks[1] * threads[1], cols)
         kernel = getattr(_cuda_kernels, f"{act.spec.name}_bias_backward")
         kernel[blocks, threads](g, saved, grad_pre, partial, act.a, act.b)
-        _cuda_kernels.sum_partials[_grid_1d(cols)](partial, grad_bias)
+        _cuda_kernels.column_sums[_grid_columns(cols)](partial, grad_bias)
 
     def _partial(self, rows, cols):
         key = ("partial", rows, cols)

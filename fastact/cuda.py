@@ -179,6 +179,16 @@ def _grid_2d(rows: int, cols: int, min_rows: int = 1) -> tuple[tuple, tuple]:
     return (bx, by), (tx, ty)
 
 
+def _grid_columns(cols: int) -> tuple[int, tuple]:
+    """Blocks for the column sums (``_column_total`` in fastact/_cuda_kernels.py): (tx, ty)
+    threads, tx along the columns (a warp, or the smallest power of two >= cols), ty =
+    ``CUDA_REDUCE_ROWS`` along the rows; each block takes whole strips of tx columns."""
+    tx = 32
+    while tx // 2 >= cols and tx > 1:
+        tx //= 2
+    return min(-(-cols // tx), _config.CUDA_MAX_BLOCKS), (tx, _config.CUDA_REDUCE_ROWS)
+
+
 def forward(op, x, out, a, b):
     """``op`` (a ``fastact._api.Op``) on a device array: called by the public functions."""
     func = op.public_name
@@ -303,7 +313,7 @@ def bias_act_backward(grad_output, saved, activation, **params):
         partial = cuda.device_array((blocks[1] * threads[1], cols), np.float64)
         k = kernels()
         getattr(k, f"{spec.name}_bias_backward")[blocks, threads](g, saved, grad_pre, partial, a, b)
-        k.sum_partials[_grid_1d(cols)](partial, grad_bias)  # float64 sums, stored in dtype
+        k.column_sums[_grid_columns(cols)](partial, grad_bias)  # float64, stored in dtype
     return grad_pre, grad_bias
 
 
@@ -551,12 +561,12 @@ def _batch_norm_into(x, gamma, beta, running_mean, running_var, training, moment
         partial = cuda.device_array((blocks[1] * threads[1], cols), np.float64)
         mean = cuda.to_device(np.zeros(cols))  # the center of the first pass: 0
         k.column_partials[blocks, threads](x, mean, False, partial)
-        k.batch_norm_mean[_grid_1d(cols)](partial, rows, mean)
+        k.batch_norm_mean[_grid_columns(cols)](partial, rows, mean)
         k.column_partials[blocks, threads](x, mean, True, partial)
     else:
         partial = cuda.device_array((1, cols), np.float64)  # unused with fixed statistics
         mean = cuda.device_array(cols, np.float64)
-    k.batch_norm_stats[_grid_1d(cols)](
+    k.batch_norm_stats[_grid_columns(cols)](
         partial, rows, mean, running_mean, running_var, training, momentum, eps, center, inv_std
     )
     if rows:
@@ -598,7 +608,7 @@ def _batch_norm_backward_into(g, cache, dx, dgamma, dbeta):
     partial_g = cuda.device_array((blocks[1] * threads[1], cols), np.float64)
     partial_gx = cuda.device_array((blocks[1] * threads[1], cols), np.float64)
     k.batch_norm_backward_partials[blocks, threads](g, cache.xhat, partial_g, partial_gx)
-    k.batch_norm_backward_sums[_grid_1d(cols)](
+    k.batch_norm_backward_sums[_grid_columns(cols)](
         partial_g, partial_gx, rows, cache.gamma, cache.inv_std, cache.training, dgamma, dbeta,
         *coef,
     )  # fmt: skip

@@ -50,8 +50,8 @@ def wraparound_instructions(ptx: str) -> int:
 def signatures(name: str, ty, f64):
     """The argument types fastact.cuda launches each kernel with (C-contiguous arrays)."""
     v, m = ty[::1], ty[:, ::1]
-    if name == "sum_partials":
-        return (f64[:, ::1], v)
+    if name == "column_sums":
+        return (m, v)
     if name.endswith("_bias_forward"):
         return (m, v, m, m, ty, ty)
     if name.endswith("_bias_backward"):
@@ -140,8 +140,6 @@ def main(argv=None) -> int:
     for name, module, signature in jobs:
         kernel = getattr(module, name.removeprefix("fused."))
         for ty in (float32, float64):
-            if name == "sum_partials" and ty is float32:
-                continue  # sum_partials: float64 partials into either dtype, float64 below
             key = f"{name}/{ty}"
             t0 = time.perf_counter()
             try:
@@ -155,11 +153,11 @@ def main(argv=None) -> int:
             except Exception as exc:
                 results[key] = {"error": f"{type(exc).__name__}: {exc}"[:2000]}
             print(key, results[key].get("f64", results[key].get("error")), flush=True)
-    if "sum_partials" in names:  # float64 sums stored into float32
+    if "column_sums" in names:  # the bias backward's float64 partials into a float32 gradient
         ptx, _ = cuda.compile_ptx(
-            _cuda_kernels.sum_partials.py_func, (float64[:, ::1], float32[::1]), cc=cc
+            _cuda_kernels.column_sums.py_func, (float64[:, ::1], float32[::1]), cc=cc
         )
-        results["sum_partials/float32"] = {
+        results["column_sums/partials"] = {
             "f64": f64_instructions(ptx),
             "wraparound": wraparound_instructions(ptx),
         }

@@ -21,6 +21,7 @@ SUM_RTOL = {np.float32: 1e-6, np.float64: 1e-13}
 def small_launches(monkeypatch):
     monkeypatch.setattr(_config, "CUDA_BLOCK_SIZE", 8)
     monkeypatch.setattr(_config, "CUDA_MAX_BLOCKS", 3)
+    monkeypatch.setattr(_config, "CUDA_REDUCE_ROWS", 3)
 
 
 def dev(a):

@@ -16,6 +16,7 @@ cuda = pytest.importorskip("numba.cuda")
 def small_launches(monkeypatch):
     monkeypatch.setattr(_config, "CUDA_BLOCK_SIZE", 8)
     monkeypatch.setattr(_config, "CUDA_MAX_BLOCKS", 3)
+    monkeypatch.setattr(_config, "CUDA_REDUCE_ROWS", 2)
     monkeypatch.setenv("FASTACT_CUDA_MATMUL", "numba")  # fastact's kernel, even with CuPy
 
 

@@ -24,7 +24,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 #: * fastact._math's float32 exp, expm1, exp_mul, tanh, gelu and gelu_tanh (their
 #:   derivatives too) compute in float32: no activation uses float64 in its float32 kernels;
 #: * every ``*_bias_backward`` accumulates the bias gradient in float64 (as fastact.fused on the
-#:   CPU), and ``sum_partials`` adds the float64 partial sums.
+#:   CPU), and ``column_sums`` adds columns (the float64 partial sums) in float64.
 #:
 #: On GPUs with slow float64 (consumer cards: 1/64 of float32) only those become
 #: compute-bound; on H100/H200 (float64 at 1/2 rate) they stay memory-bound.
@@ -105,7 +105,6 @@ FUSED_F64 = {
     "gather_rows": False,
     "gather": False,
     "add_bias": False,
-    "column_sums": True,
     "sum_squares": True,
     "move_sqrt": True,
     "copy_into": True,  # float64 sums stored in the parameter's dtype
@@ -126,13 +125,13 @@ def test_every_kernel_compiles_to_ptx(ptx_results):
         for n in ACTIVATIONS
         for kind in ("forward", "backward", "bias_forward", "bias_backward")
         for dt in ("float32", "float64")
-    } | {"sum_partials/float32", "sum_partials/float64"}
+    } | {"column_sums/float32", "column_sums/float64", "column_sums/partials"}
     expected |= {f"fused.{n}/{dt}" for n in FUSED_F64 for dt in ("float32", "float64")}
     assert set(ptx_results) == expected
 
 
 def test_float64_in_float32_kernels_only_by_design(ptx_results):
-    want = {"sum_partials"} | {f"fused.{n}" for n, f64 in FUSED_F64.items() if f64}
+    want = {"column_sums"} | {f"fused.{n}" for n, f64 in FUSED_F64.items() if f64}
     for name, (forward, grad) in F64_BY_DESIGN.items():
         want.add(f"{name}_bias_backward")
         if forward:
@@ -158,8 +157,11 @@ FUSED_UNSIGNED = {
     "dropout",
     "dropout_backward",
     "column_partials",
+    "batch_norm_mean",
+    "batch_norm_stats",
     "batch_norm_apply",
     "batch_norm_backward_partials",
+    "batch_norm_backward_sums",
     "batch_norm_backward_apply",
     "sgd",
     "adam",
@@ -175,7 +177,7 @@ def test_kernels_index_without_negative_index_wraparound(ptx_results):
     (docs/gpu.md: 59 -> 32 PTX instructions per four relu elements)."""
     generated = {k for k in ptx_results if not k.startswith("fused.")}
     fused = {k for k in ptx_results if k.split("/")[0].removeprefix("fused.") in FUSED_UNSIGNED}
-    assert len(generated) == 4 * 2 * len(ACTIVATIONS) + 2  # + sum_partials, 2 dtypes
+    assert len(generated) == 4 * 2 * len(ACTIVATIONS) + 3  # + column_sums: 2 dtypes, partials
     assert len(fused) == 2 * len(FUSED_UNSIGNED)
     signed = sorted(k for k in generated | fused if ptx_results[k].get("wraparound", 1))
     assert not signed, f"kernels with signed-index wraparound in their PTX: {signed}"

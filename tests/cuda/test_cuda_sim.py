@@ -39,6 +39,7 @@ def small_launches(monkeypatch):
     monkeypatch.setattr(_config, "CUDA_BLOCK_SIZE", 8)
     monkeypatch.setattr(_config, "CUDA_MAX_BLOCKS", 3)
     monkeypatch.setattr(_config, "CUDA_BIAS_MIN_ROWS", 2)
+    monkeypatch.setattr(_config, "CUDA_REDUCE_ROWS", 3)  # column sums: a tree of odd halves
 
 
 def registry_name(name, kw):
@@ -228,6 +229,28 @@ def test_bias_act_launch_shapes(shape, block, monkeypatch, rng):
     cpu_pre, cpu_bias = fused.bias_act_backward(g, cpu_saved, "gelu")
     assert_ulp(to_host(pre), cpu_pre, FUSED_MAX_ULP)
     np.testing.assert_allclose(to_host(grad_bias), cpu_bias, rtol=1e-13, atol=1e-300)
+
+
+@pytest.mark.parametrize(
+    "rows, cols, reduce_rows, max_blocks",
+    [(50, 3, 3, 3), (13, 100, 4, 1), (1, 40, 3, 2), (0, 5, 3, 3), (29, 1, 1, 3), (5, 33, 8, 1)],
+)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_column_sums_launch_shapes(rows, cols, reduce_rows, max_blocks, dtype, monkeypatch, rng):
+    """column_sums (the bias gradient's second stage, the MLP's output-layer bias gradient):
+    threads along the rows of a block share each column's sum; columns beyond a strip of 32
+    per block loop (wide matrices, one block); no rows sums to 0."""
+    monkeypatch.setattr(_config, "CUDA_REDUCE_ROWS", reduce_rows)
+    monkeypatch.setattr(_config, "CUDA_MAX_BLOCKS", max_blocks)
+    a = rng.standard_normal((rows, cols)).astype(dtype) * 10.0 ** rng.integers(-3, 4, (rows, cols))
+    out = cuda.to_device(np.full(cols, np.nan, dtype))
+    fa.cuda.kernels().column_sums[fa.cuda._grid_columns(cols)](cuda.to_device(a), out)
+    exact = a.astype(np.float64).sum(axis=0)
+    # float64 sums in two orders: within rows * eps of the sum of magnitudes (loose bound)
+    floor = rows * np.finfo(np.float64).eps * np.abs(a).astype(np.float64).sum(axis=0).max()
+    got = to_host(out)
+    assert got.dtype == dtype
+    np.testing.assert_allclose(got, exact.astype(dtype), rtol=np.finfo(dtype).eps, atol=floor)
 
 
 def test_bias_act_errors():
