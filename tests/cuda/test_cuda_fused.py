@@ -119,11 +119,15 @@ def test_counter_uniform_is_uniform():
 
 @pytest.mark.parametrize("training", [True, False])
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_batch_norm_matches_cpu(dtype, training, rng):
-    x = (rng.standard_normal((19, 6)) * 3 + 1).astype(dtype)
-    gamma = rng.uniform(0.5, 2, 6).astype(dtype)
-    beta = rng.standard_normal(6).astype(dtype)
-    rm, rv = rng.standard_normal(6).astype(dtype), rng.uniform(0.5, 2, 6).astype(dtype)
+@pytest.mark.parametrize("shape, max_blocks", [((19, 6), 3), ((9, 70), 1)])
+def test_batch_norm_matches_cpu(shape, max_blocks, dtype, training, monkeypatch, rng):
+    """(9, 70) with one block: the column sums loop over three strips of 32 columns."""
+    monkeypatch.setattr(_config, "CUDA_MAX_BLOCKS", max_blocks)
+    f = shape[1]
+    x = (rng.standard_normal(shape) * 3 + 1).astype(dtype)
+    gamma = rng.uniform(0.5, 2, f).astype(dtype)
+    beta = rng.standard_normal(f).astype(dtype)
+    rm, rv = rng.standard_normal(f).astype(dtype), rng.uniform(0.5, 2, f).astype(dtype)
     d_rm, d_rv = dev(rm), dev(rv)
     y, cache = fused.batch_norm(dev(x), dev(gamma), dev(beta), d_rm, d_rv, training)
     cpu_y, cpu_cache = fused.batch_norm(x, gamma, beta, rm, rv, training)
