@@ -20,6 +20,7 @@ from fastact import activations as act
 from fastact._config import CUDA_DEVICE, CUDA_KERNEL, CUDA_MAX_THREADS, SCALAR
 from fastact._cuda_kernels import (
     _ZERO,
+    CUDA_REDUCE_KERNEL,
     _column_strips,
     _column_total,
     _grid_1d_unsigned,
@@ -221,18 +222,18 @@ def column_partials(x, center, squares, partial):
         partial[i0, j] = acc
 
 
-@cuda.jit(**CUDA_KERNEL)
+@cuda.jit(**CUDA_REDUCE_KERNEL)
 def batch_norm_mean(partial, n, mean):
     """mean[j] = (sum of partial[:, j]) / n (float64; launch: fastact.cuda._grid_columns)."""
     start, stop, step = _column_strips(mean.size)
     for first in range(start, stop, step):
         j = first + uint64(cuda.threadIdx.x)
-        total = _column_total(partial, j)
+        total = _column_total(partial, j)  # every thread, past the columns too
         if cuda.threadIdx.y == 0 and j < stop:
             mean[j] = total / n
 
 
-@cuda.jit(**CUDA_KERNEL)
+@cuda.jit(**CUDA_REDUCE_KERNEL)
 def batch_norm_stats(partial, n, mean, running_mean, running_var, training, momentum, eps, center,
                      inv_std):  # fmt: skip
     """Per column: training, the biased variance from the partial sums of squared deviations
@@ -242,7 +243,8 @@ def batch_norm_stats(partial, n, mean, running_mean, running_var, training, mome
     start, stop, step = _column_strips(center.size)
     for first in range(start, stop, step):
         j = first + uint64(cuda.threadIdx.x)
-        var = _column_total(partial, j) / n if training else _ZERO  # every thread: barriers
+        # every thread, past the columns too (training is the same for all)
+        var = _column_total(partial, j) / n if training else _ZERO
         if cuda.threadIdx.y != 0 or j >= stop:
             continue
         if training:
@@ -302,7 +304,7 @@ def batch_norm_backward_partials(g, xhat, partial_g, partial_gx):
         partial_gx[i0, j] = sgx
 
 
-@cuda.jit(**CUDA_KERNEL)
+@cuda.jit(**CUDA_REDUCE_KERNEL)
 def batch_norm_backward_sums(partial_g, partial_gx, n, gamma, inv_std, training, dgamma, dbeta,
                              k, c1, c2):  # fmt: skip
     """Per column: dbeta = sum g, dgamma = sum g xhat (the partials added in float64); the
@@ -311,7 +313,7 @@ def batch_norm_backward_sums(partial_g, partial_gx, n, gamma, inv_std, training,
     start, stop, step = _column_strips(dbeta.size)
     for first in range(start, stop, step):
         j = first + uint64(cuda.threadIdx.x)
-        sg = _column_total(partial_g, j)
+        sg = _column_total(partial_g, j)  # every thread, past the columns too
         sgx = _column_total(partial_gx, j)
         if cuda.threadIdx.y != 0 or j >= stop:
             continue
@@ -346,25 +348,71 @@ def batch_norm_backward_apply(g, xhat, k, c1, c2, dx):
 
 
 # --------------------------------------------------------------------------- optimizers
+@cuda.jit(**CUDA_DEVICE)
+def _sgd_store(p, v, i, pi, gi, vi, lr, momentum, weight_decay, nesterov):
+    if momentum != 0:
+        p[i], v[i] = sgd_step(pi, gi, vi, lr, momentum, weight_decay, nesterov)
+    else:
+        p[i] = sgd_step(pi, gi, vi, lr, momentum, weight_decay, False)[0]
+
+
 @cuda.jit(**CUDA_KERNEL)
 def sgd(p, g, v, lr, momentum, weight_decay, nesterov):
-    """fastact.fused.sgd_step over a parameter (v not touched without momentum)."""
-    i0, s = _grid_1d_unsigned()
-    for i in range(i0, uint64(p.size), s):
+    """fastact.fused.sgd_step over a parameter (v neither read nor written without momentum:
+    it may be empty). Four elements' loads in flight per thread, before their stores."""
+    zero = typed(0.0, lr)
+    n = uint64(p.size)
+    i, s = _grid_1d_unsigned()
+    s2 = s + s
+    s3 = s2 + s
+    while i + s3 < n:
+        p0, p1, p2, p3 = p[i], p[i + s], p[i + s2], p[i + s3]
+        g0, g1, g2, g3 = g[i], g[i + s], g[i + s2], g[i + s3]
+        v0 = v1 = v2 = v3 = zero
         if momentum != 0:
-            p[i], v[i] = sgd_step(p[i], g[i], v[i], lr, momentum, weight_decay, nesterov)
-        else:
-            p[i] = sgd_step(p[i], g[i], typed(0.0, lr), lr, momentum, weight_decay, False)[0]
+            v0, v1, v2, v3 = v[i], v[i + s], v[i + s2], v[i + s3]
+        _sgd_store(p, v, i, p0, g0, v0, lr, momentum, weight_decay, nesterov)
+        _sgd_store(p, v, i + s, p1, g1, v1, lr, momentum, weight_decay, nesterov)
+        _sgd_store(p, v, i + s2, p2, g2, v2, lr, momentum, weight_decay, nesterov)
+        _sgd_store(p, v, i + s3, p3, g3, v3, lr, momentum, weight_decay, nesterov)
+        i += s3 + s
+    while i < n:
+        vi = v[i] if momentum != 0 else zero
+        _sgd_store(p, v, i, p[i], g[i], vi, lr, momentum, weight_decay, nesterov)
+        i += s
+
+
+@cuda.jit(**CUDA_DEVICE)
+def _adam_store(p, m, v, i, pi, gi, mi, vi, h):
+    """p[i], m[i], v[i] = adam_step(pi, gi, mi, vi, *h) (h: the step's scalars)."""
+    step_size, beta1, one_minus_beta1, beta2, one_minus_beta2, inv_sqrt_bias2, eps, decay = h
+    p[i], m[i], v[i] = adam_step(
+        pi, gi, mi, vi, step_size, beta1, one_minus_beta1, beta2, one_minus_beta2, inv_sqrt_bias2, eps, decay
+    )  # fmt: skip
 
 
 @cuda.jit(**CUDA_KERNEL)
 def adam(p, g, m, v, step_size, beta1, one_minus_beta1, beta2, one_minus_beta2, inv_sqrt_bias2, eps, weight_decay):  # fmt: skip
-    """fastact.fused.adam_step over a parameter."""
-    i0, s = _grid_1d_unsigned()
-    for i in range(i0, uint64(p.size), s):
-        p[i], m[i], v[i] = adam_step(
-            p[i], g[i], m[i], v[i], step_size, beta1, one_minus_beta1, beta2, one_minus_beta2, inv_sqrt_bias2, eps, weight_decay
-        )  # fmt: skip
+    """fastact.fused.adam_step over a parameter; four elements' loads in flight per thread,
+    before their stores."""
+    h = (step_size, beta1, one_minus_beta1, beta2, one_minus_beta2, inv_sqrt_bias2, eps, weight_decay)  # fmt: skip
+    n = uint64(p.size)
+    i, s = _grid_1d_unsigned()
+    s2 = s + s
+    s3 = s2 + s
+    while i + s3 < n:
+        p0, p1, p2, p3 = p[i], p[i + s], p[i + s2], p[i + s3]
+        g0, g1, g2, g3 = g[i], g[i + s], g[i + s2], g[i + s3]
+        m0, m1, m2, m3 = m[i], m[i + s], m[i + s2], m[i + s3]
+        v0, v1, v2, v3 = v[i], v[i + s], v[i + s2], v[i + s3]
+        _adam_store(p, m, v, i, p0, g0, m0, v0, h)
+        _adam_store(p, m, v, i + s, p1, g1, m1, v1, h)
+        _adam_store(p, m, v, i + s2, p2, g2, m2, v2, h)
+        _adam_store(p, m, v, i + s3, p3, g3, m3, v3, h)
+        i += s3 + s
+    while i < n:
+        _adam_store(p, m, v, i, p[i], g[i], m[i], v[i], h)
+        i += s
 
 
 # --------------------------------------------------------------------------- prelu

@@ -4,7 +4,7 @@
 Imported only by fastact.cuda, never by ``import fastact``: it imports numba.cuda.
 """
 import numpy as np
-from numba import cuda, float64, uint64
+from numba import config, cuda, float64, uint64
 
 from fastact import activations as act
 from fastact._config import CUDA_DEVICE, CUDA_KERNEL, CUDA_MAX_THREADS
@@ -12,6 +12,14 @@ from fastact._config import CUDA_DEVICE, CUDA_KERNEL, CUDA_MAX_THREADS
 #: float64 accumulators start from this (a bare 0.0 would add in float32 under the simulator,
 #: where NumPy 2 keeps float32 + Python float in float32)
 _ZERO = np.float64(0.0)
+#: The kernels that call _column_total run blocks of up to CUDA_MAX_THREADS threads: launch
+#: bounds tell the compiler, so that their registers always fit such a block (the simulator
+#: takes no launch bounds).
+CUDA_REDUCE_KERNEL = (
+    dict(CUDA_KERNEL, launch_bounds=CUDA_MAX_THREADS)
+    if not config.ENABLE_CUDASIM  # type: ignore[attr-defined]
+    else CUDA_KERNEL
+)
 
 
 @cuda.jit(**CUDA_DEVICE)
@@ -42,8 +50,10 @@ def _column_strips(cols):
 def _column_total(a, j):
     """The sum of a[:, j] in float64 (0 past a's columns), by the block's threads along y:
     each sums every blockDim.y-th row, four loads in flight, then a tree in shared memory.
-    Every thread of the block calls it (barriers) and gets the total. Launched with
-    fastact.cuda._grid_columns: blocks of (columns, rows) threads, at most CUDA_MAX_THREADS."""
+    Every thread of the block calls it, as often as the others (barriers: the simulator does
+    not check this, a GPU hangs or reads stale sums), and gets the total. Launched with
+    fastact.cuda._grid_columns: blocks of (columns, rows) threads, at most CUDA_MAX_THREADS;
+    kernels that call it use CUDA_REDUCE_KERNEL."""
     buf = cuda.shared.array(CUDA_MAX_THREADS, float64)
     acc = _ZERO
     if j < uint64(a.shape[1]):
@@ -84,14 +94,14 @@ def _column_total(a, j):
     return total
 
 
-@cuda.jit(**CUDA_KERNEL)
+@cuda.jit(**CUDA_REDUCE_KERNEL)
 def column_sums(a, out):
     """out[j] = sum of a[:, j], summed in float64 and stored in out's dtype: the per-row-block
     partial sums of the bias backward, a bias gradient (launch: fastact.cuda._grid_columns)."""
     start, stop, step = _column_strips(out.size)
     for first in range(start, stop, step):
         j = first + uint64(cuda.threadIdx.x)
-        total = _column_total(a, j)
+        total = _column_total(a, j)  # every thread, past the columns too
         if cuda.threadIdx.y == 0 and j < stop:
             out[j] = total
 

@@ -182,11 +182,13 @@ def _grid_2d(rows: int, cols: int, min_rows: int = 1) -> tuple[tuple, tuple]:
 def _grid_columns(cols: int) -> tuple[int, tuple]:
     """Blocks for the column sums (``_column_total`` in fastact/_cuda_kernels.py): (tx, ty)
     threads, tx along the columns (a warp, or the smallest power of two >= cols), ty =
-    ``CUDA_REDUCE_ROWS`` along the rows; each block takes whole strips of tx columns."""
+    ``CUDA_REDUCE_ROWS`` along the rows (at most ``CUDA_MAX_THREADS`` in all: the shared-memory
+    slots); each block takes whole strips of tx columns."""
     tx = 32
     while tx // 2 >= cols and tx > 1:
         tx //= 2
-    return min(-(-cols // tx), _config.CUDA_MAX_BLOCKS), (tx, _config.CUDA_REDUCE_ROWS)
+    ty = max(1, min(_config.CUDA_REDUCE_ROWS, _config.CUDA_MAX_THREADS // tx))
+    return min(-(-cols // tx), _config.CUDA_MAX_BLOCKS), (tx, ty)
 
 
 def forward(op, x, out, a, b):
@@ -566,7 +568,8 @@ def _batch_norm_into(x, gamma, beta, running_mean, running_var, training, moment
     else:
         partial = cuda.device_array((1, cols), np.float64)  # unused with fixed statistics
         mean = cuda.device_array(cols, np.float64)
-    k.batch_norm_stats[_grid_columns(cols)](
+    columns, (tx, ty) = _grid_columns(cols)  # fixed statistics: nothing to sum, one row
+    k.batch_norm_stats[columns, (tx, ty if training else 1)](
         partial, rows, mean, running_mean, running_var, training, momentum, eps, center, inv_std
     )
     if rows:

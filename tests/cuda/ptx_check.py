@@ -3,8 +3,9 @@
     python tests/cuda/ptx_check.py [--cc 9.0] [--json PATH] [--only NAME ...]
 
 Prints one line per kernel and dtype, the number of float64 instructions in its PTX, and
-writes the same as JSON (``{"kernel/dtype": {"f64": n, "wraparound": n, "error": "..."}}``;
-``wraparound``: array accesses with a signed index, see ``wraparound_instructions``). Run by
+writes the same as JSON (``{"kernel/dtype": {"f64": n, "wraparound": n, "max_threads": n,
+"error": "..."}}``; ``wraparound``: array accesses with a signed index, see
+``wraparound_instructions``; ``max_threads``: the launch bound, see ``max_threads``). Run by
 ``tests/cuda/test_cuda_ptx.py`` in a process of its own, without ``NUMBA_ENABLE_CUDASIM`` (the
 simulator has no compiler).
 
@@ -45,6 +46,24 @@ def wraparound_instructions(ptx: str) -> int:
     """``shr.s64 r, i, 63``: the sign test of numba's negative-index wraparound, emitted for
     every array access with a signed index (unsigned indices have none)."""
     return len(_WRAPAROUND.findall(ptx))
+
+
+_MAX_THREADS = re.compile(r"^\s*\.maxntid\s+(\d+)", re.MULTILINE)
+
+
+def max_threads(ptx: str) -> int:
+    """The kernel's launch bound (``.maxntid``: the compiler fits registers to blocks of that
+    many threads), 0 without one."""
+    found = _MAX_THREADS.search(ptx)
+    return int(found.group(1)) if found else 0
+
+
+def measure(ptx: str) -> dict:
+    return {
+        "f64": f64_instructions(ptx),
+        "wraparound": wraparound_instructions(ptx),
+        "max_threads": max_threads(ptx),
+    }
 
 
 def signatures(name: str, ty, f64):
@@ -88,7 +107,6 @@ def fused_signatures(name: str, ty, f64):
         "gather_rows": (m, i, int64, m),
         "gather": (v, i, int64, v),
         "add_bias": (m, v),
-        "column_sums": (m, v),
         "sum_squares": (v, d, int64),
         "move_sqrt": (d, int64, d, int64),
         "copy_into": (d, v),
@@ -144,23 +162,19 @@ def main(argv=None) -> int:
             t0 = time.perf_counter()
             try:
                 sig = signature(name.removeprefix("fused."), ty, float64)
-                ptx, _ = cuda.compile_ptx(kernel.py_func, sig, cc=cc)
-                results[key] = {
-                    "f64": f64_instructions(ptx),
-                    "wraparound": wraparound_instructions(ptx),
-                    "seconds": time.perf_counter() - t0,
-                }
+                bounds = kernel.targetoptions.get("launch_bounds")
+                ptx, _ = cuda.compile_ptx(kernel.py_func, sig, cc=cc, launch_bounds=bounds)
+                results[key] = measure(ptx) | {"seconds": time.perf_counter() - t0}
             except Exception as exc:
                 results[key] = {"error": f"{type(exc).__name__}: {exc}"[:2000]}
             print(key, results[key].get("f64", results[key].get("error")), flush=True)
     if "column_sums" in names:  # the bias backward's float64 partials into a float32 gradient
+        kernel = _cuda_kernels.column_sums
+        bounds = kernel.targetoptions.get("launch_bounds")
         ptx, _ = cuda.compile_ptx(
-            _cuda_kernels.column_sums.py_func, (float64[:, ::1], float32[::1]), cc=cc
+            kernel.py_func, (float64[:, ::1], float32[::1]), cc=cc, launch_bounds=bounds
         )
-        results["column_sums/partials"] = {
-            "f64": f64_instructions(ptx),
-            "wraparound": wraparound_instructions(ptx),
-        }
+        results["column_sums/partials"] = measure(ptx)
     print(f"{len(results)} kernels in {time.perf_counter() - start:.1f} s", flush=True)
     if args.json:
         with open(args.json, "w", encoding="utf-8") as fh:

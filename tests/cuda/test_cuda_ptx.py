@@ -185,6 +185,21 @@ def test_kernels_index_without_negative_index_wraparound(ptx_results):
     assert ptx_results["fused.gather/float32"]["wraparound"] > 0
 
 
+#: Kernels that call _column_total: blocks of up to 1024 threads (fastact.cuda._grid_columns)
+REDUCING = {"column_sums", "fused.batch_norm_mean", "fused.batch_norm_stats",
+            "fused.batch_norm_backward_sums"}  # fmt: skip
+
+
+def test_column_sum_kernels_fit_blocks_of_1024_threads(ptx_results):
+    """Their launch bound (.maxntid 1024) makes the compiler keep registers within 64 per thread,
+    so that a 32 x 32 block always launches; the other kernels have no bound."""
+    bounded = {k.split("/")[0] for k, r in ptx_results.items() if r.get("max_threads")}
+    assert bounded == REDUCING
+    assert all(
+        ptx_results[k]["max_threads"] == 1024 for k in ptx_results if k.split("/")[0] in REDUCING
+    )
+
+
 def test_a_process_without_gpu_work_never_imports_numba_cuda():
     code = (
         "import sys, numpy as np, fastact as fa\n"

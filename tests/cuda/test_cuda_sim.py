@@ -253,6 +253,18 @@ def test_column_sums_launch_shapes(rows, cols, reduce_rows, max_blocks, dtype, m
     np.testing.assert_allclose(got, exact.astype(dtype), rtol=np.finfo(dtype).eps, atol=floor)
 
 
+@pytest.mark.parametrize("reduce_rows", [0, 1, 32, 64, 4096])
+@pytest.mark.parametrize("cols", [1, 5, 16, 17, 32, 1000])
+def test_column_sum_blocks_fit_the_shared_memory(cols, reduce_rows, monkeypatch):
+    """_grid_columns never asks for more threads than the shared-memory slots (1024), whatever
+    CUDA_REDUCE_ROWS says; a warp (or the smallest power of two >= cols) along the columns."""
+    monkeypatch.setattr(_config, "CUDA_REDUCE_ROWS", reduce_rows)
+    monkeypatch.setattr(_config, "CUDA_MAX_BLOCKS", 8192)
+    blocks, (tx, ty) = fa.cuda._grid_columns(cols)
+    assert 1 <= ty and tx * ty <= _config.CUDA_MAX_THREADS
+    assert tx == min(32, 1 << (cols - 1).bit_length()) and blocks * tx >= cols > (blocks - 1) * tx
+
+
 def test_bias_act_errors():
     x = cuda.to_device(np.zeros((3, 4), np.float32))
     with pytest.raises(ValueError, match="pass one bias per feature"):
