@@ -67,18 +67,19 @@ def _block_sum_add(value, total, index):
     """Adds the sum of ``value`` over this (1-D) block's threads to ``total[index]`` (one
     atomic add per block). Every thread of the block must call it."""
     buf = cuda.shared.array(CUDA_MAX_THREADS, float64)
-    t = cuda.threadIdx.x
+    one = uint64(1)
+    t = uint64(cuda.threadIdx.x)  # unsigned indices, as the kernels' loops
     buf[t] = value
     cuda.syncthreads()
-    n = cuda.blockDim.x
-    while n > 1:
-        half = (n + 1) // 2
-        if t < n - half:
+    n = uint64(cuda.blockDim.x)
+    while n > one:
+        half = (n + one) >> one
+        if t + half < n:
             buf[t] += buf[t + half]
         cuda.syncthreads()
         n = half
-    if t == 0:
-        cuda.atomic.add(total, index, buf[0])
+    if t == uint64(0):
+        cuda.atomic.add(total, uint64(index), buf[uint64(0)])
 
 
 # --------------------------------------------------------------------------- softmax and losses
@@ -356,11 +357,23 @@ def _sgd_store(p, v, i, pi, gi, vi, lr, momentum, weight_decay, nesterov):
         p[i] = sgd_step(pi, gi, vi, lr, momentum, weight_decay, False)[0]
 
 
+@njit(**SCALAR)
+def _squares(a, b, c, d):
+    """a^2 + b^2 + c^2 + d^2 in float64, added in that order."""
+    s = np.float64(a) * np.float64(a)
+    s += np.float64(b) * np.float64(b)
+    s += np.float64(c) * np.float64(c)
+    return s + np.float64(d) * np.float64(d)
+
+
 @cuda.jit(**CUDA_KERNEL)
-def sgd(p, g, v, lr, momentum, weight_decay, nesterov):
+def sgd(p, g, v, lr, momentum, weight_decay, nesterov, squares, slot):
     """fastact.fused.sgd_step over a parameter (v neither read nor written without momentum:
-    it may be empty). Four elements' loads in flight per thread, before their stores."""
+    it may be empty). Four elements' loads in flight per thread, before their stores.
+    slot >= 0: squares[slot] += the sum of g^2 (float64; the MLP's gradient-norm statistic,
+    as the CPU kernel's return value), else squares is not touched (it may be empty)."""
     zero = typed(0.0, lr)
+    acc = _ZERO
     n = uint64(p.size)
     i, s = _grid_1d_unsigned()
     s2 = s + s
@@ -371,15 +384,22 @@ def sgd(p, g, v, lr, momentum, weight_decay, nesterov):
         v0 = v1 = v2 = v3 = zero
         if momentum != 0:
             v0, v1, v2, v3 = v[i], v[i + s], v[i + s2], v[i + s3]
+        if slot >= 0:
+            acc += _squares(g0, g1, g2, g3)
         _sgd_store(p, v, i, p0, g0, v0, lr, momentum, weight_decay, nesterov)
         _sgd_store(p, v, i + s, p1, g1, v1, lr, momentum, weight_decay, nesterov)
         _sgd_store(p, v, i + s2, p2, g2, v2, lr, momentum, weight_decay, nesterov)
         _sgd_store(p, v, i + s3, p3, g3, v3, lr, momentum, weight_decay, nesterov)
         i += s3 + s
     while i < n:
+        gi = g[i]
         vi = v[i] if momentum != 0 else zero
-        _sgd_store(p, v, i, p[i], g[i], vi, lr, momentum, weight_decay, nesterov)
+        if slot >= 0:
+            acc += np.float64(gi) * np.float64(gi)
+        _sgd_store(p, v, i, p[i], gi, vi, lr, momentum, weight_decay, nesterov)
         i += s
+    if slot >= 0:  # the same for every thread: the block sum's barriers
+        _block_sum_add(acc, squares, slot)
 
 
 @cuda.jit(**CUDA_DEVICE)
@@ -392,10 +412,11 @@ def _adam_store(p, m, v, i, pi, gi, mi, vi, h):
 
 
 @cuda.jit(**CUDA_KERNEL)
-def adam(p, g, m, v, step_size, beta1, one_minus_beta1, beta2, one_minus_beta2, inv_sqrt_bias2, eps, weight_decay):  # fmt: skip
+def adam(p, g, m, v, step_size, beta1, one_minus_beta1, beta2, one_minus_beta2, inv_sqrt_bias2, eps, weight_decay, squares, slot):  # fmt: skip
     """fastact.fused.adam_step over a parameter; four elements' loads in flight per thread,
-    before their stores."""
+    before their stores. squares, slot: as sgd's."""
     h = (step_size, beta1, one_minus_beta1, beta2, one_minus_beta2, inv_sqrt_bias2, eps, weight_decay)  # fmt: skip
+    acc = _ZERO
     n = uint64(p.size)
     i, s = _grid_1d_unsigned()
     s2 = s + s
@@ -405,14 +426,21 @@ def adam(p, g, m, v, step_size, beta1, one_minus_beta1, beta2, one_minus_beta2, 
         g0, g1, g2, g3 = g[i], g[i + s], g[i + s2], g[i + s3]
         m0, m1, m2, m3 = m[i], m[i + s], m[i + s2], m[i + s3]
         v0, v1, v2, v3 = v[i], v[i + s], v[i + s2], v[i + s3]
+        if slot >= 0:
+            acc += _squares(g0, g1, g2, g3)
         _adam_store(p, m, v, i, p0, g0, m0, v0, h)
         _adam_store(p, m, v, i + s, p1, g1, m1, v1, h)
         _adam_store(p, m, v, i + s2, p2, g2, m2, v2, h)
         _adam_store(p, m, v, i + s3, p3, g3, m3, v3, h)
         i += s3 + s
     while i < n:
-        _adam_store(p, m, v, i, p[i], g[i], m[i], v[i], h)
+        gi = g[i]
+        if slot >= 0:
+            acc += np.float64(gi) * np.float64(gi)
+        _adam_store(p, m, v, i, p[i], gi, m[i], v[i], h)
         i += s
+    if slot >= 0:  # the same for every thread: the block sum's barriers
+        _block_sum_add(acc, squares, slot)
 
 
 # --------------------------------------------------------------------------- prelu
@@ -463,20 +491,17 @@ def matmul(a, b, c, trans_a, trans_b):
 
 
 @cuda.jit(**CUDA_KERNEL)
-def gather_rows(src, order, start, out):
-    """out[r] = src[order[start + r]] for the rows of out (a minibatch)."""
+def gather_batch(X, targets, order, start, x, t):
+    """x[r] = X[order[start + r]] and t[r] = targets[order[start + r]] for the rows of x (a
+    minibatch; the threads of the grid's first column copy the targets)."""
     j0, i0 = cuda.grid(2)
     sj, si = cuda.gridsize(2)
-    for i in range(i0, out.shape[0], si):
+    for i in range(i0, x.shape[0], si):
         row = order[start + i]
-        for j in range(j0, out.shape[1], sj):
-            out[i, j] = src[row, j]
-
-
-@cuda.jit(**CUDA_KERNEL)
-def gather(src, order, start, out):
-    for i in range(cuda.grid(1), out.size, cuda.gridsize(1)):
-        out[i] = src[order[start + i]]
+        if j0 == 0:
+            t[i] = targets[row]
+        for j in range(j0, x.shape[1], sj):
+            x[i, j] = X[row, j]
 
 
 @cuda.jit(**CUDA_KERNEL)
@@ -490,23 +515,14 @@ def add_bias(z, bias):
 
 
 @cuda.jit(**CUDA_KERNEL)
-def sum_squares(x, total, index):
-    """total[index] += sum of x^2 (float64)."""
-    acc = _ZERO
-    i0, s = _grid_1d_unsigned()
-    for i in range(i0, uint64(x.size), s):
-        v = np.float64(x[i])
-        acc += v * v
-    _block_sum_add(acc, total, index)
-
-
-@cuda.jit(**CUDA_KERNEL)
-def move_sqrt(total, index, into, into_index):
-    """into[into_index] += sqrt(total[index]); total[index] = 0 (one thread: a norm from the
-    sum of squares sum_squares left, its slot ready for the next)."""
+def move_sqrts(total, first, count, into, into_first):
+    """into[into_first + k] += sqrt(total[first + k]); total[first + k] = 0, for k < count
+    (one thread: the step's gradient norms from the sums of squares sgd/adam left, their slots
+    ready for the next step)."""
     if cuda.grid(1) == 0:
-        into[into_index] += math.sqrt(total[index])
-        total[index] = 0.0
+        for k in range(count):
+            into[into_first + k] += math.sqrt(total[first + k])
+            total[first + k] = 0.0
 
 
 @cuda.jit(**CUDA_KERNEL)

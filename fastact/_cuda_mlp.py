@@ -41,6 +41,7 @@ class DeviceOps:
     def __init__(self):
         self.cupy = _cupy()
         self._buffers: dict[tuple, Any] = {}  # reused device arrays
+        self._no_squares = None
 
     def asarray(self, a):
         return cuda.to_device(np.ascontiguousarray(a))
@@ -145,16 +146,25 @@ class DeviceOps:
             )
 
     def sgd(self, p, g, v, lr, momentum, weight_decay, nesterov, norm_slot=-1):
-        if norm_slot >= 0:
-            self._add_norm(norm_slot, g)
+        """As HostOps.sgd: the kernel adds the gradient's sum of squares to the epoch's scratch
+        slot of layer ``norm_slot``; ``end_step`` turns the step's sums into norms."""
         if p.size:
-            _cuda_fused.sgd[_grid_1d(p.size)](p, g, v, lr, momentum, weight_decay, nesterov)
+            _cuda_fused.sgd[_grid_1d(p.size)](
+                p, g, v, lr, momentum, weight_decay, nesterov, *self._squares_slot(norm_slot)
+            )
 
     def adam(self, p, g, m, v, *scalars, norm_slot=-1):
-        if norm_slot >= 0:
-            self._add_norm(norm_slot, g)
         if p.size:
-            _cuda_fused.adam[_grid_1d(p.size)](p, g, m, v, *scalars)
+            _cuda_fused.adam[_grid_1d(p.size)](p, g, m, v, *scalars, *self._squares_slot(norm_slot))
+
+    def _squares_slot(self, norm_slot):
+        """(squares, slot) for the optimizer kernels: the epoch's statistics and the layer's
+        scratch slot, or an empty array and -1 (no norm wanted)."""
+        if norm_slot >= 0:
+            return self._stats, 2 + norm_slot
+        if self._no_squares is None:
+            self._no_squares = cuda.device_array(0, np.float64)
+        return self._no_squares, -1
 
     # the training loop's data and statistics
     def data(self, X, targets):
@@ -168,8 +178,7 @@ class DeviceOps:
         rows = stop - start
         x = self._batch_buf("x", (rows, X.shape[1]), X.dtype)
         t = self._batch_buf("t", (rows,), targets.dtype)
-        _cuda_fused.gather_rows[_grid_2d(rows, X.shape[1])](X, self._order, start, x)
-        _cuda_fused.gather[_grid_1d(rows)](targets, self._order, start, t)
+        _cuda_fused.gather_batch[_grid_2d(rows, X.shape[1])](X, targets, self._order, start, x, t)
         return x, t
 
     def _batch_buf(self, name, shape, dtype):
@@ -200,11 +209,11 @@ class DeviceOps:
     def count_correct(self, logits, t, binary):
         _cuda_fused.count_correct[_grid_1d(logits.shape[0])](logits, t, binary, self._stats, 1)
 
-    def _add_norm(self, k, grad):
-        n = grad.size
-        scratch = 2 + k
-        _cuda_fused.sum_squares[_grid_1d(n)](grad.reshape(n), self._stats, scratch)
-        _cuda_fused.move_sqrt[1, 1](self._stats, scratch, self._stats, 2 + self._n_layers + k)
+    def end_step(self):
+        """The step's gradient norms (one launch for every layer): sqrt of each scratch sum
+        the optimizer kernels left, added to the epoch's norms; the scratch slots reset."""
+        n = self._n_layers
+        _cuda_fused.move_sqrts[1, 1](self._stats, 2, n, self._stats, 2 + n)
 
     def end_epoch(self):
         stats = self._stats.copy_to_host()

@@ -648,6 +648,14 @@ def _apart_on_device(func, named):
                 )
 
 
+def _no_squares():
+    """The optimizer kernels' (squares, slot) when no gradient norm is wanted (the MLP's
+    DeviceOps asks for them): an empty float64 array, never touched, and slot -1."""
+    from numba import cuda
+
+    return cuda.device_array(0, np.float64), -1
+
+
 def sgd_update(param, grad, velocity=None, *, lr, momentum=0.0, weight_decay=0.0, nesterov=False):
     """One SGD step on a device ``param``, in place (as :func:`fastact.fused.sgd_update`)."""
     from fastact._api import check_param, param_in
@@ -668,7 +676,9 @@ def sgd_update(param, grad, velocity=None, *, lr, momentum=0.0, weight_decay=0.0
         for name, value in (("lr", lr), ("momentum", momentum), ("weight_decay", weight_decay))
     )
     if p.size:
-        fused_kernels().sgd[_grid_1d(p.size)](p, g, v, lr, momentum, weight_decay, bool(nesterov))
+        fused_kernels().sgd[_grid_1d(p.size)](
+            p, g, v, lr, momentum, weight_decay, bool(nesterov), *_no_squares()
+        )
 
 
 def adam_update(param, grad, m, v, step, *, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8,
@@ -680,7 +690,7 @@ def adam_update(param, grad, m, v, step, *, lr=1e-3, beta1=0.9, beta2=0.999, eps
     p, g, m_flat, v_flat = _param_state(func, param, grad, ("m", m), ("v", v))
     scalars = _adam_scalars(func, np.dtype(p.dtype), step, lr, beta1, beta2, eps, weight_decay)
     if p.size:
-        fused_kernels().adam[_grid_1d(p.size)](p, g, m_flat, v_flat, *scalars)
+        fused_kernels().adam[_grid_1d(p.size)](p, g, m_flat, v_flat, *scalars, *_no_squares())
 
 
 # --------------------------------------------------------------------------- prelu

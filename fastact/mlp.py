@@ -266,6 +266,9 @@ class HostOps:
             loss = fused.softmax_cross_entropy_kernel(logits, y, grad)
         self._loss += loss * len(logits)
 
+    def end_step(self):
+        """After an optimizer step: nothing to do here (the norms are added by sgd/adam)."""
+
     def count_correct(self, logits, t, binary):
         self._correct += count_correct(logits, t, binary)
 
@@ -937,6 +940,7 @@ class MLP:
             x, t = ops.batch(X, targets, order, start, stop)
             logits = net.train_step(x, t, rng)
             opt.step(norm_slots)  # also adds each weight gradient's norm to the epoch's
+            ops.end_step()  # statistics (on the GPU end_step takes the step's square roots)
             ops.count_correct(logits, t, binary)
         total_loss, correct, norms = ops.end_epoch()
         history["loss"].append(total_loss / n)

@@ -8,6 +8,7 @@ import pytest
 
 from fastact import _config
 from fastact.mlp import MLP
+from tests.cuda.conftest import SIMULATOR
 
 cuda = pytest.importorskip("numba.cuda")
 
@@ -101,3 +102,31 @@ def test_device_partial_fit_continues_like_fit(rng):
     # the loss is summed with one atomic add per block: its order may vary on a GPU
     np.testing.assert_allclose(parts.history_["loss"], full.history_["loss"], rtol=1e-12)
     assert parts.history_["train_accuracy"] == full.history_["train_accuracy"]
+
+
+@pytest.mark.skipif(not SIMULATOR, reason="counts the simulator's kernel launches")
+def test_device_training_step_launches(rng, monkeypatch):
+    """The GPU trainer is launch-bound at small batches (docs/gpu.md): a step of a 3-layer ReLU
+    net with SGD momentum takes 26 launches. The batch (rows and targets) is one gather; the
+    optimizer kernels sum the weight gradients' squares as they update, and one launch per
+    step takes the square roots (it was sum_squares + move_sqrt per layer: 32 launches)."""
+    from numba.cuda.simulator.kernel import FakeCUDAKernel
+
+    X, y = data(3, rng, n=32)
+    launches = []
+    configure = FakeCUDAKernel.__getitem__
+
+    def counted(kernel, configuration):
+        launches.append(kernel.__name__)
+        return configure(kernel, configuration)
+
+    mlp = MLP(hidden_sizes=(5, 3), epochs=1, batch_size=8, optimizer="sgd", seed=0, device="cuda")
+    mlp.fit(X, y)  # compiles, allocates and copies the data first
+    monkeypatch.setattr(FakeCUDAKernel, "__getitem__", counted)
+    mlp.partial_fit(X, y)
+    steps = 32 // 8
+    # a step: forward 3 matmuls, 2 bias+relu, 1 add_bias; the loss; backward 5 matmuls, 2 x
+    # (bias+relu backward, column_sums), 1 column_sums; 6 sgd; end_step; count_correct; gather
+    counts = {name: launches.count(name) // steps for name in set(launches)}
+    assert len(launches) == 26 * steps, counts
+    assert counts["gather_batch"] == counts["move_sqrts"] == 1

@@ -97,16 +97,14 @@ FUSED_F64 = {
     "batch_norm_backward_partials": True,
     "batch_norm_backward_sums": True,
     "batch_norm_backward_apply": False,
-    "sgd": False,
-    "adam": False,
+    "sgd": True,  # the gradient's sum of squares (the MLP's norms; skipped unless asked)
+    "adam": True,
     "prelu_forward": False,
     "prelu_backward": True,  # the slope's gradient
     "matmul": False,
-    "gather_rows": False,
-    "gather": False,
+    "gather_batch": False,
     "add_bias": False,
-    "sum_squares": True,
-    "move_sqrt": True,
+    "move_sqrts": True,
     "copy_into": True,  # float64 sums stored in the parameter's dtype
     "zero": False,  # (launched on the float64 scratch: a plain store)
     "count_correct": True,  # the count, added in float64
@@ -151,23 +149,24 @@ def test_float64_in_float32_kernels_only_by_design(ptx_results):
 
 
 #: Fused kernels whose grid-stride loops index with unsigned integers (the others index once
-#: per row, or through a gathered or computed index; sum_squares' loop is unsigned, but its
-#: block sum indexes ``total[index]`` once, signed).
+#: per row, or through a gathered or computed index), and the wraparound each may keep: sgd's
+#: and adam's block sum (the MLP's gradient norms) ends in one atomic add, whose index numba's
+#: lowering wraps whatever its type (once per block, not per element).
 FUSED_UNSIGNED = {
-    "dropout",
-    "dropout_backward",
-    "column_partials",
-    "batch_norm_mean",
-    "batch_norm_stats",
-    "batch_norm_apply",
-    "batch_norm_backward_partials",
-    "batch_norm_backward_sums",
-    "batch_norm_backward_apply",
-    "sgd",
-    "adam",
-    "add_bias",
-    "copy_into",
-    "zero",
+    "dropout": 0,
+    "dropout_backward": 0,
+    "column_partials": 0,
+    "batch_norm_mean": 0,
+    "batch_norm_stats": 0,
+    "batch_norm_apply": 0,
+    "batch_norm_backward_partials": 0,
+    "batch_norm_backward_sums": 0,
+    "batch_norm_backward_apply": 0,
+    "sgd": 1,
+    "adam": 1,
+    "add_bias": 0,
+    "copy_into": 0,
+    "zero": 0,
 }
 
 
@@ -175,14 +174,15 @@ def test_kernels_index_without_negative_index_wraparound(ptx_results):
     """Signed indices cost numba's wraparound (a sign test, a masked add) on every array
     access; the generated kernels and the fused elementwise ones index unsigned
     (docs/gpu.md: 59 -> 32 PTX instructions per four relu elements)."""
-    generated = {k for k in ptx_results if not k.startswith("fused.")}
-    fused = {k for k in ptx_results if k.split("/")[0].removeprefix("fused.") in FUSED_UNSIGNED}
-    assert len(generated) == 4 * 2 * len(ACTIVATIONS) + 3  # + column_sums: 2 dtypes, partials
-    assert len(fused) == 2 * len(FUSED_UNSIGNED)
-    signed = sorted(k for k in generated | fused if ptx_results[k].get("wraparound", 1))
+    allowed = {k: 0 for k in ptx_results if not k.startswith("fused.")}
+    assert len(allowed) == 4 * 2 * len(ACTIVATIONS) + 3  # + column_sums: 2 dtypes, partials
+    for name, count in FUSED_UNSIGNED.items():
+        allowed |= {f"fused.{name}/{dt}": count for dt in ("float32", "float64")}
+    assert set(allowed) <= set(ptx_results)
+    signed = sorted(k for k, n in allowed.items() if ptx_results[k].get("wraparound", 1) > n)
     assert not signed, f"kernels with signed-index wraparound in their PTX: {signed}"
-    # the check itself sees wraparound where indices are signed (gather: order[start + i])
-    assert ptx_results["fused.gather/float32"]["wraparound"] > 0
+    # the check itself sees wraparound where indices are signed (order[start + i])
+    assert ptx_results["fused.gather_batch/float32"]["wraparound"] > 0
 
 
 #: Kernels that call _column_total: blocks of up to 1024 threads (fastact.cuda._grid_columns)
