@@ -68,7 +68,7 @@ def _block_sum_add(value, total, index):
     atomic add per block). Every thread of the block must call it."""
     buf = cuda.shared.array(CUDA_MAX_THREADS, float64)
     one = uint64(1)
-    t = uint64(cuda.threadIdx.x)  # unsigned indices, as the kernels' loops
+    t = uint64(cuda.threadIdx.x)  # unsigned (numba wraps the atomic's index whatever its type)
     buf[t] = value
     cuda.syncthreads()
     n = uint64(cuda.blockDim.x)

@@ -507,7 +507,8 @@ class SGD:
 
     def step(self, norm_slots=None):
         """One update of every parameter; ``norm_slots[i]`` >= 0: the ops add parameter i's
-        gradient norm to that epoch statistic (see ``HostOps.sgd``)."""
+        gradient norm to that epoch statistic (see ``HostOps.sgd``). The caller then calls
+        ``ops.end_step()``: the GPU's ops take the step's square roots there."""
         zero = self.lr * 0
         for i, (p, v) in enumerate(zip(self.params, self.velocity)):
             self.ops.sgd(

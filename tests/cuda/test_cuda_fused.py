@@ -168,6 +168,28 @@ def test_optimizers_match_cpu(dtype, nesterov, rng):
     assert_close(to_host(dm), m, dtype)
 
 
+@pytest.mark.parametrize("n", [143, 5])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_optimizer_kernels_sum_the_gradient_squares(dtype, n, rng):
+    """The MLP's gradient norms: with slot >= 0, sgd and adam add the float64 sum of g^2 to
+    squares[slot] (the four-element loop and the remainder, several blocks), nothing else."""
+    k = fa.cuda.fused_kernels()
+    g = rng.standard_normal(n).astype(dtype)
+    want = np.sum(g.astype(np.float64) ** 2)
+    t = dtype
+    for kernel, states in (("sgd", 1), ("adam", 2)):
+        p = dev(rng.standard_normal(n).astype(dtype))
+        arrays = [dev(np.zeros(n, dtype)) for _ in range(states)]
+        squares = dev(np.array([5.0, 7.0, 11.0]))
+        if kernel == "sgd":
+            scalars = (t(0.1), t(0.9), t(0.0), False)
+        else:
+            scalars = (t(0.01), t(0.9), t(0.1), t(0.999), t(0.001), t(1.0), t(1e-8), t(0.0))
+        getattr(k, kernel)[fa.cuda._grid_1d(n)](p, dev(g), *arrays, *scalars, squares, 1)
+        got = to_host(squares)
+        np.testing.assert_allclose(got, [5.0, 7.0 + want, 11.0], rtol=1e-14)
+
+
 @pytest.mark.parametrize(
     "shape, weight", [((6, 4, 5), "vector"), ((50,), "scalar"), ((7, 3), "vector")]
 )
