@@ -154,6 +154,13 @@ def bce_with_logits(logits, targets, grad, total, bad):
 
 # --------------------------------------------------------------------------- dropout
 @cuda.jit(**CUDA_DEVICE)
+def _four(a, i, s, s2, s3):
+    """a[i], a[i + s], a[i + s2], a[i + s3]: four loads issued together, before the caller's
+    stores (which the compiler may not move them past: out may be an input)."""
+    return a[i], a[i + s], a[i + s2], a[i + s3]
+
+
+@cuda.jit(**CUDA_DEVICE)
 def _drop(x, i, seed, p, scale, y, mask):
     """mask[i] = counter_uniform(seed, i) >= p; y[i] = x * scale where kept, else 0 (a select:
     no branch around a load)."""
@@ -170,10 +177,7 @@ def dropout(x, seed, p, scale, y, mask):
     s2 = s + s
     s3 = s2 + s
     while i + s3 < n:  # four loads in flight per thread, before any store (as the activations)
-        x0 = x[i]
-        x1 = x[i + s]
-        x2 = x[i + s2]
-        x3 = x[i + s3]
+        x0, x1, x2, x3 = _four(x, i, s, s2, s3)
         _drop(x0, i, seed, p, scale, y, mask)
         _drop(x1, i + s, seed, p, scale, y, mask)
         _drop(x2, i + s2, seed, p, scale, y, mask)
@@ -194,8 +198,8 @@ def dropout_backward(g, mask, scale, out):
     s2 = s + s
     s3 = s2 + s
     while i + s3 < n:
-        g0, g1, g2, g3 = g[i], g[i + s], g[i + s2], g[i + s3]
-        m0, m1, m2, m3 = mask[i], mask[i + s], mask[i + s2], mask[i + s3]
+        g0, g1, g2, g3 = _four(g, i, s, s2, s3)
+        m0, m1, m2, m3 = _four(mask, i, s, s2, s3)
         out[i] = g0 * scale if m0 else zero
         out[i + s] = g1 * scale if m1 else zero
         out[i + s2] = g2 * scale if m2 else zero
@@ -379,11 +383,11 @@ def sgd(p, g, v, lr, momentum, weight_decay, nesterov, squares, slot):
     s2 = s + s
     s3 = s2 + s
     while i + s3 < n:
-        p0, p1, p2, p3 = p[i], p[i + s], p[i + s2], p[i + s3]
-        g0, g1, g2, g3 = g[i], g[i + s], g[i + s2], g[i + s3]
+        p0, p1, p2, p3 = _four(p, i, s, s2, s3)
+        g0, g1, g2, g3 = _four(g, i, s, s2, s3)
         v0 = v1 = v2 = v3 = zero
         if momentum != 0:
-            v0, v1, v2, v3 = v[i], v[i + s], v[i + s2], v[i + s3]
+            v0, v1, v2, v3 = _four(v, i, s, s2, s3)
         if slot >= 0:
             acc += _squares(g0, g1, g2, g3)
         _sgd_store(p, v, i, p0, g0, v0, lr, momentum, weight_decay, nesterov)
@@ -422,10 +426,10 @@ def adam(p, g, m, v, step_size, beta1, one_minus_beta1, beta2, one_minus_beta2, 
     s2 = s + s
     s3 = s2 + s
     while i + s3 < n:
-        p0, p1, p2, p3 = p[i], p[i + s], p[i + s2], p[i + s3]
-        g0, g1, g2, g3 = g[i], g[i + s], g[i + s2], g[i + s3]
-        m0, m1, m2, m3 = m[i], m[i + s], m[i + s2], m[i + s3]
-        v0, v1, v2, v3 = v[i], v[i + s], v[i + s2], v[i + s3]
+        p0, p1, p2, p3 = _four(p, i, s, s2, s3)
+        g0, g1, g2, g3 = _four(g, i, s, s2, s3)
+        m0, m1, m2, m3 = _four(m, i, s, s2, s3)
+        v0, v1, v2, v3 = _four(v, i, s, s2, s3)
         if slot >= 0:
             acc += _squares(g0, g1, g2, g3)
         _adam_store(p, m, v, i, p0, g0, m0, v0, h)

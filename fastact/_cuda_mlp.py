@@ -17,7 +17,14 @@ import numpy as np
 from numba import cuda
 
 from fastact import _config, _cuda_fused, _cuda_kernels
-from fastact.cuda import _grid_1d, _grid_2d, _grid_columns, _prelu_backward_into, dropout_seed
+from fastact.cuda import (
+    _grid_1d,
+    _grid_2d,
+    _grid_columns,
+    _no_squares,
+    _prelu_backward_into,
+    dropout_seed,
+)
 
 
 def _cupy():
@@ -41,7 +48,7 @@ class DeviceOps:
     def __init__(self):
         self.cupy = _cupy()
         self._buffers: dict[tuple, Any] = {}  # reused device arrays
-        self._no_squares = None
+        self._no_norm = None  # (squares, slot) of the optimizer steps without a norm
 
     def asarray(self, a):
         return cuda.to_device(np.ascontiguousarray(a))
@@ -162,9 +169,9 @@ class DeviceOps:
         scratch slot, or an empty array and -1 (no norm wanted)."""
         if norm_slot >= 0:
             return self._stats, 2 + norm_slot
-        if self._no_squares is None:
-            self._no_squares = cuda.device_array(0, np.float64)
-        return self._no_squares, -1
+        if self._no_norm is None:
+            self._no_norm = _no_squares()
+        return self._no_norm
 
     # the training loop's data and statistics
     def data(self, X, targets):
