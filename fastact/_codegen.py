@@ -152,6 +152,15 @@ def _grid_1d_unsigned():
 
 
 @cuda.jit(**CUDA_DEVICE)
+def _grid_1d_by_four():
+    """(i, s, 2s, 3s): _grid_1d_unsigned's first index and stride, with the offsets of a
+    grid-stride loop that keeps four elements in flight per thread."""
+    i, s = _grid_1d_unsigned()
+    s2 = s + s
+    return i, s, s2, s2 + s
+
+
+@cuda.jit(**CUDA_DEVICE)
 def _grid_2d_unsigned():
     """(j0, i0, sj, si): this thread's first column and row, and the grid's strides along
     them, unsigned (as _grid_1d_unsigned)."""
@@ -233,9 +242,7 @@ CUDA_TEMPLATE = """
 @cuda.jit(**CUDA_KERNEL)
 def {name}_forward(x, out, a, b):
     n = uint64(out.size)  # unsigned indices: no negative-index wraparound code per access
-    i, s = _grid_1d_unsigned()
-    s2 = s + s
-    s3 = s2 + s
+    i, s, s2, s3 = _grid_1d_by_four()
     while i + s3 < n:  # four loads in flight per thread (float32 reached ~75% of a copy without)
         x0 = x[i]
         x1 = x[i + s]
@@ -254,9 +261,7 @@ def {name}_forward(x, out, a, b):
 @cuda.jit(**CUDA_KERNEL)
 def {name}_backward(g, v, out, a, b):
     n = uint64(out.size)  # unsigned indices, as the forward
-    i, s = _grid_1d_unsigned()
-    s2 = s + s
-    s3 = s2 + s
+    i, s, s2, s3 = _grid_1d_by_four()
     while i + s3 < n:  # four pairs of loads in flight per thread, as the forward
         g0 = g[i]
         g1 = g[i + s]

@@ -23,6 +23,7 @@ from fastact._cuda_kernels import (
     CUDA_REDUCE_KERNEL,
     _column_strips,
     _column_total,
+    _grid_1d_by_four,
     _grid_1d_unsigned,
     _grid_2d_unsigned,
 )
@@ -173,9 +174,7 @@ def _drop(x, i, seed, p, scale, y, mask):
 def dropout(x, seed, p, scale, y, mask):
     """Keep x[i] (times scale) where counter_uniform(seed, i) >= p (y may be x)."""
     n = uint64(x.size)
-    i, s = _grid_1d_unsigned()
-    s2 = s + s
-    s3 = s2 + s
+    i, s, s2, s3 = _grid_1d_by_four()
     while i + s3 < n:  # four loads in flight per thread, before any store (as the activations)
         x0, x1, x2, x3 = _four(x, i, s, s2, s3)
         _drop(x0, i, seed, p, scale, y, mask)
@@ -194,9 +193,7 @@ def dropout_backward(g, mask, scale, out):
     four elements in flight per thread."""
     zero = typed(0.0, scale)
     n = uint64(g.size)
-    i, s = _grid_1d_unsigned()
-    s2 = s + s
-    s3 = s2 + s
+    i, s, s2, s3 = _grid_1d_by_four()
     while i + s3 < n:
         g0, g1, g2, g3 = _four(g, i, s, s2, s3)
         m0, m1, m2, m3 = _four(mask, i, s, s2, s3)
@@ -379,9 +376,7 @@ def sgd(p, g, v, lr, momentum, weight_decay, nesterov, squares, slot):
     zero = typed(0.0, lr)
     acc = _ZERO
     n = uint64(p.size)
-    i, s = _grid_1d_unsigned()
-    s2 = s + s
-    s3 = s2 + s
+    i, s, s2, s3 = _grid_1d_by_four()
     while i + s3 < n:
         p0, p1, p2, p3 = _four(p, i, s, s2, s3)
         g0, g1, g2, g3 = _four(g, i, s, s2, s3)
@@ -422,9 +417,7 @@ def adam(p, g, m, v, step_size, beta1, one_minus_beta1, beta2, one_minus_beta2, 
     h = (step_size, beta1, one_minus_beta1, beta2, one_minus_beta2, inv_sqrt_bias2, eps, weight_decay)  # fmt: skip
     acc = _ZERO
     n = uint64(p.size)
-    i, s = _grid_1d_unsigned()
-    s2 = s + s
-    s3 = s2 + s
+    i, s, s2, s3 = _grid_1d_by_four()
     while i + s3 < n:
         p0, p1, p2, p3 = _four(p, i, s, s2, s3)
         g0, g1, g2, g3 = _four(g, i, s, s2, s3)
