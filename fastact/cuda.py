@@ -3,10 +3,11 @@
 Every public activation (``fastact.sigmoid``, ``fastact.gelu_backward``, ...) runs on the GPU
 when its array arguments are CUDA device arrays: numba device arrays, or anything with
 ``__cuda_array_interface__`` (CuPy arrays, PyTorch CUDA tensors), and numba's simulator arrays
-under ``NUMBA_ENABLE_CUDASIM=1``. The result is a new numba device array (wrap it with
-``cupy.asarray`` or ``torch.as_tensor``, no copy), or ``out`` itself when given (a device
-array of the result's shape and dtype; it may be the input). NumPy input never touches CUDA,
-and ``import fastact`` never imports ``numba.cuda``: this module imports it on first use.
+under ``NUMBA_ENABLE_CUDASIM=1``. The result is a new array of the first argument's kind (a
+CuPy array for CuPy input, a PyTorch tensor on the input's device for PyTorch input, allocated
+by that library; else a numba device array), or ``out`` itself when given (a device array of
+the result's shape and dtype; it may be the input). NumPy input never touches CUDA, and
+``import fastact`` never imports ``numba.cuda``: this module imports it on first use.
 
 The kernels are generated (``fastact/_cuda_kernels.py``, ``python -m fastact._codegen``) from
 ``fastact.activations``: grid-stride loops over the elements, calling the very functions the
@@ -61,6 +62,16 @@ def kernels():
 
 
 # --------------------------------------------------------------------------- arrays
+def _sync_needed(interface: dict) -> bool:
+    """Whether the host must wait for the stream that produced an array before fastact's
+    kernels read it (``__cuda_array_interface__`` v3's "stream", as CuPy exports it). Not for
+    the legacy default stream (1): fastact launches on numba's default stream, which runs
+    after the legacy stream's work (it is that stream, or a per-thread default stream, which
+    synchronizes with it); not when no stream is given (PyTorch: the producer guarantees it).
+    Any other stream, which may be non-blocking, is synchronized (numba's behavior)."""
+    return interface.get("stream") not in (None, 1)
+
+
 def _device(func: str, name: str, value):
     """``value`` as a numba device array (a view, no copy), checked for dtype."""
     from numba import cuda
@@ -69,7 +80,7 @@ def _device(func: str, name: str, value):
         array = value
     elif hasattr(value, "__cuda_array_interface__"):
         try:
-            array = cuda.as_cuda_array(value)
+            array = cuda.as_cuda_array(value, sync=_sync_needed(value.__cuda_array_interface__))
         except Exception as exc:
             raise TypeError(
                 f"fastact.{func}: {name} is a CUDA array that numba cannot use here "
@@ -124,15 +135,57 @@ def _overlap(a, b) -> str:
     return "same" if (a0, a1) == (b0, b1) and tuple(a.shape) == tuple(b.shape) else "partly"
 
 
-def _out(func: str, out, shape: tuple, dtype: np.dtype, order: str, inputs=()):
-    """(the array the kernel writes, the array to return): ``out`` checked, or a new one.
-    ``inputs``: (name, device array) that ``out`` may be, but may not partly overlap (the
-    kernels read and write element by element; the CPU goes through a temporary there)."""
+#: NumPy dtypes as PyTorch's (the results fastact allocates for PyTorch input)
+_TORCH_DTYPES = {"float32": "float32", "float64": "float64", "bool": "bool"}
+
+
+def _library(value) -> str:
+    """The array library of a user's device array: "cupy", "torch" or "numba" (anything else
+    with ``__cuda_array_interface__`` gets numba device arrays back)."""
+    lib = type(value).__module__.partition(".")[0]
+    return lib if lib in ("cupy", "torch") else "numba"
+
+
+def _allocate(like, shape: tuple, dtype: np.dtype, order: str = "C"):
+    """A new array of ``like``'s library, or None for numba (see :func:`_empty`)."""
+    lib = _library(like)
+    if lib == "cupy":
+        import cupy
+
+        return cupy.empty(shape, dtype, order=order)
+    if lib == "torch":
+        import torch
+
+        torch_dtype = getattr(torch, _TORCH_DTYPES[dtype.name])
+        if order == "F":  # the reversed shape, C-contiguous, seen transposed
+            array = torch.empty(shape[::-1], dtype=torch_dtype, device=like.device)
+            return array.permute(*reversed(range(len(shape))))
+        return torch.empty(shape, dtype=torch_dtype, device=like.device)
+    return None
+
+
+def _empty(like, shape: tuple, dtype, order: str = "C"):
+    """A new result array of ``like``'s kind: a CuPy array for CuPy input, a PyTorch tensor on
+    ``like``'s device for PyTorch input (allocated by that library, from its memory pool), else
+    a numba device array. Returns (a numba view the kernels write, the array to return)."""
     from numba import cuda
 
-    if out is None:
+    dtype = np.dtype(dtype)
+    array = _allocate(like, tuple(shape), dtype, order)
+    if array is None:
         array = cuda.device_array(shape, dtype, order=order)
         return array, array
+    # fresh memory with no work pending on it: no synchronization of the library's stream
+    return cuda.as_cuda_array(array, sync=False), array
+
+
+def _out(func: str, out, shape: tuple, dtype: np.dtype, order: str, inputs=(), like=None):
+    """(the array the kernel writes, the array to return): ``out`` checked, or a new one of
+    ``like``'s kind (the caller's first array: see :func:`_empty`). ``inputs``: (name, device
+    array) that ``out`` may be, but may not partly overlap (the kernels read and write element
+    by element; the CPU goes through a temporary there)."""
+    if out is None:
+        return _empty(like, shape, dtype, order)
     if not is_device_array(out):
         raise TypeError(
             f"fastact.{func}: out is a {type(out).__name__}, the input is on the GPU; "
@@ -194,11 +247,11 @@ def _grid_columns(cols: int) -> tuple[int, tuple]:
 def forward(op, x, out, a, b):
     """``op`` (a ``fastact._api.Op``) on a device array: called by the public functions."""
     func = op.public_name
-    x = _device(func, "x", x)
+    x, like = _device(func, "x", x), x
     dtype = np.dtype(x.dtype)
     params = op._params(func, (a, b), dtype)
     order = _order(func, "x", x) if x.size > 1 else "C"
-    target, result = _out(func, out, tuple(x.shape), dtype, order, [("x", x)])
+    target, result = _out(func, out, tuple(x.shape), dtype, order, [("x", x)], like)
     n = x.size
     if n:
         blocks, threads = _grid_1d(n)
@@ -224,7 +277,7 @@ def _check_pair(func, name_a, a, name_b, b):
 def backward(op, grad_output, v, out, a, b):
     """The backward of ``op`` on device arrays (same shape, dtype and layout)."""
     func = f"{op.public_name}_backward"
-    g = _device(func, "grad_output", grad_output)
+    g, like = _device(func, "grad_output", grad_output), grad_output
     v = _device(func, op.vname, v)
     _check_pair(func, "grad_output", g, op.vname, v)
     dtype = np.dtype(g.dtype)
@@ -235,7 +288,7 @@ def backward(op, grad_output, v, out, a, b):
             f"fastact.{func}: grad_output and {op.vname} must have the same memory order"
         )
     target, result = _out(
-        func, out, tuple(g.shape), dtype, order, [("grad_output", g), (op.vname, v)]
+        func, out, tuple(g.shape), dtype, order, [("grad_output", g), (op.vname, v)], like
     )
     n = g.size
     if n:
@@ -260,15 +313,14 @@ def bias_act(x, bias, activation, *, out=None, **params):
     for C-contiguous (batch, features) device arrays of one float dtype.
 
     Returns ``(out, saved)``: ``saved`` is what :func:`bias_act_backward` needs, the output
-    itself for sigmoid and tanh (``saved is out``), else the pre-activation ``x + bias``.
+    itself for sigmoid, tanh, relu, relu6 and hard_tanh (``saved is out``), else the
+    pre-activation ``x + bias``.
     """
-    from numba import cuda
-
     from fastact.fused import resolve_activation
 
     func = "bias_act"
     spec, a, b = resolve_activation(func, activation, params)
-    x = _matrix(func, "x", x, 2)
+    x, like = _matrix(func, "x", x, 2), x
     bias = _matrix(func, "bias", bias, 1)
     if bias.shape[0] != x.shape[1]:
         raise ValueError(
@@ -282,14 +334,16 @@ def bias_act(x, bias, activation, *, out=None, **params):
         )
     dtype = np.dtype(x.dtype)
     a, b = typed_params(func, spec, a, b, dtype)
-    target, result = _out(func, out, tuple(x.shape), dtype, "C", [("x", x), ("bias", bias)])
-    saved = target if spec.fused_saves_output else cuda.device_array(x.shape, dtype)
+    target, result = _out(func, out, tuple(x.shape), dtype, "C", [("x", x), ("bias", bias)], like)
+    saved, saved_result = (
+        (target, result) if spec.fused_saves_output else _empty(like, tuple(x.shape), dtype)
+    )
     rows, cols = x.shape
     if x.size:
         blocks, threads = _grid_2d(rows, cols)
         kernel = getattr(kernels(), f"{spec.name}_bias_forward")
         kernel[blocks, threads](x, bias, target, saved, a, b)
-    return result, (result if saved is target else saved)
+    return result, saved_result
 
 
 def bias_act_backward(grad_output, saved, activation, **params):
@@ -302,21 +356,21 @@ def bias_act_backward(grad_output, saved, activation, **params):
 
     func = "bias_act_backward"
     spec, a, b = resolve_activation(func, activation, params)
-    g = _matrix(func, "grad_output", grad_output, 2)
+    g, like = _matrix(func, "grad_output", grad_output, 2), grad_output
     saved = _matrix(func, "saved", saved, 2)
     _check_pair(func, "grad_output", g, "saved", saved)
     dtype = np.dtype(g.dtype)
     a, b = typed_params(func, spec, a, b, dtype)
     rows, cols = g.shape
-    grad_pre = cuda.device_array(g.shape, dtype)
-    grad_bias = cuda.device_array(cols, dtype)
+    grad_pre, grad_pre_result = _empty(like, tuple(g.shape), dtype)
+    grad_bias, grad_bias_result = _empty(like, (cols,), dtype)
     if cols:
         blocks, threads = _grid_2d(rows, cols, _config.CUDA_BIAS_MIN_ROWS)
         partial = cuda.device_array((blocks[1] * threads[1], cols), np.float64)
         k = kernels()
         getattr(k, f"{spec.name}_bias_backward")[blocks, threads](g, saved, grad_pre, partial, a, b)
         k.column_sums[_grid_columns(cols)](partial, grad_bias)  # float64, stored in dtype
-    return grad_pre, grad_bias
+    return grad_pre_result, grad_bias_result
 
 
 # --------------------------------------------------------------------------- fused training ops
@@ -345,8 +399,12 @@ def _like(func: str, name: str, value, reference, shape=None):
     return array
 
 
-def _new_or_out(func: str, out, like, inputs=()):
-    target, result = _out(func, out, tuple(like.shape), np.dtype(like.dtype), "C", inputs)
+def _new_or_out(func: str, out, reference, inputs=(), like=None):
+    """``out`` checked, or a new C-contiguous array of ``like``'s kind (see :func:`_empty`)
+    with ``reference``'s shape and dtype: (the array the kernel writes, the one to return)."""
+    target, result = _out(
+        func, out, tuple(reference.shape), np.dtype(reference.dtype), "C", inputs, like
+    )
     if target.size > 1 and not target.is_c_contiguous():
         raise ValueError(f"fastact.{func}: out must be C-contiguous")
     return target, result
@@ -362,7 +420,7 @@ def softmax(logits, *, out=None):
     """Row-wise softmax on the GPU (as :func:`fastact.fused.softmax`)."""
     func = "softmax"
     x = _logits(func, logits)
-    target, result = _new_or_out(func, out, x, [("logits", x)])
+    target, result = _new_or_out(func, out, x, [("logits", x)], logits)
     fused_kernels().softmax[_grid_1d(x.shape[0])](x, target)
     return result
 
@@ -391,7 +449,7 @@ def softmax_cross_entropy(logits, labels, *, out=None):
             f"fastact.{func}: labels must have shape ({x.shape[0]},) (one per row of logits), "
             f"got {tuple(y.shape)}"
         )
-    target, result = _new_or_out(func, out, x, [("logits", x), ("labels", y)])
+    target, result = _new_or_out(func, out, x, [("logits", x), ("labels", y)], logits)
     work = _scratch_if(out, target)
     total, bad = _total(), _total()
     fused_kernels().softmax_cross_entropy[_grid_1d(x.shape[0])](x, y, work, total, bad)
@@ -415,7 +473,7 @@ def binary_cross_entropy_with_logits(logits, targets, *, out=None):
         raise ValueError(f"fastact.{func}: logits is empty")
     x = _like(func, "logits", x, x)
     t = _like(func, "targets", targets, x)
-    target, result = _new_or_out(func, out, x, [("logits", x), ("targets", t)])
+    target, result = _new_or_out(func, out, x, [("logits", x), ("targets", t)], logits)
     work = _scratch_if(out, target)
     total, bad = _total(), _total()
     n = x.size
@@ -471,24 +529,22 @@ def dropout(x, p, rng=None, *, out=None):
     comes from a counter-based hash of (seed, index) drawn on the device: the seed is taken
     from ``rng`` (an int or a Generator), so the same seed gives the same mask on any GPU (not
     the CPU's mask: that one comes from the Generator's stream)."""
-    from numba import cuda
-
     from fastact.fused import _dropout_p
 
     func = "dropout"
     p, scale = _dropout_p(func, p)
-    x = _device(func, "x", x)
+    x, like = _device(func, "x", x), x
     if x.size > 1 and not x.is_c_contiguous():
         raise ValueError(f"fastact.{func}: x must be a C-contiguous device array")
-    target, result = _new_or_out(func, out, x, [("x", x)])
-    mask = cuda.device_array(x.shape, np.bool_)
+    target, result = _new_or_out(func, out, x, [("x", x)], like)
+    mask, mask_result = _empty(like, tuple(x.shape), np.bool_)
     t = np.dtype(x.dtype).type
     seed = dropout_seed(rng)  # checked (and drawn) whatever the size, as on the CPU
     if x.size:
         fused_kernels().dropout[_grid_1d(x.size)](
             _flat(x, "C"), seed, t(p), t(scale), _flat(target, "C"), _flat(mask, "C")
         )
-    return result, mask
+    return result, mask_result
 
 
 def dropout_backward(grad_output, mask, p, *, out=None):
@@ -506,7 +562,7 @@ def dropout_backward(grad_output, mask, p, *, out=None):
             f"fastact.{func}: mask must be the boolean mask dropout returned, of grad_output's "
             f"shape {tuple(g.shape)}; got {m.dtype} with shape {tuple(m.shape)}"
         )
-    target, result = _new_or_out(func, out, g, [("grad_output", g), ("mask", m)])
+    target, result = _new_or_out(func, out, g, [("grad_output", g), ("mask", m)], grad_output)
     if g.size:
         fused_kernels().dropout_backward[_grid_1d(g.size)](
             _flat(g, "C"), _flat(m, "C"), np.dtype(g.dtype).type(scale), _flat(target, "C")
@@ -522,7 +578,7 @@ def batch_norm(x, gamma, beta, running_mean, running_var, training, momentum=0.1
     from fastact.fused import BatchNormCache, _batch_norm_scalars
 
     func = "batch_norm"
-    x = _matrix(func, "x", x, 2)
+    x, like = _matrix(func, "x", x, 2), x
     n, f = x.shape
     momentum, eps = _batch_norm_scalars(func, n, training, momentum, eps)
     vectors = [
@@ -535,8 +591,8 @@ def batch_norm(x, gamma, beta, running_mean, running_var, training, momentum=0.1
         )
     ]
     dtype = np.dtype(x.dtype)
-    y = cuda.device_array(x.shape, dtype)
-    xhat = cuda.device_array(x.shape, dtype)
+    y, y_result = _empty(like, tuple(x.shape), dtype)
+    xhat = cuda.device_array(x.shape, dtype)  # the cache stays numba's
     inv_std = cuda.device_array(f, dtype)
     center = cuda.device_array(f, dtype)
     g_, b_, mean_, var_ = vectors
@@ -545,7 +601,7 @@ def batch_norm(x, gamma, beta, running_mean, running_var, training, momentum=0.1
     )
     gamma_copy = cuda.device_array(f, dtype)
     gamma_copy.copy_to_device(vectors[0])
-    return y, BatchNormCache(xhat, gamma_copy, inv_std, bool(training))
+    return y_result, BatchNormCache(xhat, gamma_copy, inv_std, bool(training))
 
 
 def _batch_norm_into(x, gamma, beta, running_mean, running_var, training, momentum, eps, y, xhat,
@@ -578,8 +634,6 @@ def _batch_norm_into(x, gamma, beta, running_mean, running_var, training, moment
 
 def batch_norm_backward(grad_output, cache):
     """Backward of :func:`batch_norm` on the GPU: ``(dx, dgamma, dbeta)``."""
-    from numba import cuda
-
     from fastact.fused import BatchNormCache
 
     func = "batch_norm_backward"
@@ -592,10 +646,9 @@ def batch_norm_backward(grad_output, cache):
         )
     g = _like(func, "grad_output", grad_output, cache.xhat)
     dtype = np.dtype(g.dtype)
-    dx = cuda.device_array(g.shape, dtype)
-    dgamma, dbeta = cuda.device_array(g.shape[1], dtype), cuda.device_array(g.shape[1], dtype)
-    _batch_norm_backward_into(g, cache, dx, dgamma, dbeta)
-    return dx, dgamma, dbeta
+    results = [_empty(grad_output, shape, dtype) for shape in (g.shape, g.shape[1:], g.shape[1:])]
+    _batch_norm_backward_into(g, cache, *(target for target, _ in results))
+    return tuple(result for _, result in results)
 
 
 def _batch_norm_backward_into(g, cache, dx, dgamma, dbeta):
@@ -724,8 +777,9 @@ def _prelu_args(func, x, weight):
 def prelu(x, weight, out=None):
     """PReLU on the GPU (as :func:`fastact.prelu`)."""
     func = "prelu"
+    like = x
     x, w, channels, inner = _prelu_args(func, x, weight)
-    target, result = _new_or_out(func, out, x, [("x", x), ("weight", w)])
+    target, result = _new_or_out(func, out, x, [("x", x), ("weight", w)], like)
     if x.size:
         fused_kernels().prelu_forward[_grid_1d(x.size)](
             _flat(x, "C"), w, _flat(target, "C"), channels, inner
@@ -739,9 +793,10 @@ def prelu_backward(grad_output, x, weight, out=None):
     from numba import cuda
 
     func = "prelu_backward"
+    like = grad_output
     x, w, channels, inner = _prelu_args(func, x, weight)
     g = _like(func, "grad_output", grad_output, x)
-    target, result = _new_or_out(func, out, x, [("grad_output", g), ("x", x), ("weight", w)])
+    target, result = _new_or_out(func, out, x, [("grad_output", g), ("x", x), ("weight", w)], like)
     grad_w = cuda.to_device(np.zeros(channels, np.float64))
     if x.size:
         _prelu_backward_into(
@@ -753,7 +808,9 @@ def prelu_backward(grad_output, x, weight, out=None):
         total = np.asarray(total.sum())
     with np.errstate(over="ignore"):  # float32 beyond its range: inf, as on the CPU
         total = total.astype(x.dtype)
-    return result, cuda.to_device(total.reshape(weight_shape))
+    grad_weight, grad_weight_result = _empty(weight, weight_shape, x.dtype)
+    grad_weight.copy_to_device(total.reshape(weight_shape))
+    return result, grad_weight_result
 
 
 def _prelu_backward_into(g, x, w, out, grad_w, channels, inner):

@@ -286,20 +286,35 @@ def test_every_activation_has_cuda_kernels():
 
 # --------------------------------------------------------------------------- other libraries
 @pytest.mark.skipif(SIMULATOR, reason="needs a GPU: CuPy / PyTorch CUDA arrays")
-def test_cupy_and_torch_arrays(rng):
-    x = rng.standard_normal(1000).astype(np.float32)
-    g = rng.standard_normal(1000).astype(np.float32)
+def test_cupy_and_torch_arrays_give_results_of_their_kind(rng):
+    x = rng.standard_normal((40, 25)).astype(np.float32)
+    g = rng.standard_normal((40, 25)).astype(np.float32)
+    bias = rng.standard_normal(25).astype(np.float32)
     ran = 0
     try:
         import torch
 
         if torch.cuda.is_available():
             tx, tg = torch.as_tensor(x, device="cuda"), torch.as_tensor(g, device="cuda")
-            assert_ulp(to_host(fa.silu(tx)), fa.silu(x))
-            assert_ulp(to_host(fa.silu_backward(tg, tx)), fa.silu_backward(g, x))
+            y = fa.silu(tx)
+            assert isinstance(y, torch.Tensor) and y.device == tx.device
+            assert y.dtype == torch.float32 and tuple(y.shape) == x.shape
+            assert_ulp(y.cpu().numpy(), fa.silu(x))
+            assert_ulp(fa.silu_backward(tg, tx).cpu().numpy(), fa.silu_backward(g, x))
             out = torch.empty_like(tx)
             assert fa.gelu(tx, out=out) is out
             assert_ulp(out.cpu().numpy(), fa.gelu(x))
+            yf = fa.tanh(tx.T)  # Fortran order in, Fortran order out
+            assert isinstance(yf, torch.Tensor) and yf.stride() == tx.T.stride()
+            assert_ulp(yf.cpu().numpy(), fa.tanh(x.T))
+            tb = torch.as_tensor(bias, device="cuda")
+            out, saved = fused.bias_act(tx, tb, "elu")
+            assert isinstance(out, torch.Tensor) and isinstance(saved, torch.Tensor)
+            assert_ulp(out.cpu().numpy(), fused.bias_act(x, bias, "elu")[0], FUSED_MAX_ULP)
+            grad_pre, grad_bias = fused.bias_act_backward(tg, saved, "elu")
+            assert isinstance(grad_pre, torch.Tensor) and tuple(grad_bias.shape) == (25,)
+            kept, mask = fused.dropout(tx, 0.5, rng=3)
+            assert isinstance(kept, torch.Tensor) and mask.dtype == torch.bool
             ran += 1
     except ImportError:
         pass
@@ -307,10 +322,48 @@ def test_cupy_and_torch_arrays(rng):
         import cupy
 
         cx = cupy.asarray(x)
-        assert_ulp(to_host(fa.mish(cx)), fa.mish(x))
-        assert_ulp(cupy.asnumpy(cupy.asarray(fa.tanh(cx))), fa.tanh(x))  # back to CuPy, no copy
+        y = fa.mish(cx)
+        assert isinstance(y, cupy.ndarray) and y.dtype == np.float32
+        assert_ulp(cupy.asnumpy(y), fa.mish(x))
+        yf = fa.tanh(cupy.asfortranarray(cx))
+        assert isinstance(yf, cupy.ndarray) and yf.flags.f_contiguous
+        assert_ulp(cupy.asnumpy(yf), fa.tanh(x))
+        loss, grad = fused.softmax_cross_entropy(cx, cupy.arange(40) % 25)
+        assert isinstance(grad, cupy.ndarray)
+        numba_in = fa.relu(cuda.to_device(x))  # numba in, numba out
+        assert getattr(type(numba_in), "__cuda_ndarray__", False)
         ran += 1
     except ImportError:
         pass
     if not ran:
         pytest.skip("neither PyTorch with CUDA nor CuPy is installed")
+
+
+def test_only_streams_other_than_the_legacy_default_are_synchronized():
+    from fastact.cuda import _sync_needed
+
+    assert not _sync_needed({"version": 2})  # PyTorch exports no stream
+    assert not _sync_needed({"version": 3, "stream": None})
+    assert not _sync_needed({"version": 3, "stream": 1})  # CuPy's default: the legacy stream
+    assert _sync_needed({"version": 3, "stream": 2})  # per-thread default stream
+    assert _sync_needed({"version": 3, "stream": 0x7F3A2C004E80})  # a stream of its own
+
+
+def test_results_are_allocated_by_the_inputs_library():
+    """fastact.cuda._allocate: the array library of the first argument allocates the result
+    (checked with CPU tensors where PyTorch is installed; the launch itself needs a GPU)."""
+    from fastact.cuda import _allocate, _library
+
+    assert _library(cuda.to_device(np.zeros(3))) == "numba"
+    assert _allocate(cuda.to_device(np.zeros(3)), (3,), np.dtype(np.float32)) is None
+    torch = pytest.importorskip("torch")
+    like = torch.zeros(2, dtype=torch.float64)
+    assert _library(like) == "torch"
+    for dtype, want in [(np.float32, torch.float32), (np.float64, torch.float64),
+                        (np.bool_, torch.bool)]:  # fmt: skip
+        c = _allocate(like, (3, 4, 5), np.dtype(dtype))
+        assert isinstance(c, torch.Tensor) and c.dtype == want and c.device == like.device
+        assert tuple(c.shape) == (3, 4, 5) and c.is_contiguous()
+        f = _allocate(like, (3, 4, 5), np.dtype(dtype), order="F")
+        assert tuple(f.shape) == (3, 4, 5) and f.stride() == (1, 3, 12)
+    assert tuple(_allocate(like, (), np.dtype(np.float32)).shape) == ()
