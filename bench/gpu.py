@@ -406,14 +406,20 @@ def check_fused(dtype, rng, failures):
         if not np.isfinite(got).all() or err > tol * eps:
             failures.append(f"fused {what} {np.dtype(dtype).name}: relative error {err:.3g}")
 
-    logits = (rng.standard_normal((rows, classes)) * 5).astype(dtype)
-    logits[0, :2] = [1e4, -1e4]
-    labels = rng.integers(0, classes, rows)
-    out = poisoned((rows, classes), dtype)
-    loss, _ = fused.softmax_cross_entropy(cuda.to_device(logits), cuda.to_device(labels), out=out)
-    cpu_loss, cpu_grad = fused.softmax_cross_entropy(logits, labels)
-    close("softmax_cross_entropy loss", [loss], [cpu_loss])
-    close("softmax_cross_entropy grad", out.copy_to_host(), cpu_grad)
+    # 10 classes: one thread per row; 3000: rows shared by a block's threads (barriers)
+    for r, classes in ((rows, 10), (max(2, n // 3000), 3000)):
+        logits = (rng.standard_normal((r, classes)) * 5).astype(dtype)
+        logits[0, :2] = [1e4, -1e4]
+        labels = rng.integers(0, classes, r)
+        out = poisoned((r, classes), dtype)
+        d_logits = cuda.to_device(logits)
+        loss, _ = fused.softmax_cross_entropy(d_logits, cuda.to_device(labels), out=out)
+        cpu_loss, cpu_grad = fused.softmax_cross_entropy(logits, labels)
+        close(f"softmax_cross_entropy loss ({classes} classes)", [loss], [cpu_loss])
+        close(f"softmax_cross_entropy grad ({classes} classes)", out.copy_to_host(), cpu_grad)
+        out = poisoned((r, classes), dtype)
+        fused.softmax(d_logits, out=out)
+        close(f"softmax ({classes} classes)", out.copy_to_host(), fused.softmax(logits))
     t = rng.integers(0, 2, n).astype(dtype)
     x = sample(rng, n, dtype, with_specials=False)
     out = poisoned(n, dtype)
@@ -461,8 +467,8 @@ def check_fused(dtype, rng, failures):
 
 
 def bench_fused(dtype, errors):
-    """Milliseconds of the fused ops at --size elements (softmax CE: 10 classes per row, batch
-    norm: 1024 features), with PyTorch's equivalents (fused optimizers, autograd for the
+    """Milliseconds of the fused ops at --size elements (softmax CE: 10 and 1000 classes per
+    row, the latter also with one thread per row as before 2026-11-27; batch norm: 1024 features), with PyTorch's equivalents (fused optimizers, autograd for the
     losses) when present: rows of (name, fastact ms, torch ms or None, bytes moved)."""
     n = ARGS.size
     item = np.dtype(dtype).itemsize
@@ -488,22 +494,43 @@ def bench_fused(dtype, errors):
                 errors.append(f"torch {name}: {type(exc).__name__}: {str(exc)[:200]}")
         rows.append((name, ms, tms, moved))
 
-    classes = 10
-    r = n // classes
-    logits = x[: r * classes].reshape(r, classes)
-    labels = cuda.to_device(np.random.default_rng(0).integers(0, classes, r))
-    grad = out[: r * classes].reshape(r, classes)
-    tl = tl_lab = None
-    if tt is not None:
-        tl, tl_lab = tt(logits).clone().requires_grad_(True), tt(labels)
+    def one_thread_per_row(fn):  # the narrow rows' kernel shape on wide rows, for comparison
+        def run():
+            saved = _config.CUDA_ROW_THREADS_MIN_CLASSES
+            _config.CUDA_ROW_THREADS_MIN_CLASSES = 1 << 62
+            try:
+                fn()
+            finally:
+                _config.CUDA_ROW_THREADS_MIN_CLASSES = saved
 
-    def torch_ce():
-        tl.grad = None
-        torch.nn.functional.cross_entropy(tl, tl_lab).backward()
+        return run
 
-    add("softmax_cross_entropy (loss + grad)",
-        lambda: fused.softmax_cross_entropy(logits, labels, out=grad),
-        torch_ce if tt is not None else None, 2 * r * classes * item)  # fmt: skip
+    for classes in (10, 1000):
+        r = n // classes
+        if not r:  # --simulate's few elements
+            continue
+        logits = x[: r * classes].reshape(r, classes)
+        labels = cuda.to_device(np.random.default_rng(0).integers(0, classes, r))
+        grad = out[: r * classes].reshape(r, classes)
+        torch_ce = None
+        if tt is not None:
+            tl, tl_lab = tt(logits).clone().requires_grad_(True), tt(labels)
+
+            def torch_ce(tl=tl, tl_lab=tl_lab):
+                tl.grad = None
+                torch.nn.functional.cross_entropy(tl, tl_lab).backward()
+
+        def ce(logits=logits, labels=labels, grad=grad):
+            fused.softmax_cross_entropy(logits, labels, out=grad)
+
+        add(f"softmax_cross_entropy {classes} classes", ce, torch_ce, 2 * r * classes * item)
+        if classes >= _config.CUDA_ROW_THREADS_MIN_CLASSES:
+            add("  the same, one thread per row", one_thread_per_row(ce), None,
+                2 * r * classes * item)  # fmt: skip
+            t_logits = tt(logits) if tt is not None else None
+            add(f"softmax {classes} classes", lambda lg=logits, gr=grad: fused.softmax(lg, out=gr),
+                (lambda t=t_logits: torch.softmax(t, 1)) if tt is not None else None,
+                2 * r * classes * item)  # fmt: skip
     tx = tt(x) if tt is not None else None
     add("dropout p=0.5 (+ mask)", lambda: fused.dropout(x, 0.5, 0, out=out),
         (lambda: torch.nn.functional.dropout(tx, 0.5, True)) if tt is not None else None,

@@ -52,6 +52,12 @@ CUDA_BIAS_MIN_ROWS = 16
 #: along the columns by this many threads along the rows, which share each column's sum
 #: through shared memory (32 x 32 = CUDA_MAX_THREADS; tests shrink it).
 CUDA_REDUCE_ROWS = 32
+#: Softmax and its cross-entropy on the GPU: rows of at least CUDA_ROW_THREADS_MIN_CLASSES
+#: classes are shared by CUDA_ROW_THREADS threads (a warp; strided over the row, so their loads
+#: are consecutive; a shared-memory tree reduces the max and the sum), wider rows by up to a
+#: block; narrower rows take one thread each (no barriers). Tests shrink both.
+CUDA_ROW_THREADS_MIN_CLASSES = 32
+CUDA_ROW_THREADS = 32
 
 #: CUDA kernels (fastact.cuda, generated in fastact/_cuda_kernels.py). No fastmath: numba-cuda's
 #: fastmath=True flushes subnormals to zero, approximates division and sqrt, and sets LLVM's

@@ -65,14 +65,15 @@ def counter_uniform(seed, i):
 
 @cuda.jit(**CUDA_DEVICE)
 def _block_sum_add(value, total, index):
-    """Adds the sum of ``value`` over this (1-D) block's threads to ``total[index]`` (one
+    """Adds the sum of ``value`` over this block's threads (1-D or 2-D) to ``total[index]`` (one
     atomic add per block). Every thread of the block must call it."""
     buf = cuda.shared.array(CUDA_MAX_THREADS, float64)
     one = uint64(1)
-    t = uint64(cuda.threadIdx.x)  # unsigned (numba wraps the atomic's index whatever its type)
+    # unsigned (numba wraps the atomic's index whatever its type)
+    t = uint64(cuda.threadIdx.y) * uint64(cuda.blockDim.x) + uint64(cuda.threadIdx.x)
     buf[t] = value
     cuda.syncthreads()
-    n = uint64(cuda.blockDim.x)
+    n = uint64(cuda.blockDim.x) * uint64(cuda.blockDim.y)
     while n > one:
         half = (n + one) >> one
         if t + half < n:
@@ -83,53 +84,137 @@ def _block_sum_add(value, total, index):
         cuda.atomic.add(total, uint64(index), buf[uint64(0)])
 
 
-# --------------------------------------------------------------------------- softmax and losses
-@cuda.jit(**CUDA_KERNEL)
-def softmax(logits, out):
-    """out[i] = exp(x[i] - max x[i]) / sum(...), one thread per row."""
-    for i in range(cuda.grid(1), logits.shape[0], cuda.gridsize(1)):
-        m = logits[i, 0]
-        for j in range(1, logits.shape[1]):
-            m = max(m, logits[i, j])
-        s = _ZERO
-        for j in range(logits.shape[1]):
+@cuda.jit(**CUDA_DEVICE)
+def _row_total(value, largest):
+    """The sum (or, if ``largest``, the max) of ``value`` over the blockDim.x threads that share
+    a row (threadIdx.y), in a shared-memory tree; they all get it. Every thread of the block
+    calls it (barriers), unless blockDim.x is 1 (one thread per row: ``value`` itself)."""
+    width = uint64(cuda.blockDim.x)
+    one = uint64(1)
+    if width == one:  # uniform in the block: no barrier is skipped by some threads only
+        return value
+    buf = cuda.shared.array(CUDA_MAX_THREADS, float64)
+    slot = uint64(cuda.threadIdx.y) * width + uint64(cuda.threadIdx.x)
+    x = uint64(cuda.threadIdx.x)
+    buf[slot] = value
+    cuda.syncthreads()
+    n = width
+    while n > one:
+        half = (n + one) >> one
+        if x + half < n:
+            a = buf[slot]
+            b = buf[slot + half]
+            buf[slot] = (a if a >= b else b) if largest else a + b
+        cuda.syncthreads()
+        n = half
+    total = buf[slot - x]
+    cuda.syncthreads()  # buf is free again for the next call
+    return total
+
+
+@cuda.jit(**CUDA_DEVICE)
+def _row_max(logits, i, live, lowest):
+    """The max of row i (``lowest`` where not ``live``) over the threads sharing the row, in
+    logits' dtype (exact through float64)."""
+    cols = uint64(logits.shape[1])
+    width = uint64(cuda.blockDim.x)
+    m = lowest
+    if live:
+        j = uint64(cuda.threadIdx.x)
+        while j < cols:
+            v = logits[i, j]
+            m = v if v > m else m
+            j += width
+    return typed(_row_total(np.float64(m), True), lowest)
+
+
+@cuda.jit(**CUDA_DEVICE)
+def _row_exp_sum(logits, i, live, m, out):
+    """out[i, j] = exp(x[i, j] - m) (<= 1: never overflows) and their float64 sum over the row,
+    shared by the row's threads (0 where not ``live``)."""
+    cols = uint64(logits.shape[1])
+    width = uint64(cuda.blockDim.x)
+    s = _ZERO
+    if live:
+        j = uint64(cuda.threadIdx.x)
+        while j < cols:
             e = exp(logits[i, j] - m)
             out[i, j] = e
             s += e
-        inv = typed(1.0 / s, m)
-        for j in range(logits.shape[1]):
-            out[i, j] *= inv
+            j += width
+    return _row_total(s, False)
+
+
+@cuda.jit(**CUDA_DEVICE)
+def _row_groups():
+    """(first, stop-test bound, step) of the grid-stride loop over row groups: each block takes
+    blockDim.y rows at a time (row = first + threadIdx.y), blockDim.x threads per row."""
+    per_block = uint64(cuda.blockDim.y)
+    return uint64(cuda.blockIdx.x) * per_block, uint64(cuda.gridDim.x) * per_block
+
+
+# --------------------------------------------------------------------------- softmax and losses
+# Launched by fastact.cuda._grid_rows: blockDim.x threads share a row (strided over its
+# columns, so a warp reads consecutive elements of a wide row; 1 for few classes: one thread
+# per row, no barrier), blockDim.y rows per block. The loops over row groups run the same
+# number of times in every thread of a block (the barriers of _row_total).
+@cuda.jit(**CUDA_KERNEL)
+def softmax(logits, out, lowest):
+    """out[i] = exp(x[i] - max x[i]) / sum(...) (the sum in float64); ``lowest``: -inf in
+    logits' dtype. out may be logits."""
+    rows = uint64(logits.shape[0])
+    cols = uint64(logits.shape[1])
+    width = uint64(cuda.blockDim.x)
+    base, step = _row_groups()
+    while base < rows:
+        i = base + uint64(cuda.threadIdx.y)
+        live = i < rows
+        m = _row_max(logits, i, live, lowest)
+        s = _row_exp_sum(logits, i, live, m, out)
+        if live:
+            inv = typed(1.0 / s, m)
+            j = uint64(cuda.threadIdx.x)
+            while j < cols:
+                out[i, j] *= inv
+                j += width
+        base += step
 
 
 @cuda.jit(**CUDA_KERNEL)
-def softmax_cross_entropy(logits, labels, grad, total, bad):
+def softmax_cross_entropy(logits, labels, grad, total, bad, lowest):
     """total[0] += sum over rows of logsumexp(x[i]) - x[i, label] (float64);
-    grad = (softmax - onehot) / rows. One thread per row. A label outside [0, classes) is
-    counted in bad[0] and its row skipped (the caller raises). grad may be logits itself."""
-    n = logits.shape[0]
-    classes = logits.shape[1]
+    grad = (softmax - onehot) / rows. A label outside [0, classes) is counted in bad[0] and its
+    row skipped (the caller raises). grad may be logits itself. ``lowest``: -inf in logits'
+    dtype."""
+    rows = uint64(logits.shape[0])
+    classes = uint64(logits.shape[1])
+    width = uint64(cuda.blockDim.x)
+    lane = uint64(cuda.threadIdx.x)
     acc = _ZERO
     wrong = _ZERO
-    for i in range(cuda.grid(1), n, cuda.gridsize(1)):
-        c = labels[i]
-        if c < 0 or c >= classes:
+    base, step = _row_groups()
+    while base < rows:
+        i = base + uint64(cuda.threadIdx.y)
+        live = i < rows
+        label = labels[i if live else rows - uint64(1)]  # every row's threads read its label
+        valid = live and label >= 0 and label < classes
+        if live and not valid and lane == 0:
             wrong += 1.0
-            continue
-        x_c = logits[i, c]  # read before grad (possibly logits) is written
-        m = logits[i, 0]
-        for j in range(1, classes):
-            v = logits[i, j]
-            m = v if v > m else m
-        s = _ZERO
-        for j in range(classes):
-            e = exp(logits[i, j] - m)  # <= 1: never overflows
-            grad[i, j] = e
-            s += e
-        acc += (np.float64(m) - np.float64(x_c)) + log1p(s - 1.0)
-        scale = typed(1.0 / (s * n), m)
-        for j in range(classes):
-            grad[i, j] *= scale
-        grad[i, c] -= typed(1.0 / n, m)
+        c = uint64(label) if valid else uint64(0)  # unsigned: no negative-index wraparound
+        x_c = logits[i, c] if valid and lane == 0 else lowest  # read before grad is written
+        m = _row_max(logits, i, valid, lowest)
+        s = _row_exp_sum(logits, i, valid, m, grad)
+        if valid:
+            if lane == 0:
+                acc += (np.float64(m) - np.float64(x_c)) + log1p(s - 1.0)
+            scale = typed(1.0 / (s * rows), m)
+            j = lane
+            while j < classes:
+                grad[i, j] *= scale
+                j += width
+            if c % width == lane:  # the thread that owns column c
+                grad[i, c] -= typed(1.0 / rows, m)
+        base += step
     _block_sum_add(acc, total, 0)
     _block_sum_add(wrong, bad, 0)
 

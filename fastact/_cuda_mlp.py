@@ -23,6 +23,7 @@ from fastact.cuda import (
     _grid_columns,
     _no_squares,
     _prelu_backward_into,
+    _softmax_cross_entropy_into,
     dropout_seed,
 )
 
@@ -202,16 +203,13 @@ class DeviceOps:
         self._unchecked = cuda.to_device(np.zeros(1))  # labels were checked on the host in fit
 
     def loss(self, logits, y, grad, binary):
-        rows = logits.shape[0]
         if binary:
             n = logits.size
             _cuda_fused.bce_with_logits[_grid_1d(n)](
                 logits.reshape(n), y, grad.reshape(n), self._stats, self._unchecked
             )
         else:
-            _cuda_fused.softmax_cross_entropy[_grid_1d(rows)](
-                logits, y, grad, self._stats, self._unchecked
-            )
+            _softmax_cross_entropy_into(logits, y, grad, self._stats, self._unchecked)
 
     def count_correct(self, logits, t, binary):
         _cuda_fused.count_correct[_grid_1d(logits.shape[0])](logits, t, binary, self._stats, 1)

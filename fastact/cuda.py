@@ -244,6 +244,26 @@ def _grid_columns(cols: int) -> tuple[int, tuple]:
     return min(-(-cols // tx), _config.CUDA_MAX_BLOCKS), (tx, ty)
 
 
+def _grid_rows(rows: int, cols: int) -> tuple[int, tuple]:
+    """Blocks for the row-wise softmax kernels: (tx, ty) threads, tx sharing a row (1 below
+    ``CUDA_ROW_THREADS_MIN_CLASSES`` classes; else ``CUDA_ROW_THREADS``, a warp, doubled while
+    every thread keeps >= 32 columns, up to the block), ty = block // tx rows per block."""
+    block = _config.CUDA_BLOCK_SIZE
+    tx = 1
+    if cols >= _config.CUDA_ROW_THREADS_MIN_CLASSES:
+        tx = min(_config.CUDA_ROW_THREADS, block)
+        while tx * 2 <= block and tx * 64 <= cols:
+            tx *= 2
+    ty = block // tx
+    return min(-(-rows // ty), _config.CUDA_MAX_BLOCKS), (tx, ty)
+
+
+def _softmax_cross_entropy_into(x, labels, grad, total, bad):
+    """The launch of the softmax cross-entropy kernel (no checks; fastact.cuda and the MLP)."""
+    lowest = np.dtype(x.dtype).type(-np.inf)
+    fused_kernels().softmax_cross_entropy[_grid_rows(*x.shape)](x, labels, grad, total, bad, lowest)
+
+
 def forward(op, x, out, a, b):
     """``op`` (a ``fastact._api.Op``) on a device array: called by the public functions."""
     func = op.public_name
@@ -421,7 +441,8 @@ def softmax(logits, *, out=None):
     func = "softmax"
     x = _logits(func, logits)
     target, result = _new_or_out(func, out, x, [("logits", x)], logits)
-    fused_kernels().softmax[_grid_1d(x.shape[0])](x, target)
+    lowest = np.dtype(x.dtype).type(-np.inf)
+    fused_kernels().softmax[_grid_rows(*x.shape)](x, target, lowest)
     return result
 
 
@@ -452,7 +473,7 @@ def softmax_cross_entropy(logits, labels, *, out=None):
     target, result = _new_or_out(func, out, x, [("logits", x), ("labels", y)], logits)
     work = _scratch_if(out, target)
     total, bad = _total(), _total()
-    fused_kernels().softmax_cross_entropy[_grid_1d(x.shape[0])](x, y, work, total, bad)
+    _softmax_cross_entropy_into(x, y, work, total, bad)
     if bad.copy_to_host()[0]:
         raise ValueError(
             f"fastact.{func}: labels must be in [0, {x.shape[1]}) (logits has {x.shape[1]} "

@@ -87,8 +87,8 @@ def fused_signatures(name: str, ty, f64):
 
     v, m, d, i = ty[::1], ty[:, ::1], f64[::1], int64[::1]
     table = {
-        "softmax": (m, m),
-        "softmax_cross_entropy": (m, i, m, d, d),
+        "softmax": (m, m, ty),
+        "softmax_cross_entropy": (m, i, m, d, d, ty),
         "bce_with_logits": (v, v, v, d, d),
         "dropout": (v, uint64, ty, ty, v, boolean[::1]),
         "dropout_backward": (v, boolean[::1], ty, v),

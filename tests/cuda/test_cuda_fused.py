@@ -64,6 +64,51 @@ def test_softmax_cross_entropy_matches_cpu(dtype, rng):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(13, 5), (9, 4), (7, 200), (2, 1)], ids=str)
+def test_softmax_rows_shared_by_threads_match_cpu(shape, dtype, rng, monkeypatch):
+    """Rows of >= 4 classes shared by 3 threads (an odd tree; two rows per block of 8), 6 from
+    192 classes (doubled, one row per block), one thread per row below 4 classes."""
+    monkeypatch.setattr(_config, "CUDA_ROW_THREADS_MIN_CLASSES", 4)
+    monkeypatch.setattr(_config, "CUDA_ROW_THREADS", 3)
+    rows, classes = shape
+    blocks, (tx, ty) = fa.cuda._grid_rows(rows, classes)
+    assert (tx, ty) == {5: (3, 2), 4: (3, 2), 200: (6, 1), 1: (1, 8)}[classes]
+    logits = (rng.standard_normal(shape) * 4).astype(dtype)
+    logits[0, :2] = [1e4, -1e4][: min(2, classes)]  # huge logits: no overflow, no NaN
+    if rows > 2:
+        logits[1] = -np.inf
+        logits[1, -1] = 0.0  # one finite logit: probability 1
+    labels = rng.integers(0, classes, rows).astype(np.uint32)
+    labels[0] = classes - 1  # the label's column in the last thread's share
+    loss, grad = fused.softmax_cross_entropy(dev(logits), dev(labels))
+    cpu_loss, cpu_grad = fused.softmax_cross_entropy(logits, labels)
+    np.testing.assert_allclose(loss, cpu_loss, rtol=SUM_RTOL[dtype])
+    assert_close(to_host(grad), cpu_grad, dtype)
+    assert_close(to_host(fused.softmax(dev(logits))), fused.softmax(logits), dtype)
+    in_place = dev(logits)  # the labelled logit is read before any thread writes the row
+    loss2, _ = fused.softmax_cross_entropy(in_place, dev(labels), out=in_place)
+    np.testing.assert_allclose(loss2, cpu_loss, rtol=SUM_RTOL[dtype])
+    assert_close(to_host(in_place), cpu_grad, dtype)
+    wrong = labels.astype(np.int64)
+    wrong[-1], wrong[0] = classes, -1
+    with pytest.raises(ValueError, match=r"2 label\(s\) are not"):  # counted once per row
+        fused.softmax_cross_entropy(dev(logits), dev(wrong))
+
+
+def test_softmax_row_launch_shapes(monkeypatch):
+    monkeypatch.setattr(_config, "CUDA_BLOCK_SIZE", 256)
+    monkeypatch.setattr(_config, "CUDA_MAX_BLOCKS", 8192)
+    grid = fa.cuda._grid_rows
+    assert grid(1000, 10) == (4, (1, 256))  # few classes: one thread per row
+    assert grid(1000, 31) == (4, (1, 256))
+    assert grid(1000, 32) == (125, (32, 8))  # a warp per row
+    assert grid(1000, 2047) == (125, (32, 8))
+    assert grid(1000, 2048) == (250, (64, 4))  # 32 columns or more per thread
+    assert grid(64, 50_000) == (64, (256, 1))  # up to the block
+    assert grid(10**7, 1000) == (8192, (32, 8))  # grid-stride beyond the block limit
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_bce_with_logits_matches_cpu(dtype, rng):
     logits = (rng.standard_normal((9, 7)) * 5).astype(dtype)
     logits[0, :3] = [1e4, -1e4, 0]

@@ -157,6 +157,8 @@ def test_float64_in_float32_kernels_only_by_design(ptx_results):
 #: and adam's block sum (the MLP's gradient norms) ends in one atomic add, whose index numba's
 #: lowering wraps whatever its type (once per block, not per element).
 FUSED_UNSIGNED = {
+    "softmax": 0,
+    "softmax_cross_entropy": 0,
     "dropout": 0,
     "dropout_backward": 0,
     "column_partials": 0,
