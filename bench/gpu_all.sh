@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Everything a lent GPU should run, as one prepared command (a session has ~15 minutes of GPU):
+#
+#   bash bench/gpu_all.sh [OUTDIR]          # ~8-9 minutes; OUTDIR defaults to results/gpu
+#   SIMULATE=1 bash bench/gpu_all.sh /tmp/g # a dry run here, under numba's CUDA simulator
+#                                           # (small sizes, no MLP, a few tests: ~3 minutes)
+#
+# In order of what the tables need most: every kernel checked against the CPU and timed
+# (bench/gpu.py, the tables of docs/gpu.md), loop shapes of the elementwise kernels
+# (bench/gpu_loops.py), the MLP epoch (bench/gpu_mlp.py), then the CUDA tests on the GPU
+# (FASTACT_CUDA_TESTS=1). Each step's output goes to OUTDIR/<step>.txt and to the terminal,
+# under a time limit of its own (9.5 minutes in all); a step that fails or runs out of time
+# does not stop the next. Python: $PYTHON, else python3. numba-cuda 0.30 does not import with
+# NumPy 2.5: where the machine has 2.5, put NumPy 2.4 first on PYTHONPATH.
+set -u
+out=${1:-results/gpu}
+mkdir -p "$out"
+py=${PYTHON:-python3}
+sim=()
+test_env=(FASTACT_CUDA_TESTS=1)
+tests=(tests/cuda --deselect tests/cuda/test_cuda_bench.py)
+if [ "${SIMULATE:-0}" != 0 ]; then
+    sim=(--simulate)
+    test_env=(NUMBA_ENABLE_CUDASIM=1)
+    tests=(tests/cuda/test_cuda_sim.py -k "relu and not bias")
+fi
+export PYTHONUNBUFFERED=1
+status=0
+
+step() {  # step NAME SECONDS COMMAND...
+    local name=$1 limit=$2
+    shift 2
+    echo "== $name (at most ${limit} s): $*"
+    local start=$SECONDS
+    timeout "$limit" "$@" 2>&1 | tee "$out/$name.txt"
+    local rc=${PIPESTATUS[0]}
+    echo "== $name: exit $rc after $((SECONDS - start)) s" | tee -a "$out/$name.txt"
+    [ "$rc" = 0 ] || status=1
+}
+
+"$py" -c "import numba, numpy; from numba import cuda; print('numba', numba.__version__, \
+'numpy', numpy.__version__, 'cuda available:', cuda.is_available())" 2>&1 | tee "$out/versions.txt"
+step kernels 240 "$py" bench/gpu.py "${sim[@]}"
+step loops 120 "$py" bench/gpu_loops.py "${sim[@]}"
+[ -n "${sim[*]}" ] || step mlp 90 "$py" bench/gpu_mlp.py
+step tests 120 env "${test_env[@]}" "$py" -m pytest -q -p no:cacheprovider "${tests[@]}"
+exit $status
