@@ -406,7 +406,7 @@ def check_fused(dtype, rng, failures):
         if not np.isfinite(got).all() or err > tol * eps:
             failures.append(f"fused {what} {np.dtype(dtype).name}: relative error {err:.3g}")
 
-    # 10 classes: one thread per row; 3000: rows shared by a block's threads (barriers)
+    # 10 classes: one thread per row; 3000: 64 threads a row, 4 rows a block (barriers)
     for r, classes in ((rows, 10), (max(2, n // 3000), 3000)):
         logits = (rng.standard_normal((r, classes)) * 5).astype(dtype)
         logits[0, :2] = [1e4, -1e4]
@@ -468,8 +468,9 @@ def check_fused(dtype, rng, failures):
 
 def bench_fused(dtype, errors):
     """Milliseconds of the fused ops at --size elements (softmax CE: 10 and 1000 classes per
-    row, the latter also with one thread per row as before 2026-11-27; batch norm: 1024 features), with PyTorch's equivalents (fused optimizers, autograd for the
-    losses) when present: rows of (name, fastact ms, torch ms or None, bytes moved)."""
+    row, the latter also with one thread per row as before 2026-11-27; batch norm: 1024
+    features), with PyTorch's equivalents (fused optimizers, autograd for the losses) when
+    present: rows of (name, fastact ms, torch ms or None, bytes moved)."""
     n = ARGS.size
     item = np.dtype(dtype).itemsize
     x = random_device(n, dtype, 11, 3.0)

@@ -73,9 +73,12 @@ def as_array(func: str, name: str, value) -> np.ndarray:
 
 def on_device(value) -> bool:
     """True for CUDA device arrays (see fastact.cuda.is_device_array; no CUDA import here)."""
-    return hasattr(value, "__cuda_array_interface__") or bool(
-        getattr(type(value), "__cuda_ndarray__", False)
-    )
+    try:
+        return hasattr(value, "__cuda_array_interface__") or bool(
+            getattr(type(value), "__cuda_ndarray__", False)
+        )
+    except RuntimeError:  # a CUDA tensor that cannot export it (requires grad): the device
+        return True  # code says why, as a TypeError
 
 
 def result_dtypes(*dtypes: np.dtype) -> tuple[np.dtype, np.dtype]:

@@ -84,11 +84,19 @@ def _block_sum_add(value, total, index):
         cuda.atomic.add(total, uint64(index), buf[uint64(0)])
 
 
+#: _row_total's ``largest``: typed boolean, not literal, so that both calls in a kernel share
+#: one compiled _row_total and one shared array
+_MAX = np.bool_(True)
+_SUM = np.bool_(False)
+
+
 @cuda.jit(**CUDA_DEVICE)
 def _row_total(value, largest):
     """The sum (or, if ``largest``, the max) of ``value`` over the blockDim.x threads that share
     a row (threadIdx.y), in a shared-memory tree; they all get it. Every thread of the block
-    calls it (barriers), unless blockDim.x is 1 (one thread per row: ``value`` itself)."""
+    calls it (barriers), unless blockDim.x is 1 (one thread per row: ``value`` itself). Call
+    it from kernels, not from other device functions: numba-cuda 0.30 links a copy of its
+    shared array per calling function, and NVVM rejects two copies of one specialization."""
     width = uint64(cuda.blockDim.x)
     one = uint64(1)
     if width == one:  # uniform in the block: no barrier is skipped by some threads only
@@ -113,9 +121,8 @@ def _row_total(value, largest):
 
 
 @cuda.jit(**CUDA_DEVICE)
-def _row_max(logits, i, live, lowest):
-    """The max of row i (``lowest`` where not ``live``) over the threads sharing the row, in
-    logits' dtype (exact through float64)."""
+def _row_max_part(logits, i, live, lowest):
+    """The max of this thread's share of row i (``lowest`` where not ``live``): no barrier."""
     cols = uint64(logits.shape[1])
     width = uint64(cuda.blockDim.x)
     m = lowest
@@ -125,13 +132,13 @@ def _row_max(logits, i, live, lowest):
             v = logits[i, j]
             m = v if v > m else m
             j += width
-    return typed(_row_total(np.float64(m), True), lowest)
+    return m
 
 
 @cuda.jit(**CUDA_DEVICE)
-def _row_exp_sum(logits, i, live, m, out):
-    """out[i, j] = exp(x[i, j] - m) (<= 1: never overflows) and their float64 sum over the row,
-    shared by the row's threads (0 where not ``live``)."""
+def _row_exp_part(logits, i, live, m, out):
+    """out[i, j] = exp(x[i, j] - m) (<= 1: never overflows) over this thread's share of row i,
+    and their float64 sum (0 where not ``live``): no barrier."""
     cols = uint64(logits.shape[1])
     width = uint64(cuda.blockDim.x)
     s = _ZERO
@@ -142,13 +149,13 @@ def _row_exp_sum(logits, i, live, m, out):
             out[i, j] = e
             s += e
             j += width
-    return _row_total(s, False)
+    return s
 
 
 @cuda.jit(**CUDA_DEVICE)
 def _row_groups():
-    """(first, stop-test bound, step) of the grid-stride loop over row groups: each block takes
-    blockDim.y rows at a time (row = first + threadIdx.y), blockDim.x threads per row."""
+    """(first, step) of the grid-stride loop over row groups: each block takes blockDim.y rows
+    at a time (row = first + threadIdx.y), blockDim.x threads per row."""
     per_block = uint64(cuda.blockDim.y)
     return uint64(cuda.blockIdx.x) * per_block, uint64(cuda.gridDim.x) * per_block
 
@@ -169,8 +176,8 @@ def softmax(logits, out, lowest):
     while base < rows:
         i = base + uint64(cuda.threadIdx.y)
         live = i < rows
-        m = _row_max(logits, i, live, lowest)
-        s = _row_exp_sum(logits, i, live, m, out)
+        m = typed(_row_total(np.float64(_row_max_part(logits, i, live, lowest)), _MAX), lowest)
+        s = _row_total(_row_exp_part(logits, i, live, m, out), _SUM)
         if live:
             inv = typed(1.0 / s, m)
             j = uint64(cuda.threadIdx.x)
@@ -202,8 +209,8 @@ def softmax_cross_entropy(logits, labels, grad, total, bad, lowest):
             wrong += 1.0
         c = uint64(label) if valid else uint64(0)  # unsigned: no negative-index wraparound
         x_c = logits[i, c] if valid and lane == 0 else lowest  # read before grad is written
-        m = _row_max(logits, i, valid, lowest)
-        s = _row_exp_sum(logits, i, valid, m, grad)
+        m = typed(_row_total(np.float64(_row_max_part(logits, i, valid, lowest)), _MAX), lowest)
+        s = _row_total(_row_exp_part(logits, i, valid, m, grad), _SUM)
         if valid:
             if lane == 0:
                 acc += (np.float64(m) - np.float64(x_c)) + log1p(s - 1.0)

@@ -16,10 +16,13 @@ epilogues on device (the bias gradient summed per row block, then across blocks,
 
 Device rules (stricter than NumPy's): float32 and float64 only; contiguous arrays (C or
 Fortran order) of any shape; a backward's two arrays have the same shape, dtype and layout (no
-broadcasting); kernels run on numba's default stream, asynchronously.
+broadcasting); kernels run on numba's default stream, asynchronously, on numba's current GPU
+(CuPy and PyTorch arrays must be there; PyTorch's not inside ``torch.cuda.stream``).
 """
 
 from __future__ import annotations
+
+import sys
 
 import numpy as np
 
@@ -63,35 +66,81 @@ def kernels():
 
 # --------------------------------------------------------------------------- arrays
 def _sync_needed(interface: dict) -> bool:
-    """Whether the host must wait for the stream that produced an array before fastact's
-    kernels read it (``__cuda_array_interface__`` v3's "stream", as CuPy exports it). Not for
-    the legacy default stream (1): fastact launches on numba's default stream, which runs
-    after the legacy stream's work (it is that stream, or a per-thread default stream, which
-    synchronizes with it); not when no stream is given (PyTorch: the producer guarantees it).
-    Any other stream, which may be non-blocking, is synchronized (numba's behavior)."""
+    """Whether the host must wait for the stream an array is exported with before fastact's
+    kernels read it (``__cuda_array_interface__`` v3's "stream": CuPy gives its current stream
+    when the interface is read). Not for the legacy default stream (1): fastact launches on
+    numba's default stream, which runs after the legacy stream's work (it is that stream, or a
+    per-thread default stream, which synchronizes with it); not when no stream is given
+    (PyTorch: see :func:`_check_device_and_stream`). Any other stream, which may be
+    non-blocking, is synchronized (numba's behavior)."""
     return interface.get("stream") not in (None, 1)
 
 
-def _device(func: str, name: str, value):
-    """``value`` as a numba device array (a view, no copy), checked for dtype."""
+def _check_device_and_stream(func: str, name: str, value) -> None:
+    """A CuPy array or PyTorch tensor must be on numba's current GPU, where fastact launches
+    (another GPU's memory would fault there); a PyTorch tensor may not be used inside
+    ``torch.cuda.stream(s)``: PyTorch's streams do not wait for the default stream that
+    fastact's kernels run on, nor it for them."""
+    from numba import cuda
+
+    lib = _library(value)
+    if lib == "torch":
+        import torch
+
+        device = value.device
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        if torch.cuda.current_stream(device) != torch.cuda.default_stream(device):
+            raise ValueError(
+                f"fastact.{func}: {name} is a PyTorch tensor used inside torch.cuda.stream(...); "
+                f"fastact's kernels run on the default stream, which PyTorch's streams do not "
+                f"wait for: call fastact outside the stream context (after "
+                f"torch.cuda.current_stream().synchronize())"
+            )
+    elif lib == "cupy":
+        index = value.device.id
+    else:
+        return
+    current = cuda.get_current_device().id
+    if index != current:
+        raise ValueError(
+            f"fastact.{func}: {name} is on GPU {index}, fastact runs on numba's current GPU "
+            f"{current}: call it inside `with numba.cuda.gpus[{index}]:`"
+        )
+
+
+def _view(func: str, name: str, value):
+    """``value`` as a numba device array (a view, no copy): numba's own arrays as they are, the
+    others through ``__cuda_array_interface__`` (checked by :func:`_check_device_and_stream`)."""
     from numba import cuda
 
     if getattr(type(value), "__cuda_ndarray__", False):
-        array = value
-    elif hasattr(value, "__cuda_array_interface__"):
-        try:
-            array = cuda.as_cuda_array(value, sync=_sync_needed(value.__cuda_array_interface__))
-        except Exception as exc:
-            raise TypeError(
-                f"fastact.{func}: {name} is a CUDA array that numba cannot use here "
-                f"({type(exc).__name__}: {exc})"
-            ) from None
-    else:
+        return value
+    try:
+        interface = value.__cuda_array_interface__
+    except AttributeError:
         raise TypeError(
             f"fastact.{func}: {name} is a {type(value).__name__}, the other arrays "
             f"are on the GPU; pass CUDA device arrays for all of them "
             f"(numba.cuda.to_device, cupy.asarray, tensor.cuda())"
-        )
+        ) from None
+    except Exception as exc:  # e.g. a PyTorch tensor that requires grad: use .detach()
+        raise TypeError(
+            f"fastact.{func}: {name} is a CUDA array that numba cannot use here "
+            f"({type(exc).__name__}: {exc})"
+        ) from None
+    _check_device_and_stream(func, name, value)
+    try:
+        return cuda.from_cuda_array_interface(interface, owner=value, sync=_sync_needed(interface))
+    except Exception as exc:
+        raise TypeError(
+            f"fastact.{func}: {name} is a CUDA array that numba cannot use here "
+            f"({type(exc).__name__}: {exc})"
+        ) from None
+
+
+def _device(func: str, name: str, value):
+    """``value`` as a numba device array (a view, no copy), checked for dtype."""
+    array = _view(func, name, value)
     if np.dtype(array.dtype) not in _FLOATS:
         raise TypeError(
             f"fastact.{func}: {name} has dtype {array.dtype}; on the GPU fastact "
@@ -140,10 +189,14 @@ _TORCH_DTYPES = {"float32": "float32", "float64": "float64", "bool": "bool"}
 
 
 def _library(value) -> str:
-    """The array library of a user's device array: "cupy", "torch" or "numba" (anything else
-    with ``__cuda_array_interface__`` gets numba device arrays back)."""
-    lib = type(value).__module__.partition(".")[0]
-    return lib if lib in ("cupy", "torch") else "numba"
+    """The array library of a user's device array: "cupy" (a cupy.ndarray), "torch" (a
+    torch.Tensor, subclasses included) or "numba" (anything else: numba device arrays, other
+    ``__cuda_array_interface__`` objects). Only libraries already imported are asked."""
+    for lib, kind in (("torch", "Tensor"), ("cupy", "ndarray")):
+        module = sys.modules.get(lib)
+        if module is not None and isinstance(value, getattr(module, kind, ())):
+            return lib
+    return "numba"
 
 
 def _allocate(like, shape: tuple, dtype: np.dtype, order: str = "C"):
@@ -152,7 +205,8 @@ def _allocate(like, shape: tuple, dtype: np.dtype, order: str = "C"):
     if lib == "cupy":
         import cupy
 
-        return cupy.empty(shape, dtype, order=order)
+        with like.device:  # on like's GPU, not CuPy's current one
+            return cupy.empty(shape, dtype, order=order)
     if lib == "torch":
         import torch
 
@@ -175,7 +229,8 @@ def _empty(like, shape: tuple, dtype, order: str = "C"):
     if array is None:
         array = cuda.device_array(shape, dtype, order=order)
         return array, array
-    # fresh memory with no work pending on it: no synchronization of the library's stream
+    # allocated on the library's current stream, the default one (_check_device_and_stream;
+    # CuPy's, if another, was synchronized when the input was read): nothing to wait for
     return cuda.as_cuda_array(array, sync=False), array
 
 
@@ -524,14 +579,12 @@ def _scratch_if(out, target):
 
 def _device_any(func: str, name: str, value):
     """A device array of any dtype (labels, masks), C-contiguous."""
-    from numba import cuda
-
     if not is_device_array(value):
         raise TypeError(
             f"fastact.{func}: {name} is a {type(value).__name__}, the other arrays are on the "
             f"GPU; pass a CUDA device array"
         )
-    array = value if getattr(type(value), "__cuda_ndarray__", False) else cuda.as_cuda_array(value)
+    array = _view(func, name, value)
     if array.size > 1 and not array.is_c_contiguous():
         raise ValueError(f"fastact.{func}: {name} must be a C-contiguous device array")
     return array

@@ -4,8 +4,9 @@
 
 Prints one line per kernel and dtype, the number of float64 instructions in its PTX, and
 writes the same as JSON (``{"kernel/dtype": {"f64": n, "wraparound": n, "max_threads": n,
-"error": "..."}}``; ``wraparound``: array accesses with a signed index, see
-``wraparound_instructions``; ``max_threads``: the launch bound, see ``max_threads``). Run by
+"shared": bytes, "error": "..."}}``; ``wraparound``: array accesses with a signed index, see
+``wraparound_instructions``; ``max_threads``: the launch bound, see ``max_threads``;
+``shared``: static shared memory, see ``shared_bytes``). Run by
 ``tests/cuda/test_cuda_ptx.py`` in a process of its own, without ``NUMBA_ENABLE_CUDASIM`` (the
 simulator has no compiler).
 
@@ -58,11 +59,20 @@ def max_threads(ptx: str) -> int:
     return int(found.group(1)) if found else 0
 
 
+_SHARED = re.compile(r"^\s*\.(?:visible\s+)?\.shared\s+\.align\s+\d+\s+\.b8\s+\w+\[(\d+)\]", re.M)
+
+
+def shared_bytes(ptx: str) -> int:
+    """Static shared memory the kernel declares (bytes): it bounds the blocks an SM holds."""
+    return sum(int(n) for n in _SHARED.findall(ptx))
+
+
 def measure(ptx: str) -> dict:
     return {
         "f64": f64_instructions(ptx),
         "wraparound": wraparound_instructions(ptx),
         "max_threads": max_threads(ptx),
+        "shared": shared_bytes(ptx),
     }
 
 

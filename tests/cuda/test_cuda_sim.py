@@ -315,6 +315,11 @@ def test_cupy_and_torch_arrays_give_results_of_their_kind(rng):
             assert isinstance(grad_pre, torch.Tensor) and tuple(grad_bias.shape) == (25,)
             kept, mask = fused.dropout(tx, 0.5, rng=3)
             assert isinstance(kept, torch.Tensor) and mask.dtype == torch.bool
+            with pytest.raises(TypeError, match="x is a CUDA array that numba cannot use"):
+                fa.relu(tx.clone().requires_grad_(True))  # PyTorch's own message: .detach()
+            side = torch.cuda.Stream()
+            with torch.cuda.stream(side), pytest.raises(ValueError, match="torch.cuda.stream"):
+                fa.relu(tx)
             ran += 1
     except ImportError:
         pass
@@ -337,6 +342,23 @@ def test_cupy_and_torch_arrays_give_results_of_their_kind(rng):
         pass
     if not ran:
         pytest.skip("neither PyTorch with CUDA nor CuPy is installed")
+
+
+class _Unexportable:
+    """A device array whose interface cannot be read (as a PyTorch tensor that requires grad)."""
+
+    @property
+    def __cuda_array_interface__(self):
+        raise RuntimeError("cannot export a tensor that requires grad: use .detach()")
+
+
+def test_an_array_that_cannot_export_its_interface_is_a_clear_type_error():
+    assert fa.cuda.is_device_array(_Unexportable())
+    with pytest.raises(TypeError, match=r"relu: x is a CUDA array that numba cannot use.*detach"):
+        fa.relu(_Unexportable())
+    x = cuda.to_device(np.ones(3, np.float32))
+    with pytest.raises(TypeError, match="relu_backward: .* numba cannot use"):
+        fa.relu_backward(x, _Unexportable())
 
 
 def test_only_streams_other_than_the_legacy_default_are_synchronized():
