@@ -28,21 +28,20 @@ import os
 import sys
 import time
 
-
-def _size(text: str) -> int:
-    text = text.strip().upper().replace("_", "")
-    factor = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(text[-1:], 1)
-    return int(float(text[:-1] if factor > 1 else text) * factor)
+from _gpu_common import gpu_time, parse_size, ulp_distance
 
 
 def parse(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument(
-        "--size", type=_size, default=None, help="elements per array when timing (default 256M)"
+        "--size",
+        type=parse_size,
+        default=None,
+        help="elements per array when timing (default 256M)",
     )
     p.add_argument(
         "--check-size",
-        type=_size,
+        type=parse_size,
         default=None,
         help="elements per correctness check (default 30000)",
     )
@@ -106,33 +105,6 @@ def sample(rng, n, dtype, with_specials=True):
         s = reference.special_values(dtype)[:n]
         x[: s.size] = s
     return x
-
-
-def ulp_distance(got, want) -> tuple[int, str]:
-    """(max ULP distance over the finite part, '' or what does not match in the special values)."""
-    got, want = np.asarray(got), np.asarray(want)
-    if got.shape != want.shape or got.dtype != want.dtype:
-        return -1, f"shape/dtype {got.shape} {got.dtype} vs {want.shape} {want.dtype}"
-    nan_g, nan_w = np.isnan(got), np.isnan(want)
-    if (nan_g != nan_w).any():
-        i = int(np.argmax(nan_g != nan_w))
-        return -1, f"NaN mismatch at {i}: got {got.flat[i]!r}, want {want.flat[i]!r}"
-    f = ~nan_w
-    g, w = got[f], want[f]
-    if (np.isinf(g) != np.isinf(w)).any() or (g[np.isinf(g)] != w[np.isinf(w)]).any():
-        return -1, "inf mismatch"
-    zero = (g == 0) & (w == 0)
-    if (np.signbit(g[zero]) != np.signbit(w[zero])).any():
-        return -1, "sign of zero differs"
-    bits = np.int32 if got.dtype == np.float32 else np.int64
-    gi, wi = g.view(bits).astype(np.int64), w.view(bits).astype(np.int64)
-    top = np.int64(np.iinfo(bits).min)
-    gi = np.where(gi < 0, top - gi, gi)  # monotonic integer order of the floats
-    wi = np.where(wi < 0, top - wi, wi)
-    same_sign = (gi >= 0) == (wi >= 0)  # exact int64 difference; opposite signs: huge anyway
-    with np.errstate(over="ignore"):
-        d = np.where(same_sign, np.abs(np.where(same_sign, gi - wi, 0)), np.iinfo(np.int64).max)
-    return (int(d.max()) if d.size else 0), ""
 
 
 def poisoned(shape, dtype):
@@ -217,21 +189,6 @@ def random_device(n, dtype, seed, scale=6.0):
     a = cuda.device_array(n, dtype)
     fill_uniform[fa.cuda._grid_1d(n)](a, seed, scale)
     return a
-
-
-def gpu_time(fn, repeat):
-    """Median milliseconds of ``fn()`` between CUDA events, after one warm-up run."""
-    fn()
-    cuda.synchronize()
-    start, end = cuda.event(), cuda.event()
-    times = []
-    for _ in range(repeat):
-        start.record()
-        fn()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end))
-    return float(np.median(times))
 
 
 def torch_ops(name, kw, reg):

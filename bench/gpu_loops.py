@@ -35,16 +35,12 @@ import os
 import sys
 import time
 
-
-def _size(text: str) -> int:
-    text = text.strip().upper().replace("_", "")
-    factor = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(text[-1:], 1)
-    return int(float(text[:-1] if factor > 1 else text) * factor)
+from _gpu_common import gpu_time, parse_size, ulp_distance
 
 
 def parse(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--size", type=_size, default=None, help="elements (default 256M)")
+    p.add_argument("--size", type=parse_size, default=None, help="elements (default 256M)")
     p.add_argument("--only", default="", help="comma-separated activations (default: all)")
     p.add_argument("--variants", default="", help="comma-separated loop shapes (default: all)")
     p.add_argument("--threads", type=int, default=None, help="threads per block (default: config)")
@@ -276,46 +272,12 @@ SHAPES = {
 
 
 # --------------------------------------------------------------------------- check and time
-def ulp_max(got, want) -> int:
-    """Max ULP distance (float32), -1 where NaNs, infinities or signed zeros differ."""
-    got, want = np.asarray(got), np.asarray(want)
-    if not np.array_equal(np.isnan(got), np.isnan(want)):
-        return -1
-    f = ~np.isnan(want)
-    g, w = got[f], want[f]
-    if (np.isinf(g) != np.isinf(w)).any() or (g[np.isinf(g)] != w[np.isinf(w)]).any():
-        return -1
-    zero = (g == 0) & (w == 0)
-    if (np.signbit(g[zero]) != np.signbit(w[zero])).any():
-        return -1
-    gi, wi = g.view(np.int32).astype(np.int64), w.view(np.int32).astype(np.int64)
-    gi = np.where(gi < 0, -(2**31) - gi, gi)  # monotonic integer order of the floats
-    wi = np.where(wi < 0, -(2**31) - wi, wi)
-    return int(np.abs(gi - wi).max()) if g.size else 0
-
-
 def check_input(rng, n):
     scale = np.repeat([0.3, 3.0, 30.0], -(-n // 3))[:n]
     x = (rng.standard_normal(n) * scale).astype(np.float32)
     specials = reference.special_values(np.float32)[:n]
     x[: specials.size] = specials
     return x
-
-
-def gpu_time(fn, repeat):
-    """Median milliseconds of ``fn()`` between CUDA events, after two warm-up runs."""
-    fn()
-    fn()
-    cuda.synchronize()
-    start, end = cuda.event(), cuda.event()
-    times = []
-    for _ in range(repeat):
-        start.record()
-        fn()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end))
-    return float(np.median(times))
 
 
 @cuda.jit(**CUDA_KERNEL)
@@ -370,9 +332,9 @@ def main() -> int:
             kernel, grid = SHAPES[shape](f)
             out = cuda.to_device(np.full(n_check, np.nan, np.float32))  # poisoned
             kernel[grid(n_check)](dxc, out, *params)
-            ulp = ulp_max(out.copy_to_host(), want)
-            if not 0 <= ulp <= ARGS.max_ulp:
-                failures.append(f"{act_name}/{shape}: {ulp} ULP from the CPU (-1: specials)")
+            ulp, problem = ulp_distance(out.copy_to_host(), want)
+            if problem or ulp > ARGS.max_ulp:
+                failures.append(f"{act_name}/{shape}: {problem or f'{ulp} ULP from the CPU'}")
             kernels[act_name, shape] = kernel, grid
     print(f"checked {len(kernels)} kernels in {time.perf_counter() - t0:.0f} s", flush=True)
     if ARGS.simulate:  # the simulator's events time nothing

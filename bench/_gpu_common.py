@@ -1,0 +1,59 @@
+"""Helpers of the GPU scripts (bench/gpu.py, bench/gpu_loops.py): sizes on the command line,
+ULP distances, CUDA-event timings. numba is imported inside the functions, after a script has
+chosen the simulator (NUMBA_ENABLE_CUDASIM must be set before numba is imported)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def parse_size(text: str) -> int:
+    """'256M', '64k', '1G', '1_000' -> elements."""
+    text = text.strip().upper().replace("_", "")
+    factor = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(text[-1:], 1)
+    return int(float(text[:-1] if factor > 1 else text) * factor)
+
+
+def ulp_distance(got, want) -> tuple[int, str]:
+    """(max ULP distance over the finite part, '' or what does not match in the special values)."""
+    got, want = np.asarray(got), np.asarray(want)
+    if got.shape != want.shape or got.dtype != want.dtype:
+        return -1, f"shape/dtype {got.shape} {got.dtype} vs {want.shape} {want.dtype}"
+    nan_g, nan_w = np.isnan(got), np.isnan(want)
+    if (nan_g != nan_w).any():
+        i = int(np.argmax(nan_g != nan_w))
+        return -1, f"NaN mismatch at {i}: got {got.flat[i]!r}, want {want.flat[i]!r}"
+    f = ~nan_w
+    g, w = got[f], want[f]
+    if (np.isinf(g) != np.isinf(w)).any() or (g[np.isinf(g)] != w[np.isinf(w)]).any():
+        return -1, "inf mismatch"
+    zero = (g == 0) & (w == 0)
+    if (np.signbit(g[zero]) != np.signbit(w[zero])).any():
+        return -1, "sign of zero differs"
+    bits = np.int32 if got.dtype == np.float32 else np.int64
+    gi, wi = g.view(bits).astype(np.int64), w.view(bits).astype(np.int64)
+    top = np.int64(np.iinfo(bits).min)
+    gi = np.where(gi < 0, top - gi, gi)  # monotonic integer order of the floats
+    wi = np.where(wi < 0, top - wi, wi)
+    same_sign = (gi >= 0) == (wi >= 0)  # exact int64 difference; opposite signs: huge anyway
+    with np.errstate(over="ignore"):
+        d = np.where(same_sign, np.abs(np.where(same_sign, gi - wi, 0)), np.iinfo(np.int64).max)
+    return (int(d.max()) if d.size else 0), ""
+
+
+def gpu_time(fn, repeat: int, warmup: int = 1) -> float:
+    """Median milliseconds of ``fn()`` between CUDA events, after ``warmup`` runs."""
+    from numba import cuda
+
+    for _ in range(warmup):
+        fn()
+    cuda.synchronize()
+    start, end = cuda.event(), cuda.event()
+    times = []
+    for _ in range(repeat):
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end))
+    return float(np.median(times))
