@@ -17,7 +17,7 @@ epilogues on device (the bias gradient summed per row block, then across blocks,
 Device rules (stricter than NumPy's): float32 and float64 only; contiguous arrays (C or
 Fortran order) of any shape; a backward's two arrays have the same shape, dtype and layout (no
 broadcasting); kernels run on numba's default stream, asynchronously, on numba's current GPU
-(CuPy and PyTorch arrays must be there; PyTorch's not inside ``torch.cuda.stream``).
+(CuPy and PyTorch arrays must be there, and their library's current stream a default one).
 """
 
 from __future__ import annotations
@@ -65,41 +65,40 @@ def kernels():
 
 
 # --------------------------------------------------------------------------- arrays
-def _sync_needed(interface: dict) -> bool:
-    """Whether the host must wait for the stream an array is exported with before fastact's
-    kernels read it (``__cuda_array_interface__`` v3's "stream": CuPy gives its current stream
-    when the interface is read). Not for the legacy default stream (1): fastact launches on
-    numba's default stream, which runs after the legacy stream's work (it is that stream, or a
-    per-thread default stream, which synchronizes with it); not when no stream is given
-    (PyTorch: see :func:`_check_device_and_stream`). Any other stream, which may be
-    non-blocking, is synchronized (numba's behavior)."""
-    return interface.get("stream") not in (None, 1)
+#: ``__cuda_array_interface__`` streams whose work fastact's launches (numba's default stream)
+#: are ordered with, both ways: none given (the producer guarantees it), the legacy default
+#: stream (1) and the per-thread default stream (2), which synchronize with each other
+_DEFAULT_STREAMS = (None, 1, 2)
 
 
-def _check_device_and_stream(func: str, name: str, value) -> None:
+def _check_device_and_stream(func: str, name: str, value, interface: dict) -> None:
     """A CuPy array or PyTorch tensor must be on numba's current GPU, where fastact launches
-    (another GPU's memory would fault there); a PyTorch tensor may not be used inside
-    ``torch.cuda.stream(s)``: PyTorch's streams do not wait for the default stream that
-    fastact's kernels run on, nor it for them."""
+    (another GPU's memory would fault there), and its library's current stream must be a
+    default stream: fastact's kernels run on the default stream, which the other streams'
+    work may not wait for (PyTorch's and non-blocking CuPy streams), so that work could read
+    a result before it is written, or reuse its memory."""
     from numba import cuda
 
     lib = _library(value)
-    if lib == "torch":
+    if lib == "torch":  # PyTorch exports no stream: ask it
         import torch
 
         device = value.device
         index = device.index if device.index is not None else torch.cuda.current_device()
-        if torch.cuda.current_stream(device) != torch.cuda.default_stream(device):
-            raise ValueError(
-                f"fastact.{func}: {name} is a PyTorch tensor used inside torch.cuda.stream(...); "
-                f"fastact's kernels run on the default stream, which PyTorch's streams do not "
-                f"wait for: call fastact outside the stream context (after "
-                f"torch.cuda.current_stream().synchronize())"
-            )
+        other_stream = torch.cuda.current_stream(device) != torch.cuda.default_stream(device)
+        context = "torch.cuda.stream(...)"
     elif lib == "cupy":
         index = value.device.id
+        other_stream = interface.get("stream") not in _DEFAULT_STREAMS
+        context = "a CuPy stream (with cupy.cuda.Stream(): ...)"
     else:
         return
+    if other_stream:
+        raise ValueError(
+            f"fastact.{func}: {name} is used inside {context}; fastact's kernels run on the "
+            f"default stream, which that stream does not wait for: call fastact outside the "
+            f"stream context (after synchronizing the stream)"
+        )
     current = cuda.get_current_device().id
     if index != current:
         raise ValueError(
@@ -128,9 +127,9 @@ def _view(func: str, name: str, value):
             f"fastact.{func}: {name} is a CUDA array that numba cannot use here "
             f"({type(exc).__name__}: {exc})"
         ) from None
-    _check_device_and_stream(func, name, value)
-    try:
-        return cuda.from_cuda_array_interface(interface, owner=value, sync=_sync_needed(interface))
+    _check_device_and_stream(func, name, value, interface)
+    try:  # on a default stream (checked): nothing for the host to wait for
+        return cuda.from_cuda_array_interface(interface, owner=value, sync=False)
     except Exception as exc:
         raise TypeError(
             f"fastact.{func}: {name} is a CUDA array that numba cannot use here "
@@ -229,8 +228,8 @@ def _empty(like, shape: tuple, dtype, order: str = "C"):
     if array is None:
         array = cuda.device_array(shape, dtype, order=order)
         return array, array
-    # allocated on the library's current stream, the default one (_check_device_and_stream;
-    # CuPy's, if another, was synchronized when the input was read): nothing to wait for
+    # allocated on the library's current stream, a default one (_check_device_and_stream):
+    # ordered with fastact's launches, nothing to wait for
     return cuda.as_cuda_array(array, sync=False), array
 
 

@@ -9,6 +9,8 @@ compare the compiled PTX's results with the CPU's, within a few ULP.
 
 from __future__ import annotations
 
+import sys
+import types
 import warnings
 
 import numpy as np
@@ -361,14 +363,73 @@ def test_an_array_that_cannot_export_its_interface_is_a_clear_type_error():
         fa.relu_backward(x, _Unexportable())
 
 
-def test_only_streams_other_than_the_legacy_default_are_synchronized():
-    from fastact.cuda import _sync_needed
+class _FakeDevice:
+    """A CuPy device (``.id``, a context manager) or a torch.device (``.index``)."""
 
-    assert not _sync_needed({"version": 2})  # PyTorch exports no stream
-    assert not _sync_needed({"version": 3, "stream": None})
-    assert not _sync_needed({"version": 3, "stream": 1})  # CuPy's default: the legacy stream
-    assert _sync_needed({"version": 3, "stream": 2})  # per-thread default stream
-    assert _sync_needed({"version": 3, "stream": 0x7F3A2C004E80})  # a stream of its own
+    def __init__(self, index, entered):
+        self.id = self.index = index
+        self._entered = entered
+
+    def __enter__(self):
+        self._entered.append(self.id)
+
+    def __exit__(self, *exc):
+        self._entered.pop()
+
+
+@pytest.fixture
+def fake_libraries(monkeypatch):
+    """Stand-ins for torch and cupy (CUDA arrays need a GPU), numba's current GPU being 0:
+    they exercise fastact.cuda's device and stream rules, not the libraries."""
+    entered, state = [], {"torch_stream": "default"}
+    torch = types.ModuleType("torch")
+    torch.Tensor = type("Tensor", (), {})
+    torch.cuda = types.SimpleNamespace(
+        current_stream=lambda device: state["torch_stream"],
+        default_stream=lambda device: "default",
+        current_device=lambda: 0,
+    )
+    cupy = types.ModuleType("cupy")
+    cupy.ndarray = type("ndarray", (), {})
+    cupy.empty = lambda shape, dtype, order: ("cupy array", shape, order, list(entered))
+    monkeypatch.setitem(sys.modules, "torch", torch)
+    monkeypatch.setitem(sys.modules, "cupy", cupy)
+    monkeypatch.setattr(cuda, "get_current_device", lambda: types.SimpleNamespace(id=0))
+
+    def make(lib, device=0):
+        array = (torch.Tensor if lib == "torch" else cupy.ndarray)()
+        array.device = _FakeDevice(device, entered)
+        return array
+
+    return make, state
+
+
+def test_cupy_and_torch_arrays_must_be_on_numbas_gpu_and_default_stream(fake_libraries):
+    from fastact.cuda import _check_device_and_stream
+
+    make, state = fake_libraries
+    for stream in (None, 1, 2):  # none given, the legacy and the per-thread default streams
+        _check_device_and_stream("relu", "x", make("cupy"), {"stream": stream})
+    with pytest.raises(ValueError, match=r"relu: x is used inside a CuPy stream"):
+        _check_device_and_stream("relu", "x", make("cupy"), {"stream": 0x7F3A2C004E80})
+    with pytest.raises(ValueError, match=r"x is on GPU 1, .* numba.cuda.gpus\[1\]"):
+        _check_device_and_stream("relu", "x", make("cupy", device=1), {"stream": 1})
+    _check_device_and_stream("relu", "x", make("torch"), {"version": 2})
+    with pytest.raises(ValueError, match=r"grad_output is on GPU 2"):
+        _check_device_and_stream("relu", "grad_output", make("torch", device=2), {})
+    state["torch_stream"] = "side"
+    with pytest.raises(ValueError, match=r"inside torch.cuda.stream"):
+        _check_device_and_stream("relu", "x", make("torch"), {"version": 2})
+    _check_device_and_stream("relu", "x", cuda.to_device(np.ones(2)), {})  # numba's own
+
+
+def test_cupy_results_are_allocated_on_the_inputs_gpu(fake_libraries):
+    from fastact.cuda import _allocate, _library
+
+    make, _ = fake_libraries
+    like = make("cupy", device=3)
+    assert _library(like) == "cupy" and _library(make("torch")) == "torch"
+    assert _allocate(like, (2, 5), np.dtype(np.float32), "F") == ("cupy array", (2, 5), "F", [3])
 
 
 def test_results_are_allocated_by_the_inputs_library():
