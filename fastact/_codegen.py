@@ -169,6 +169,31 @@ def _grid_2d_unsigned():
     return uint64(j0), uint64(i0), uint64(sj), uint64(si)
 
 
+#: _tree's ``largest``: typed booleans, not literals, so that every caller shares one compiled
+#: _tree
+_MAX = np.bool_(True)
+_SUM = np.bool_(False)
+
+
+@cuda.jit(**CUDA_DEVICE)
+def _tree(buf, slot, lane, n, stride, largest):
+    """Reduces the n values buf[slot - lane * stride + k * stride], k < n, of a group of n
+    threads (this one being lane ``lane``, its value already in buf[slot]) into the first of
+    them: their sum, or their max if ``largest``. Halves, any n; a barrier before and after
+    each level, so every thread of the block calls it, with the same n (the simulator does
+    not check this, a GPU hangs or reads stale values). The caller owns the shared buf."""
+    one = uint64(1)
+    cuda.syncthreads()  # every lane's value is in buf
+    while n > one:
+        half = (n + one) >> one
+        if lane + half < n:
+            a = buf[slot]
+            b = buf[slot + half * stride]
+            buf[slot] = (a if a >= b else b) if largest else a + b
+        cuda.syncthreads()
+        n = half
+
+
 @cuda.jit(**CUDA_DEVICE)
 def _column_strips(cols):
     """(start, stop, step) of this block's first column over the column strips: each block
@@ -211,15 +236,7 @@ def _column_total(a, j):
     y = uint64(cuda.threadIdx.y)
     slot = y * width + x
     buf[slot] = acc
-    cuda.syncthreads()
-    one = uint64(1)
-    n = uint64(cuda.blockDim.y)
-    while n > one:
-        half = (n + one) >> one
-        if y + half < n:
-            buf[slot] += buf[slot + half * width]
-        cuda.syncthreads()
-        n = half
+    _tree(buf, slot, y, uint64(cuda.blockDim.y), width, _SUM)  # the column's lanes: along y
     total = buf[x]
     cuda.syncthreads()  # buf is free again for the next call
     return total

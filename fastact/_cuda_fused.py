@@ -19,6 +19,8 @@ from numba import cuda, float64, njit, uint64
 from fastact import activations as act
 from fastact._config import CUDA_DEVICE, CUDA_KERNEL, CUDA_MAX_THREADS, SCALAR
 from fastact._cuda_kernels import (
+    _MAX,
+    _SUM,
     _ZERO,
     CUDA_REDUCE_KERNEL,
     _column_strips,
@@ -26,6 +28,7 @@ from fastact._cuda_kernels import (
     _grid_1d_by_four,
     _grid_1d_unsigned,
     _grid_2d_unsigned,
+    _tree,
 )
 from fastact._math import exp, log1p, typed
 from fastact.fused import adam_step, sgd_step
@@ -68,53 +71,31 @@ def _block_sum_add(value, total, index):
     """Adds the sum of ``value`` over this block's threads (1-D or 2-D) to ``total[index]`` (one
     atomic add per block). Every thread of the block must call it."""
     buf = cuda.shared.array(CUDA_MAX_THREADS, float64)
-    one = uint64(1)
     # unsigned (numba wraps the atomic's index whatever its type)
     t = uint64(cuda.threadIdx.y) * uint64(cuda.blockDim.x) + uint64(cuda.threadIdx.x)
     buf[t] = value
-    cuda.syncthreads()
-    n = uint64(cuda.blockDim.x) * uint64(cuda.blockDim.y)
-    while n > one:
-        half = (n + one) >> one
-        if t + half < n:
-            buf[t] += buf[t + half]
-        cuda.syncthreads()
-        n = half
+    _tree(buf, t, t, uint64(cuda.blockDim.x) * uint64(cuda.blockDim.y), uint64(1), _SUM)
     if t == uint64(0):
         cuda.atomic.add(total, uint64(index), buf[uint64(0)])
-
-
-#: _row_total's ``largest``: typed boolean, not literal, so that both calls in a kernel share
-#: one compiled _row_total and one shared array
-_MAX = np.bool_(True)
-_SUM = np.bool_(False)
 
 
 @cuda.jit(**CUDA_DEVICE)
 def _row_total(value, largest):
     """The sum (or, if ``largest``, the max) of ``value`` over the blockDim.x threads that share
-    a row (threadIdx.y), in a shared-memory tree; they all get it. Every thread of the block
-    calls it (barriers), unless blockDim.x is 1 (one thread per row: ``value`` itself). Call
-    it from kernels, not from other device functions: numba-cuda 0.30 links a copy of its
-    shared array per calling function, and NVVM rejects two copies of one specialization."""
+    a row (threadIdx.y), in a shared-memory tree (_tree); they all get it. Every thread of the
+    block calls it (barriers), unless blockDim.x is 1 (one thread per row: ``value`` itself).
+    Call it from kernels, not from other device functions: numba-cuda 0.30 links a copy of its
+    shared array per calling function, and NVVM rejects two copies of one specialization. Pass
+    ``largest`` as _MAX or _SUM (typed, not literal: one compiled copy, one shared array)."""
     width = uint64(cuda.blockDim.x)
     one = uint64(1)
     if width == one:  # uniform in the block: no barrier is skipped by some threads only
         return value
     buf = cuda.shared.array(CUDA_MAX_THREADS, float64)
-    slot = uint64(cuda.threadIdx.y) * width + uint64(cuda.threadIdx.x)
     x = uint64(cuda.threadIdx.x)
+    slot = uint64(cuda.threadIdx.y) * width + x
     buf[slot] = value
-    cuda.syncthreads()
-    n = width
-    while n > one:
-        half = (n + one) >> one
-        if x + half < n:
-            a = buf[slot]
-            b = buf[slot + half]
-            buf[slot] = (a if a >= b else b) if largest else a + b
-        cuda.syncthreads()
-        n = half
+    _tree(buf, slot, x, width, one, largest)  # the row's lanes: along x
     total = buf[slot - x]
     cuda.syncthreads()  # buf is free again for the next call
     return total
