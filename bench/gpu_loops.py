@@ -11,15 +11,21 @@ Why: on an H200 (docs/gpu.md) the exp-based forwards took 0.8-1.1 ms at 256M ele
 the copy's 0.52 ms, and even relu took 0.65 ms: about the copy's time plus the arithmetic's,
 as if loads and arithmetic did not overlap. Each variant keeps loads in flight differently:
 
-- ``stride4``: the generated kernels' loop (a grid-stride loop, four elements a thread: loads
-  at i, i+s, i+2s, i+3s, then four stores; at most CUDA_MAX_BLOCKS blocks);
+- ``stride4``: the generated kernels' element loop (a grid-stride loop, four elements a
+  thread: loads at i, i+s, i+2s, i+3s, then four stores; at most CUDA_MAX_BLOCKS blocks): since
+  2026-11-27 only for views that do not start on 16 bytes, before that their only loop (the
+  H200 times in docs/gpu.md);
+- ``vector``: the generated kernels' loop for 16-byte aligned arrays: 128-bit loads and stores
+  of four consecutive elements (``fastact._cuda_memory``), two such groups in flight a thread;
+- ``vector1``: one group a thread per iteration; ``vector1_oneshot``: one group a thread and no
+  loop, as many blocks as it takes (PyTorch's vectorized elementwise kernel);
 - ``prefetch``: the same, software-pipelined: the next four loads are issued before this
   iteration's arithmetic and stores, so loads stay in flight while a thread computes;
 - ``eight``: eight elements a thread per iteration (twice the loads in flight);
 - ``chunk``: each block takes a contiguous chunk of 4 x blockDim elements (thread t: c+t,
   c+t+T, c+t+2T, c+t+3T), grid-stride over chunks: the addresses in flight at one time are
   close together (DRAM locality);
-- ``oneshot``: the ``chunk`` kernel with one block per chunk and no loop (PyTorch's scheme);
+- ``oneshot``: the ``chunk`` kernel with one block per chunk and no loop (PyTorch's grid);
 - ``stream``: ``stride4`` with streaming cache hints (``ld.global.cs`` / ``st.global.cs``).
 
 ``copy`` is the identity through each shape: the shape's own ceiling. Each variant is first
@@ -67,7 +73,8 @@ import fastact as fa  # noqa: E402
 from fastact import _config, reference  # noqa: E402
 from fastact import activations as act  # noqa: E402
 from fastact._config import CUDA_KERNEL, SCALAR  # noqa: E402
-from fastact._cuda_kernels import _grid_1d_by_four  # noqa: E402
+from fastact._cuda_kernels import _grid_1d_by_four, _grid_1d_unsigned  # noqa: E402
+from fastact._cuda_memory import load4, store4  # noqa: E402
 
 if ARGS.simulate:  # one Python thread per GPU thread: few of them, still several blocks
     _config.CUDA_BLOCK_SIZE = 8
@@ -261,8 +268,60 @@ def stream(f):
     return kernel, _grid_capped
 
 
+def vector(f):
+    @cuda.jit(**CUDA_KERNEL)
+    def kernel(x, out, a, b):
+        n = uint64(out.size)
+        k, s = _grid_1d_unsigned()
+        groups = n >> uint64(2)
+        while k + s < groups:
+            x0, x1, x2, x3 = load4(x, k)
+            x4, x5, x6, x7 = load4(x, k + s)
+            store4(out, k, f(x0, a, b), f(x1, a, b), f(x2, a, b), f(x3, a, b))
+            store4(out, k + s, f(x4, a, b), f(x5, a, b), f(x6, a, b), f(x7, a, b))
+            k += s + s
+        if k < groups:
+            x0, x1, x2, x3 = load4(x, k)
+            store4(out, k, f(x0, a, b), f(x1, a, b), f(x2, a, b), f(x3, a, b))
+        i = (groups << uint64(2)) + uint64(cuda.grid(1))
+        while i < n:
+            out[i] = f(x[i], a, b)
+            i += s
+
+    return kernel, _grid_capped
+
+
+def _vector1_kernel(f):
+    @cuda.jit(**CUDA_KERNEL)
+    def kernel(x, out, a, b):
+        n = uint64(out.size)
+        k, s = _grid_1d_unsigned()
+        groups = n >> uint64(2)
+        while k < groups:
+            x0, x1, x2, x3 = load4(x, k)
+            store4(out, k, f(x0, a, b), f(x1, a, b), f(x2, a, b), f(x3, a, b))
+            k += s
+        i = (groups << uint64(2)) + uint64(cuda.grid(1))
+        while i < n:
+            out[i] = f(x[i], a, b)
+            i += s
+
+    return kernel
+
+
+def vector1(f):
+    return _vector1_kernel(f), _grid_capped
+
+
+def vector1_oneshot(f):
+    return _vector1_kernel(f), lambda n: _grid_chunks(n, capped=False)
+
+
 SHAPES = {
     "stride4": stride4,
+    "vector": vector,
+    "vector1": vector1,
+    "vector1_oneshot": vector1_oneshot,
     "prefetch": prefetch,
     "eight": eight,
     "chunk": chunk,

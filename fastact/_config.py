@@ -73,6 +73,9 @@ CUDA_KERNEL = dict(fastmath=False, cache=False)
 CUDA_DEVICE = dict(device=True, fastmath=False, cache=False)
 #: Shared-memory slots of a block reduction: the largest block CUDA allows.
 CUDA_MAX_THREADS = 1024
+#: Bytes of one vector load or store (fastact._cuda_memory: four float32, or four float64 in
+#: two): the alignment the elementwise kernels check before they use them.
+CUDA_VECTOR_BYTES = 16
 
 
 def source_fingerprint() -> str:

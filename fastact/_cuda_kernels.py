@@ -8,6 +8,7 @@ from numba import config, cuda, float64, uint64
 
 from fastact import activations as act
 from fastact._config import CUDA_DEVICE, CUDA_KERNEL, CUDA_MAX_THREADS
+from fastact._cuda_memory import load4, store4
 
 #: float64 accumulators start from this (a bare 0.0 would add in float32 under the simulator,
 #: where NumPy 2 keeps float32 + Python float in float32)
@@ -133,8 +134,37 @@ def column_sums(a, out):
 
 
 @cuda.jit(**CUDA_KERNEL)
-def sigmoid_forward(x, out, a, b):
+def sigmoid_forward(x, out, a, b, vector):
     n = uint64(out.size)  # unsigned indices: no negative-index wraparound code per access
+    if vector:  # x and out start on 16 bytes: 128-bit accesses of four elements (a group)
+        k, s = _grid_1d_unsigned()
+        groups = n >> uint64(2)
+        while k + s < groups:  # two groups' loads in flight per thread
+            x0, x1, x2, x3 = load4(x, k)
+            x4, x5, x6, x7 = load4(x, k + s)
+            y0 = act.sigmoid(x0, a, b)
+            y1 = act.sigmoid(x1, a, b)
+            y2 = act.sigmoid(x2, a, b)
+            y3 = act.sigmoid(x3, a, b)
+            store4(out, k, y0, y1, y2, y3)
+            y0 = act.sigmoid(x4, a, b)
+            y1 = act.sigmoid(x5, a, b)
+            y2 = act.sigmoid(x6, a, b)
+            y3 = act.sigmoid(x7, a, b)
+            store4(out, k + s, y0, y1, y2, y3)
+            k += s + s
+        if k < groups:
+            x0, x1, x2, x3 = load4(x, k)
+            y0 = act.sigmoid(x0, a, b)
+            y1 = act.sigmoid(x1, a, b)
+            y2 = act.sigmoid(x2, a, b)
+            y3 = act.sigmoid(x3, a, b)
+            store4(out, k, y0, y1, y2, y3)
+        i = (groups << uint64(2)) + uint64(cuda.grid(1))  # the last n % 4 elements
+        while i < n:
+            out[i] = act.sigmoid(x[i], a, b)
+            i += s
+        return
     i, s, s2, s3 = _grid_1d_by_four()
     while i + s3 < n:  # four loads in flight per thread (float32 reached ~75% of a copy without)
         x0 = x[i]
@@ -152,8 +182,40 @@ def sigmoid_forward(x, out, a, b):
 
 
 @cuda.jit(**CUDA_KERNEL)
-def sigmoid_backward(g, v, out, a, b):
+def sigmoid_backward(g, v, out, a, b, vector):
     n = uint64(out.size)  # unsigned indices, as the forward
+    if vector:  # g, v and out start on 16 bytes: 128-bit accesses, as the forward
+        k, s = _grid_1d_unsigned()
+        groups = n >> uint64(2)
+        while k + s < groups:  # two groups of both inputs in flight per thread
+            g0, g1, g2, g3 = load4(g, k)
+            v0, v1, v2, v3 = load4(v, k)
+            g4, g5, g6, g7 = load4(g, k + s)
+            v4, v5, v6, v7 = load4(v, k + s)
+            d0 = act.sigmoid_grad(g0, v0, a, b)
+            d1 = act.sigmoid_grad(g1, v1, a, b)
+            d2 = act.sigmoid_grad(g2, v2, a, b)
+            d3 = act.sigmoid_grad(g3, v3, a, b)
+            store4(out, k, d0, d1, d2, d3)
+            d0 = act.sigmoid_grad(g4, v4, a, b)
+            d1 = act.sigmoid_grad(g5, v5, a, b)
+            d2 = act.sigmoid_grad(g6, v6, a, b)
+            d3 = act.sigmoid_grad(g7, v7, a, b)
+            store4(out, k + s, d0, d1, d2, d3)
+            k += s + s
+        if k < groups:
+            g0, g1, g2, g3 = load4(g, k)
+            v0, v1, v2, v3 = load4(v, k)
+            d0 = act.sigmoid_grad(g0, v0, a, b)
+            d1 = act.sigmoid_grad(g1, v1, a, b)
+            d2 = act.sigmoid_grad(g2, v2, a, b)
+            d3 = act.sigmoid_grad(g3, v3, a, b)
+            store4(out, k, d0, d1, d2, d3)
+        i = (groups << uint64(2)) + uint64(cuda.grid(1))  # the last n % 4 elements
+        while i < n:
+            out[i] = act.sigmoid_grad(g[i], v[i], a, b)
+            i += s
+        return
     i, s, s2, s3 = _grid_1d_by_four()
     while i + s3 < n:  # four pairs of loads in flight per thread, as the forward
         g0 = g[i]
@@ -243,8 +305,37 @@ def sigmoid_bias_backward(g, saved, grad_pre, partial, a, b):
 
 
 @cuda.jit(**CUDA_KERNEL)
-def log_sigmoid_forward(x, out, a, b):
+def log_sigmoid_forward(x, out, a, b, vector):
     n = uint64(out.size)  # unsigned indices: no negative-index wraparound code per access
+    if vector:  # x and out start on 16 bytes: 128-bit accesses of four elements (a group)
+        k, s = _grid_1d_unsigned()
+        groups = n >> uint64(2)
+        while k + s < groups:  # two groups' loads in flight per thread
+            x0, x1, x2, x3 = load4(x, k)
+            x4, x5, x6, x7 = load4(x, k + s)
+            y0 = act.log_sigmoid(x0, a, b)
+            y1 = act.log_sigmoid(x1, a, b)
+            y2 = act.log_sigmoid(x2, a, b)
+            y3 = act.log_sigmoid(x3, a, b)
+            store4(out, k, y0, y1, y2, y3)
+            y0 = act.log_sigmoid(x4, a, b)
+            y1 = act.log_sigmoid(x5, a, b)
+            y2 = act.log_sigmoid(x6, a, b)
+            y3 = act.log_sigmoid(x7, a, b)
+            store4(out, k + s, y0, y1, y2, y3)
+            k += s + s
+        if k < groups:
+            x0, x1, x2, x3 = load4(x, k)
+            y0 = act.log_sigmoid(x0, a, b)
+            y1 = act.log_sigmoid(x1, a, b)
+            y2 = act.log_sigmoid(x2, a, b)
+            y3 = act.log_sigmoid(x3, a, b)
+            store4(out, k, y0, y1, y2, y3)
+        i = (groups << uint64(2)) + uint64(cuda.grid(1))  # the last n % 4 elements
+        while i < n:
+            out[i] = act.log_sigmoid(x[i], a, b)
+            i += s
+        return
     i, s, s2, s3 = _grid_1d_by_four()
     while i + s3 < n:  # four loads in flight per thread (float32 reached ~75% of a copy without)
         x0 = x[i]
@@ -262,8 +353,40 @@ def log_sigmoid_forward(x, out, a, b):
 
 
 @cuda.jit(**CUDA_KERNEL)
-def log_sigmoid_backward(g, v, out, a, b):
+def log_sigmoid_backward(g, v, out, a, b, vector):
     n = uint64(out.size)  # unsigned indices, as the forward
+    if vector:  # g, v and out start on 16 bytes: 128-bit accesses, as the forward
+        k, s = _grid_1d_unsigned()
+        groups = n >> uint64(2)
+        while k + s < groups:  # two groups of both inputs in flight per thread
+            g0, g1, g2, g3 = load4(g, k)
+            v0, v1, v2, v3 = load4(v, k)
+            g4, g5, g6, g7 = load4(g, k + s)
+            v4, v5, v6, v7 = load4(v, k + s)
+            d0 = act.log_sigmoid_grad(g0, v0, a, b)
+            d1 = act.log_sigmoid_grad(g1, v1, a, b)
+            d2 = act.log_sigmoid_grad(g2, v2, a, b)
+            d3 = act.log_sigmoid_grad(g3, v3, a, b)
+            store4(out, k, d0, d1, d2, d3)
+            d0 = act.log_sigmoid_grad(g4, v4, a, b)
+            d1 = act.log_sigmoid_grad(g5, v5, a, b)
+            d2 = act.log_sigmoid_grad(g6, v6, a, b)
+            d3 = act.log_sigmoid_grad(g7, v7, a, b)
+            store4(out, k + s, d0, d1, d2, d3)
+            k += s + s
+        if k < groups:
+            g0, g1, g2, g3 = load4(g, k)
+            v0, v1, v2, v3 = load4(v, k)
+            d0 = act.log_sigmoid_grad(g0, v0, a, b)
+            d1 = act.log_sigmoid_grad(g1, v1, a, b)
+            d2 = act.log_sigmoid_grad(g2, v2, a, b)
+            d3 = act.log_sigmoid_grad(g3, v3, a, b)
+            store4(out, k, d0, d1, d2, d3)
+        i = (groups << uint64(2)) + uint64(cuda.grid(1))  # the last n % 4 elements
+        while i < n:
+            out[i] = act.log_sigmoid_grad(g[i], v[i], a, b)
+            i += s
+        return
     i, s, s2, s3 = _grid_1d_by_four()
     while i + s3 < n:  # four pairs of loads in flight per thread, as the forward
         g0 = g[i]
@@ -358,8 +481,37 @@ def log_sigmoid_bias_backward(g, saved, grad_pre, partial, a, b):
 
 
 @cuda.jit(**CUDA_KERNEL)
-def tanh_forward(x, out, a, b):
+def tanh_forward(x, out, a, b, vector):
     n = uint64(out.size)  # unsigned indices: no negative-index wraparound code per access
+    if vector:  # x and out start on 16 bytes: 128-bit accesses of four elements (a group)
+        k, s = _grid_1d_unsigned()
+        groups = n >> uint64(2)
+        while k + s < groups:  # two groups' loads in flight per thread
+            x0, x1, x2, x3 = load4(x, k)
+            x4, x5, x6, x7 = load4(x, k + s)
+            y0 = act.tanh(x0, a, b)
+            y1 = act.tanh(x1, a, b)
+            y2 = act.tanh(x2, a, b)
+            y3 = act.tanh(x3, a, b)
+            store4(out, k, y0, y1, y2, y3)
+            y0 = act.tanh(x4, a, b)
+            y1 = act.tanh(x5, a, b)
+            y2 = act.tanh(x6, a, b)
+            y3 = act.tanh(x7, a, b)
+            store4(out, k + s, y0, y1, y2, y3)
+            k += s + s
+        if k < groups:
+            x0, x1, x2, x3 = load4(x, k)
+            y0 = act.tanh(x0, a, b)
+            y1 = act.tanh(x1, a, b)
+            y2 = act.tanh(x2, a, b)
+            y3 = act.tanh(x3, a, b)
+            store4(out, k, y0, y1, y2, y3)
+        i = (groups << uint64(2)) + uint64(cuda.grid(1))  # the last n % 4 elements
+        while i < n:
+            out[i] = act.tanh(x[i], a, b)
+            i += s
+        return
     i, s, s2, s3 = _grid_1d_by_four()
     while i + s3 < n:  # four loads in flight per thread (float32 reached ~75% of a copy without)
         x0 = x[i]
@@ -377,8 +529,40 @@ def tanh_forward(x, out, a, b):
 
 
 @cuda.jit(**CUDA_KERNEL)
-def tanh_backward(g, v, out, a, b):
+def tanh_backward(g, v, out, a, b, vector):
     n = uint64(out.size)  # unsigned indices, as the forward
+    if vector:  # g, v and out start on 16 bytes: 128-bit accesses, as the forward
+        k, s = _grid_1d_unsigned()
+        groups = n >> uint64(2)
+        while k + s < groups:  # two groups of both inputs in flight per thread
+            g0, g1, g2, g3 = load4(g, k)
+            v0, v1, v2, v3 = load4(v, k)
+            g4, g5, g6, g7 = load4(g, k + s)
+            v4, v5, v6, v7 = load4(v, k + s)
+            d0 = act.tanh_grad(g0, v0, a, b)
+            d1 = act.tanh_grad(g1, v1, a, b)
+            d2 = act.tanh_grad(g2, v2, a, b)
+            d3 = act.tanh_grad(g3, v3, a, b)
+            store4(out, k, d0, d1, d2, d3)
+            d0 = act.tanh_grad(g4, v4, a, b)
+            d1 = act.tanh_grad(g5, v5, a, b)
+            d2 = act.tanh_grad(g6, v6, a, b)
+            d3 = act.tanh_grad(g7, v7, a, b)
+            store4(out, k + s, d0, d1, d2, d3)
+            k += s + s
+        if k < groups:
+            g0, g1, g2, g3 = load4(g, k)
+            v0, v1, v2, v3 = load4(v, k)
+            d0 = act.tanh_grad(g0, v0, a, b)
+            d1 = act.tanh_grad(g1, v1, a, b)
+            d2 = act.tanh_grad(g2, v2, a, b)
+            d3 = act.tanh_grad(g3, v3, a, b)
+            store4(out, k, d0, d1, d2, d3)
+        i = (groups << uint64(2)) + uint64(cuda.grid(1))  # the last n % 4 elements
+        while i < n:
+            out[i] = act.tanh_grad(g[i], v[i], a, b)
+            i += s
+        return
     i, s, s2, s3 = _grid_1d_by_four()
     while i + s3 < n:  # four pairs of loads in flight per thread, as the forward
         g0 = g[i]
@@ -468,8 +652,37 @@ def tanh_bias_backward(g, saved, grad_pre, partial, a, b):
 
 
 @cuda.jit(**CUDA_KERNEL)
-def softplus_forward(x, out, a, b):
+def softplus_forward(x, out, a, b, vector):
     n = uint64(out.size)  # unsigned indices: no negative-index wraparound code per access
+    if vector:  # x and out start on 16 bytes: 128-bit accesses of four elements (a group)
+        k, s = _grid_1d_unsigned()
+        groups = n >> uint64(2)
+        while k + s < groups:  # two groups' loads in flight per thread
+            x0, x1, x2, x3 = load4(x, k)
+            x4, x5, x6, x7 = load4(x, k + s)
+            y0 = act.softplus(x0, a, b)
+            y1 = act.softplus(x1, a, b)
+            y2 = act.softplus(x2, a, b)
+            y3 = act.softplus(x3, a, b)
+            store4(out, k, y0, y1, y2, y3)
+            y0 = act.softplus(x4, a, b)
+            y1 = act.softplus(x5, a, b)
+            y2 = act.softplus(x6, a, b)
+            y3 = act.softplus(x7, a, b)
+            store4(out, k + s, y0, y1, y2, y3)
+            k += s + s
+        if k < groups:
+            x0, x1, x2, x3 = load4(x, k)
+            y0 = act.softplus(x0, a, b)
+            y1 = act.softplus(x1, a, b)
+            y2 = act.softplus(x2, a, b)
+            y3 = act.softplus(x3, a, b)
+            store4(out, k, y0, y1, y2, y3)
+        i = (groups << uint64(2)) + uint64(cuda.grid(1))  # the last n % 4 elements
+        while i < n:
+            out[i] = act.softplus(x[i], a, b)
+            i += s
+        return
     i, s, s2, s3 = _grid_1d_by_four()
     while i + s3 < n:  # four loads in flight per thread (float32 reached ~75% of a copy without)
         x0 = x[i]
@@ -487,8 +700,40 @@ def softplus_forward(x, out, a, b):
 
 
 @cuda.jit(**CUDA_KERNEL)
-def softplus_backward(g, v, out, a, b):
+def softplus_backward(g, v, out, a, b, vector):
     n = uint64(out.size)  # unsigned indices, as the forward
+    if vector:  # g, v and out start on 16 bytes: 128-bit accesses, as the forward
+        k, s = _grid_1d_unsigned()
+        groups = n >> uint64(2)
+        while k + s < groups:  # two groups of both inputs in flight per thread
+            g0, g1, g2, g3 = load4(g, k)
+            v0, v1, v2, v3 = load4(v, k)
+            g4, g5, g6, g7 = load4(g, k + s)
+            v4, v5, v6, v7 = load4(v, k + s)
+            d0 = act.softplus_grad(g0, v0, a, b)
+            d1 = act.softplus_grad(g1, v1, a, b)
+            d2 = act.softplus_grad(g2, v2, a, b)
+            d3 = act.softplus_grad(g3, v3, a, b)
+            store4(out, k, d0, d1, d2, d3)
+            d0 = act.softplus_grad(g4, v4, a, b)
+            d1 = act.softplus_grad(g5, v5, a, b)
+            d2 = act.softplus_grad(g6, v6, a, b)
+            d3 = act.softplus_grad(g7, v7, a, b)
+            store4(out, k + s, d0, d1, d2, d3)
+            k += s + s
+        if k < groups:
+            g0, g1, g2, g3 = load4(g, k)
+            v0, v1, v2, v3 = load4(v, k)
+            d0 = act.softplus_grad(g0, v0, a, b)
+            d1 = act.softplus_grad(g1, v1, a, b)
+            d2 = act.softplus_grad(g2, v2, a, b)
+            d3 = act.softplus_grad(g3, v3, a, b)
+            store4(out, k, d0, d1, d2, d3)
+        i = (groups << uint64(2)) + uint64(cuda.grid(1))  # the last n % 4 elements
+        while i < n:
+            out[i] = act.softplus_grad(g[i], v[i], a, b)
+            i += s
+        return
     i, s, s2, s3 = _grid_1d_by_four()
     while i + s3 < n:  # four pairs of loads in flight per thread, as the forward
         g0 = g[i]
@@ -583,8 +828,37 @@ def softplus_bias_backward(g, saved, grad_pre, partial, a, b):
 
 
 @cuda.jit(**CUDA_KERNEL)
-def relu_forward(x, out, a, b):
+def relu_forward(x, out, a, b, vector):
     n = uint64(out.size)  # unsigned indices: no negative-index wraparound code per access
+    if vector:  # x and out start on 16 bytes: 128-bit accesses of four elements (a group)
+        k, s = _grid_1d_unsigned()
+        groups = n >> uint64(2)
+        while k + s < groups:  # two groups' loads in flight per thread
+            x0, x1, x2, x3 = load4(x, k)
+            x4, x5, x6, x7 = load4(x, k + s)
+            y0 = act.relu(x0, a, b)
+            y1 = act.relu(x1, a, b)
+            y2 = act.relu(x2, a, b)
+            y3 = act.relu(x3, a, b)
+            store4(out, k, y0, y1, y2, y3)
+            y0 = act.relu(x4, a, b)
+            y1 = act.relu(x5, a, b)
+            y2 = act.relu(x6, a, b)
+            y3 = act.relu(x7, a, b)
+            store4(out, k + s, y0, y1, y2, y3)
+            k += s + s
+        if k < groups:
+            x0, x1, x2, x3 = load4(x, k)
+            y0 = act.relu(x0, a, b)
+            y1 = act.relu(x1, a, b)
+            y2 = act.relu(x2, a, b)
+            y3 = act.relu(x3, a, b)
+            store4(out, k, y0, y1, y2, y3)
+        i = (groups << uint64(2)) + uint64(cuda.grid(1))  # the last n % 4 elements
+        while i < n:
+            out[i] = act.relu(x[i], a, b)
+            i += s
+        return
     i, s, s2, s3 = _grid_1d_by_four()
     while i + s3 < n:  # four loads in flight per thread (float32 reached ~75% of a copy without)
         x0 = x[i]
@@ -602,8 +876,40 @@ def relu_forward(x, out, a, b):
 
 
 @cuda.jit(**CUDA_KERNEL)
-def relu_backward(g, v, out, a, b):
+def relu_backward(g, v, out, a, b, vector):
     n = uint64(out.size)  # unsigned indices, as the forward
+    if vector:  # g, v and out start on 16 bytes: 128-bit accesses, as the forward
+        k, s = _grid_1d_unsigned()
+        groups = n >> uint64(2)
+        while k + s < groups:  # two groups of both inputs in flight per thread
+            g0, g1, g2, g3 = load4(g, k)
+            v0, v1, v2, v3 = load4(v, k)
+            g4, g5, g6, g7 = load4(g, k + s)
+            v4, v5, v6, v7 = load4(v, k + s)
+            d0 = act.relu_grad(g0, v0, a, b)
+            d1 = act.relu_grad(g1, v1, a, b)
+            d2 = act.relu_grad(g2, v2, a, b)
+            d3 = act.relu_grad(g3, v3, a, b)
+            store4(out, k, d0, d1, d2, d3)
+            d0 = act.relu_grad(g4, v4, a, b)
+            d1 = act.relu_grad(g5, v5, a, b)
+            d2 = act.relu_grad(g6, v6, a, b)
+            d3 = act.relu_grad(g7, v7, a, b)
+            store4(out, k + s, d0, d1, d2, d3)
+            k += s + s
+        if k < groups:
+            g0, g1, g2, g3 = load4(g, k)
+            v0, v1, v2, v3 = load4(v, k)
+            d0 = act.relu_grad(g0, v0, a, b)
+            d1 = act.relu_grad(g1, v1, a, b)
+            d2 = act.relu_grad(g2, v2, a, b)
+            d3 = act.relu_grad(g3, v3, a, b)
+            store4(out, k, d0, d1, d2, d3)
+        i = (groups << uint64(2)) + uint64(cuda.grid(1))  # the last n % 4 elements
+        while i < n:
+            out[i] = act.relu_grad(g[i], v[i], a, b)
+            i += s
+        return
     i, s, s2, s3 = _grid_1d_by_four()
     while i + s3 < n:  # four pairs of loads in flight per thread, as the forward
         g0 = g[i]
@@ -693,8 +999,37 @@ def relu_bias_backward(g, saved, grad_pre, partial, a, b):
 
 
 @cuda.jit(**CUDA_KERNEL)
-def relu6_forward(x, out, a, b):
+def relu6_forward(x, out, a, b, vector):
     n = uint64(out.size)  # unsigned indices: no negative-index wraparound code per access
+    if vector:  # x and out start on 16 bytes: 128-bit accesses of four elements (a group)
+        k, s = _grid_1d_unsigned()
+        groups = n >> uint64(2)
+        while k + s < groups:  # two groups' loads in flight per thread
+            x0, x1, x2, x3 = load4(x, k)
+            x4, x5, x6, x7 = load4(x, k + s)
+            y0 = act.relu6(x0, a, b)
+            y1 = act.relu6(x1, a, b)
+            y2 = act.relu6(x2, a, b)
+            y3 = act.relu6(x3, a, b)
+            store4(out, k, y0, y1, y2, y3)
+            y0 = act.relu6(x4, a, b)
+            y1 = act.relu6(x5, a, b)
+            y2 = act.relu6(x6, a, b)
+            y3 = act.relu6(x7, a, b)
+            store4(out, k + s, y0, y1, y2, y3)
+            k += s + s
+        if k < groups:
+            x0, x1, x2, x3 = load4(x, k)
+            y0 = act.relu6(x0, a, b)
+            y1 = act.relu6(x1, a, b)
+            y2 = act.relu6(x2, a, b)
+            y3 = act.relu6(x3, a, b)
+            store4(out, k, y0, y1, y2, y3)
+        i = (groups << uint64(2)) + uint64(cuda.grid(1))  # the last n % 4 elements
+        while i < n:
+            out[i] = act.relu6(x[i], a, b)
+            i += s
+        return
     i, s, s2, s3 = _grid_1d_by_four()
     while i + s3 < n:  # four loads in flight per thread (float32 reached ~75% of a copy without)
         x0 = x[i]
@@ -712,8 +1047,40 @@ def relu6_forward(x, out, a, b):
 
 
 @cuda.jit(**CUDA_KERNEL)
-def relu6_backward(g, v, out, a, b):
+def relu6_backward(g, v, out, a, b, vector):
     n = uint64(out.size)  # unsigned indices, as the forward
+    if vector:  # g, v and out start on 16 bytes: 128-bit accesses, as the forward
+        k, s = _grid_1d_unsigned()
+        groups = n >> uint64(2)
+        while k + s < groups:  # two groups of both inputs in flight per thread
+            g0, g1, g2, g3 = load4(g, k)
+            v0, v1, v2, v3 = load4(v, k)
+            g4, g5, g6, g7 = load4(g, k + s)
+            v4, v5, v6, v7 = load4(v, k + s)
+            d0 = act.relu6_grad(g0, v0, a, b)
+            d1 = act.relu6_grad(g1, v1, a, b)
+            d2 = act.relu6_grad(g2, v2, a, b)
+            d3 = act.relu6_grad(g3, v3, a, b)
+            store4(out, k, d0, d1, d2, d3)
+            d0 = act.relu6_grad(g4, v4, a, b)
+            d1 = act.relu6_grad(g5, v5, a, b)
+            d2 = act.relu6_grad(g6, v6, a, b)
+            d3 = act.relu6_grad(g7, v7, a, b)
+            store4(out, k + s, d0, d1, d2, d3)
+            k += s + s
+        if k < groups:
+            g0, g1, g2, g3 = load4(g, k)
+            v0, v1, v2, v3 = load4(v, k)
+            d0 = act.relu6_grad(g0, v0, a, b)
+            d1 = act.relu6_grad(g1, v1, a, b)
+            d2 = act.relu6_grad(g2, v2, a, b)
+            d3 = act.relu6_grad(g3, v3, a, b)
+            store4(out, k, d0, d1, d2, d3)
+        i = (groups << uint64(2)) + uint64(cuda.grid(1))  # the last n % 4 elements
+        while i < n:
+            out[i] = act.relu6_grad(g[i], v[i], a, b)
+            i += s
+        return
     i, s, s2, s3 = _grid_1d_by_four()
     while i + s3 < n:  # four pairs of loads in flight per thread, as the forward
         g0 = g[i]
@@ -803,8 +1170,37 @@ def relu6_bias_backward(g, saved, grad_pre, partial, a, b):
 
 
 @cuda.jit(**CUDA_KERNEL)
-def leaky_relu_forward(x, out, a, b):
+def leaky_relu_forward(x, out, a, b, vector):
     n = uint64(out.size)  # unsigned indices: no negative-index wraparound code per access
+    if vector:  # x and out start on 16 bytes: 128-bit accesses of four elements (a group)
+        k, s = _grid_1d_unsigned()
+        groups = n >> uint64(2)
+        while k + s < groups:  # two groups' loads in flight per thread
+            x0, x1, x2, x3 = load4(x, k)
+            x4, x5, x6, x7 = load4(x, k + s)
+            y0 = act.leaky_relu(x0, a, b)
+            y1 = act.leaky_relu(x1, a, b)
+            y2 = act.leaky_relu(x2, a, b)
+            y3 = act.leaky_relu(x3, a, b)
+            store4(out, k, y0, y1, y2, y3)
+            y0 = act.leaky_relu(x4, a, b)
+            y1 = act.leaky_relu(x5, a, b)
+            y2 = act.leaky_relu(x6, a, b)
+            y3 = act.leaky_relu(x7, a, b)
+            store4(out, k + s, y0, y1, y2, y3)
+            k += s + s
+        if k < groups:
+            x0, x1, x2, x3 = load4(x, k)
+            y0 = act.leaky_relu(x0, a, b)
+            y1 = act.leaky_relu(x1, a, b)
+            y2 = act.leaky_relu(x2, a, b)
+            y3 = act.leaky_relu(x3, a, b)
+            store4(out, k, y0, y1, y2, y3)
+        i = (groups << uint64(2)) + uint64(cuda.grid(1))  # the last n % 4 elements
+        while i < n:
+            out[i] = act.leaky_relu(x[i], a, b)
+            i += s
+        return
     i, s, s2, s3 = _grid_1d_by_four()
     while i + s3 < n:  # four loads in flight per thread (float32 reached ~75% of a copy without)
         x0 = x[i]
@@ -822,8 +1218,40 @@ def leaky_relu_forward(x, out, a, b):
 
 
 @cuda.jit(**CUDA_KERNEL)
-def leaky_relu_backward(g, v, out, a, b):
+def leaky_relu_backward(g, v, out, a, b, vector):
     n = uint64(out.size)  # unsigned indices, as the forward
+    if vector:  # g, v and out start on 16 bytes: 128-bit accesses, as the forward
+        k, s = _grid_1d_unsigned()
+        groups = n >> uint64(2)
+        while k + s < groups:  # two groups of both inputs in flight per thread
+            g0, g1, g2, g3 = load4(g, k)
+            v0, v1, v2, v3 = load4(v, k)
+            g4, g5, g6, g7 = load4(g, k + s)
+            v4, v5, v6, v7 = load4(v, k + s)
+            d0 = act.leaky_relu_grad(g0, v0, a, b)
+            d1 = act.leaky_relu_grad(g1, v1, a, b)
+            d2 = act.leaky_relu_grad(g2, v2, a, b)
+            d3 = act.leaky_relu_grad(g3, v3, a, b)
+            store4(out, k, d0, d1, d2, d3)
+            d0 = act.leaky_relu_grad(g4, v4, a, b)
+            d1 = act.leaky_relu_grad(g5, v5, a, b)
+            d2 = act.leaky_relu_grad(g6, v6, a, b)
+            d3 = act.leaky_relu_grad(g7, v7, a, b)
+            store4(out, k + s, d0, d1, d2, d3)
+            k += s + s
+        if k < groups:
+            g0, g1, g2, g3 = load4(g, k)
+            v0, v1, v2, v3 = load4(v, k)
+            d0 = act.leaky_relu_grad(g0, v0, a, b)
+            d1 = act.leaky_relu_grad(g1, v1, a, b)
+            d2 = act.leaky_relu_grad(g2, v2, a, b)
+            d3 = act.leaky_relu_grad(g3, v3, a, b)
+            store4(out, k, d0, d1, d2, d3)
+        i = (groups << uint64(2)) + uint64(cuda.grid(1))  # the last n % 4 elements
+        while i < n:
+            out[i] = act.leaky_relu_grad(g[i], v[i], a, b)
+            i += s
+        return
     i, s, s2, s3 = _grid_1d_by_four()
     while i + s3 < n:  # four pairs of loads in flight per thread, as the forward
         g0 = g[i]
@@ -918,8 +1346,37 @@ def leaky_relu_bias_backward(g, saved, grad_pre, partial, a, b):
 
 
 @cuda.jit(**CUDA_KERNEL)
-def elu_forward(x, out, a, b):
+def elu_forward(x, out, a, b, vector):
     n = uint64(out.size)  # unsigned indices: no negative-index wraparound code per access
+    if vector:  # x and out start on 16 bytes: 128-bit accesses of four elements (a group)
+        k, s = _grid_1d_unsigned()
+        groups = n >> uint64(2)
+        while k + s < groups:  # two groups' loads in flight per thread
+            x0, x1, x2, x3 = load4(x, k)
+            x4, x5, x6, x7 = load4(x, k + s)
+            y0 = act.elu(x0, a, b)
+            y1 = act.elu(x1, a, b)
+            y2 = act.elu(x2, a, b)
+            y3 = act.elu(x3, a, b)
+            store4(out, k, y0, y1, y2, y3)
+            y0 = act.elu(x4, a, b)
+            y1 = act.elu(x5, a, b)
+            y2 = act.elu(x6, a, b)
+            y3 = act.elu(x7, a, b)
+            store4(out, k + s, y0, y1, y2, y3)
+            k += s + s
+        if k < groups:
+            x0, x1, x2, x3 = load4(x, k)
+            y0 = act.elu(x0, a, b)
+            y1 = act.elu(x1, a, b)
+            y2 = act.elu(x2, a, b)
+            y3 = act.elu(x3, a, b)
+            store4(out, k, y0, y1, y2, y3)
+        i = (groups << uint64(2)) + uint64(cuda.grid(1))  # the last n % 4 elements
+        while i < n:
+            out[i] = act.elu(x[i], a, b)
+            i += s
+        return
     i, s, s2, s3 = _grid_1d_by_four()
     while i + s3 < n:  # four loads in flight per thread (float32 reached ~75% of a copy without)
         x0 = x[i]
@@ -937,8 +1394,40 @@ def elu_forward(x, out, a, b):
 
 
 @cuda.jit(**CUDA_KERNEL)
-def elu_backward(g, v, out, a, b):
+def elu_backward(g, v, out, a, b, vector):
     n = uint64(out.size)  # unsigned indices, as the forward
+    if vector:  # g, v and out start on 16 bytes: 128-bit accesses, as the forward
+        k, s = _grid_1d_unsigned()
+        groups = n >> uint64(2)
+        while k + s < groups:  # two groups of both inputs in flight per thread
+            g0, g1, g2, g3 = load4(g, k)
+            v0, v1, v2, v3 = load4(v, k)
+            g4, g5, g6, g7 = load4(g, k + s)
+            v4, v5, v6, v7 = load4(v, k + s)
+            d0 = act.elu_grad(g0, v0, a, b)
+            d1 = act.elu_grad(g1, v1, a, b)
+            d2 = act.elu_grad(g2, v2, a, b)
+            d3 = act.elu_grad(g3, v3, a, b)
+            store4(out, k, d0, d1, d2, d3)
+            d0 = act.elu_grad(g4, v4, a, b)
+            d1 = act.elu_grad(g5, v5, a, b)
+            d2 = act.elu_grad(g6, v6, a, b)
+            d3 = act.elu_grad(g7, v7, a, b)
+            store4(out, k + s, d0, d1, d2, d3)
+            k += s + s
+        if k < groups:
+            g0, g1, g2, g3 = load4(g, k)
+            v0, v1, v2, v3 = load4(v, k)
+            d0 = act.elu_grad(g0, v0, a, b)
+            d1 = act.elu_grad(g1, v1, a, b)
+            d2 = act.elu_grad(g2, v2, a, b)
+            d3 = act.elu_grad(g3, v3, a, b)
+            store4(out, k, d0, d1, d2, d3)
+        i = (groups << uint64(2)) + uint64(cuda.grid(1))  # the last n % 4 elements
+        while i < n:
+            out[i] = act.elu_grad(g[i], v[i], a, b)
+            i += s
+        return
     i, s, s2, s3 = _grid_1d_by_four()
     while i + s3 < n:  # four pairs of loads in flight per thread, as the forward
         g0 = g[i]
@@ -1033,8 +1522,37 @@ def elu_bias_backward(g, saved, grad_pre, partial, a, b):
 
 
 @cuda.jit(**CUDA_KERNEL)
-def celu_forward(x, out, a, b):
+def celu_forward(x, out, a, b, vector):
     n = uint64(out.size)  # unsigned indices: no negative-index wraparound code per access
+    if vector:  # x and out start on 16 bytes: 128-bit accesses of four elements (a group)
+        k, s = _grid_1d_unsigned()
+        groups = n >> uint64(2)
+        while k + s < groups:  # two groups' loads in flight per thread
+            x0, x1, x2, x3 = load4(x, k)
+            x4, x5, x6, x7 = load4(x, k + s)
+            y0 = act.celu(x0, a, b)
+            y1 = act.celu(x1, a, b)
+            y2 = act.celu(x2, a, b)
+            y3 = act.celu(x3, a, b)
+            store4(out, k, y0, y1, y2, y3)
+            y0 = act.celu(x4, a, b)
+            y1 = act.celu(x5, a, b)
+            y2 = act.celu(x6, a, b)
+            y3 = act.celu(x7, a, b)
+            store4(out, k + s, y0, y1, y2, y3)
+            k += s + s
+        if k < groups:
+            x0, x1, x2, x3 = load4(x, k)
+            y0 = act.celu(x0, a, b)
+            y1 = act.celu(x1, a, b)
+            y2 = act.celu(x2, a, b)
+            y3 = act.celu(x3, a, b)
+            store4(out, k, y0, y1, y2, y3)
+        i = (groups << uint64(2)) + uint64(cuda.grid(1))  # the last n % 4 elements
+        while i < n:
+            out[i] = act.celu(x[i], a, b)
+            i += s
+        return
     i, s, s2, s3 = _grid_1d_by_four()
     while i + s3 < n:  # four loads in flight per thread (float32 reached ~75% of a copy without)
         x0 = x[i]
@@ -1052,8 +1570,40 @@ def celu_forward(x, out, a, b):
 
 
 @cuda.jit(**CUDA_KERNEL)
-def celu_backward(g, v, out, a, b):
+def celu_backward(g, v, out, a, b, vector):
     n = uint64(out.size)  # unsigned indices, as the forward
+    if vector:  # g, v and out start on 16 bytes: 128-bit accesses, as the forward
+        k, s = _grid_1d_unsigned()
+        groups = n >> uint64(2)
+        while k + s < groups:  # two groups of both inputs in flight per thread
+            g0, g1, g2, g3 = load4(g, k)
+            v0, v1, v2, v3 = load4(v, k)
+            g4, g5, g6, g7 = load4(g, k + s)
+            v4, v5, v6, v7 = load4(v, k + s)
+            d0 = act.celu_grad(g0, v0, a, b)
+            d1 = act.celu_grad(g1, v1, a, b)
+            d2 = act.celu_grad(g2, v2, a, b)
+            d3 = act.celu_grad(g3, v3, a, b)
+            store4(out, k, d0, d1, d2, d3)
+            d0 = act.celu_grad(g4, v4, a, b)
+            d1 = act.celu_grad(g5, v5, a, b)
+            d2 = act.celu_grad(g6, v6, a, b)
+            d3 = act.celu_grad(g7, v7, a, b)
+            store4(out, k + s, d0, d1, d2, d3)
+            k += s + s
+        if k < groups:
+            g0, g1, g2, g3 = load4(g, k)
+            v0, v1, v2, v3 = load4(v, k)
+            d0 = act.celu_grad(g0, v0, a, b)
+            d1 = act.celu_grad(g1, v1, a, b)
+            d2 = act.celu_grad(g2, v2, a, b)
+            d3 = act.celu_grad(g3, v3, a, b)
+            store4(out, k, d0, d1, d2, d3)
+        i = (groups << uint64(2)) + uint64(cuda.grid(1))  # the last n % 4 elements
+        while i < n:
+            out[i] = act.celu_grad(g[i], v[i], a, b)
+            i += s
+        return
     i, s, s2, s3 = _grid_1d_by_four()
     while i + s3 < n:  # four pairs of loads in flight per thread, as the forward
         g0 = g[i]
@@ -1148,8 +1698,37 @@ def celu_bias_backward(g, saved, grad_pre, partial, a, b):
 
 
 @cuda.jit(**CUDA_KERNEL)
-def selu_forward(x, out, a, b):
+def selu_forward(x, out, a, b, vector):
     n = uint64(out.size)  # unsigned indices: no negative-index wraparound code per access
+    if vector:  # x and out start on 16 bytes: 128-bit accesses of four elements (a group)
+        k, s = _grid_1d_unsigned()
+        groups = n >> uint64(2)
+        while k + s < groups:  # two groups' loads in flight per thread
+            x0, x1, x2, x3 = load4(x, k)
+            x4, x5, x6, x7 = load4(x, k + s)
+            y0 = act.selu(x0, a, b)
+            y1 = act.selu(x1, a, b)
+            y2 = act.selu(x2, a, b)
+            y3 = act.selu(x3, a, b)
+            store4(out, k, y0, y1, y2, y3)
+            y0 = act.selu(x4, a, b)
+            y1 = act.selu(x5, a, b)
+            y2 = act.selu(x6, a, b)
+            y3 = act.selu(x7, a, b)
+            store4(out, k + s, y0, y1, y2, y3)
+            k += s + s
+        if k < groups:
+            x0, x1, x2, x3 = load4(x, k)
+            y0 = act.selu(x0, a, b)
+            y1 = act.selu(x1, a, b)
+            y2 = act.selu(x2, a, b)
+            y3 = act.selu(x3, a, b)
+            store4(out, k, y0, y1, y2, y3)
+        i = (groups << uint64(2)) + uint64(cuda.grid(1))  # the last n % 4 elements
+        while i < n:
+            out[i] = act.selu(x[i], a, b)
+            i += s
+        return
     i, s, s2, s3 = _grid_1d_by_four()
     while i + s3 < n:  # four loads in flight per thread (float32 reached ~75% of a copy without)
         x0 = x[i]
@@ -1167,8 +1746,40 @@ def selu_forward(x, out, a, b):
 
 
 @cuda.jit(**CUDA_KERNEL)
-def selu_backward(g, v, out, a, b):
+def selu_backward(g, v, out, a, b, vector):
     n = uint64(out.size)  # unsigned indices, as the forward
+    if vector:  # g, v and out start on 16 bytes: 128-bit accesses, as the forward
+        k, s = _grid_1d_unsigned()
+        groups = n >> uint64(2)
+        while k + s < groups:  # two groups of both inputs in flight per thread
+            g0, g1, g2, g3 = load4(g, k)
+            v0, v1, v2, v3 = load4(v, k)
+            g4, g5, g6, g7 = load4(g, k + s)
+            v4, v5, v6, v7 = load4(v, k + s)
+            d0 = act.selu_grad(g0, v0, a, b)
+            d1 = act.selu_grad(g1, v1, a, b)
+            d2 = act.selu_grad(g2, v2, a, b)
+            d3 = act.selu_grad(g3, v3, a, b)
+            store4(out, k, d0, d1, d2, d3)
+            d0 = act.selu_grad(g4, v4, a, b)
+            d1 = act.selu_grad(g5, v5, a, b)
+            d2 = act.selu_grad(g6, v6, a, b)
+            d3 = act.selu_grad(g7, v7, a, b)
+            store4(out, k + s, d0, d1, d2, d3)
+            k += s + s
+        if k < groups:
+            g0, g1, g2, g3 = load4(g, k)
+            v0, v1, v2, v3 = load4(v, k)
+            d0 = act.selu_grad(g0, v0, a, b)
+            d1 = act.selu_grad(g1, v1, a, b)
+            d2 = act.selu_grad(g2, v2, a, b)
+            d3 = act.selu_grad(g3, v3, a, b)
+            store4(out, k, d0, d1, d2, d3)
+        i = (groups << uint64(2)) + uint64(cuda.grid(1))  # the last n % 4 elements
+        while i < n:
+            out[i] = act.selu_grad(g[i], v[i], a, b)
+            i += s
+        return
     i, s, s2, s3 = _grid_1d_by_four()
     while i + s3 < n:  # four pairs of loads in flight per thread, as the forward
         g0 = g[i]
@@ -1263,8 +1874,37 @@ def selu_bias_backward(g, saved, grad_pre, partial, a, b):
 
 
 @cuda.jit(**CUDA_KERNEL)
-def gelu_forward(x, out, a, b):
+def gelu_forward(x, out, a, b, vector):
     n = uint64(out.size)  # unsigned indices: no negative-index wraparound code per access
+    if vector:  # x and out start on 16 bytes: 128-bit accesses of four elements (a group)
+        k, s = _grid_1d_unsigned()
+        groups = n >> uint64(2)
+        while k + s < groups:  # two groups' loads in flight per thread
+            x0, x1, x2, x3 = load4(x, k)
+            x4, x5, x6, x7 = load4(x, k + s)
+            y0 = act.gelu(x0, a, b)
+            y1 = act.gelu(x1, a, b)
+            y2 = act.gelu(x2, a, b)
+            y3 = act.gelu(x3, a, b)
+            store4(out, k, y0, y1, y2, y3)
+            y0 = act.gelu(x4, a, b)
+            y1 = act.gelu(x5, a, b)
+            y2 = act.gelu(x6, a, b)
+            y3 = act.gelu(x7, a, b)
+            store4(out, k + s, y0, y1, y2, y3)
+            k += s + s
+        if k < groups:
+            x0, x1, x2, x3 = load4(x, k)
+            y0 = act.gelu(x0, a, b)
+            y1 = act.gelu(x1, a, b)
+            y2 = act.gelu(x2, a, b)
+            y3 = act.gelu(x3, a, b)
+            store4(out, k, y0, y1, y2, y3)
+        i = (groups << uint64(2)) + uint64(cuda.grid(1))  # the last n % 4 elements
+        while i < n:
+            out[i] = act.gelu(x[i], a, b)
+            i += s
+        return
     i, s, s2, s3 = _grid_1d_by_four()
     while i + s3 < n:  # four loads in flight per thread (float32 reached ~75% of a copy without)
         x0 = x[i]
@@ -1282,8 +1922,40 @@ def gelu_forward(x, out, a, b):
 
 
 @cuda.jit(**CUDA_KERNEL)
-def gelu_backward(g, v, out, a, b):
+def gelu_backward(g, v, out, a, b, vector):
     n = uint64(out.size)  # unsigned indices, as the forward
+    if vector:  # g, v and out start on 16 bytes: 128-bit accesses, as the forward
+        k, s = _grid_1d_unsigned()
+        groups = n >> uint64(2)
+        while k + s < groups:  # two groups of both inputs in flight per thread
+            g0, g1, g2, g3 = load4(g, k)
+            v0, v1, v2, v3 = load4(v, k)
+            g4, g5, g6, g7 = load4(g, k + s)
+            v4, v5, v6, v7 = load4(v, k + s)
+            d0 = act.gelu_grad(g0, v0, a, b)
+            d1 = act.gelu_grad(g1, v1, a, b)
+            d2 = act.gelu_grad(g2, v2, a, b)
+            d3 = act.gelu_grad(g3, v3, a, b)
+            store4(out, k, d0, d1, d2, d3)
+            d0 = act.gelu_grad(g4, v4, a, b)
+            d1 = act.gelu_grad(g5, v5, a, b)
+            d2 = act.gelu_grad(g6, v6, a, b)
+            d3 = act.gelu_grad(g7, v7, a, b)
+            store4(out, k + s, d0, d1, d2, d3)
+            k += s + s
+        if k < groups:
+            g0, g1, g2, g3 = load4(g, k)
+            v0, v1, v2, v3 = load4(v, k)
+            d0 = act.gelu_grad(g0, v0, a, b)
+            d1 = act.gelu_grad(g1, v1, a, b)
+            d2 = act.gelu_grad(g2, v2, a, b)
+            d3 = act.gelu_grad(g3, v3, a, b)
+            store4(out, k, d0, d1, d2, d3)
+        i = (groups << uint64(2)) + uint64(cuda.grid(1))  # the last n % 4 elements
+        while i < n:
+            out[i] = act.gelu_grad(g[i], v[i], a, b)
+            i += s
+        return
     i, s, s2, s3 = _grid_1d_by_four()
     while i + s3 < n:  # four pairs of loads in flight per thread, as the forward
         g0 = g[i]
@@ -1378,8 +2050,37 @@ def gelu_bias_backward(g, saved, grad_pre, partial, a, b):
 
 
 @cuda.jit(**CUDA_KERNEL)
-def gelu_tanh_forward(x, out, a, b):
+def gelu_tanh_forward(x, out, a, b, vector):
     n = uint64(out.size)  # unsigned indices: no negative-index wraparound code per access
+    if vector:  # x and out start on 16 bytes: 128-bit accesses of four elements (a group)
+        k, s = _grid_1d_unsigned()
+        groups = n >> uint64(2)
+        while k + s < groups:  # two groups' loads in flight per thread
+            x0, x1, x2, x3 = load4(x, k)
+            x4, x5, x6, x7 = load4(x, k + s)
+            y0 = act.gelu_tanh(x0, a, b)
+            y1 = act.gelu_tanh(x1, a, b)
+            y2 = act.gelu_tanh(x2, a, b)
+            y3 = act.gelu_tanh(x3, a, b)
+            store4(out, k, y0, y1, y2, y3)
+            y0 = act.gelu_tanh(x4, a, b)
+            y1 = act.gelu_tanh(x5, a, b)
+            y2 = act.gelu_tanh(x6, a, b)
+            y3 = act.gelu_tanh(x7, a, b)
+            store4(out, k + s, y0, y1, y2, y3)
+            k += s + s
+        if k < groups:
+            x0, x1, x2, x3 = load4(x, k)
+            y0 = act.gelu_tanh(x0, a, b)
+            y1 = act.gelu_tanh(x1, a, b)
+            y2 = act.gelu_tanh(x2, a, b)
+            y3 = act.gelu_tanh(x3, a, b)
+            store4(out, k, y0, y1, y2, y3)
+        i = (groups << uint64(2)) + uint64(cuda.grid(1))  # the last n % 4 elements
+        while i < n:
+            out[i] = act.gelu_tanh(x[i], a, b)
+            i += s
+        return
     i, s, s2, s3 = _grid_1d_by_four()
     while i + s3 < n:  # four loads in flight per thread (float32 reached ~75% of a copy without)
         x0 = x[i]
@@ -1397,8 +2098,40 @@ def gelu_tanh_forward(x, out, a, b):
 
 
 @cuda.jit(**CUDA_KERNEL)
-def gelu_tanh_backward(g, v, out, a, b):
+def gelu_tanh_backward(g, v, out, a, b, vector):
     n = uint64(out.size)  # unsigned indices, as the forward
+    if vector:  # g, v and out start on 16 bytes: 128-bit accesses, as the forward
+        k, s = _grid_1d_unsigned()
+        groups = n >> uint64(2)
+        while k + s < groups:  # two groups of both inputs in flight per thread
+            g0, g1, g2, g3 = load4(g, k)
+            v0, v1, v2, v3 = load4(v, k)
+            g4, g5, g6, g7 = load4(g, k + s)
+            v4, v5, v6, v7 = load4(v, k + s)
+            d0 = act.gelu_tanh_grad(g0, v0, a, b)
+            d1 = act.gelu_tanh_grad(g1, v1, a, b)
+            d2 = act.gelu_tanh_grad(g2, v2, a, b)
+            d3 = act.gelu_tanh_grad(g3, v3, a, b)
+            store4(out, k, d0, d1, d2, d3)
+            d0 = act.gelu_tanh_grad(g4, v4, a, b)
+            d1 = act.gelu_tanh_grad(g5, v5, a, b)
+            d2 = act.gelu_tanh_grad(g6, v6, a, b)
+            d3 = act.gelu_tanh_grad(g7, v7, a, b)
+            store4(out, k + s, d0, d1, d2, d3)
+            k += s + s
+        if k < groups:
+            g0, g1, g2, g3 = load4(g, k)
+            v0, v1, v2, v3 = load4(v, k)
+            d0 = act.gelu_tanh_grad(g0, v0, a, b)
+            d1 = act.gelu_tanh_grad(g1, v1, a, b)
+            d2 = act.gelu_tanh_grad(g2, v2, a, b)
+            d3 = act.gelu_tanh_grad(g3, v3, a, b)
+            store4(out, k, d0, d1, d2, d3)
+        i = (groups << uint64(2)) + uint64(cuda.grid(1))  # the last n % 4 elements
+        while i < n:
+            out[i] = act.gelu_tanh_grad(g[i], v[i], a, b)
+            i += s
+        return
     i, s, s2, s3 = _grid_1d_by_four()
     while i + s3 < n:  # four pairs of loads in flight per thread, as the forward
         g0 = g[i]
@@ -1493,8 +2226,37 @@ def gelu_tanh_bias_backward(g, saved, grad_pre, partial, a, b):
 
 
 @cuda.jit(**CUDA_KERNEL)
-def silu_forward(x, out, a, b):
+def silu_forward(x, out, a, b, vector):
     n = uint64(out.size)  # unsigned indices: no negative-index wraparound code per access
+    if vector:  # x and out start on 16 bytes: 128-bit accesses of four elements (a group)
+        k, s = _grid_1d_unsigned()
+        groups = n >> uint64(2)
+        while k + s < groups:  # two groups' loads in flight per thread
+            x0, x1, x2, x3 = load4(x, k)
+            x4, x5, x6, x7 = load4(x, k + s)
+            y0 = act.silu(x0, a, b)
+            y1 = act.silu(x1, a, b)
+            y2 = act.silu(x2, a, b)
+            y3 = act.silu(x3, a, b)
+            store4(out, k, y0, y1, y2, y3)
+            y0 = act.silu(x4, a, b)
+            y1 = act.silu(x5, a, b)
+            y2 = act.silu(x6, a, b)
+            y3 = act.silu(x7, a, b)
+            store4(out, k + s, y0, y1, y2, y3)
+            k += s + s
+        if k < groups:
+            x0, x1, x2, x3 = load4(x, k)
+            y0 = act.silu(x0, a, b)
+            y1 = act.silu(x1, a, b)
+            y2 = act.silu(x2, a, b)
+            y3 = act.silu(x3, a, b)
+            store4(out, k, y0, y1, y2, y3)
+        i = (groups << uint64(2)) + uint64(cuda.grid(1))  # the last n % 4 elements
+        while i < n:
+            out[i] = act.silu(x[i], a, b)
+            i += s
+        return
     i, s, s2, s3 = _grid_1d_by_four()
     while i + s3 < n:  # four loads in flight per thread (float32 reached ~75% of a copy without)
         x0 = x[i]
@@ -1512,8 +2274,40 @@ def silu_forward(x, out, a, b):
 
 
 @cuda.jit(**CUDA_KERNEL)
-def silu_backward(g, v, out, a, b):
+def silu_backward(g, v, out, a, b, vector):
     n = uint64(out.size)  # unsigned indices, as the forward
+    if vector:  # g, v and out start on 16 bytes: 128-bit accesses, as the forward
+        k, s = _grid_1d_unsigned()
+        groups = n >> uint64(2)
+        while k + s < groups:  # two groups of both inputs in flight per thread
+            g0, g1, g2, g3 = load4(g, k)
+            v0, v1, v2, v3 = load4(v, k)
+            g4, g5, g6, g7 = load4(g, k + s)
+            v4, v5, v6, v7 = load4(v, k + s)
+            d0 = act.silu_grad(g0, v0, a, b)
+            d1 = act.silu_grad(g1, v1, a, b)
+            d2 = act.silu_grad(g2, v2, a, b)
+            d3 = act.silu_grad(g3, v3, a, b)
+            store4(out, k, d0, d1, d2, d3)
+            d0 = act.silu_grad(g4, v4, a, b)
+            d1 = act.silu_grad(g5, v5, a, b)
+            d2 = act.silu_grad(g6, v6, a, b)
+            d3 = act.silu_grad(g7, v7, a, b)
+            store4(out, k + s, d0, d1, d2, d3)
+            k += s + s
+        if k < groups:
+            g0, g1, g2, g3 = load4(g, k)
+            v0, v1, v2, v3 = load4(v, k)
+            d0 = act.silu_grad(g0, v0, a, b)
+            d1 = act.silu_grad(g1, v1, a, b)
+            d2 = act.silu_grad(g2, v2, a, b)
+            d3 = act.silu_grad(g3, v3, a, b)
+            store4(out, k, d0, d1, d2, d3)
+        i = (groups << uint64(2)) + uint64(cuda.grid(1))  # the last n % 4 elements
+        while i < n:
+            out[i] = act.silu_grad(g[i], v[i], a, b)
+            i += s
+        return
     i, s, s2, s3 = _grid_1d_by_four()
     while i + s3 < n:  # four pairs of loads in flight per thread, as the forward
         g0 = g[i]
@@ -1608,8 +2402,37 @@ def silu_bias_backward(g, saved, grad_pre, partial, a, b):
 
 
 @cuda.jit(**CUDA_KERNEL)
-def mish_forward(x, out, a, b):
+def mish_forward(x, out, a, b, vector):
     n = uint64(out.size)  # unsigned indices: no negative-index wraparound code per access
+    if vector:  # x and out start on 16 bytes: 128-bit accesses of four elements (a group)
+        k, s = _grid_1d_unsigned()
+        groups = n >> uint64(2)
+        while k + s < groups:  # two groups' loads in flight per thread
+            x0, x1, x2, x3 = load4(x, k)
+            x4, x5, x6, x7 = load4(x, k + s)
+            y0 = act.mish(x0, a, b)
+            y1 = act.mish(x1, a, b)
+            y2 = act.mish(x2, a, b)
+            y3 = act.mish(x3, a, b)
+            store4(out, k, y0, y1, y2, y3)
+            y0 = act.mish(x4, a, b)
+            y1 = act.mish(x5, a, b)
+            y2 = act.mish(x6, a, b)
+            y3 = act.mish(x7, a, b)
+            store4(out, k + s, y0, y1, y2, y3)
+            k += s + s
+        if k < groups:
+            x0, x1, x2, x3 = load4(x, k)
+            y0 = act.mish(x0, a, b)
+            y1 = act.mish(x1, a, b)
+            y2 = act.mish(x2, a, b)
+            y3 = act.mish(x3, a, b)
+            store4(out, k, y0, y1, y2, y3)
+        i = (groups << uint64(2)) + uint64(cuda.grid(1))  # the last n % 4 elements
+        while i < n:
+            out[i] = act.mish(x[i], a, b)
+            i += s
+        return
     i, s, s2, s3 = _grid_1d_by_four()
     while i + s3 < n:  # four loads in flight per thread (float32 reached ~75% of a copy without)
         x0 = x[i]
@@ -1627,8 +2450,40 @@ def mish_forward(x, out, a, b):
 
 
 @cuda.jit(**CUDA_KERNEL)
-def mish_backward(g, v, out, a, b):
+def mish_backward(g, v, out, a, b, vector):
     n = uint64(out.size)  # unsigned indices, as the forward
+    if vector:  # g, v and out start on 16 bytes: 128-bit accesses, as the forward
+        k, s = _grid_1d_unsigned()
+        groups = n >> uint64(2)
+        while k + s < groups:  # two groups of both inputs in flight per thread
+            g0, g1, g2, g3 = load4(g, k)
+            v0, v1, v2, v3 = load4(v, k)
+            g4, g5, g6, g7 = load4(g, k + s)
+            v4, v5, v6, v7 = load4(v, k + s)
+            d0 = act.mish_grad(g0, v0, a, b)
+            d1 = act.mish_grad(g1, v1, a, b)
+            d2 = act.mish_grad(g2, v2, a, b)
+            d3 = act.mish_grad(g3, v3, a, b)
+            store4(out, k, d0, d1, d2, d3)
+            d0 = act.mish_grad(g4, v4, a, b)
+            d1 = act.mish_grad(g5, v5, a, b)
+            d2 = act.mish_grad(g6, v6, a, b)
+            d3 = act.mish_grad(g7, v7, a, b)
+            store4(out, k + s, d0, d1, d2, d3)
+            k += s + s
+        if k < groups:
+            g0, g1, g2, g3 = load4(g, k)
+            v0, v1, v2, v3 = load4(v, k)
+            d0 = act.mish_grad(g0, v0, a, b)
+            d1 = act.mish_grad(g1, v1, a, b)
+            d2 = act.mish_grad(g2, v2, a, b)
+            d3 = act.mish_grad(g3, v3, a, b)
+            store4(out, k, d0, d1, d2, d3)
+        i = (groups << uint64(2)) + uint64(cuda.grid(1))  # the last n % 4 elements
+        while i < n:
+            out[i] = act.mish_grad(g[i], v[i], a, b)
+            i += s
+        return
     i, s, s2, s3 = _grid_1d_by_four()
     while i + s3 < n:  # four pairs of loads in flight per thread, as the forward
         g0 = g[i]
@@ -1723,8 +2578,37 @@ def mish_bias_backward(g, saved, grad_pre, partial, a, b):
 
 
 @cuda.jit(**CUDA_KERNEL)
-def hard_sigmoid_forward(x, out, a, b):
+def hard_sigmoid_forward(x, out, a, b, vector):
     n = uint64(out.size)  # unsigned indices: no negative-index wraparound code per access
+    if vector:  # x and out start on 16 bytes: 128-bit accesses of four elements (a group)
+        k, s = _grid_1d_unsigned()
+        groups = n >> uint64(2)
+        while k + s < groups:  # two groups' loads in flight per thread
+            x0, x1, x2, x3 = load4(x, k)
+            x4, x5, x6, x7 = load4(x, k + s)
+            y0 = act.hard_sigmoid(x0, a, b)
+            y1 = act.hard_sigmoid(x1, a, b)
+            y2 = act.hard_sigmoid(x2, a, b)
+            y3 = act.hard_sigmoid(x3, a, b)
+            store4(out, k, y0, y1, y2, y3)
+            y0 = act.hard_sigmoid(x4, a, b)
+            y1 = act.hard_sigmoid(x5, a, b)
+            y2 = act.hard_sigmoid(x6, a, b)
+            y3 = act.hard_sigmoid(x7, a, b)
+            store4(out, k + s, y0, y1, y2, y3)
+            k += s + s
+        if k < groups:
+            x0, x1, x2, x3 = load4(x, k)
+            y0 = act.hard_sigmoid(x0, a, b)
+            y1 = act.hard_sigmoid(x1, a, b)
+            y2 = act.hard_sigmoid(x2, a, b)
+            y3 = act.hard_sigmoid(x3, a, b)
+            store4(out, k, y0, y1, y2, y3)
+        i = (groups << uint64(2)) + uint64(cuda.grid(1))  # the last n % 4 elements
+        while i < n:
+            out[i] = act.hard_sigmoid(x[i], a, b)
+            i += s
+        return
     i, s, s2, s3 = _grid_1d_by_four()
     while i + s3 < n:  # four loads in flight per thread (float32 reached ~75% of a copy without)
         x0 = x[i]
@@ -1742,8 +2626,40 @@ def hard_sigmoid_forward(x, out, a, b):
 
 
 @cuda.jit(**CUDA_KERNEL)
-def hard_sigmoid_backward(g, v, out, a, b):
+def hard_sigmoid_backward(g, v, out, a, b, vector):
     n = uint64(out.size)  # unsigned indices, as the forward
+    if vector:  # g, v and out start on 16 bytes: 128-bit accesses, as the forward
+        k, s = _grid_1d_unsigned()
+        groups = n >> uint64(2)
+        while k + s < groups:  # two groups of both inputs in flight per thread
+            g0, g1, g2, g3 = load4(g, k)
+            v0, v1, v2, v3 = load4(v, k)
+            g4, g5, g6, g7 = load4(g, k + s)
+            v4, v5, v6, v7 = load4(v, k + s)
+            d0 = act.hard_sigmoid_grad(g0, v0, a, b)
+            d1 = act.hard_sigmoid_grad(g1, v1, a, b)
+            d2 = act.hard_sigmoid_grad(g2, v2, a, b)
+            d3 = act.hard_sigmoid_grad(g3, v3, a, b)
+            store4(out, k, d0, d1, d2, d3)
+            d0 = act.hard_sigmoid_grad(g4, v4, a, b)
+            d1 = act.hard_sigmoid_grad(g5, v5, a, b)
+            d2 = act.hard_sigmoid_grad(g6, v6, a, b)
+            d3 = act.hard_sigmoid_grad(g7, v7, a, b)
+            store4(out, k + s, d0, d1, d2, d3)
+            k += s + s
+        if k < groups:
+            g0, g1, g2, g3 = load4(g, k)
+            v0, v1, v2, v3 = load4(v, k)
+            d0 = act.hard_sigmoid_grad(g0, v0, a, b)
+            d1 = act.hard_sigmoid_grad(g1, v1, a, b)
+            d2 = act.hard_sigmoid_grad(g2, v2, a, b)
+            d3 = act.hard_sigmoid_grad(g3, v3, a, b)
+            store4(out, k, d0, d1, d2, d3)
+        i = (groups << uint64(2)) + uint64(cuda.grid(1))  # the last n % 4 elements
+        while i < n:
+            out[i] = act.hard_sigmoid_grad(g[i], v[i], a, b)
+            i += s
+        return
     i, s, s2, s3 = _grid_1d_by_four()
     while i + s3 < n:  # four pairs of loads in flight per thread, as the forward
         g0 = g[i]
@@ -1838,8 +2754,37 @@ def hard_sigmoid_bias_backward(g, saved, grad_pre, partial, a, b):
 
 
 @cuda.jit(**CUDA_KERNEL)
-def hard_swish_forward(x, out, a, b):
+def hard_swish_forward(x, out, a, b, vector):
     n = uint64(out.size)  # unsigned indices: no negative-index wraparound code per access
+    if vector:  # x and out start on 16 bytes: 128-bit accesses of four elements (a group)
+        k, s = _grid_1d_unsigned()
+        groups = n >> uint64(2)
+        while k + s < groups:  # two groups' loads in flight per thread
+            x0, x1, x2, x3 = load4(x, k)
+            x4, x5, x6, x7 = load4(x, k + s)
+            y0 = act.hard_swish(x0, a, b)
+            y1 = act.hard_swish(x1, a, b)
+            y2 = act.hard_swish(x2, a, b)
+            y3 = act.hard_swish(x3, a, b)
+            store4(out, k, y0, y1, y2, y3)
+            y0 = act.hard_swish(x4, a, b)
+            y1 = act.hard_swish(x5, a, b)
+            y2 = act.hard_swish(x6, a, b)
+            y3 = act.hard_swish(x7, a, b)
+            store4(out, k + s, y0, y1, y2, y3)
+            k += s + s
+        if k < groups:
+            x0, x1, x2, x3 = load4(x, k)
+            y0 = act.hard_swish(x0, a, b)
+            y1 = act.hard_swish(x1, a, b)
+            y2 = act.hard_swish(x2, a, b)
+            y3 = act.hard_swish(x3, a, b)
+            store4(out, k, y0, y1, y2, y3)
+        i = (groups << uint64(2)) + uint64(cuda.grid(1))  # the last n % 4 elements
+        while i < n:
+            out[i] = act.hard_swish(x[i], a, b)
+            i += s
+        return
     i, s, s2, s3 = _grid_1d_by_four()
     while i + s3 < n:  # four loads in flight per thread (float32 reached ~75% of a copy without)
         x0 = x[i]
@@ -1857,8 +2802,40 @@ def hard_swish_forward(x, out, a, b):
 
 
 @cuda.jit(**CUDA_KERNEL)
-def hard_swish_backward(g, v, out, a, b):
+def hard_swish_backward(g, v, out, a, b, vector):
     n = uint64(out.size)  # unsigned indices, as the forward
+    if vector:  # g, v and out start on 16 bytes: 128-bit accesses, as the forward
+        k, s = _grid_1d_unsigned()
+        groups = n >> uint64(2)
+        while k + s < groups:  # two groups of both inputs in flight per thread
+            g0, g1, g2, g3 = load4(g, k)
+            v0, v1, v2, v3 = load4(v, k)
+            g4, g5, g6, g7 = load4(g, k + s)
+            v4, v5, v6, v7 = load4(v, k + s)
+            d0 = act.hard_swish_grad(g0, v0, a, b)
+            d1 = act.hard_swish_grad(g1, v1, a, b)
+            d2 = act.hard_swish_grad(g2, v2, a, b)
+            d3 = act.hard_swish_grad(g3, v3, a, b)
+            store4(out, k, d0, d1, d2, d3)
+            d0 = act.hard_swish_grad(g4, v4, a, b)
+            d1 = act.hard_swish_grad(g5, v5, a, b)
+            d2 = act.hard_swish_grad(g6, v6, a, b)
+            d3 = act.hard_swish_grad(g7, v7, a, b)
+            store4(out, k + s, d0, d1, d2, d3)
+            k += s + s
+        if k < groups:
+            g0, g1, g2, g3 = load4(g, k)
+            v0, v1, v2, v3 = load4(v, k)
+            d0 = act.hard_swish_grad(g0, v0, a, b)
+            d1 = act.hard_swish_grad(g1, v1, a, b)
+            d2 = act.hard_swish_grad(g2, v2, a, b)
+            d3 = act.hard_swish_grad(g3, v3, a, b)
+            store4(out, k, d0, d1, d2, d3)
+        i = (groups << uint64(2)) + uint64(cuda.grid(1))  # the last n % 4 elements
+        while i < n:
+            out[i] = act.hard_swish_grad(g[i], v[i], a, b)
+            i += s
+        return
     i, s, s2, s3 = _grid_1d_by_four()
     while i + s3 < n:  # four pairs of loads in flight per thread, as the forward
         g0 = g[i]
@@ -1953,8 +2930,37 @@ def hard_swish_bias_backward(g, saved, grad_pre, partial, a, b):
 
 
 @cuda.jit(**CUDA_KERNEL)
-def hard_tanh_forward(x, out, a, b):
+def hard_tanh_forward(x, out, a, b, vector):
     n = uint64(out.size)  # unsigned indices: no negative-index wraparound code per access
+    if vector:  # x and out start on 16 bytes: 128-bit accesses of four elements (a group)
+        k, s = _grid_1d_unsigned()
+        groups = n >> uint64(2)
+        while k + s < groups:  # two groups' loads in flight per thread
+            x0, x1, x2, x3 = load4(x, k)
+            x4, x5, x6, x7 = load4(x, k + s)
+            y0 = act.hard_tanh(x0, a, b)
+            y1 = act.hard_tanh(x1, a, b)
+            y2 = act.hard_tanh(x2, a, b)
+            y3 = act.hard_tanh(x3, a, b)
+            store4(out, k, y0, y1, y2, y3)
+            y0 = act.hard_tanh(x4, a, b)
+            y1 = act.hard_tanh(x5, a, b)
+            y2 = act.hard_tanh(x6, a, b)
+            y3 = act.hard_tanh(x7, a, b)
+            store4(out, k + s, y0, y1, y2, y3)
+            k += s + s
+        if k < groups:
+            x0, x1, x2, x3 = load4(x, k)
+            y0 = act.hard_tanh(x0, a, b)
+            y1 = act.hard_tanh(x1, a, b)
+            y2 = act.hard_tanh(x2, a, b)
+            y3 = act.hard_tanh(x3, a, b)
+            store4(out, k, y0, y1, y2, y3)
+        i = (groups << uint64(2)) + uint64(cuda.grid(1))  # the last n % 4 elements
+        while i < n:
+            out[i] = act.hard_tanh(x[i], a, b)
+            i += s
+        return
     i, s, s2, s3 = _grid_1d_by_four()
     while i + s3 < n:  # four loads in flight per thread (float32 reached ~75% of a copy without)
         x0 = x[i]
@@ -1972,8 +2978,40 @@ def hard_tanh_forward(x, out, a, b):
 
 
 @cuda.jit(**CUDA_KERNEL)
-def hard_tanh_backward(g, v, out, a, b):
+def hard_tanh_backward(g, v, out, a, b, vector):
     n = uint64(out.size)  # unsigned indices, as the forward
+    if vector:  # g, v and out start on 16 bytes: 128-bit accesses, as the forward
+        k, s = _grid_1d_unsigned()
+        groups = n >> uint64(2)
+        while k + s < groups:  # two groups of both inputs in flight per thread
+            g0, g1, g2, g3 = load4(g, k)
+            v0, v1, v2, v3 = load4(v, k)
+            g4, g5, g6, g7 = load4(g, k + s)
+            v4, v5, v6, v7 = load4(v, k + s)
+            d0 = act.hard_tanh_grad(g0, v0, a, b)
+            d1 = act.hard_tanh_grad(g1, v1, a, b)
+            d2 = act.hard_tanh_grad(g2, v2, a, b)
+            d3 = act.hard_tanh_grad(g3, v3, a, b)
+            store4(out, k, d0, d1, d2, d3)
+            d0 = act.hard_tanh_grad(g4, v4, a, b)
+            d1 = act.hard_tanh_grad(g5, v5, a, b)
+            d2 = act.hard_tanh_grad(g6, v6, a, b)
+            d3 = act.hard_tanh_grad(g7, v7, a, b)
+            store4(out, k + s, d0, d1, d2, d3)
+            k += s + s
+        if k < groups:
+            g0, g1, g2, g3 = load4(g, k)
+            v0, v1, v2, v3 = load4(v, k)
+            d0 = act.hard_tanh_grad(g0, v0, a, b)
+            d1 = act.hard_tanh_grad(g1, v1, a, b)
+            d2 = act.hard_tanh_grad(g2, v2, a, b)
+            d3 = act.hard_tanh_grad(g3, v3, a, b)
+            store4(out, k, d0, d1, d2, d3)
+        i = (groups << uint64(2)) + uint64(cuda.grid(1))  # the last n % 4 elements
+        while i < n:
+            out[i] = act.hard_tanh_grad(g[i], v[i], a, b)
+            i += s
+        return
     i, s, s2, s3 = _grid_1d_by_four()
     while i + s3 < n:  # four pairs of loads in flight per thread, as the forward
         g0 = g[i]

@@ -172,6 +172,14 @@ def _span(a) -> tuple[int, int]:
     return start, start + a.size * np.dtype(a.dtype).itemsize
 
 
+def _aligned(*arrays) -> np.bool_:
+    """Whether every array's data starts on a 16-byte boundary: the generated elementwise
+    kernels then load and store four elements per instruction (fastact._cuda_memory). Fresh
+    allocations are (numba, CuPy and PyTorch align them to 256 bytes); views that start
+    mid-way may not be, and take the kernels' element-wise loop."""
+    return np.bool_(all(_span(a)[0] % _config.CUDA_VECTOR_BYTES == 0 for a in arrays))
+
+
 def _overlap(a, b) -> str:
     """How two contiguous device arrays share memory: "" (not at all), "same" (the same
     elements: same bytes and shape) or "partly"."""
@@ -328,9 +336,11 @@ def forward(op, x, out, a, b):
     target, result = _out(func, out, tuple(x.shape), dtype, order, [("x", x)], like)
     n = x.size
     if n:
-        blocks, threads = _grid_1d(n)
         kernel = getattr(kernels(), f"{op.name}_forward")
-        kernel[blocks, threads](_flat(x, order), _flat(target, order), *params)
+        flat_x, flat_target = _flat(x, order), _flat(target, order)
+        vector = _aligned(flat_x, flat_target)
+        blocks, threads = _grid_1d(-(-n // 4) if vector else n)  # a thread per group of four
+        kernel[blocks, threads](flat_x, flat_target, *params, vector)
     return result
 
 
@@ -366,9 +376,11 @@ def backward(op, grad_output, v, out, a, b):
     )
     n = g.size
     if n:
-        blocks, threads = _grid_1d(n)
         kernel = getattr(kernels(), f"{op.name}_backward")
-        kernel[blocks, threads](_flat(g, order), _flat(v, order), _flat(target, order), *params)
+        flat = [_flat(a, order) for a in (g, v, target)]
+        vector = _aligned(*flat)
+        blocks, threads = _grid_1d(-(-n // 4) if vector else n)  # as the forward
+        kernel[blocks, threads](*flat, *params, vector)
     return result
 
 

@@ -1,14 +1,16 @@
 """Compile every generated CUDA kernel to PTX for real (numba-cuda + NVVM; no GPU needed).
 
-    python tests/cuda/ptx_check.py [--cc 9.0] [--json PATH] [--only NAME ...]
+    python tests/cuda/ptx_check.py [--cc 9.0] [--json PATH] [--only NAME ...] [--jobs N]
 
-Prints one line per kernel and dtype, the number of float64 instructions in its PTX, and
-writes the same as JSON (``{"kernel/dtype": {"f64": n, "wraparound": n, "max_threads": n,
-"shared": bytes, "error": "..."}}``; ``wraparound``: array accesses with a signed index, see
+Prints one line per kernel and dtype (float64 instructions in its PTX, registers per thread),
+and writes the same as JSON (``{"kernel/dtype": {"f64": n, "wraparound": n, "max_threads": n,
+"shared": bytes, "vector_loads": n, "vector_stores": n, "registers": n, "spill": bytes,
+"error": "..."}}``; ``wraparound``: array accesses with a signed index, see
 ``wraparound_instructions``; ``max_threads``: the launch bound, see ``max_threads``;
-``shared``: static shared memory, see ``shared_bytes``). Run by
+``shared``: static shared memory, see ``shared_bytes``; ``vector_*``: 128-bit accesses;
+``registers``/``spill``: from NVIDIA's assembler, see ``assembled``). Run by
 ``tests/cuda/test_cuda_ptx.py`` in a process of its own, without ``NUMBA_ENABLE_CUDASIM`` (the
-simulator has no compiler).
+simulator has no compiler); ``--jobs`` worker processes compile (default: up to 4 cores).
 
 Without a GPU, numba-cuda (0.30) still asks the driver for the current device's compute
 capability when it compiles a device function called by a kernel (``compile_ptx`` itself takes
@@ -19,11 +21,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import re
 import sys
 import time
 import types as pytypes
+from concurrent.futures import ProcessPoolExecutor
 
 _INSTRUCTION = re.compile(r"^\s*(@!?%p\d+\s+)?[a-z][\w.]*\s")
 
@@ -67,17 +71,62 @@ def shared_bytes(ptx: str) -> int:
     return sum(int(n) for n in _SHARED.findall(ptx))
 
 
+_VECTOR_LOAD = re.compile(r"^\s*ld\.global(\.\w+)*\.v[24]\.", re.MULTILINE)
+_VECTOR_STORE = re.compile(r"^\s*st\.global(\.\w+)*\.v[24]\.", re.MULTILINE)
+
+
 def measure(ptx: str) -> dict:
     return {
         "f64": f64_instructions(ptx),
         "wraparound": wraparound_instructions(ptx),
         "max_threads": max_threads(ptx),
         "shared": shared_bytes(ptx),
+        "vector_loads": len(_VECTOR_LOAD.findall(ptx)),  # 128-bit: fastact._cuda_memory
+        "vector_stores": len(_VECTOR_STORE.findall(ptx)),
     }
+
+
+def assembled(ptx: str, cc: tuple) -> dict:
+    """What the GPU code takes per thread: ``registers`` and ``spill`` bytes (stores + loads
+    to local memory), from NVIDIA's assembler in nvJitLink (the cuda extra; no GPU needed):
+    registers bound how many threads an SM holds, hence the loads it keeps in flight. {}
+    without nvJitLink."""
+    try:
+        from cuda.bindings import nvjitlink
+    except ImportError:
+        return {}
+    code = ptx.encode()
+    handle = nvjitlink.create(2, [f"-arch=sm_{cc[0]}{cc[1]}", "-verbose"])
+    try:
+        nvjitlink.add_data(handle, nvjitlink.InputType.PTX, code, len(code), "kernel")
+        nvjitlink.complete(handle)
+        log = bytearray(nvjitlink.get_info_log_size(handle))
+        nvjitlink.get_info_log(handle, log)
+    finally:
+        nvjitlink.destroy(handle)
+    text = log.decode(errors="replace")
+    registers = re.search(r"Used (\d+) registers", text)
+    spills = re.search(r"(\d+) bytes spill stores, (\d+) bytes spill loads", text)
+    if not (registers and spills):
+        raise RuntimeError(f"nvJitLink's log has no register count:\n{text[:2000]}")
+    return {
+        "registers": int(registers.group(1)),
+        "spill": int(spills.group(1)) + int(spills.group(2)),
+    }
+
+
+def blocks_per_sm(registers: int, threads: int) -> int:
+    """Blocks of ``threads`` one SM holds by registers (compute capability 8.0-12.x: 64K
+    registers, allocated per warp in units of 256, at most 2048 threads an SM)."""
+    warps = -(-threads // 32)
+    per_warp = -(-registers * 32 // 256) * 256
+    return min((65536 // per_warp) // warps, 2048 // (warps * 32))
 
 
 def signatures(name: str, ty, f64):
     """The argument types fastact.cuda launches each kernel with (C-contiguous arrays)."""
+    from numba import boolean
+
     v, m = ty[::1], ty[:, ::1]
     if name == "column_sums":
         return (m, v)
@@ -86,8 +135,8 @@ def signatures(name: str, ty, f64):
     if name.endswith("_bias_backward"):
         return (m, m, m, f64[:, ::1], ty, ty)
     if name.endswith("_backward"):
-        return (v, v, v, ty, ty)
-    return (v, v, ty, ty)
+        return (v, v, v, ty, ty, boolean)
+    return (v, v, ty, ty, boolean)
 
 
 def fused_signatures(name: str, ty, f64):
@@ -134,11 +183,53 @@ def kernel_names(module) -> list[str]:
     ]
 
 
+def _setup(cc: tuple) -> None:
+    """Let numba-cuda compile device functions for ``cc`` on a machine without a GPU."""
+    from numba import cuda
+
+    if not cuda.is_available():
+        import numba.cuda.dispatcher as dispatcher
+
+        dispatcher.get_current_device = lambda: pytypes.SimpleNamespace(compute_capability=cc)
+
+
+def _kernel(name: str):
+    from fastact import _cuda_fused, _cuda_kernels
+
+    if name.startswith("fused."):
+        return getattr(_cuda_fused, name.removeprefix("fused.")), fused_signatures
+    return getattr(_cuda_kernels, name), signatures
+
+
+def compile_kernel(name: str, cc: tuple) -> dict:
+    """``{"name/dtype": measurements}`` of one kernel, float32 and float64 (in a worker)."""
+    from numba import cuda, float32, float64
+
+    kernel, signature = _kernel(name)
+    bounds = kernel.targetoptions.get("launch_bounds")
+    results = {}
+    cases = [
+        (f"{name}/{ty}", signature(name.removeprefix("fused."), ty, float64))
+        for ty in (float32, float64)
+    ]
+    if name == "column_sums":  # the bias backward's float64 partials into a float32 gradient
+        cases.append(("column_sums/partials", (float64[:, ::1], float32[::1])))
+    for key, sig in cases:
+        t0 = time.perf_counter()
+        try:
+            ptx, _ = cuda.compile_ptx(kernel.py_func, sig, cc=cc, launch_bounds=bounds)
+            results[key] = measure(ptx) | assembled(ptx, cc) | {"seconds": time.perf_counter() - t0}
+        except Exception as exc:
+            results[key] = {"error": f"{type(exc).__name__}: {exc}"[:2000]}
+    return results
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--cc", default="9.0", help="compute capability (default 9.0, Hopper)")
     parser.add_argument("--json", help="write the results here")
     parser.add_argument("--only", nargs="*", help="kernel names to compile (default: all)")
+    parser.add_argument("--jobs", type=int, default=min(4, os.cpu_count() or 1), help="processes")
     args = parser.parse_args(argv)
     if os.environ.get("NUMBA_ENABLE_CUDASIM", "0") not in ("", "0"):
         print(
@@ -146,43 +237,26 @@ def main(argv=None) -> int:
         )
         return 2
     cc = tuple(int(p) for p in args.cc.split("."))
-
-    from numba import cuda, float32, float64
-
-    if not cuda.is_available():
-        import numba.cuda.dispatcher as dispatcher
-
-        dispatcher.get_current_device = lambda: pytypes.SimpleNamespace(compute_capability=cc)
-
+    _setup(cc)
     from fastact import _cuda_fused, _cuda_kernels
 
-    jobs = [(name, _cuda_kernels, signatures) for name in kernel_names(_cuda_kernels)]
-    jobs += [(f"fused.{n}", _cuda_fused, fused_signatures) for n in kernel_names(_cuda_fused)]
+    names = kernel_names(_cuda_kernels) + [f"fused.{n}" for n in kernel_names(_cuda_fused)]
     if args.only:
-        jobs = [job for job in jobs if job[0] in args.only]
-    names = [job[0] for job in jobs]
+        names = [name for name in names if name in args.only]
     results = {}
     start = time.perf_counter()
-    for name, module, signature in jobs:
-        kernel = getattr(module, name.removeprefix("fused."))
-        for ty in (float32, float64):
-            key = f"{name}/{ty}"
-            t0 = time.perf_counter()
-            try:
-                sig = signature(name.removeprefix("fused."), ty, float64)
-                bounds = kernel.targetoptions.get("launch_bounds")
-                ptx, _ = cuda.compile_ptx(kernel.py_func, sig, cc=cc, launch_bounds=bounds)
-                results[key] = measure(ptx) | {"seconds": time.perf_counter() - t0}
-            except Exception as exc:
-                results[key] = {"error": f"{type(exc).__name__}: {exc}"[:2000]}
-            print(key, results[key].get("f64", results[key].get("error")), flush=True)
-    if "column_sums" in names:  # the bias backward's float64 partials into a float32 gradient
-        kernel = _cuda_kernels.column_sums
-        bounds = kernel.targetoptions.get("launch_bounds")
-        ptx, _ = cuda.compile_ptx(
-            kernel.py_func, (float64[:, ::1], float32[::1]), cc=cc, launch_bounds=bounds
-        )
-        results["column_sums/partials"] = measure(ptx)
+    # compiling is single-threaded Python and NVVM: one process per core (spawned: no forked
+    # LLVM state), each importing numba and fastact once
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(
+        args.jobs, mp_context=context, initializer=_setup, initargs=(cc,)
+    ) as pool:
+        for found in pool.map(compile_kernel, names, [cc] * len(names)):
+            for key, result in found.items():
+                print(
+                    key, result.get("f64", result.get("error")), result.get("registers"), flush=True
+                )
+            results |= found
     print(f"{len(results)} kernels in {time.perf_counter() - start:.1f} s", flush=True)
     if args.json:
         with open(args.json, "w", encoding="utf-8") as fh:

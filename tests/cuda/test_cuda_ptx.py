@@ -14,6 +14,7 @@ import sys
 
 import pytest
 
+from fastact import _config
 from fastact.activations import ACTIVATIONS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -236,3 +237,46 @@ def test_shared_memory_stays_within_two_reduction_buffers(ptx_results):
     assert ptx_results["fused.softmax_cross_entropy/float32"]["shared"] == 16384
     heavy = {k: r["shared"] for k, r in ptx_results.items() if r.get("shared", 0) > 16384}
     assert not heavy, heavy
+
+
+def test_elementwise_kernels_move_four_elements_per_instruction(ptx_results):
+    """The generated forward and backward kernels load and store through fastact._cuda_memory:
+    128-bit accesses (``ld.global.v4.f32``; ``.v2.f64`` twice for float64's four elements),
+    at three sites per array (two groups in flight, then one). The other kernels index
+    element by element: the table below fails both ways, so it stays true."""
+    vector = {}
+    for name in ACTIVATIONS:
+        for dtype, halves in (("float32", 1), ("float64", 2)):
+            vector[f"{name}_forward/{dtype}"] = (3 * halves, 3 * halves)
+            vector[f"{name}_backward/{dtype}"] = (6 * halves, 3 * halves)
+    got = {
+        k: (r["vector_loads"], r["vector_stores"])
+        for k, r in ptx_results.items()
+        if r.get("vector_loads") or r.get("vector_stores")
+    }
+    assert got == vector
+
+
+def test_no_kernel_spills_and_elementwise_kernels_fill_half_an_sm(ptx_results):
+    """Registers per thread, from NVIDIA's assembler (nvJitLink, no GPU): no kernel spills to
+    local memory, and every generated float32 kernel (forward, backward, bias + activation)
+    fits at least four blocks of CUDA_BLOCK_SIZE threads on an SM (half its 2048 threads),
+    so that enough loads stay in flight."""
+    from tests.cuda.ptx_check import blocks_per_sm
+
+    if "registers" not in ptx_results["relu_forward/float32"]:
+        pytest.skip("no nvJitLink here: pip install 'numba-cuda[cu13]'")
+    spills = {k: r["spill"] for k, r in ptx_results.items() if r["spill"]}
+    assert not spills, spills
+    threads = _config.CUDA_BLOCK_SIZE
+    few = {
+        k: r["registers"]
+        for k, r in ptx_results.items()
+        if k.endswith("/float32")
+        and not k.startswith(("fused.", "column_sums"))
+        and blocks_per_sm(r["registers"], threads) < 4
+    }
+    assert not few, few
+    assert blocks_per_sm(32, 256) == 8 and blocks_per_sm(33, 256) == 6
+    assert blocks_per_sm(64, 256) == 4 and blocks_per_sm(65, 256) == 3
+    assert blocks_per_sm(16, 1024) == 2 and blocks_per_sm(64, 1024) == 1

@@ -157,6 +157,57 @@ def test_zero_d_and_empty():
     assert tuple(e.shape) == (0, 3) and e.dtype == np.float32
 
 
+def offset_copy(a, offset):
+    """``a`` on the device, starting ``offset`` elements into a fresh allocation (which starts
+    on 256 bytes): offset 0 is 16-byte aligned, 1 is not."""
+    base = cuda.device_array(a.size + offset, a.dtype)
+    view = base[offset:]
+    view.copy_to_device(a)
+    return view
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n", [1, 3, 4, 5, 97, 203])
+@pytest.mark.parametrize("name", ["sigmoid", "gelu"])
+def test_vector_and_element_loops_agree(name, n, dtype, rng):
+    """The elementwise kernels take 128-bit groups of four when every array starts on 16 bytes
+    (the simulator's load4/store4 assert it), else the element loop. 24 threads: 203 elements
+    are 50 groups (the two-group loop, then one group) and 3 more."""
+    x = (rng.standard_normal(n) * 4).astype(dtype)
+    g = rng.standard_normal(n).astype(dtype)
+    v = np.asarray(backward_arg(name, x, {}), dtype)
+    want_y, want_g = getattr(fa, name)(x), getattr(fa, f"{name}_backward")(g, v)
+    for offsets in [(0, 0, 0), (1, 1, 1), (0, 1, 0), (1, 0, 0), (0, 0, 1)]:
+        dx, dout = offset_copy(x, offsets[0]), offset_copy(np.full(n, np.nan, dtype), offsets[1])
+        assert fa.cuda._aligned(dx, dout) == (offsets[:2] == (0, 0))
+        assert getattr(fa, name)(dx, out=dout) is dout
+        assert_ulp(to_host(dout), want_y)
+        dg, dv = offset_copy(g, offsets[0]), offset_copy(v, offsets[2])
+        got = getattr(fa, f"{name}_backward")(dg, dv, out=dout)
+        assert_ulp(to_host(got), want_g)
+
+
+@pytest.mark.parametrize("n", [3, 7, 11])
+def test_one_thread_covers_the_groups_and_the_last_elements(n, monkeypatch):
+    monkeypatch.setattr(_config, "CUDA_BLOCK_SIZE", 1)
+    monkeypatch.setattr(_config, "CUDA_MAX_BLOCKS", 1)
+    x = np.linspace(-3, 3, n)
+    assert_ulp(to_host(fa.silu(cuda.to_device(x))), fa.silu(x))
+    assert_ulp(
+        to_host(fa.silu_backward(cuda.to_device(x), cuda.to_device(x))), fa.silu_backward(x, x)
+    )
+
+
+def test_vector_accesses_check_their_alignment():
+    """Under the simulator load4/store4 fail where a GPU would fault: the vector path must
+    never see a view that starts off a 16-byte boundary."""
+    x = offset_copy(np.arange(8, dtype=np.float32), 1)
+    out = cuda.device_array(8, np.float32)
+    zero = np.float32(0)
+    with pytest.raises(AssertionError, match="16-byte aligned"):
+        fa.cuda.kernels().relu_forward[1, 8](x, out, zero, zero, np.bool_(True))
+
+
 def test_errors_say_what_to_pass():
     d = cuda.to_device(np.zeros(4, np.float32))
     with pytest.raises(TypeError, match="float32 and float64 only"):
