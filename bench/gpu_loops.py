@@ -115,6 +115,10 @@ def _grid_capped(n):
     return fa.cuda._grid_1d(n)
 
 
+def _grid_groups(n):  # a thread per group of four, as fastact.cuda launches the vector loop
+    return fa.cuda._grid_1d(-(-n // 4))
+
+
 def _grid_chunks(n, capped=True):
     threads = _config.CUDA_BLOCK_SIZE
     blocks = max(1, -(-n // (4 * threads)))
@@ -288,7 +292,7 @@ def vector(f):
             out[i] = f(x[i], a, b)
             i += s
 
-    return kernel, _grid_capped
+    return kernel, _grid_groups
 
 
 def _vector1_kernel(f):
@@ -310,7 +314,7 @@ def _vector1_kernel(f):
 
 
 def vector1(f):
-    return _vector1_kernel(f), _grid_capped
+    return _vector1_kernel(f), _grid_groups
 
 
 def vector1_oneshot(f):

@@ -263,7 +263,7 @@ def {name}_forward(x, out, a, b, vector):
     if vector:  # x and out start on 16 bytes: 128-bit accesses of four elements (a group)
         k, s = _grid_1d_unsigned()
         groups = n >> uint64(2)
-        while k + s < groups:  # two groups' loads in flight per thread
+        while k + s < groups:  # two groups' loads in flight per thread (longer than the grid)
             x0, x1, x2, x3 = load4(x, k)
             x4, x5, x6, x7 = load4(x, k + s)
             y0 = act.{name}(x0, a, b)

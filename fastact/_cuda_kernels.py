@@ -139,7 +139,7 @@ def sigmoid_forward(x, out, a, b, vector):
     if vector:  # x and out start on 16 bytes: 128-bit accesses of four elements (a group)
         k, s = _grid_1d_unsigned()
         groups = n >> uint64(2)
-        while k + s < groups:  # two groups' loads in flight per thread
+        while k + s < groups:  # two groups' loads in flight per thread (longer than the grid)
             x0, x1, x2, x3 = load4(x, k)
             x4, x5, x6, x7 = load4(x, k + s)
             y0 = act.sigmoid(x0, a, b)
@@ -310,7 +310,7 @@ def log_sigmoid_forward(x, out, a, b, vector):
     if vector:  # x and out start on 16 bytes: 128-bit accesses of four elements (a group)
         k, s = _grid_1d_unsigned()
         groups = n >> uint64(2)
-        while k + s < groups:  # two groups' loads in flight per thread
+        while k + s < groups:  # two groups' loads in flight per thread (longer than the grid)
             x0, x1, x2, x3 = load4(x, k)
             x4, x5, x6, x7 = load4(x, k + s)
             y0 = act.log_sigmoid(x0, a, b)
@@ -486,7 +486,7 @@ def tanh_forward(x, out, a, b, vector):
     if vector:  # x and out start on 16 bytes: 128-bit accesses of four elements (a group)
         k, s = _grid_1d_unsigned()
         groups = n >> uint64(2)
-        while k + s < groups:  # two groups' loads in flight per thread
+        while k + s < groups:  # two groups' loads in flight per thread (longer than the grid)
             x0, x1, x2, x3 = load4(x, k)
             x4, x5, x6, x7 = load4(x, k + s)
             y0 = act.tanh(x0, a, b)
@@ -657,7 +657,7 @@ def softplus_forward(x, out, a, b, vector):
     if vector:  # x and out start on 16 bytes: 128-bit accesses of four elements (a group)
         k, s = _grid_1d_unsigned()
         groups = n >> uint64(2)
-        while k + s < groups:  # two groups' loads in flight per thread
+        while k + s < groups:  # two groups' loads in flight per thread (longer than the grid)
             x0, x1, x2, x3 = load4(x, k)
             x4, x5, x6, x7 = load4(x, k + s)
             y0 = act.softplus(x0, a, b)
@@ -833,7 +833,7 @@ def relu_forward(x, out, a, b, vector):
     if vector:  # x and out start on 16 bytes: 128-bit accesses of four elements (a group)
         k, s = _grid_1d_unsigned()
         groups = n >> uint64(2)
-        while k + s < groups:  # two groups' loads in flight per thread
+        while k + s < groups:  # two groups' loads in flight per thread (longer than the grid)
             x0, x1, x2, x3 = load4(x, k)
             x4, x5, x6, x7 = load4(x, k + s)
             y0 = act.relu(x0, a, b)
@@ -1004,7 +1004,7 @@ def relu6_forward(x, out, a, b, vector):
     if vector:  # x and out start on 16 bytes: 128-bit accesses of four elements (a group)
         k, s = _grid_1d_unsigned()
         groups = n >> uint64(2)
-        while k + s < groups:  # two groups' loads in flight per thread
+        while k + s < groups:  # two groups' loads in flight per thread (longer than the grid)
             x0, x1, x2, x3 = load4(x, k)
             x4, x5, x6, x7 = load4(x, k + s)
             y0 = act.relu6(x0, a, b)
@@ -1175,7 +1175,7 @@ def leaky_relu_forward(x, out, a, b, vector):
     if vector:  # x and out start on 16 bytes: 128-bit accesses of four elements (a group)
         k, s = _grid_1d_unsigned()
         groups = n >> uint64(2)
-        while k + s < groups:  # two groups' loads in flight per thread
+        while k + s < groups:  # two groups' loads in flight per thread (longer than the grid)
             x0, x1, x2, x3 = load4(x, k)
             x4, x5, x6, x7 = load4(x, k + s)
             y0 = act.leaky_relu(x0, a, b)
@@ -1351,7 +1351,7 @@ def elu_forward(x, out, a, b, vector):
     if vector:  # x and out start on 16 bytes: 128-bit accesses of four elements (a group)
         k, s = _grid_1d_unsigned()
         groups = n >> uint64(2)
-        while k + s < groups:  # two groups' loads in flight per thread
+        while k + s < groups:  # two groups' loads in flight per thread (longer than the grid)
             x0, x1, x2, x3 = load4(x, k)
             x4, x5, x6, x7 = load4(x, k + s)
             y0 = act.elu(x0, a, b)
@@ -1527,7 +1527,7 @@ def celu_forward(x, out, a, b, vector):
     if vector:  # x and out start on 16 bytes: 128-bit accesses of four elements (a group)
         k, s = _grid_1d_unsigned()
         groups = n >> uint64(2)
-        while k + s < groups:  # two groups' loads in flight per thread
+        while k + s < groups:  # two groups' loads in flight per thread (longer than the grid)
             x0, x1, x2, x3 = load4(x, k)
             x4, x5, x6, x7 = load4(x, k + s)
             y0 = act.celu(x0, a, b)
@@ -1703,7 +1703,7 @@ def selu_forward(x, out, a, b, vector):
     if vector:  # x and out start on 16 bytes: 128-bit accesses of four elements (a group)
         k, s = _grid_1d_unsigned()
         groups = n >> uint64(2)
-        while k + s < groups:  # two groups' loads in flight per thread
+        while k + s < groups:  # two groups' loads in flight per thread (longer than the grid)
             x0, x1, x2, x3 = load4(x, k)
             x4, x5, x6, x7 = load4(x, k + s)
             y0 = act.selu(x0, a, b)
@@ -1879,7 +1879,7 @@ def gelu_forward(x, out, a, b, vector):
     if vector:  # x and out start on 16 bytes: 128-bit accesses of four elements (a group)
         k, s = _grid_1d_unsigned()
         groups = n >> uint64(2)
-        while k + s < groups:  # two groups' loads in flight per thread
+        while k + s < groups:  # two groups' loads in flight per thread (longer than the grid)
             x0, x1, x2, x3 = load4(x, k)
             x4, x5, x6, x7 = load4(x, k + s)
             y0 = act.gelu(x0, a, b)
@@ -2055,7 +2055,7 @@ def gelu_tanh_forward(x, out, a, b, vector):
     if vector:  # x and out start on 16 bytes: 128-bit accesses of four elements (a group)
         k, s = _grid_1d_unsigned()
         groups = n >> uint64(2)
-        while k + s < groups:  # two groups' loads in flight per thread
+        while k + s < groups:  # two groups' loads in flight per thread (longer than the grid)
             x0, x1, x2, x3 = load4(x, k)
             x4, x5, x6, x7 = load4(x, k + s)
             y0 = act.gelu_tanh(x0, a, b)
@@ -2231,7 +2231,7 @@ def silu_forward(x, out, a, b, vector):
     if vector:  # x and out start on 16 bytes: 128-bit accesses of four elements (a group)
         k, s = _grid_1d_unsigned()
         groups = n >> uint64(2)
-        while k + s < groups:  # two groups' loads in flight per thread
+        while k + s < groups:  # two groups' loads in flight per thread (longer than the grid)
             x0, x1, x2, x3 = load4(x, k)
             x4, x5, x6, x7 = load4(x, k + s)
             y0 = act.silu(x0, a, b)
@@ -2407,7 +2407,7 @@ def mish_forward(x, out, a, b, vector):
     if vector:  # x and out start on 16 bytes: 128-bit accesses of four elements (a group)
         k, s = _grid_1d_unsigned()
         groups = n >> uint64(2)
-        while k + s < groups:  # two groups' loads in flight per thread
+        while k + s < groups:  # two groups' loads in flight per thread (longer than the grid)
             x0, x1, x2, x3 = load4(x, k)
             x4, x5, x6, x7 = load4(x, k + s)
             y0 = act.mish(x0, a, b)
@@ -2583,7 +2583,7 @@ def hard_sigmoid_forward(x, out, a, b, vector):
     if vector:  # x and out start on 16 bytes: 128-bit accesses of four elements (a group)
         k, s = _grid_1d_unsigned()
         groups = n >> uint64(2)
-        while k + s < groups:  # two groups' loads in flight per thread
+        while k + s < groups:  # two groups' loads in flight per thread (longer than the grid)
             x0, x1, x2, x3 = load4(x, k)
             x4, x5, x6, x7 = load4(x, k + s)
             y0 = act.hard_sigmoid(x0, a, b)
@@ -2759,7 +2759,7 @@ def hard_swish_forward(x, out, a, b, vector):
     if vector:  # x and out start on 16 bytes: 128-bit accesses of four elements (a group)
         k, s = _grid_1d_unsigned()
         groups = n >> uint64(2)
-        while k + s < groups:  # two groups' loads in flight per thread
+        while k + s < groups:  # two groups' loads in flight per thread (longer than the grid)
             x0, x1, x2, x3 = load4(x, k)
             x4, x5, x6, x7 = load4(x, k + s)
             y0 = act.hard_swish(x0, a, b)
@@ -2935,7 +2935,7 @@ def hard_tanh_forward(x, out, a, b, vector):
     if vector:  # x and out start on 16 bytes: 128-bit accesses of four elements (a group)
         k, s = _grid_1d_unsigned()
         groups = n >> uint64(2)
-        while k + s < groups:  # two groups' loads in flight per thread
+        while k + s < groups:  # two groups' loads in flight per thread (longer than the grid)
             x0, x1, x2, x3 = load4(x, k)
             x4, x5, x6, x7 = load4(x, k + s)
             y0 = act.hard_tanh(x0, a, b)

@@ -90,13 +90,14 @@ def assembled(ptx: str, cc: tuple) -> dict:
     """What the GPU code takes per thread: ``registers`` and ``spill`` bytes (stores + loads
     to local memory), from NVIDIA's assembler in nvJitLink (the cuda extra; no GPU needed):
     registers bound how many threads an SM holds, hence the loads it keeps in flight. {}
-    without nvJitLink."""
+    where nvJitLink does not load (an assembler error is an error)."""
     try:
         from cuda.bindings import nvjitlink
-    except ImportError:
+
+        handle = nvjitlink.create(2, [f"-arch=sm_{cc[0]}{cc[1]}", "-verbose"])
+    except Exception:  # no cuda-bindings, or its nvJitLink library does not load
         return {}
     code = ptx.encode()
-    handle = nvjitlink.create(2, [f"-arch=sm_{cc[0]}{cc[1]}", "-verbose"])
     try:
         nvjitlink.add_data(handle, nvjitlink.InputType.PTX, code, len(code), "kernel")
         nvjitlink.complete(handle)
@@ -116,11 +117,11 @@ def assembled(ptx: str, cc: tuple) -> dict:
 
 
 def blocks_per_sm(registers: int, threads: int) -> int:
-    """Blocks of ``threads`` one SM holds by registers (compute capability 8.0-12.x: 64K
-    registers, allocated per warp in units of 256, at most 2048 threads an SM)."""
+    """Blocks of ``threads`` one SM holds by registers (compute capability 8.0 and 9.0: 64K
+    registers, allocated per warp in units of 256; at most 2048 threads and 32 blocks an SM)."""
     warps = -(-threads // 32)
     per_warp = -(-registers * 32 // 256) * 256
-    return min((65536 // per_warp) // warps, 2048 // (warps * 32))
+    return min((65536 // per_warp) // warps, 2048 // (warps * 32), 32)
 
 
 def signatures(name: str, ty, f64):

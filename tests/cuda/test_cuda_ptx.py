@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 
@@ -62,24 +63,26 @@ def clean_env():
 def ptx_results(tmp_path_factory):
     pytest.importorskip("numba.cuda")
     path = tmp_path_factory.mktemp("ptx") / "ptx.json"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            os.path.join(ROOT, "tests", "cuda", "ptx_check.py"),
-            "--cc",
-            "9.0",
-            "--json",
-            str(path),
-        ],
+    command = [sys.executable, os.path.join(ROOT, "tests", "cuda", "ptx_check.py")]
+    # a session of its own: on a timeout its compiling worker processes are killed with it
+    proc = subprocess.Popen(
+        [*command, "--cc", "9.0", "--json", str(path)],
         env=clean_env(),
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=600,
+        start_new_session=True,
     )
+    try:
+        out, err = proc.communicate(timeout=600)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise
     if not path.exists():
-        if "NVVM" in proc.stderr or "libnvvm" in proc.stderr.lower():
+        if "NVVM" in err or "libnvvm" in err.lower():
             pytest.skip("no NVVM here: pip install 'numba-cuda[cu13]' (or [cu12])")
-        raise AssertionError(f"ptx_check.py failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
+        raise AssertionError(f"ptx_check.py failed:\n{out[-3000:]}\n{err[-5000:]}")
     return json.loads(path.read_text())
 
 
@@ -266,17 +269,18 @@ def test_no_kernel_spills_and_elementwise_kernels_fill_half_an_sm(ptx_results):
 
     if "registers" not in ptx_results["relu_forward/float32"]:
         pytest.skip("no nvJitLink here: pip install 'numba-cuda[cu13]'")
-    spills = {k: r["spill"] for k, r in ptx_results.items() if r["spill"]}
+    spills = {k: r["spill"] for k, r in ptx_results.items() if r.get("spill")}
     assert not spills, spills
     threads = _config.CUDA_BLOCK_SIZE
     few = {
         k: r["registers"]
         for k, r in ptx_results.items()
         if k.endswith("/float32")
-        and not k.startswith(("fused.", "column_sums"))
+        and not k.startswith(("fused.", "column_sums"))  # activation kernels only
         and blocks_per_sm(r["registers"], threads) < 4
     }
     assert not few, few
     assert blocks_per_sm(32, 256) == 8 and blocks_per_sm(33, 256) == 6
     assert blocks_per_sm(64, 256) == 4 and blocks_per_sm(65, 256) == 3
     assert blocks_per_sm(16, 1024) == 2 and blocks_per_sm(64, 1024) == 1
+    assert blocks_per_sm(16, 32) == 32  # the blocks-per-SM limit
