@@ -326,6 +326,16 @@ def _softmax_cross_entropy_into(x, labels, grad, total, bad):
     fused_kernels().softmax_cross_entropy[_grid_rows(*x.shape)](x, labels, grad, total, bad, lowest)
 
 
+def _launch_elementwise(kernel, arrays, params):
+    """A generated forward or backward kernel on flat arrays (inputs, then the target): the
+    128-bit loop with a thread per group of four when every array starts on 16 bytes, else
+    the element loop with a thread per element."""
+    n = arrays[0].size
+    vector = _aligned(*arrays)
+    blocks, threads = _grid_1d(-(-n // 4) if vector else n)
+    kernel[blocks, threads](*arrays, *params, vector)
+
+
 def forward(op, x, out, a, b):
     """``op`` (a ``fastact._api.Op``) on a device array: called by the public functions."""
     func = op.public_name
@@ -337,10 +347,7 @@ def forward(op, x, out, a, b):
     n = x.size
     if n:
         kernel = getattr(kernels(), f"{op.name}_forward")
-        flat_x, flat_target = _flat(x, order), _flat(target, order)
-        vector = _aligned(flat_x, flat_target)
-        blocks, threads = _grid_1d(-(-n // 4) if vector else n)  # a thread per group of four
-        kernel[blocks, threads](flat_x, flat_target, *params, vector)
+        _launch_elementwise(kernel, [_flat(a, order) for a in (x, target)], params)
     return result
 
 
@@ -377,10 +384,7 @@ def backward(op, grad_output, v, out, a, b):
     n = g.size
     if n:
         kernel = getattr(kernels(), f"{op.name}_backward")
-        flat = [_flat(a, order) for a in (g, v, target)]
-        vector = _aligned(*flat)
-        blocks, threads = _grid_1d(-(-n // 4) if vector else n)  # as the forward
-        kernel[blocks, threads](*flat, *params, vector)
+        _launch_elementwise(kernel, [_flat(a, order) for a in (g, v, target)], params)
     return result
 
 
