@@ -280,10 +280,19 @@ def bench(dtype, variants, errors):
     x2, g2, y2, aux2, pre2 = (a[:n2].reshape(rows, cols) for a in (x, g, y, aux, pre))
     copy_ms = gpu_time(lambda: y.copy_to_device(x), ARGS.repeat)  # cudaMemcpy device to device
     k = fa.cuda.kernels()
-    grid2, threads2 = fa.cuda._grid_2d(rows, cols)
-    gridb, threadsb = fa.cuda._grid_2d(rows, cols, _config.CUDA_BIAS_MIN_ROWS)
-    partial = cuda.device_array((gridb[1] * threadsb[1], cols), np.float64)
+    partials = {}  # the bias gradient's float64 partial sums, by their number of rows
+
+    def partial_rows(m):
+        if m not in partials:
+            partials[m] = cuda.device_array((m, cols), np.float64)
+        return partials[m]
+
     grad_bias = cuda.device_array(cols, dtype)
+    # the bias kernels' element loop (a thread per column), next to the 128-bit loop they take
+    grid_e = fa.cuda._grid_2d(rows, cols)
+    grid_eb = fa.cuda._grid_2d(rows, cols, _config.CUDA_BIAS_MIN_ROWS)
+    partial_e = partial_rows(grid_eb[0][1] * grid_eb[1][1])
+    no = np.bool_(False)
     try:
         import torch
 
@@ -306,25 +315,35 @@ def bench(dtype, variants, errors):
         row["fwd"] = gpu_time(lambda: fwd(x, **kw, out=y), ARGS.repeat)
         v = y if spec.grad_from == "output" else x
         row["bwd"] = gpu_time(lambda: bwd(g, v, **kw, out=pre), ARGS.repeat)
-        saves = spec.grad_from != "output"
+        saves = not spec.fused_saves_output  # writes x + b for the backward
         kf = getattr(k, f"{reg}_bias_forward")
         kb = getattr(k, f"{reg}_bias_backward")
-        row["bias_fwd"] = gpu_time(
-            lambda: kf[grid2, threads2](x2, bias, y2, aux2, a, b), ARGS.repeat
-        )
         saved2 = aux2 if saves else y2
+        row["bias_fwd"] = gpu_time(
+            lambda: fa.cuda._launch_bias_forward(kf, x2, bias, y2, saved2, (a, b)), ARGS.repeat
+        )
 
         def bias_backward():
-            kb[gridb, threadsb](g2, saved2, pre2, partial, a, b)
+            partial = fa.cuda._launch_bias_backward(kb, g2, saved2, pre2, (a, b), partial_rows)
             k.column_sums[fa.cuda._grid_columns(cols)](partial, grad_bias)
 
+        def bias_backward_element():
+            kb[grid_eb](g2, saved2, pre2, partial_e, a, b, no)
+            k.column_sums[fa.cuda._grid_columns(cols)](partial_e, grad_bias)
+
         row["bias_bwd"] = gpu_time(bias_backward, ARGS.repeat)
+        row["bias_fwd_element"] = gpu_time(
+            lambda: kf[grid_e](x2, bias, y2, saved2, a, b, no), ARGS.repeat
+        )
+        row["bias_bwd_element"] = gpu_time(bias_backward_element, ARGS.repeat)
         row["bytes"] = {
             "fwd": 2 * n * item,
             "bwd": 3 * n * item,
             "bias_fwd": (3 if saves else 2) * n2 * item,
             "bias_bwd": 3 * n2 * item,
         }
+        row["bytes"]["bias_fwd_element"] = row["bytes"]["bias_fwd"]
+        row["bytes"]["bias_bwd_element"] = row["bytes"]["bias_bwd"]
         ops = torch_ops(name, kw, reg) if tt is not None else None
         if ops is not None:
             try:
@@ -571,6 +590,12 @@ def table(dtype, copy_ms, rows):
             f"{cell(r, 'bias_bwd'):<16} | {other(r, 'torch_fwd')} {other(r, 'torch_bwd')} "
             f"{other(r, 'torch_bias_fwd')} {other(r, 'torch_bias_bwd')} | {other(r, 'cupy_fwd')}"
         )
+    print(
+        "bias + activation, the element loop (a thread per column; the table's bias columns "
+        "take the 128-bit loop):\nms (% of the copy's bandwidth)   bias fwd         bias bwd"
+    )
+    for r in rows:
+        print(f"{r['name']:<32} {cell(r, 'bias_fwd_element'):<16} {cell(r, 'bias_bwd_element')}")
 
 
 def main() -> int:

@@ -361,12 +361,46 @@ def {name}_backward(g, v, out, a, b, vector):
 
 
 @cuda.jit(**CUDA_KERNEL)
-def {name}_bias_forward(x, bias, out, saved, a, b):
+def {name}_bias_forward(x, bias, out, saved, a, b, vector):
     j, i0, sj, si = _grid_2d_unsigned()  # unsigned indices, as the forward
-    si2 = si + si
-    si3 = si2 + si
     rows = uint64(x.shape[0])
     cols = uint64(x.shape[1])
+    if vector:  # cols % 4 == 0, the matrices on 16 bytes: four columns (a group) a thread
+        groups = cols >> uint64(2)  # j counts groups; group k of the flat data: row k // groups
+        sk = si * groups  # from a group to the same columns si rows down
+        end = rows * groups  # past the last row's groups (k < end: row < rows)
+        while j < groups:
+            c = j << uint64(2)
+            b0 = bias[c]
+            b1 = bias[c + uint64(1)]
+            b2 = bias[c + uint64(2)]
+            b3 = bias[c + uint64(3)]
+            k = i0 * groups + j
+            while k + sk < end:  # two rows' groups in flight per thread
+                x0, x1, x2, x3 = load4(x, k)
+                x4, x5, x6, x7 = load4(x, k + sk)
+                z0 = x0 + b0
+                z1 = x1 + b1
+                z2 = x2 + b2
+                z3 = x3 + b3
+{save4v_k}
+                z0 = x4 + b0
+                z1 = x5 + b1
+                z2 = x6 + b2
+                z3 = x7 + b3
+{save4v_ks}
+                k += sk + sk
+            if k < end:
+                x0, x1, x2, x3 = load4(x, k)
+                z0 = x0 + b0
+                z1 = x1 + b1
+                z2 = x2 + b2
+                z3 = x3 + b3
+{save4v_k}
+            j += sj
+        return
+    si2 = si + si
+    si3 = si2 + si
     while j < cols:
         bj = bias[j]
         i = i0
@@ -385,12 +419,65 @@ def {name}_bias_forward(x, bias, out, saved, a, b):
 
 
 @cuda.jit(**CUDA_KERNEL)
-def {name}_bias_backward(g, saved, grad_pre, partial, a, b):
+def {name}_bias_backward(g, saved, grad_pre, partial, a, b, vector):
     j, i0, sj, si = _grid_2d_unsigned()  # unsigned indices, as the forward
-    si2 = si + si
-    si3 = si2 + si
     rows = uint64(g.shape[0])
     cols = uint64(g.shape[1])
+    if vector:  # four columns a thread, 128-bit accesses, as the forward
+        groups = cols >> uint64(2)
+        sk = si * groups
+        end = rows * groups
+        while j < groups:
+            acc0 = act.typed(0.0, partial[0, 0])  # one sum per column, in row order
+            acc1 = acc0
+            acc2 = acc0
+            acc3 = acc0
+            k = i0 * groups + j
+            while k + sk < end:  # two rows' groups of both inputs in flight per thread
+                g0, g1, g2, g3 = load4(g, k)
+                v0, v1, v2, v3 = load4(saved, k)
+                g4, g5, g6, g7 = load4(g, k + sk)
+                v4, v5, v6, v7 = load4(saved, k + sk)
+                d0 = act.{name}_grad(g0, v0, a, b)
+                d1 = act.{name}_grad(g1, v1, a, b)
+                d2 = act.{name}_grad(g2, v2, a, b)
+                d3 = act.{name}_grad(g3, v3, a, b)
+                store4(grad_pre, k, d0, d1, d2, d3)
+                acc0 += d0
+                acc1 += d1
+                acc2 += d2
+                acc3 += d3
+                d0 = act.{name}_grad(g4, v4, a, b)
+                d1 = act.{name}_grad(g5, v5, a, b)
+                d2 = act.{name}_grad(g6, v6, a, b)
+                d3 = act.{name}_grad(g7, v7, a, b)
+                store4(grad_pre, k + sk, d0, d1, d2, d3)
+                acc0 += d0
+                acc1 += d1
+                acc2 += d2
+                acc3 += d3
+                k += sk + sk
+            if k < end:
+                g0, g1, g2, g3 = load4(g, k)
+                v0, v1, v2, v3 = load4(saved, k)
+                d0 = act.{name}_grad(g0, v0, a, b)
+                d1 = act.{name}_grad(g1, v1, a, b)
+                d2 = act.{name}_grad(g2, v2, a, b)
+                d3 = act.{name}_grad(g3, v3, a, b)
+                store4(grad_pre, k, d0, d1, d2, d3)
+                acc0 += d0
+                acc1 += d1
+                acc2 += d2
+                acc3 += d3
+            c = j << uint64(2)
+            partial[i0, c] = acc0
+            partial[i0, c + uint64(1)] = acc1
+            partial[i0, c + uint64(2)] = acc2
+            partial[i0, c + uint64(3)] = acc3
+            j += sj
+        return
+    si2 = si + si
+    si3 = si2 + si
     while j < cols:
         acc = act.typed(0.0, partial[0, 0])  # of partial's dtype (float64)
         i = i0
@@ -435,6 +522,19 @@ CUDA_SAVE4_OUTPUT = """\
             out[i + si, j] = act.{name}(z1, a, b)
             out[i + si2, j] = act.{name}(z2, a, b)
             out[i + si3, j] = act.{name}(z3, a, b)"""
+CUDA_SAVE4V_OUTPUT = """\
+                y0 = act.{name}(z0, a, b)
+                y1 = act.{name}(z1, a, b)
+                y2 = act.{name}(z2, a, b)
+                y3 = act.{name}(z3, a, b)
+                store4(out, {k}, y0, y1, y2, y3)"""
+CUDA_SAVE4V_INPUT = """\
+                store4(saved, {k}, z0, z1, z2, z3)
+                y0 = act.{name}(z0, a, b)
+                y1 = act.{name}(z1, a, b)
+                y2 = act.{name}(z2, a, b)
+                y3 = act.{name}(z3, a, b)
+                store4(out, {k}, y0, y1, y2, y3)"""
 CUDA_SAVE4_INPUT = """\
             saved[i, j] = z0
             saved[i + si, j] = z1
@@ -542,9 +642,14 @@ def render_cuda_kernels(table) -> str:
         output = spec.fused_saves_output
         save = CUDA_SAVE_OUTPUT if output else CUDA_SAVE_INPUT
         save4 = CUDA_SAVE4_OUTPUT if output else CUDA_SAVE4_INPUT
+        save4v = CUDA_SAVE4V_OUTPUT if output else CUDA_SAVE4V_INPUT
         body.append(
             CUDA_TEMPLATE.format(
-                name=name, save=save.format(name=name), save4=save4.format(name=name)
+                name=name,
+                save=save.format(name=name),
+                save4=save4.format(name=name),
+                save4v_k=save4v.format(name=name, k="k"),
+                save4v_ks=save4v.format(name=name, k="k + sk"),
             )
         )
     return "".join(body)

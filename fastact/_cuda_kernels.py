@@ -237,12 +237,58 @@ def sigmoid_backward(g, v, out, a, b, vector):
 
 
 @cuda.jit(**CUDA_KERNEL)
-def sigmoid_bias_forward(x, bias, out, saved, a, b):
+def sigmoid_bias_forward(x, bias, out, saved, a, b, vector):
     j, i0, sj, si = _grid_2d_unsigned()  # unsigned indices, as the forward
-    si2 = si + si
-    si3 = si2 + si
     rows = uint64(x.shape[0])
     cols = uint64(x.shape[1])
+    if vector:  # cols % 4 == 0, the matrices on 16 bytes: four columns (a group) a thread
+        groups = cols >> uint64(2)  # j counts groups; group k of the flat data: row k // groups
+        sk = si * groups  # from a group to the same columns si rows down
+        end = rows * groups  # past the last row's groups (k < end: row < rows)
+        while j < groups:
+            c = j << uint64(2)
+            b0 = bias[c]
+            b1 = bias[c + uint64(1)]
+            b2 = bias[c + uint64(2)]
+            b3 = bias[c + uint64(3)]
+            k = i0 * groups + j
+            while k + sk < end:  # two rows' groups in flight per thread
+                x0, x1, x2, x3 = load4(x, k)
+                x4, x5, x6, x7 = load4(x, k + sk)
+                z0 = x0 + b0
+                z1 = x1 + b1
+                z2 = x2 + b2
+                z3 = x3 + b3
+                y0 = act.sigmoid(z0, a, b)
+                y1 = act.sigmoid(z1, a, b)
+                y2 = act.sigmoid(z2, a, b)
+                y3 = act.sigmoid(z3, a, b)
+                store4(out, k, y0, y1, y2, y3)
+                z0 = x4 + b0
+                z1 = x5 + b1
+                z2 = x6 + b2
+                z3 = x7 + b3
+                y0 = act.sigmoid(z0, a, b)
+                y1 = act.sigmoid(z1, a, b)
+                y2 = act.sigmoid(z2, a, b)
+                y3 = act.sigmoid(z3, a, b)
+                store4(out, k + sk, y0, y1, y2, y3)
+                k += sk + sk
+            if k < end:
+                x0, x1, x2, x3 = load4(x, k)
+                z0 = x0 + b0
+                z1 = x1 + b1
+                z2 = x2 + b2
+                z3 = x3 + b3
+                y0 = act.sigmoid(z0, a, b)
+                y1 = act.sigmoid(z1, a, b)
+                y2 = act.sigmoid(z2, a, b)
+                y3 = act.sigmoid(z3, a, b)
+                store4(out, k, y0, y1, y2, y3)
+            j += sj
+        return
+    si2 = si + si
+    si3 = si2 + si
     while j < cols:
         bj = bias[j]
         i = i0
@@ -264,12 +310,65 @@ def sigmoid_bias_forward(x, bias, out, saved, a, b):
 
 
 @cuda.jit(**CUDA_KERNEL)
-def sigmoid_bias_backward(g, saved, grad_pre, partial, a, b):
+def sigmoid_bias_backward(g, saved, grad_pre, partial, a, b, vector):
     j, i0, sj, si = _grid_2d_unsigned()  # unsigned indices, as the forward
-    si2 = si + si
-    si3 = si2 + si
     rows = uint64(g.shape[0])
     cols = uint64(g.shape[1])
+    if vector:  # four columns a thread, 128-bit accesses, as the forward
+        groups = cols >> uint64(2)
+        sk = si * groups
+        end = rows * groups
+        while j < groups:
+            acc0 = act.typed(0.0, partial[0, 0])  # one sum per column, in row order
+            acc1 = acc0
+            acc2 = acc0
+            acc3 = acc0
+            k = i0 * groups + j
+            while k + sk < end:  # two rows' groups of both inputs in flight per thread
+                g0, g1, g2, g3 = load4(g, k)
+                v0, v1, v2, v3 = load4(saved, k)
+                g4, g5, g6, g7 = load4(g, k + sk)
+                v4, v5, v6, v7 = load4(saved, k + sk)
+                d0 = act.sigmoid_grad(g0, v0, a, b)
+                d1 = act.sigmoid_grad(g1, v1, a, b)
+                d2 = act.sigmoid_grad(g2, v2, a, b)
+                d3 = act.sigmoid_grad(g3, v3, a, b)
+                store4(grad_pre, k, d0, d1, d2, d3)
+                acc0 += d0
+                acc1 += d1
+                acc2 += d2
+                acc3 += d3
+                d0 = act.sigmoid_grad(g4, v4, a, b)
+                d1 = act.sigmoid_grad(g5, v5, a, b)
+                d2 = act.sigmoid_grad(g6, v6, a, b)
+                d3 = act.sigmoid_grad(g7, v7, a, b)
+                store4(grad_pre, k + sk, d0, d1, d2, d3)
+                acc0 += d0
+                acc1 += d1
+                acc2 += d2
+                acc3 += d3
+                k += sk + sk
+            if k < end:
+                g0, g1, g2, g3 = load4(g, k)
+                v0, v1, v2, v3 = load4(saved, k)
+                d0 = act.sigmoid_grad(g0, v0, a, b)
+                d1 = act.sigmoid_grad(g1, v1, a, b)
+                d2 = act.sigmoid_grad(g2, v2, a, b)
+                d3 = act.sigmoid_grad(g3, v3, a, b)
+                store4(grad_pre, k, d0, d1, d2, d3)
+                acc0 += d0
+                acc1 += d1
+                acc2 += d2
+                acc3 += d3
+            c = j << uint64(2)
+            partial[i0, c] = acc0
+            partial[i0, c + uint64(1)] = acc1
+            partial[i0, c + uint64(2)] = acc2
+            partial[i0, c + uint64(3)] = acc3
+            j += sj
+        return
+    si2 = si + si
+    si3 = si2 + si
     while j < cols:
         acc = act.typed(0.0, partial[0, 0])  # of partial's dtype (float64)
         i = i0
@@ -408,12 +507,61 @@ def log_sigmoid_backward(g, v, out, a, b, vector):
 
 
 @cuda.jit(**CUDA_KERNEL)
-def log_sigmoid_bias_forward(x, bias, out, saved, a, b):
+def log_sigmoid_bias_forward(x, bias, out, saved, a, b, vector):
     j, i0, sj, si = _grid_2d_unsigned()  # unsigned indices, as the forward
-    si2 = si + si
-    si3 = si2 + si
     rows = uint64(x.shape[0])
     cols = uint64(x.shape[1])
+    if vector:  # cols % 4 == 0, the matrices on 16 bytes: four columns (a group) a thread
+        groups = cols >> uint64(2)  # j counts groups; group k of the flat data: row k // groups
+        sk = si * groups  # from a group to the same columns si rows down
+        end = rows * groups  # past the last row's groups (k < end: row < rows)
+        while j < groups:
+            c = j << uint64(2)
+            b0 = bias[c]
+            b1 = bias[c + uint64(1)]
+            b2 = bias[c + uint64(2)]
+            b3 = bias[c + uint64(3)]
+            k = i0 * groups + j
+            while k + sk < end:  # two rows' groups in flight per thread
+                x0, x1, x2, x3 = load4(x, k)
+                x4, x5, x6, x7 = load4(x, k + sk)
+                z0 = x0 + b0
+                z1 = x1 + b1
+                z2 = x2 + b2
+                z3 = x3 + b3
+                store4(saved, k, z0, z1, z2, z3)
+                y0 = act.log_sigmoid(z0, a, b)
+                y1 = act.log_sigmoid(z1, a, b)
+                y2 = act.log_sigmoid(z2, a, b)
+                y3 = act.log_sigmoid(z3, a, b)
+                store4(out, k, y0, y1, y2, y3)
+                z0 = x4 + b0
+                z1 = x5 + b1
+                z2 = x6 + b2
+                z3 = x7 + b3
+                store4(saved, k + sk, z0, z1, z2, z3)
+                y0 = act.log_sigmoid(z0, a, b)
+                y1 = act.log_sigmoid(z1, a, b)
+                y2 = act.log_sigmoid(z2, a, b)
+                y3 = act.log_sigmoid(z3, a, b)
+                store4(out, k + sk, y0, y1, y2, y3)
+                k += sk + sk
+            if k < end:
+                x0, x1, x2, x3 = load4(x, k)
+                z0 = x0 + b0
+                z1 = x1 + b1
+                z2 = x2 + b2
+                z3 = x3 + b3
+                store4(saved, k, z0, z1, z2, z3)
+                y0 = act.log_sigmoid(z0, a, b)
+                y1 = act.log_sigmoid(z1, a, b)
+                y2 = act.log_sigmoid(z2, a, b)
+                y3 = act.log_sigmoid(z3, a, b)
+                store4(out, k, y0, y1, y2, y3)
+            j += sj
+        return
+    si2 = si + si
+    si3 = si2 + si
     while j < cols:
         bj = bias[j]
         i = i0
@@ -440,12 +588,65 @@ def log_sigmoid_bias_forward(x, bias, out, saved, a, b):
 
 
 @cuda.jit(**CUDA_KERNEL)
-def log_sigmoid_bias_backward(g, saved, grad_pre, partial, a, b):
+def log_sigmoid_bias_backward(g, saved, grad_pre, partial, a, b, vector):
     j, i0, sj, si = _grid_2d_unsigned()  # unsigned indices, as the forward
-    si2 = si + si
-    si3 = si2 + si
     rows = uint64(g.shape[0])
     cols = uint64(g.shape[1])
+    if vector:  # four columns a thread, 128-bit accesses, as the forward
+        groups = cols >> uint64(2)
+        sk = si * groups
+        end = rows * groups
+        while j < groups:
+            acc0 = act.typed(0.0, partial[0, 0])  # one sum per column, in row order
+            acc1 = acc0
+            acc2 = acc0
+            acc3 = acc0
+            k = i0 * groups + j
+            while k + sk < end:  # two rows' groups of both inputs in flight per thread
+                g0, g1, g2, g3 = load4(g, k)
+                v0, v1, v2, v3 = load4(saved, k)
+                g4, g5, g6, g7 = load4(g, k + sk)
+                v4, v5, v6, v7 = load4(saved, k + sk)
+                d0 = act.log_sigmoid_grad(g0, v0, a, b)
+                d1 = act.log_sigmoid_grad(g1, v1, a, b)
+                d2 = act.log_sigmoid_grad(g2, v2, a, b)
+                d3 = act.log_sigmoid_grad(g3, v3, a, b)
+                store4(grad_pre, k, d0, d1, d2, d3)
+                acc0 += d0
+                acc1 += d1
+                acc2 += d2
+                acc3 += d3
+                d0 = act.log_sigmoid_grad(g4, v4, a, b)
+                d1 = act.log_sigmoid_grad(g5, v5, a, b)
+                d2 = act.log_sigmoid_grad(g6, v6, a, b)
+                d3 = act.log_sigmoid_grad(g7, v7, a, b)
+                store4(grad_pre, k + sk, d0, d1, d2, d3)
+                acc0 += d0
+                acc1 += d1
+                acc2 += d2
+                acc3 += d3
+                k += sk + sk
+            if k < end:
+                g0, g1, g2, g3 = load4(g, k)
+                v0, v1, v2, v3 = load4(saved, k)
+                d0 = act.log_sigmoid_grad(g0, v0, a, b)
+                d1 = act.log_sigmoid_grad(g1, v1, a, b)
+                d2 = act.log_sigmoid_grad(g2, v2, a, b)
+                d3 = act.log_sigmoid_grad(g3, v3, a, b)
+                store4(grad_pre, k, d0, d1, d2, d3)
+                acc0 += d0
+                acc1 += d1
+                acc2 += d2
+                acc3 += d3
+            c = j << uint64(2)
+            partial[i0, c] = acc0
+            partial[i0, c + uint64(1)] = acc1
+            partial[i0, c + uint64(2)] = acc2
+            partial[i0, c + uint64(3)] = acc3
+            j += sj
+        return
+    si2 = si + si
+    si3 = si2 + si
     while j < cols:
         acc = act.typed(0.0, partial[0, 0])  # of partial's dtype (float64)
         i = i0
@@ -584,12 +785,58 @@ def tanh_backward(g, v, out, a, b, vector):
 
 
 @cuda.jit(**CUDA_KERNEL)
-def tanh_bias_forward(x, bias, out, saved, a, b):
+def tanh_bias_forward(x, bias, out, saved, a, b, vector):
     j, i0, sj, si = _grid_2d_unsigned()  # unsigned indices, as the forward
-    si2 = si + si
-    si3 = si2 + si
     rows = uint64(x.shape[0])
     cols = uint64(x.shape[1])
+    if vector:  # cols % 4 == 0, the matrices on 16 bytes: four columns (a group) a thread
+        groups = cols >> uint64(2)  # j counts groups; group k of the flat data: row k // groups
+        sk = si * groups  # from a group to the same columns si rows down
+        end = rows * groups  # past the last row's groups (k < end: row < rows)
+        while j < groups:
+            c = j << uint64(2)
+            b0 = bias[c]
+            b1 = bias[c + uint64(1)]
+            b2 = bias[c + uint64(2)]
+            b3 = bias[c + uint64(3)]
+            k = i0 * groups + j
+            while k + sk < end:  # two rows' groups in flight per thread
+                x0, x1, x2, x3 = load4(x, k)
+                x4, x5, x6, x7 = load4(x, k + sk)
+                z0 = x0 + b0
+                z1 = x1 + b1
+                z2 = x2 + b2
+                z3 = x3 + b3
+                y0 = act.tanh(z0, a, b)
+                y1 = act.tanh(z1, a, b)
+                y2 = act.tanh(z2, a, b)
+                y3 = act.tanh(z3, a, b)
+                store4(out, k, y0, y1, y2, y3)
+                z0 = x4 + b0
+                z1 = x5 + b1
+                z2 = x6 + b2
+                z3 = x7 + b3
+                y0 = act.tanh(z0, a, b)
+                y1 = act.tanh(z1, a, b)
+                y2 = act.tanh(z2, a, b)
+                y3 = act.tanh(z3, a, b)
+                store4(out, k + sk, y0, y1, y2, y3)
+                k += sk + sk
+            if k < end:
+                x0, x1, x2, x3 = load4(x, k)
+                z0 = x0 + b0
+                z1 = x1 + b1
+                z2 = x2 + b2
+                z3 = x3 + b3
+                y0 = act.tanh(z0, a, b)
+                y1 = act.tanh(z1, a, b)
+                y2 = act.tanh(z2, a, b)
+                y3 = act.tanh(z3, a, b)
+                store4(out, k, y0, y1, y2, y3)
+            j += sj
+        return
+    si2 = si + si
+    si3 = si2 + si
     while j < cols:
         bj = bias[j]
         i = i0
@@ -611,12 +858,65 @@ def tanh_bias_forward(x, bias, out, saved, a, b):
 
 
 @cuda.jit(**CUDA_KERNEL)
-def tanh_bias_backward(g, saved, grad_pre, partial, a, b):
+def tanh_bias_backward(g, saved, grad_pre, partial, a, b, vector):
     j, i0, sj, si = _grid_2d_unsigned()  # unsigned indices, as the forward
-    si2 = si + si
-    si3 = si2 + si
     rows = uint64(g.shape[0])
     cols = uint64(g.shape[1])
+    if vector:  # four columns a thread, 128-bit accesses, as the forward
+        groups = cols >> uint64(2)
+        sk = si * groups
+        end = rows * groups
+        while j < groups:
+            acc0 = act.typed(0.0, partial[0, 0])  # one sum per column, in row order
+            acc1 = acc0
+            acc2 = acc0
+            acc3 = acc0
+            k = i0 * groups + j
+            while k + sk < end:  # two rows' groups of both inputs in flight per thread
+                g0, g1, g2, g3 = load4(g, k)
+                v0, v1, v2, v3 = load4(saved, k)
+                g4, g5, g6, g7 = load4(g, k + sk)
+                v4, v5, v6, v7 = load4(saved, k + sk)
+                d0 = act.tanh_grad(g0, v0, a, b)
+                d1 = act.tanh_grad(g1, v1, a, b)
+                d2 = act.tanh_grad(g2, v2, a, b)
+                d3 = act.tanh_grad(g3, v3, a, b)
+                store4(grad_pre, k, d0, d1, d2, d3)
+                acc0 += d0
+                acc1 += d1
+                acc2 += d2
+                acc3 += d3
+                d0 = act.tanh_grad(g4, v4, a, b)
+                d1 = act.tanh_grad(g5, v5, a, b)
+                d2 = act.tanh_grad(g6, v6, a, b)
+                d3 = act.tanh_grad(g7, v7, a, b)
+                store4(grad_pre, k + sk, d0, d1, d2, d3)
+                acc0 += d0
+                acc1 += d1
+                acc2 += d2
+                acc3 += d3
+                k += sk + sk
+            if k < end:
+                g0, g1, g2, g3 = load4(g, k)
+                v0, v1, v2, v3 = load4(saved, k)
+                d0 = act.tanh_grad(g0, v0, a, b)
+                d1 = act.tanh_grad(g1, v1, a, b)
+                d2 = act.tanh_grad(g2, v2, a, b)
+                d3 = act.tanh_grad(g3, v3, a, b)
+                store4(grad_pre, k, d0, d1, d2, d3)
+                acc0 += d0
+                acc1 += d1
+                acc2 += d2
+                acc3 += d3
+            c = j << uint64(2)
+            partial[i0, c] = acc0
+            partial[i0, c + uint64(1)] = acc1
+            partial[i0, c + uint64(2)] = acc2
+            partial[i0, c + uint64(3)] = acc3
+            j += sj
+        return
+    si2 = si + si
+    si3 = si2 + si
     while j < cols:
         acc = act.typed(0.0, partial[0, 0])  # of partial's dtype (float64)
         i = i0
@@ -755,12 +1055,61 @@ def softplus_backward(g, v, out, a, b, vector):
 
 
 @cuda.jit(**CUDA_KERNEL)
-def softplus_bias_forward(x, bias, out, saved, a, b):
+def softplus_bias_forward(x, bias, out, saved, a, b, vector):
     j, i0, sj, si = _grid_2d_unsigned()  # unsigned indices, as the forward
-    si2 = si + si
-    si3 = si2 + si
     rows = uint64(x.shape[0])
     cols = uint64(x.shape[1])
+    if vector:  # cols % 4 == 0, the matrices on 16 bytes: four columns (a group) a thread
+        groups = cols >> uint64(2)  # j counts groups; group k of the flat data: row k // groups
+        sk = si * groups  # from a group to the same columns si rows down
+        end = rows * groups  # past the last row's groups (k < end: row < rows)
+        while j < groups:
+            c = j << uint64(2)
+            b0 = bias[c]
+            b1 = bias[c + uint64(1)]
+            b2 = bias[c + uint64(2)]
+            b3 = bias[c + uint64(3)]
+            k = i0 * groups + j
+            while k + sk < end:  # two rows' groups in flight per thread
+                x0, x1, x2, x3 = load4(x, k)
+                x4, x5, x6, x7 = load4(x, k + sk)
+                z0 = x0 + b0
+                z1 = x1 + b1
+                z2 = x2 + b2
+                z3 = x3 + b3
+                store4(saved, k, z0, z1, z2, z3)
+                y0 = act.softplus(z0, a, b)
+                y1 = act.softplus(z1, a, b)
+                y2 = act.softplus(z2, a, b)
+                y3 = act.softplus(z3, a, b)
+                store4(out, k, y0, y1, y2, y3)
+                z0 = x4 + b0
+                z1 = x5 + b1
+                z2 = x6 + b2
+                z3 = x7 + b3
+                store4(saved, k + sk, z0, z1, z2, z3)
+                y0 = act.softplus(z0, a, b)
+                y1 = act.softplus(z1, a, b)
+                y2 = act.softplus(z2, a, b)
+                y3 = act.softplus(z3, a, b)
+                store4(out, k + sk, y0, y1, y2, y3)
+                k += sk + sk
+            if k < end:
+                x0, x1, x2, x3 = load4(x, k)
+                z0 = x0 + b0
+                z1 = x1 + b1
+                z2 = x2 + b2
+                z3 = x3 + b3
+                store4(saved, k, z0, z1, z2, z3)
+                y0 = act.softplus(z0, a, b)
+                y1 = act.softplus(z1, a, b)
+                y2 = act.softplus(z2, a, b)
+                y3 = act.softplus(z3, a, b)
+                store4(out, k, y0, y1, y2, y3)
+            j += sj
+        return
+    si2 = si + si
+    si3 = si2 + si
     while j < cols:
         bj = bias[j]
         i = i0
@@ -787,12 +1136,65 @@ def softplus_bias_forward(x, bias, out, saved, a, b):
 
 
 @cuda.jit(**CUDA_KERNEL)
-def softplus_bias_backward(g, saved, grad_pre, partial, a, b):
+def softplus_bias_backward(g, saved, grad_pre, partial, a, b, vector):
     j, i0, sj, si = _grid_2d_unsigned()  # unsigned indices, as the forward
-    si2 = si + si
-    si3 = si2 + si
     rows = uint64(g.shape[0])
     cols = uint64(g.shape[1])
+    if vector:  # four columns a thread, 128-bit accesses, as the forward
+        groups = cols >> uint64(2)
+        sk = si * groups
+        end = rows * groups
+        while j < groups:
+            acc0 = act.typed(0.0, partial[0, 0])  # one sum per column, in row order
+            acc1 = acc0
+            acc2 = acc0
+            acc3 = acc0
+            k = i0 * groups + j
+            while k + sk < end:  # two rows' groups of both inputs in flight per thread
+                g0, g1, g2, g3 = load4(g, k)
+                v0, v1, v2, v3 = load4(saved, k)
+                g4, g5, g6, g7 = load4(g, k + sk)
+                v4, v5, v6, v7 = load4(saved, k + sk)
+                d0 = act.softplus_grad(g0, v0, a, b)
+                d1 = act.softplus_grad(g1, v1, a, b)
+                d2 = act.softplus_grad(g2, v2, a, b)
+                d3 = act.softplus_grad(g3, v3, a, b)
+                store4(grad_pre, k, d0, d1, d2, d3)
+                acc0 += d0
+                acc1 += d1
+                acc2 += d2
+                acc3 += d3
+                d0 = act.softplus_grad(g4, v4, a, b)
+                d1 = act.softplus_grad(g5, v5, a, b)
+                d2 = act.softplus_grad(g6, v6, a, b)
+                d3 = act.softplus_grad(g7, v7, a, b)
+                store4(grad_pre, k + sk, d0, d1, d2, d3)
+                acc0 += d0
+                acc1 += d1
+                acc2 += d2
+                acc3 += d3
+                k += sk + sk
+            if k < end:
+                g0, g1, g2, g3 = load4(g, k)
+                v0, v1, v2, v3 = load4(saved, k)
+                d0 = act.softplus_grad(g0, v0, a, b)
+                d1 = act.softplus_grad(g1, v1, a, b)
+                d2 = act.softplus_grad(g2, v2, a, b)
+                d3 = act.softplus_grad(g3, v3, a, b)
+                store4(grad_pre, k, d0, d1, d2, d3)
+                acc0 += d0
+                acc1 += d1
+                acc2 += d2
+                acc3 += d3
+            c = j << uint64(2)
+            partial[i0, c] = acc0
+            partial[i0, c + uint64(1)] = acc1
+            partial[i0, c + uint64(2)] = acc2
+            partial[i0, c + uint64(3)] = acc3
+            j += sj
+        return
+    si2 = si + si
+    si3 = si2 + si
     while j < cols:
         acc = act.typed(0.0, partial[0, 0])  # of partial's dtype (float64)
         i = i0
@@ -931,12 +1333,58 @@ def relu_backward(g, v, out, a, b, vector):
 
 
 @cuda.jit(**CUDA_KERNEL)
-def relu_bias_forward(x, bias, out, saved, a, b):
+def relu_bias_forward(x, bias, out, saved, a, b, vector):
     j, i0, sj, si = _grid_2d_unsigned()  # unsigned indices, as the forward
-    si2 = si + si
-    si3 = si2 + si
     rows = uint64(x.shape[0])
     cols = uint64(x.shape[1])
+    if vector:  # cols % 4 == 0, the matrices on 16 bytes: four columns (a group) a thread
+        groups = cols >> uint64(2)  # j counts groups; group k of the flat data: row k // groups
+        sk = si * groups  # from a group to the same columns si rows down
+        end = rows * groups  # past the last row's groups (k < end: row < rows)
+        while j < groups:
+            c = j << uint64(2)
+            b0 = bias[c]
+            b1 = bias[c + uint64(1)]
+            b2 = bias[c + uint64(2)]
+            b3 = bias[c + uint64(3)]
+            k = i0 * groups + j
+            while k + sk < end:  # two rows' groups in flight per thread
+                x0, x1, x2, x3 = load4(x, k)
+                x4, x5, x6, x7 = load4(x, k + sk)
+                z0 = x0 + b0
+                z1 = x1 + b1
+                z2 = x2 + b2
+                z3 = x3 + b3
+                y0 = act.relu(z0, a, b)
+                y1 = act.relu(z1, a, b)
+                y2 = act.relu(z2, a, b)
+                y3 = act.relu(z3, a, b)
+                store4(out, k, y0, y1, y2, y3)
+                z0 = x4 + b0
+                z1 = x5 + b1
+                z2 = x6 + b2
+                z3 = x7 + b3
+                y0 = act.relu(z0, a, b)
+                y1 = act.relu(z1, a, b)
+                y2 = act.relu(z2, a, b)
+                y3 = act.relu(z3, a, b)
+                store4(out, k + sk, y0, y1, y2, y3)
+                k += sk + sk
+            if k < end:
+                x0, x1, x2, x3 = load4(x, k)
+                z0 = x0 + b0
+                z1 = x1 + b1
+                z2 = x2 + b2
+                z3 = x3 + b3
+                y0 = act.relu(z0, a, b)
+                y1 = act.relu(z1, a, b)
+                y2 = act.relu(z2, a, b)
+                y3 = act.relu(z3, a, b)
+                store4(out, k, y0, y1, y2, y3)
+            j += sj
+        return
+    si2 = si + si
+    si3 = si2 + si
     while j < cols:
         bj = bias[j]
         i = i0
@@ -958,12 +1406,65 @@ def relu_bias_forward(x, bias, out, saved, a, b):
 
 
 @cuda.jit(**CUDA_KERNEL)
-def relu_bias_backward(g, saved, grad_pre, partial, a, b):
+def relu_bias_backward(g, saved, grad_pre, partial, a, b, vector):
     j, i0, sj, si = _grid_2d_unsigned()  # unsigned indices, as the forward
-    si2 = si + si
-    si3 = si2 + si
     rows = uint64(g.shape[0])
     cols = uint64(g.shape[1])
+    if vector:  # four columns a thread, 128-bit accesses, as the forward
+        groups = cols >> uint64(2)
+        sk = si * groups
+        end = rows * groups
+        while j < groups:
+            acc0 = act.typed(0.0, partial[0, 0])  # one sum per column, in row order
+            acc1 = acc0
+            acc2 = acc0
+            acc3 = acc0
+            k = i0 * groups + j
+            while k + sk < end:  # two rows' groups of both inputs in flight per thread
+                g0, g1, g2, g3 = load4(g, k)
+                v0, v1, v2, v3 = load4(saved, k)
+                g4, g5, g6, g7 = load4(g, k + sk)
+                v4, v5, v6, v7 = load4(saved, k + sk)
+                d0 = act.relu_grad(g0, v0, a, b)
+                d1 = act.relu_grad(g1, v1, a, b)
+                d2 = act.relu_grad(g2, v2, a, b)
+                d3 = act.relu_grad(g3, v3, a, b)
+                store4(grad_pre, k, d0, d1, d2, d3)
+                acc0 += d0
+                acc1 += d1
+                acc2 += d2
+                acc3 += d3
+                d0 = act.relu_grad(g4, v4, a, b)
+                d1 = act.relu_grad(g5, v5, a, b)
+                d2 = act.relu_grad(g6, v6, a, b)
+                d3 = act.relu_grad(g7, v7, a, b)
+                store4(grad_pre, k + sk, d0, d1, d2, d3)
+                acc0 += d0
+                acc1 += d1
+                acc2 += d2
+                acc3 += d3
+                k += sk + sk
+            if k < end:
+                g0, g1, g2, g3 = load4(g, k)
+                v0, v1, v2, v3 = load4(saved, k)
+                d0 = act.relu_grad(g0, v0, a, b)
+                d1 = act.relu_grad(g1, v1, a, b)
+                d2 = act.relu_grad(g2, v2, a, b)
+                d3 = act.relu_grad(g3, v3, a, b)
+                store4(grad_pre, k, d0, d1, d2, d3)
+                acc0 += d0
+                acc1 += d1
+                acc2 += d2
+                acc3 += d3
+            c = j << uint64(2)
+            partial[i0, c] = acc0
+            partial[i0, c + uint64(1)] = acc1
+            partial[i0, c + uint64(2)] = acc2
+            partial[i0, c + uint64(3)] = acc3
+            j += sj
+        return
+    si2 = si + si
+    si3 = si2 + si
     while j < cols:
         acc = act.typed(0.0, partial[0, 0])  # of partial's dtype (float64)
         i = i0
@@ -1102,12 +1603,58 @@ def relu6_backward(g, v, out, a, b, vector):
 
 
 @cuda.jit(**CUDA_KERNEL)
-def relu6_bias_forward(x, bias, out, saved, a, b):
+def relu6_bias_forward(x, bias, out, saved, a, b, vector):
     j, i0, sj, si = _grid_2d_unsigned()  # unsigned indices, as the forward
-    si2 = si + si
-    si3 = si2 + si
     rows = uint64(x.shape[0])
     cols = uint64(x.shape[1])
+    if vector:  # cols % 4 == 0, the matrices on 16 bytes: four columns (a group) a thread
+        groups = cols >> uint64(2)  # j counts groups; group k of the flat data: row k // groups
+        sk = si * groups  # from a group to the same columns si rows down
+        end = rows * groups  # past the last row's groups (k < end: row < rows)
+        while j < groups:
+            c = j << uint64(2)
+            b0 = bias[c]
+            b1 = bias[c + uint64(1)]
+            b2 = bias[c + uint64(2)]
+            b3 = bias[c + uint64(3)]
+            k = i0 * groups + j
+            while k + sk < end:  # two rows' groups in flight per thread
+                x0, x1, x2, x3 = load4(x, k)
+                x4, x5, x6, x7 = load4(x, k + sk)
+                z0 = x0 + b0
+                z1 = x1 + b1
+                z2 = x2 + b2
+                z3 = x3 + b3
+                y0 = act.relu6(z0, a, b)
+                y1 = act.relu6(z1, a, b)
+                y2 = act.relu6(z2, a, b)
+                y3 = act.relu6(z3, a, b)
+                store4(out, k, y0, y1, y2, y3)
+                z0 = x4 + b0
+                z1 = x5 + b1
+                z2 = x6 + b2
+                z3 = x7 + b3
+                y0 = act.relu6(z0, a, b)
+                y1 = act.relu6(z1, a, b)
+                y2 = act.relu6(z2, a, b)
+                y3 = act.relu6(z3, a, b)
+                store4(out, k + sk, y0, y1, y2, y3)
+                k += sk + sk
+            if k < end:
+                x0, x1, x2, x3 = load4(x, k)
+                z0 = x0 + b0
+                z1 = x1 + b1
+                z2 = x2 + b2
+                z3 = x3 + b3
+                y0 = act.relu6(z0, a, b)
+                y1 = act.relu6(z1, a, b)
+                y2 = act.relu6(z2, a, b)
+                y3 = act.relu6(z3, a, b)
+                store4(out, k, y0, y1, y2, y3)
+            j += sj
+        return
+    si2 = si + si
+    si3 = si2 + si
     while j < cols:
         bj = bias[j]
         i = i0
@@ -1129,12 +1676,65 @@ def relu6_bias_forward(x, bias, out, saved, a, b):
 
 
 @cuda.jit(**CUDA_KERNEL)
-def relu6_bias_backward(g, saved, grad_pre, partial, a, b):
+def relu6_bias_backward(g, saved, grad_pre, partial, a, b, vector):
     j, i0, sj, si = _grid_2d_unsigned()  # unsigned indices, as the forward
-    si2 = si + si
-    si3 = si2 + si
     rows = uint64(g.shape[0])
     cols = uint64(g.shape[1])
+    if vector:  # four columns a thread, 128-bit accesses, as the forward
+        groups = cols >> uint64(2)
+        sk = si * groups
+        end = rows * groups
+        while j < groups:
+            acc0 = act.typed(0.0, partial[0, 0])  # one sum per column, in row order
+            acc1 = acc0
+            acc2 = acc0
+            acc3 = acc0
+            k = i0 * groups + j
+            while k + sk < end:  # two rows' groups of both inputs in flight per thread
+                g0, g1, g2, g3 = load4(g, k)
+                v0, v1, v2, v3 = load4(saved, k)
+                g4, g5, g6, g7 = load4(g, k + sk)
+                v4, v5, v6, v7 = load4(saved, k + sk)
+                d0 = act.relu6_grad(g0, v0, a, b)
+                d1 = act.relu6_grad(g1, v1, a, b)
+                d2 = act.relu6_grad(g2, v2, a, b)
+                d3 = act.relu6_grad(g3, v3, a, b)
+                store4(grad_pre, k, d0, d1, d2, d3)
+                acc0 += d0
+                acc1 += d1
+                acc2 += d2
+                acc3 += d3
+                d0 = act.relu6_grad(g4, v4, a, b)
+                d1 = act.relu6_grad(g5, v5, a, b)
+                d2 = act.relu6_grad(g6, v6, a, b)
+                d3 = act.relu6_grad(g7, v7, a, b)
+                store4(grad_pre, k + sk, d0, d1, d2, d3)
+                acc0 += d0
+                acc1 += d1
+                acc2 += d2
+                acc3 += d3
+                k += sk + sk
+            if k < end:
+                g0, g1, g2, g3 = load4(g, k)
+                v0, v1, v2, v3 = load4(saved, k)
+                d0 = act.relu6_grad(g0, v0, a, b)
+                d1 = act.relu6_grad(g1, v1, a, b)
+                d2 = act.relu6_grad(g2, v2, a, b)
+                d3 = act.relu6_grad(g3, v3, a, b)
+                store4(grad_pre, k, d0, d1, d2, d3)
+                acc0 += d0
+                acc1 += d1
+                acc2 += d2
+                acc3 += d3
+            c = j << uint64(2)
+            partial[i0, c] = acc0
+            partial[i0, c + uint64(1)] = acc1
+            partial[i0, c + uint64(2)] = acc2
+            partial[i0, c + uint64(3)] = acc3
+            j += sj
+        return
+    si2 = si + si
+    si3 = si2 + si
     while j < cols:
         acc = act.typed(0.0, partial[0, 0])  # of partial's dtype (float64)
         i = i0
@@ -1273,12 +1873,61 @@ def leaky_relu_backward(g, v, out, a, b, vector):
 
 
 @cuda.jit(**CUDA_KERNEL)
-def leaky_relu_bias_forward(x, bias, out, saved, a, b):
+def leaky_relu_bias_forward(x, bias, out, saved, a, b, vector):
     j, i0, sj, si = _grid_2d_unsigned()  # unsigned indices, as the forward
-    si2 = si + si
-    si3 = si2 + si
     rows = uint64(x.shape[0])
     cols = uint64(x.shape[1])
+    if vector:  # cols % 4 == 0, the matrices on 16 bytes: four columns (a group) a thread
+        groups = cols >> uint64(2)  # j counts groups; group k of the flat data: row k // groups
+        sk = si * groups  # from a group to the same columns si rows down
+        end = rows * groups  # past the last row's groups (k < end: row < rows)
+        while j < groups:
+            c = j << uint64(2)
+            b0 = bias[c]
+            b1 = bias[c + uint64(1)]
+            b2 = bias[c + uint64(2)]
+            b3 = bias[c + uint64(3)]
+            k = i0 * groups + j
+            while k + sk < end:  # two rows' groups in flight per thread
+                x0, x1, x2, x3 = load4(x, k)
+                x4, x5, x6, x7 = load4(x, k + sk)
+                z0 = x0 + b0
+                z1 = x1 + b1
+                z2 = x2 + b2
+                z3 = x3 + b3
+                store4(saved, k, z0, z1, z2, z3)
+                y0 = act.leaky_relu(z0, a, b)
+                y1 = act.leaky_relu(z1, a, b)
+                y2 = act.leaky_relu(z2, a, b)
+                y3 = act.leaky_relu(z3, a, b)
+                store4(out, k, y0, y1, y2, y3)
+                z0 = x4 + b0
+                z1 = x5 + b1
+                z2 = x6 + b2
+                z3 = x7 + b3
+                store4(saved, k + sk, z0, z1, z2, z3)
+                y0 = act.leaky_relu(z0, a, b)
+                y1 = act.leaky_relu(z1, a, b)
+                y2 = act.leaky_relu(z2, a, b)
+                y3 = act.leaky_relu(z3, a, b)
+                store4(out, k + sk, y0, y1, y2, y3)
+                k += sk + sk
+            if k < end:
+                x0, x1, x2, x3 = load4(x, k)
+                z0 = x0 + b0
+                z1 = x1 + b1
+                z2 = x2 + b2
+                z3 = x3 + b3
+                store4(saved, k, z0, z1, z2, z3)
+                y0 = act.leaky_relu(z0, a, b)
+                y1 = act.leaky_relu(z1, a, b)
+                y2 = act.leaky_relu(z2, a, b)
+                y3 = act.leaky_relu(z3, a, b)
+                store4(out, k, y0, y1, y2, y3)
+            j += sj
+        return
+    si2 = si + si
+    si3 = si2 + si
     while j < cols:
         bj = bias[j]
         i = i0
@@ -1305,12 +1954,65 @@ def leaky_relu_bias_forward(x, bias, out, saved, a, b):
 
 
 @cuda.jit(**CUDA_KERNEL)
-def leaky_relu_bias_backward(g, saved, grad_pre, partial, a, b):
+def leaky_relu_bias_backward(g, saved, grad_pre, partial, a, b, vector):
     j, i0, sj, si = _grid_2d_unsigned()  # unsigned indices, as the forward
-    si2 = si + si
-    si3 = si2 + si
     rows = uint64(g.shape[0])
     cols = uint64(g.shape[1])
+    if vector:  # four columns a thread, 128-bit accesses, as the forward
+        groups = cols >> uint64(2)
+        sk = si * groups
+        end = rows * groups
+        while j < groups:
+            acc0 = act.typed(0.0, partial[0, 0])  # one sum per column, in row order
+            acc1 = acc0
+            acc2 = acc0
+            acc3 = acc0
+            k = i0 * groups + j
+            while k + sk < end:  # two rows' groups of both inputs in flight per thread
+                g0, g1, g2, g3 = load4(g, k)
+                v0, v1, v2, v3 = load4(saved, k)
+                g4, g5, g6, g7 = load4(g, k + sk)
+                v4, v5, v6, v7 = load4(saved, k + sk)
+                d0 = act.leaky_relu_grad(g0, v0, a, b)
+                d1 = act.leaky_relu_grad(g1, v1, a, b)
+                d2 = act.leaky_relu_grad(g2, v2, a, b)
+                d3 = act.leaky_relu_grad(g3, v3, a, b)
+                store4(grad_pre, k, d0, d1, d2, d3)
+                acc0 += d0
+                acc1 += d1
+                acc2 += d2
+                acc3 += d3
+                d0 = act.leaky_relu_grad(g4, v4, a, b)
+                d1 = act.leaky_relu_grad(g5, v5, a, b)
+                d2 = act.leaky_relu_grad(g6, v6, a, b)
+                d3 = act.leaky_relu_grad(g7, v7, a, b)
+                store4(grad_pre, k + sk, d0, d1, d2, d3)
+                acc0 += d0
+                acc1 += d1
+                acc2 += d2
+                acc3 += d3
+                k += sk + sk
+            if k < end:
+                g0, g1, g2, g3 = load4(g, k)
+                v0, v1, v2, v3 = load4(saved, k)
+                d0 = act.leaky_relu_grad(g0, v0, a, b)
+                d1 = act.leaky_relu_grad(g1, v1, a, b)
+                d2 = act.leaky_relu_grad(g2, v2, a, b)
+                d3 = act.leaky_relu_grad(g3, v3, a, b)
+                store4(grad_pre, k, d0, d1, d2, d3)
+                acc0 += d0
+                acc1 += d1
+                acc2 += d2
+                acc3 += d3
+            c = j << uint64(2)
+            partial[i0, c] = acc0
+            partial[i0, c + uint64(1)] = acc1
+            partial[i0, c + uint64(2)] = acc2
+            partial[i0, c + uint64(3)] = acc3
+            j += sj
+        return
+    si2 = si + si
+    si3 = si2 + si
     while j < cols:
         acc = act.typed(0.0, partial[0, 0])  # of partial's dtype (float64)
         i = i0
@@ -1449,12 +2151,61 @@ def elu_backward(g, v, out, a, b, vector):
 
 
 @cuda.jit(**CUDA_KERNEL)
-def elu_bias_forward(x, bias, out, saved, a, b):
+def elu_bias_forward(x, bias, out, saved, a, b, vector):
     j, i0, sj, si = _grid_2d_unsigned()  # unsigned indices, as the forward
-    si2 = si + si
-    si3 = si2 + si
     rows = uint64(x.shape[0])
     cols = uint64(x.shape[1])
+    if vector:  # cols % 4 == 0, the matrices on 16 bytes: four columns (a group) a thread
+        groups = cols >> uint64(2)  # j counts groups; group k of the flat data: row k // groups
+        sk = si * groups  # from a group to the same columns si rows down
+        end = rows * groups  # past the last row's groups (k < end: row < rows)
+        while j < groups:
+            c = j << uint64(2)
+            b0 = bias[c]
+            b1 = bias[c + uint64(1)]
+            b2 = bias[c + uint64(2)]
+            b3 = bias[c + uint64(3)]
+            k = i0 * groups + j
+            while k + sk < end:  # two rows' groups in flight per thread
+                x0, x1, x2, x3 = load4(x, k)
+                x4, x5, x6, x7 = load4(x, k + sk)
+                z0 = x0 + b0
+                z1 = x1 + b1
+                z2 = x2 + b2
+                z3 = x3 + b3
+                store4(saved, k, z0, z1, z2, z3)
+                y0 = act.elu(z0, a, b)
+                y1 = act.elu(z1, a, b)
+                y2 = act.elu(z2, a, b)
+                y3 = act.elu(z3, a, b)
+                store4(out, k, y0, y1, y2, y3)
+                z0 = x4 + b0
+                z1 = x5 + b1
+                z2 = x6 + b2
+                z3 = x7 + b3
+                store4(saved, k + sk, z0, z1, z2, z3)
+                y0 = act.elu(z0, a, b)
+                y1 = act.elu(z1, a, b)
+                y2 = act.elu(z2, a, b)
+                y3 = act.elu(z3, a, b)
+                store4(out, k + sk, y0, y1, y2, y3)
+                k += sk + sk
+            if k < end:
+                x0, x1, x2, x3 = load4(x, k)
+                z0 = x0 + b0
+                z1 = x1 + b1
+                z2 = x2 + b2
+                z3 = x3 + b3
+                store4(saved, k, z0, z1, z2, z3)
+                y0 = act.elu(z0, a, b)
+                y1 = act.elu(z1, a, b)
+                y2 = act.elu(z2, a, b)
+                y3 = act.elu(z3, a, b)
+                store4(out, k, y0, y1, y2, y3)
+            j += sj
+        return
+    si2 = si + si
+    si3 = si2 + si
     while j < cols:
         bj = bias[j]
         i = i0
@@ -1481,12 +2232,65 @@ def elu_bias_forward(x, bias, out, saved, a, b):
 
 
 @cuda.jit(**CUDA_KERNEL)
-def elu_bias_backward(g, saved, grad_pre, partial, a, b):
+def elu_bias_backward(g, saved, grad_pre, partial, a, b, vector):
     j, i0, sj, si = _grid_2d_unsigned()  # unsigned indices, as the forward
-    si2 = si + si
-    si3 = si2 + si
     rows = uint64(g.shape[0])
     cols = uint64(g.shape[1])
+    if vector:  # four columns a thread, 128-bit accesses, as the forward
+        groups = cols >> uint64(2)
+        sk = si * groups
+        end = rows * groups
+        while j < groups:
+            acc0 = act.typed(0.0, partial[0, 0])  # one sum per column, in row order
+            acc1 = acc0
+            acc2 = acc0
+            acc3 = acc0
+            k = i0 * groups + j
+            while k + sk < end:  # two rows' groups of both inputs in flight per thread
+                g0, g1, g2, g3 = load4(g, k)
+                v0, v1, v2, v3 = load4(saved, k)
+                g4, g5, g6, g7 = load4(g, k + sk)
+                v4, v5, v6, v7 = load4(saved, k + sk)
+                d0 = act.elu_grad(g0, v0, a, b)
+                d1 = act.elu_grad(g1, v1, a, b)
+                d2 = act.elu_grad(g2, v2, a, b)
+                d3 = act.elu_grad(g3, v3, a, b)
+                store4(grad_pre, k, d0, d1, d2, d3)
+                acc0 += d0
+                acc1 += d1
+                acc2 += d2
+                acc3 += d3
+                d0 = act.elu_grad(g4, v4, a, b)
+                d1 = act.elu_grad(g5, v5, a, b)
+                d2 = act.elu_grad(g6, v6, a, b)
+                d3 = act.elu_grad(g7, v7, a, b)
+                store4(grad_pre, k + sk, d0, d1, d2, d3)
+                acc0 += d0
+                acc1 += d1
+                acc2 += d2
+                acc3 += d3
+                k += sk + sk
+            if k < end:
+                g0, g1, g2, g3 = load4(g, k)
+                v0, v1, v2, v3 = load4(saved, k)
+                d0 = act.elu_grad(g0, v0, a, b)
+                d1 = act.elu_grad(g1, v1, a, b)
+                d2 = act.elu_grad(g2, v2, a, b)
+                d3 = act.elu_grad(g3, v3, a, b)
+                store4(grad_pre, k, d0, d1, d2, d3)
+                acc0 += d0
+                acc1 += d1
+                acc2 += d2
+                acc3 += d3
+            c = j << uint64(2)
+            partial[i0, c] = acc0
+            partial[i0, c + uint64(1)] = acc1
+            partial[i0, c + uint64(2)] = acc2
+            partial[i0, c + uint64(3)] = acc3
+            j += sj
+        return
+    si2 = si + si
+    si3 = si2 + si
     while j < cols:
         acc = act.typed(0.0, partial[0, 0])  # of partial's dtype (float64)
         i = i0
@@ -1625,12 +2429,61 @@ def celu_backward(g, v, out, a, b, vector):
 
 
 @cuda.jit(**CUDA_KERNEL)
-def celu_bias_forward(x, bias, out, saved, a, b):
+def celu_bias_forward(x, bias, out, saved, a, b, vector):
     j, i0, sj, si = _grid_2d_unsigned()  # unsigned indices, as the forward
-    si2 = si + si
-    si3 = si2 + si
     rows = uint64(x.shape[0])
     cols = uint64(x.shape[1])
+    if vector:  # cols % 4 == 0, the matrices on 16 bytes: four columns (a group) a thread
+        groups = cols >> uint64(2)  # j counts groups; group k of the flat data: row k // groups
+        sk = si * groups  # from a group to the same columns si rows down
+        end = rows * groups  # past the last row's groups (k < end: row < rows)
+        while j < groups:
+            c = j << uint64(2)
+            b0 = bias[c]
+            b1 = bias[c + uint64(1)]
+            b2 = bias[c + uint64(2)]
+            b3 = bias[c + uint64(3)]
+            k = i0 * groups + j
+            while k + sk < end:  # two rows' groups in flight per thread
+                x0, x1, x2, x3 = load4(x, k)
+                x4, x5, x6, x7 = load4(x, k + sk)
+                z0 = x0 + b0
+                z1 = x1 + b1
+                z2 = x2 + b2
+                z3 = x3 + b3
+                store4(saved, k, z0, z1, z2, z3)
+                y0 = act.celu(z0, a, b)
+                y1 = act.celu(z1, a, b)
+                y2 = act.celu(z2, a, b)
+                y3 = act.celu(z3, a, b)
+                store4(out, k, y0, y1, y2, y3)
+                z0 = x4 + b0
+                z1 = x5 + b1
+                z2 = x6 + b2
+                z3 = x7 + b3
+                store4(saved, k + sk, z0, z1, z2, z3)
+                y0 = act.celu(z0, a, b)
+                y1 = act.celu(z1, a, b)
+                y2 = act.celu(z2, a, b)
+                y3 = act.celu(z3, a, b)
+                store4(out, k + sk, y0, y1, y2, y3)
+                k += sk + sk
+            if k < end:
+                x0, x1, x2, x3 = load4(x, k)
+                z0 = x0 + b0
+                z1 = x1 + b1
+                z2 = x2 + b2
+                z3 = x3 + b3
+                store4(saved, k, z0, z1, z2, z3)
+                y0 = act.celu(z0, a, b)
+                y1 = act.celu(z1, a, b)
+                y2 = act.celu(z2, a, b)
+                y3 = act.celu(z3, a, b)
+                store4(out, k, y0, y1, y2, y3)
+            j += sj
+        return
+    si2 = si + si
+    si3 = si2 + si
     while j < cols:
         bj = bias[j]
         i = i0
@@ -1657,12 +2510,65 @@ def celu_bias_forward(x, bias, out, saved, a, b):
 
 
 @cuda.jit(**CUDA_KERNEL)
-def celu_bias_backward(g, saved, grad_pre, partial, a, b):
+def celu_bias_backward(g, saved, grad_pre, partial, a, b, vector):
     j, i0, sj, si = _grid_2d_unsigned()  # unsigned indices, as the forward
-    si2 = si + si
-    si3 = si2 + si
     rows = uint64(g.shape[0])
     cols = uint64(g.shape[1])
+    if vector:  # four columns a thread, 128-bit accesses, as the forward
+        groups = cols >> uint64(2)
+        sk = si * groups
+        end = rows * groups
+        while j < groups:
+            acc0 = act.typed(0.0, partial[0, 0])  # one sum per column, in row order
+            acc1 = acc0
+            acc2 = acc0
+            acc3 = acc0
+            k = i0 * groups + j
+            while k + sk < end:  # two rows' groups of both inputs in flight per thread
+                g0, g1, g2, g3 = load4(g, k)
+                v0, v1, v2, v3 = load4(saved, k)
+                g4, g5, g6, g7 = load4(g, k + sk)
+                v4, v5, v6, v7 = load4(saved, k + sk)
+                d0 = act.celu_grad(g0, v0, a, b)
+                d1 = act.celu_grad(g1, v1, a, b)
+                d2 = act.celu_grad(g2, v2, a, b)
+                d3 = act.celu_grad(g3, v3, a, b)
+                store4(grad_pre, k, d0, d1, d2, d3)
+                acc0 += d0
+                acc1 += d1
+                acc2 += d2
+                acc3 += d3
+                d0 = act.celu_grad(g4, v4, a, b)
+                d1 = act.celu_grad(g5, v5, a, b)
+                d2 = act.celu_grad(g6, v6, a, b)
+                d3 = act.celu_grad(g7, v7, a, b)
+                store4(grad_pre, k + sk, d0, d1, d2, d3)
+                acc0 += d0
+                acc1 += d1
+                acc2 += d2
+                acc3 += d3
+                k += sk + sk
+            if k < end:
+                g0, g1, g2, g3 = load4(g, k)
+                v0, v1, v2, v3 = load4(saved, k)
+                d0 = act.celu_grad(g0, v0, a, b)
+                d1 = act.celu_grad(g1, v1, a, b)
+                d2 = act.celu_grad(g2, v2, a, b)
+                d3 = act.celu_grad(g3, v3, a, b)
+                store4(grad_pre, k, d0, d1, d2, d3)
+                acc0 += d0
+                acc1 += d1
+                acc2 += d2
+                acc3 += d3
+            c = j << uint64(2)
+            partial[i0, c] = acc0
+            partial[i0, c + uint64(1)] = acc1
+            partial[i0, c + uint64(2)] = acc2
+            partial[i0, c + uint64(3)] = acc3
+            j += sj
+        return
+    si2 = si + si
+    si3 = si2 + si
     while j < cols:
         acc = act.typed(0.0, partial[0, 0])  # of partial's dtype (float64)
         i = i0
@@ -1801,12 +2707,61 @@ def selu_backward(g, v, out, a, b, vector):
 
 
 @cuda.jit(**CUDA_KERNEL)
-def selu_bias_forward(x, bias, out, saved, a, b):
+def selu_bias_forward(x, bias, out, saved, a, b, vector):
     j, i0, sj, si = _grid_2d_unsigned()  # unsigned indices, as the forward
-    si2 = si + si
-    si3 = si2 + si
     rows = uint64(x.shape[0])
     cols = uint64(x.shape[1])
+    if vector:  # cols % 4 == 0, the matrices on 16 bytes: four columns (a group) a thread
+        groups = cols >> uint64(2)  # j counts groups; group k of the flat data: row k // groups
+        sk = si * groups  # from a group to the same columns si rows down
+        end = rows * groups  # past the last row's groups (k < end: row < rows)
+        while j < groups:
+            c = j << uint64(2)
+            b0 = bias[c]
+            b1 = bias[c + uint64(1)]
+            b2 = bias[c + uint64(2)]
+            b3 = bias[c + uint64(3)]
+            k = i0 * groups + j
+            while k + sk < end:  # two rows' groups in flight per thread
+                x0, x1, x2, x3 = load4(x, k)
+                x4, x5, x6, x7 = load4(x, k + sk)
+                z0 = x0 + b0
+                z1 = x1 + b1
+                z2 = x2 + b2
+                z3 = x3 + b3
+                store4(saved, k, z0, z1, z2, z3)
+                y0 = act.selu(z0, a, b)
+                y1 = act.selu(z1, a, b)
+                y2 = act.selu(z2, a, b)
+                y3 = act.selu(z3, a, b)
+                store4(out, k, y0, y1, y2, y3)
+                z0 = x4 + b0
+                z1 = x5 + b1
+                z2 = x6 + b2
+                z3 = x7 + b3
+                store4(saved, k + sk, z0, z1, z2, z3)
+                y0 = act.selu(z0, a, b)
+                y1 = act.selu(z1, a, b)
+                y2 = act.selu(z2, a, b)
+                y3 = act.selu(z3, a, b)
+                store4(out, k + sk, y0, y1, y2, y3)
+                k += sk + sk
+            if k < end:
+                x0, x1, x2, x3 = load4(x, k)
+                z0 = x0 + b0
+                z1 = x1 + b1
+                z2 = x2 + b2
+                z3 = x3 + b3
+                store4(saved, k, z0, z1, z2, z3)
+                y0 = act.selu(z0, a, b)
+                y1 = act.selu(z1, a, b)
+                y2 = act.selu(z2, a, b)
+                y3 = act.selu(z3, a, b)
+                store4(out, k, y0, y1, y2, y3)
+            j += sj
+        return
+    si2 = si + si
+    si3 = si2 + si
     while j < cols:
         bj = bias[j]
         i = i0
@@ -1833,12 +2788,65 @@ def selu_bias_forward(x, bias, out, saved, a, b):
 
 
 @cuda.jit(**CUDA_KERNEL)
-def selu_bias_backward(g, saved, grad_pre, partial, a, b):
+def selu_bias_backward(g, saved, grad_pre, partial, a, b, vector):
     j, i0, sj, si = _grid_2d_unsigned()  # unsigned indices, as the forward
-    si2 = si + si
-    si3 = si2 + si
     rows = uint64(g.shape[0])
     cols = uint64(g.shape[1])
+    if vector:  # four columns a thread, 128-bit accesses, as the forward
+        groups = cols >> uint64(2)
+        sk = si * groups
+        end = rows * groups
+        while j < groups:
+            acc0 = act.typed(0.0, partial[0, 0])  # one sum per column, in row order
+            acc1 = acc0
+            acc2 = acc0
+            acc3 = acc0
+            k = i0 * groups + j
+            while k + sk < end:  # two rows' groups of both inputs in flight per thread
+                g0, g1, g2, g3 = load4(g, k)
+                v0, v1, v2, v3 = load4(saved, k)
+                g4, g5, g6, g7 = load4(g, k + sk)
+                v4, v5, v6, v7 = load4(saved, k + sk)
+                d0 = act.selu_grad(g0, v0, a, b)
+                d1 = act.selu_grad(g1, v1, a, b)
+                d2 = act.selu_grad(g2, v2, a, b)
+                d3 = act.selu_grad(g3, v3, a, b)
+                store4(grad_pre, k, d0, d1, d2, d3)
+                acc0 += d0
+                acc1 += d1
+                acc2 += d2
+                acc3 += d3
+                d0 = act.selu_grad(g4, v4, a, b)
+                d1 = act.selu_grad(g5, v5, a, b)
+                d2 = act.selu_grad(g6, v6, a, b)
+                d3 = act.selu_grad(g7, v7, a, b)
+                store4(grad_pre, k + sk, d0, d1, d2, d3)
+                acc0 += d0
+                acc1 += d1
+                acc2 += d2
+                acc3 += d3
+                k += sk + sk
+            if k < end:
+                g0, g1, g2, g3 = load4(g, k)
+                v0, v1, v2, v3 = load4(saved, k)
+                d0 = act.selu_grad(g0, v0, a, b)
+                d1 = act.selu_grad(g1, v1, a, b)
+                d2 = act.selu_grad(g2, v2, a, b)
+                d3 = act.selu_grad(g3, v3, a, b)
+                store4(grad_pre, k, d0, d1, d2, d3)
+                acc0 += d0
+                acc1 += d1
+                acc2 += d2
+                acc3 += d3
+            c = j << uint64(2)
+            partial[i0, c] = acc0
+            partial[i0, c + uint64(1)] = acc1
+            partial[i0, c + uint64(2)] = acc2
+            partial[i0, c + uint64(3)] = acc3
+            j += sj
+        return
+    si2 = si + si
+    si3 = si2 + si
     while j < cols:
         acc = act.typed(0.0, partial[0, 0])  # of partial's dtype (float64)
         i = i0
@@ -1977,12 +2985,61 @@ def gelu_backward(g, v, out, a, b, vector):
 
 
 @cuda.jit(**CUDA_KERNEL)
-def gelu_bias_forward(x, bias, out, saved, a, b):
+def gelu_bias_forward(x, bias, out, saved, a, b, vector):
     j, i0, sj, si = _grid_2d_unsigned()  # unsigned indices, as the forward
-    si2 = si + si
-    si3 = si2 + si
     rows = uint64(x.shape[0])
     cols = uint64(x.shape[1])
+    if vector:  # cols % 4 == 0, the matrices on 16 bytes: four columns (a group) a thread
+        groups = cols >> uint64(2)  # j counts groups; group k of the flat data: row k // groups
+        sk = si * groups  # from a group to the same columns si rows down
+        end = rows * groups  # past the last row's groups (k < end: row < rows)
+        while j < groups:
+            c = j << uint64(2)
+            b0 = bias[c]
+            b1 = bias[c + uint64(1)]
+            b2 = bias[c + uint64(2)]
+            b3 = bias[c + uint64(3)]
+            k = i0 * groups + j
+            while k + sk < end:  # two rows' groups in flight per thread
+                x0, x1, x2, x3 = load4(x, k)
+                x4, x5, x6, x7 = load4(x, k + sk)
+                z0 = x0 + b0
+                z1 = x1 + b1
+                z2 = x2 + b2
+                z3 = x3 + b3
+                store4(saved, k, z0, z1, z2, z3)
+                y0 = act.gelu(z0, a, b)
+                y1 = act.gelu(z1, a, b)
+                y2 = act.gelu(z2, a, b)
+                y3 = act.gelu(z3, a, b)
+                store4(out, k, y0, y1, y2, y3)
+                z0 = x4 + b0
+                z1 = x5 + b1
+                z2 = x6 + b2
+                z3 = x7 + b3
+                store4(saved, k + sk, z0, z1, z2, z3)
+                y0 = act.gelu(z0, a, b)
+                y1 = act.gelu(z1, a, b)
+                y2 = act.gelu(z2, a, b)
+                y3 = act.gelu(z3, a, b)
+                store4(out, k + sk, y0, y1, y2, y3)
+                k += sk + sk
+            if k < end:
+                x0, x1, x2, x3 = load4(x, k)
+                z0 = x0 + b0
+                z1 = x1 + b1
+                z2 = x2 + b2
+                z3 = x3 + b3
+                store4(saved, k, z0, z1, z2, z3)
+                y0 = act.gelu(z0, a, b)
+                y1 = act.gelu(z1, a, b)
+                y2 = act.gelu(z2, a, b)
+                y3 = act.gelu(z3, a, b)
+                store4(out, k, y0, y1, y2, y3)
+            j += sj
+        return
+    si2 = si + si
+    si3 = si2 + si
     while j < cols:
         bj = bias[j]
         i = i0
@@ -2009,12 +3066,65 @@ def gelu_bias_forward(x, bias, out, saved, a, b):
 
 
 @cuda.jit(**CUDA_KERNEL)
-def gelu_bias_backward(g, saved, grad_pre, partial, a, b):
+def gelu_bias_backward(g, saved, grad_pre, partial, a, b, vector):
     j, i0, sj, si = _grid_2d_unsigned()  # unsigned indices, as the forward
-    si2 = si + si
-    si3 = si2 + si
     rows = uint64(g.shape[0])
     cols = uint64(g.shape[1])
+    if vector:  # four columns a thread, 128-bit accesses, as the forward
+        groups = cols >> uint64(2)
+        sk = si * groups
+        end = rows * groups
+        while j < groups:
+            acc0 = act.typed(0.0, partial[0, 0])  # one sum per column, in row order
+            acc1 = acc0
+            acc2 = acc0
+            acc3 = acc0
+            k = i0 * groups + j
+            while k + sk < end:  # two rows' groups of both inputs in flight per thread
+                g0, g1, g2, g3 = load4(g, k)
+                v0, v1, v2, v3 = load4(saved, k)
+                g4, g5, g6, g7 = load4(g, k + sk)
+                v4, v5, v6, v7 = load4(saved, k + sk)
+                d0 = act.gelu_grad(g0, v0, a, b)
+                d1 = act.gelu_grad(g1, v1, a, b)
+                d2 = act.gelu_grad(g2, v2, a, b)
+                d3 = act.gelu_grad(g3, v3, a, b)
+                store4(grad_pre, k, d0, d1, d2, d3)
+                acc0 += d0
+                acc1 += d1
+                acc2 += d2
+                acc3 += d3
+                d0 = act.gelu_grad(g4, v4, a, b)
+                d1 = act.gelu_grad(g5, v5, a, b)
+                d2 = act.gelu_grad(g6, v6, a, b)
+                d3 = act.gelu_grad(g7, v7, a, b)
+                store4(grad_pre, k + sk, d0, d1, d2, d3)
+                acc0 += d0
+                acc1 += d1
+                acc2 += d2
+                acc3 += d3
+                k += sk + sk
+            if k < end:
+                g0, g1, g2, g3 = load4(g, k)
+                v0, v1, v2, v3 = load4(saved, k)
+                d0 = act.gelu_grad(g0, v0, a, b)
+                d1 = act.gelu_grad(g1, v1, a, b)
+                d2 = act.gelu_grad(g2, v2, a, b)
+                d3 = act.gelu_grad(g3, v3, a, b)
+                store4(grad_pre, k, d0, d1, d2, d3)
+                acc0 += d0
+                acc1 += d1
+                acc2 += d2
+                acc3 += d3
+            c = j << uint64(2)
+            partial[i0, c] = acc0
+            partial[i0, c + uint64(1)] = acc1
+            partial[i0, c + uint64(2)] = acc2
+            partial[i0, c + uint64(3)] = acc3
+            j += sj
+        return
+    si2 = si + si
+    si3 = si2 + si
     while j < cols:
         acc = act.typed(0.0, partial[0, 0])  # of partial's dtype (float64)
         i = i0
@@ -2153,12 +3263,61 @@ def gelu_tanh_backward(g, v, out, a, b, vector):
 
 
 @cuda.jit(**CUDA_KERNEL)
-def gelu_tanh_bias_forward(x, bias, out, saved, a, b):
+def gelu_tanh_bias_forward(x, bias, out, saved, a, b, vector):
     j, i0, sj, si = _grid_2d_unsigned()  # unsigned indices, as the forward
-    si2 = si + si
-    si3 = si2 + si
     rows = uint64(x.shape[0])
     cols = uint64(x.shape[1])
+    if vector:  # cols % 4 == 0, the matrices on 16 bytes: four columns (a group) a thread
+        groups = cols >> uint64(2)  # j counts groups; group k of the flat data: row k // groups
+        sk = si * groups  # from a group to the same columns si rows down
+        end = rows * groups  # past the last row's groups (k < end: row < rows)
+        while j < groups:
+            c = j << uint64(2)
+            b0 = bias[c]
+            b1 = bias[c + uint64(1)]
+            b2 = bias[c + uint64(2)]
+            b3 = bias[c + uint64(3)]
+            k = i0 * groups + j
+            while k + sk < end:  # two rows' groups in flight per thread
+                x0, x1, x2, x3 = load4(x, k)
+                x4, x5, x6, x7 = load4(x, k + sk)
+                z0 = x0 + b0
+                z1 = x1 + b1
+                z2 = x2 + b2
+                z3 = x3 + b3
+                store4(saved, k, z0, z1, z2, z3)
+                y0 = act.gelu_tanh(z0, a, b)
+                y1 = act.gelu_tanh(z1, a, b)
+                y2 = act.gelu_tanh(z2, a, b)
+                y3 = act.gelu_tanh(z3, a, b)
+                store4(out, k, y0, y1, y2, y3)
+                z0 = x4 + b0
+                z1 = x5 + b1
+                z2 = x6 + b2
+                z3 = x7 + b3
+                store4(saved, k + sk, z0, z1, z2, z3)
+                y0 = act.gelu_tanh(z0, a, b)
+                y1 = act.gelu_tanh(z1, a, b)
+                y2 = act.gelu_tanh(z2, a, b)
+                y3 = act.gelu_tanh(z3, a, b)
+                store4(out, k + sk, y0, y1, y2, y3)
+                k += sk + sk
+            if k < end:
+                x0, x1, x2, x3 = load4(x, k)
+                z0 = x0 + b0
+                z1 = x1 + b1
+                z2 = x2 + b2
+                z3 = x3 + b3
+                store4(saved, k, z0, z1, z2, z3)
+                y0 = act.gelu_tanh(z0, a, b)
+                y1 = act.gelu_tanh(z1, a, b)
+                y2 = act.gelu_tanh(z2, a, b)
+                y3 = act.gelu_tanh(z3, a, b)
+                store4(out, k, y0, y1, y2, y3)
+            j += sj
+        return
+    si2 = si + si
+    si3 = si2 + si
     while j < cols:
         bj = bias[j]
         i = i0
@@ -2185,12 +3344,65 @@ def gelu_tanh_bias_forward(x, bias, out, saved, a, b):
 
 
 @cuda.jit(**CUDA_KERNEL)
-def gelu_tanh_bias_backward(g, saved, grad_pre, partial, a, b):
+def gelu_tanh_bias_backward(g, saved, grad_pre, partial, a, b, vector):
     j, i0, sj, si = _grid_2d_unsigned()  # unsigned indices, as the forward
-    si2 = si + si
-    si3 = si2 + si
     rows = uint64(g.shape[0])
     cols = uint64(g.shape[1])
+    if vector:  # four columns a thread, 128-bit accesses, as the forward
+        groups = cols >> uint64(2)
+        sk = si * groups
+        end = rows * groups
+        while j < groups:
+            acc0 = act.typed(0.0, partial[0, 0])  # one sum per column, in row order
+            acc1 = acc0
+            acc2 = acc0
+            acc3 = acc0
+            k = i0 * groups + j
+            while k + sk < end:  # two rows' groups of both inputs in flight per thread
+                g0, g1, g2, g3 = load4(g, k)
+                v0, v1, v2, v3 = load4(saved, k)
+                g4, g5, g6, g7 = load4(g, k + sk)
+                v4, v5, v6, v7 = load4(saved, k + sk)
+                d0 = act.gelu_tanh_grad(g0, v0, a, b)
+                d1 = act.gelu_tanh_grad(g1, v1, a, b)
+                d2 = act.gelu_tanh_grad(g2, v2, a, b)
+                d3 = act.gelu_tanh_grad(g3, v3, a, b)
+                store4(grad_pre, k, d0, d1, d2, d3)
+                acc0 += d0
+                acc1 += d1
+                acc2 += d2
+                acc3 += d3
+                d0 = act.gelu_tanh_grad(g4, v4, a, b)
+                d1 = act.gelu_tanh_grad(g5, v5, a, b)
+                d2 = act.gelu_tanh_grad(g6, v6, a, b)
+                d3 = act.gelu_tanh_grad(g7, v7, a, b)
+                store4(grad_pre, k + sk, d0, d1, d2, d3)
+                acc0 += d0
+                acc1 += d1
+                acc2 += d2
+                acc3 += d3
+                k += sk + sk
+            if k < end:
+                g0, g1, g2, g3 = load4(g, k)
+                v0, v1, v2, v3 = load4(saved, k)
+                d0 = act.gelu_tanh_grad(g0, v0, a, b)
+                d1 = act.gelu_tanh_grad(g1, v1, a, b)
+                d2 = act.gelu_tanh_grad(g2, v2, a, b)
+                d3 = act.gelu_tanh_grad(g3, v3, a, b)
+                store4(grad_pre, k, d0, d1, d2, d3)
+                acc0 += d0
+                acc1 += d1
+                acc2 += d2
+                acc3 += d3
+            c = j << uint64(2)
+            partial[i0, c] = acc0
+            partial[i0, c + uint64(1)] = acc1
+            partial[i0, c + uint64(2)] = acc2
+            partial[i0, c + uint64(3)] = acc3
+            j += sj
+        return
+    si2 = si + si
+    si3 = si2 + si
     while j < cols:
         acc = act.typed(0.0, partial[0, 0])  # of partial's dtype (float64)
         i = i0
@@ -2329,12 +3541,61 @@ def silu_backward(g, v, out, a, b, vector):
 
 
 @cuda.jit(**CUDA_KERNEL)
-def silu_bias_forward(x, bias, out, saved, a, b):
+def silu_bias_forward(x, bias, out, saved, a, b, vector):
     j, i0, sj, si = _grid_2d_unsigned()  # unsigned indices, as the forward
-    si2 = si + si
-    si3 = si2 + si
     rows = uint64(x.shape[0])
     cols = uint64(x.shape[1])
+    if vector:  # cols % 4 == 0, the matrices on 16 bytes: four columns (a group) a thread
+        groups = cols >> uint64(2)  # j counts groups; group k of the flat data: row k // groups
+        sk = si * groups  # from a group to the same columns si rows down
+        end = rows * groups  # past the last row's groups (k < end: row < rows)
+        while j < groups:
+            c = j << uint64(2)
+            b0 = bias[c]
+            b1 = bias[c + uint64(1)]
+            b2 = bias[c + uint64(2)]
+            b3 = bias[c + uint64(3)]
+            k = i0 * groups + j
+            while k + sk < end:  # two rows' groups in flight per thread
+                x0, x1, x2, x3 = load4(x, k)
+                x4, x5, x6, x7 = load4(x, k + sk)
+                z0 = x0 + b0
+                z1 = x1 + b1
+                z2 = x2 + b2
+                z3 = x3 + b3
+                store4(saved, k, z0, z1, z2, z3)
+                y0 = act.silu(z0, a, b)
+                y1 = act.silu(z1, a, b)
+                y2 = act.silu(z2, a, b)
+                y3 = act.silu(z3, a, b)
+                store4(out, k, y0, y1, y2, y3)
+                z0 = x4 + b0
+                z1 = x5 + b1
+                z2 = x6 + b2
+                z3 = x7 + b3
+                store4(saved, k + sk, z0, z1, z2, z3)
+                y0 = act.silu(z0, a, b)
+                y1 = act.silu(z1, a, b)
+                y2 = act.silu(z2, a, b)
+                y3 = act.silu(z3, a, b)
+                store4(out, k + sk, y0, y1, y2, y3)
+                k += sk + sk
+            if k < end:
+                x0, x1, x2, x3 = load4(x, k)
+                z0 = x0 + b0
+                z1 = x1 + b1
+                z2 = x2 + b2
+                z3 = x3 + b3
+                store4(saved, k, z0, z1, z2, z3)
+                y0 = act.silu(z0, a, b)
+                y1 = act.silu(z1, a, b)
+                y2 = act.silu(z2, a, b)
+                y3 = act.silu(z3, a, b)
+                store4(out, k, y0, y1, y2, y3)
+            j += sj
+        return
+    si2 = si + si
+    si3 = si2 + si
     while j < cols:
         bj = bias[j]
         i = i0
@@ -2361,12 +3622,65 @@ def silu_bias_forward(x, bias, out, saved, a, b):
 
 
 @cuda.jit(**CUDA_KERNEL)
-def silu_bias_backward(g, saved, grad_pre, partial, a, b):
+def silu_bias_backward(g, saved, grad_pre, partial, a, b, vector):
     j, i0, sj, si = _grid_2d_unsigned()  # unsigned indices, as the forward
-    si2 = si + si
-    si3 = si2 + si
     rows = uint64(g.shape[0])
     cols = uint64(g.shape[1])
+    if vector:  # four columns a thread, 128-bit accesses, as the forward
+        groups = cols >> uint64(2)
+        sk = si * groups
+        end = rows * groups
+        while j < groups:
+            acc0 = act.typed(0.0, partial[0, 0])  # one sum per column, in row order
+            acc1 = acc0
+            acc2 = acc0
+            acc3 = acc0
+            k = i0 * groups + j
+            while k + sk < end:  # two rows' groups of both inputs in flight per thread
+                g0, g1, g2, g3 = load4(g, k)
+                v0, v1, v2, v3 = load4(saved, k)
+                g4, g5, g6, g7 = load4(g, k + sk)
+                v4, v5, v6, v7 = load4(saved, k + sk)
+                d0 = act.silu_grad(g0, v0, a, b)
+                d1 = act.silu_grad(g1, v1, a, b)
+                d2 = act.silu_grad(g2, v2, a, b)
+                d3 = act.silu_grad(g3, v3, a, b)
+                store4(grad_pre, k, d0, d1, d2, d3)
+                acc0 += d0
+                acc1 += d1
+                acc2 += d2
+                acc3 += d3
+                d0 = act.silu_grad(g4, v4, a, b)
+                d1 = act.silu_grad(g5, v5, a, b)
+                d2 = act.silu_grad(g6, v6, a, b)
+                d3 = act.silu_grad(g7, v7, a, b)
+                store4(grad_pre, k + sk, d0, d1, d2, d3)
+                acc0 += d0
+                acc1 += d1
+                acc2 += d2
+                acc3 += d3
+                k += sk + sk
+            if k < end:
+                g0, g1, g2, g3 = load4(g, k)
+                v0, v1, v2, v3 = load4(saved, k)
+                d0 = act.silu_grad(g0, v0, a, b)
+                d1 = act.silu_grad(g1, v1, a, b)
+                d2 = act.silu_grad(g2, v2, a, b)
+                d3 = act.silu_grad(g3, v3, a, b)
+                store4(grad_pre, k, d0, d1, d2, d3)
+                acc0 += d0
+                acc1 += d1
+                acc2 += d2
+                acc3 += d3
+            c = j << uint64(2)
+            partial[i0, c] = acc0
+            partial[i0, c + uint64(1)] = acc1
+            partial[i0, c + uint64(2)] = acc2
+            partial[i0, c + uint64(3)] = acc3
+            j += sj
+        return
+    si2 = si + si
+    si3 = si2 + si
     while j < cols:
         acc = act.typed(0.0, partial[0, 0])  # of partial's dtype (float64)
         i = i0
@@ -2505,12 +3819,61 @@ def mish_backward(g, v, out, a, b, vector):
 
 
 @cuda.jit(**CUDA_KERNEL)
-def mish_bias_forward(x, bias, out, saved, a, b):
+def mish_bias_forward(x, bias, out, saved, a, b, vector):
     j, i0, sj, si = _grid_2d_unsigned()  # unsigned indices, as the forward
-    si2 = si + si
-    si3 = si2 + si
     rows = uint64(x.shape[0])
     cols = uint64(x.shape[1])
+    if vector:  # cols % 4 == 0, the matrices on 16 bytes: four columns (a group) a thread
+        groups = cols >> uint64(2)  # j counts groups; group k of the flat data: row k // groups
+        sk = si * groups  # from a group to the same columns si rows down
+        end = rows * groups  # past the last row's groups (k < end: row < rows)
+        while j < groups:
+            c = j << uint64(2)
+            b0 = bias[c]
+            b1 = bias[c + uint64(1)]
+            b2 = bias[c + uint64(2)]
+            b3 = bias[c + uint64(3)]
+            k = i0 * groups + j
+            while k + sk < end:  # two rows' groups in flight per thread
+                x0, x1, x2, x3 = load4(x, k)
+                x4, x5, x6, x7 = load4(x, k + sk)
+                z0 = x0 + b0
+                z1 = x1 + b1
+                z2 = x2 + b2
+                z3 = x3 + b3
+                store4(saved, k, z0, z1, z2, z3)
+                y0 = act.mish(z0, a, b)
+                y1 = act.mish(z1, a, b)
+                y2 = act.mish(z2, a, b)
+                y3 = act.mish(z3, a, b)
+                store4(out, k, y0, y1, y2, y3)
+                z0 = x4 + b0
+                z1 = x5 + b1
+                z2 = x6 + b2
+                z3 = x7 + b3
+                store4(saved, k + sk, z0, z1, z2, z3)
+                y0 = act.mish(z0, a, b)
+                y1 = act.mish(z1, a, b)
+                y2 = act.mish(z2, a, b)
+                y3 = act.mish(z3, a, b)
+                store4(out, k + sk, y0, y1, y2, y3)
+                k += sk + sk
+            if k < end:
+                x0, x1, x2, x3 = load4(x, k)
+                z0 = x0 + b0
+                z1 = x1 + b1
+                z2 = x2 + b2
+                z3 = x3 + b3
+                store4(saved, k, z0, z1, z2, z3)
+                y0 = act.mish(z0, a, b)
+                y1 = act.mish(z1, a, b)
+                y2 = act.mish(z2, a, b)
+                y3 = act.mish(z3, a, b)
+                store4(out, k, y0, y1, y2, y3)
+            j += sj
+        return
+    si2 = si + si
+    si3 = si2 + si
     while j < cols:
         bj = bias[j]
         i = i0
@@ -2537,12 +3900,65 @@ def mish_bias_forward(x, bias, out, saved, a, b):
 
 
 @cuda.jit(**CUDA_KERNEL)
-def mish_bias_backward(g, saved, grad_pre, partial, a, b):
+def mish_bias_backward(g, saved, grad_pre, partial, a, b, vector):
     j, i0, sj, si = _grid_2d_unsigned()  # unsigned indices, as the forward
-    si2 = si + si
-    si3 = si2 + si
     rows = uint64(g.shape[0])
     cols = uint64(g.shape[1])
+    if vector:  # four columns a thread, 128-bit accesses, as the forward
+        groups = cols >> uint64(2)
+        sk = si * groups
+        end = rows * groups
+        while j < groups:
+            acc0 = act.typed(0.0, partial[0, 0])  # one sum per column, in row order
+            acc1 = acc0
+            acc2 = acc0
+            acc3 = acc0
+            k = i0 * groups + j
+            while k + sk < end:  # two rows' groups of both inputs in flight per thread
+                g0, g1, g2, g3 = load4(g, k)
+                v0, v1, v2, v3 = load4(saved, k)
+                g4, g5, g6, g7 = load4(g, k + sk)
+                v4, v5, v6, v7 = load4(saved, k + sk)
+                d0 = act.mish_grad(g0, v0, a, b)
+                d1 = act.mish_grad(g1, v1, a, b)
+                d2 = act.mish_grad(g2, v2, a, b)
+                d3 = act.mish_grad(g3, v3, a, b)
+                store4(grad_pre, k, d0, d1, d2, d3)
+                acc0 += d0
+                acc1 += d1
+                acc2 += d2
+                acc3 += d3
+                d0 = act.mish_grad(g4, v4, a, b)
+                d1 = act.mish_grad(g5, v5, a, b)
+                d2 = act.mish_grad(g6, v6, a, b)
+                d3 = act.mish_grad(g7, v7, a, b)
+                store4(grad_pre, k + sk, d0, d1, d2, d3)
+                acc0 += d0
+                acc1 += d1
+                acc2 += d2
+                acc3 += d3
+                k += sk + sk
+            if k < end:
+                g0, g1, g2, g3 = load4(g, k)
+                v0, v1, v2, v3 = load4(saved, k)
+                d0 = act.mish_grad(g0, v0, a, b)
+                d1 = act.mish_grad(g1, v1, a, b)
+                d2 = act.mish_grad(g2, v2, a, b)
+                d3 = act.mish_grad(g3, v3, a, b)
+                store4(grad_pre, k, d0, d1, d2, d3)
+                acc0 += d0
+                acc1 += d1
+                acc2 += d2
+                acc3 += d3
+            c = j << uint64(2)
+            partial[i0, c] = acc0
+            partial[i0, c + uint64(1)] = acc1
+            partial[i0, c + uint64(2)] = acc2
+            partial[i0, c + uint64(3)] = acc3
+            j += sj
+        return
+    si2 = si + si
+    si3 = si2 + si
     while j < cols:
         acc = act.typed(0.0, partial[0, 0])  # of partial's dtype (float64)
         i = i0
@@ -2681,12 +4097,61 @@ def hard_sigmoid_backward(g, v, out, a, b, vector):
 
 
 @cuda.jit(**CUDA_KERNEL)
-def hard_sigmoid_bias_forward(x, bias, out, saved, a, b):
+def hard_sigmoid_bias_forward(x, bias, out, saved, a, b, vector):
     j, i0, sj, si = _grid_2d_unsigned()  # unsigned indices, as the forward
-    si2 = si + si
-    si3 = si2 + si
     rows = uint64(x.shape[0])
     cols = uint64(x.shape[1])
+    if vector:  # cols % 4 == 0, the matrices on 16 bytes: four columns (a group) a thread
+        groups = cols >> uint64(2)  # j counts groups; group k of the flat data: row k // groups
+        sk = si * groups  # from a group to the same columns si rows down
+        end = rows * groups  # past the last row's groups (k < end: row < rows)
+        while j < groups:
+            c = j << uint64(2)
+            b0 = bias[c]
+            b1 = bias[c + uint64(1)]
+            b2 = bias[c + uint64(2)]
+            b3 = bias[c + uint64(3)]
+            k = i0 * groups + j
+            while k + sk < end:  # two rows' groups in flight per thread
+                x0, x1, x2, x3 = load4(x, k)
+                x4, x5, x6, x7 = load4(x, k + sk)
+                z0 = x0 + b0
+                z1 = x1 + b1
+                z2 = x2 + b2
+                z3 = x3 + b3
+                store4(saved, k, z0, z1, z2, z3)
+                y0 = act.hard_sigmoid(z0, a, b)
+                y1 = act.hard_sigmoid(z1, a, b)
+                y2 = act.hard_sigmoid(z2, a, b)
+                y3 = act.hard_sigmoid(z3, a, b)
+                store4(out, k, y0, y1, y2, y3)
+                z0 = x4 + b0
+                z1 = x5 + b1
+                z2 = x6 + b2
+                z3 = x7 + b3
+                store4(saved, k + sk, z0, z1, z2, z3)
+                y0 = act.hard_sigmoid(z0, a, b)
+                y1 = act.hard_sigmoid(z1, a, b)
+                y2 = act.hard_sigmoid(z2, a, b)
+                y3 = act.hard_sigmoid(z3, a, b)
+                store4(out, k + sk, y0, y1, y2, y3)
+                k += sk + sk
+            if k < end:
+                x0, x1, x2, x3 = load4(x, k)
+                z0 = x0 + b0
+                z1 = x1 + b1
+                z2 = x2 + b2
+                z3 = x3 + b3
+                store4(saved, k, z0, z1, z2, z3)
+                y0 = act.hard_sigmoid(z0, a, b)
+                y1 = act.hard_sigmoid(z1, a, b)
+                y2 = act.hard_sigmoid(z2, a, b)
+                y3 = act.hard_sigmoid(z3, a, b)
+                store4(out, k, y0, y1, y2, y3)
+            j += sj
+        return
+    si2 = si + si
+    si3 = si2 + si
     while j < cols:
         bj = bias[j]
         i = i0
@@ -2713,12 +4178,65 @@ def hard_sigmoid_bias_forward(x, bias, out, saved, a, b):
 
 
 @cuda.jit(**CUDA_KERNEL)
-def hard_sigmoid_bias_backward(g, saved, grad_pre, partial, a, b):
+def hard_sigmoid_bias_backward(g, saved, grad_pre, partial, a, b, vector):
     j, i0, sj, si = _grid_2d_unsigned()  # unsigned indices, as the forward
-    si2 = si + si
-    si3 = si2 + si
     rows = uint64(g.shape[0])
     cols = uint64(g.shape[1])
+    if vector:  # four columns a thread, 128-bit accesses, as the forward
+        groups = cols >> uint64(2)
+        sk = si * groups
+        end = rows * groups
+        while j < groups:
+            acc0 = act.typed(0.0, partial[0, 0])  # one sum per column, in row order
+            acc1 = acc0
+            acc2 = acc0
+            acc3 = acc0
+            k = i0 * groups + j
+            while k + sk < end:  # two rows' groups of both inputs in flight per thread
+                g0, g1, g2, g3 = load4(g, k)
+                v0, v1, v2, v3 = load4(saved, k)
+                g4, g5, g6, g7 = load4(g, k + sk)
+                v4, v5, v6, v7 = load4(saved, k + sk)
+                d0 = act.hard_sigmoid_grad(g0, v0, a, b)
+                d1 = act.hard_sigmoid_grad(g1, v1, a, b)
+                d2 = act.hard_sigmoid_grad(g2, v2, a, b)
+                d3 = act.hard_sigmoid_grad(g3, v3, a, b)
+                store4(grad_pre, k, d0, d1, d2, d3)
+                acc0 += d0
+                acc1 += d1
+                acc2 += d2
+                acc3 += d3
+                d0 = act.hard_sigmoid_grad(g4, v4, a, b)
+                d1 = act.hard_sigmoid_grad(g5, v5, a, b)
+                d2 = act.hard_sigmoid_grad(g6, v6, a, b)
+                d3 = act.hard_sigmoid_grad(g7, v7, a, b)
+                store4(grad_pre, k + sk, d0, d1, d2, d3)
+                acc0 += d0
+                acc1 += d1
+                acc2 += d2
+                acc3 += d3
+                k += sk + sk
+            if k < end:
+                g0, g1, g2, g3 = load4(g, k)
+                v0, v1, v2, v3 = load4(saved, k)
+                d0 = act.hard_sigmoid_grad(g0, v0, a, b)
+                d1 = act.hard_sigmoid_grad(g1, v1, a, b)
+                d2 = act.hard_sigmoid_grad(g2, v2, a, b)
+                d3 = act.hard_sigmoid_grad(g3, v3, a, b)
+                store4(grad_pre, k, d0, d1, d2, d3)
+                acc0 += d0
+                acc1 += d1
+                acc2 += d2
+                acc3 += d3
+            c = j << uint64(2)
+            partial[i0, c] = acc0
+            partial[i0, c + uint64(1)] = acc1
+            partial[i0, c + uint64(2)] = acc2
+            partial[i0, c + uint64(3)] = acc3
+            j += sj
+        return
+    si2 = si + si
+    si3 = si2 + si
     while j < cols:
         acc = act.typed(0.0, partial[0, 0])  # of partial's dtype (float64)
         i = i0
@@ -2857,12 +4375,61 @@ def hard_swish_backward(g, v, out, a, b, vector):
 
 
 @cuda.jit(**CUDA_KERNEL)
-def hard_swish_bias_forward(x, bias, out, saved, a, b):
+def hard_swish_bias_forward(x, bias, out, saved, a, b, vector):
     j, i0, sj, si = _grid_2d_unsigned()  # unsigned indices, as the forward
-    si2 = si + si
-    si3 = si2 + si
     rows = uint64(x.shape[0])
     cols = uint64(x.shape[1])
+    if vector:  # cols % 4 == 0, the matrices on 16 bytes: four columns (a group) a thread
+        groups = cols >> uint64(2)  # j counts groups; group k of the flat data: row k // groups
+        sk = si * groups  # from a group to the same columns si rows down
+        end = rows * groups  # past the last row's groups (k < end: row < rows)
+        while j < groups:
+            c = j << uint64(2)
+            b0 = bias[c]
+            b1 = bias[c + uint64(1)]
+            b2 = bias[c + uint64(2)]
+            b3 = bias[c + uint64(3)]
+            k = i0 * groups + j
+            while k + sk < end:  # two rows' groups in flight per thread
+                x0, x1, x2, x3 = load4(x, k)
+                x4, x5, x6, x7 = load4(x, k + sk)
+                z0 = x0 + b0
+                z1 = x1 + b1
+                z2 = x2 + b2
+                z3 = x3 + b3
+                store4(saved, k, z0, z1, z2, z3)
+                y0 = act.hard_swish(z0, a, b)
+                y1 = act.hard_swish(z1, a, b)
+                y2 = act.hard_swish(z2, a, b)
+                y3 = act.hard_swish(z3, a, b)
+                store4(out, k, y0, y1, y2, y3)
+                z0 = x4 + b0
+                z1 = x5 + b1
+                z2 = x6 + b2
+                z3 = x7 + b3
+                store4(saved, k + sk, z0, z1, z2, z3)
+                y0 = act.hard_swish(z0, a, b)
+                y1 = act.hard_swish(z1, a, b)
+                y2 = act.hard_swish(z2, a, b)
+                y3 = act.hard_swish(z3, a, b)
+                store4(out, k + sk, y0, y1, y2, y3)
+                k += sk + sk
+            if k < end:
+                x0, x1, x2, x3 = load4(x, k)
+                z0 = x0 + b0
+                z1 = x1 + b1
+                z2 = x2 + b2
+                z3 = x3 + b3
+                store4(saved, k, z0, z1, z2, z3)
+                y0 = act.hard_swish(z0, a, b)
+                y1 = act.hard_swish(z1, a, b)
+                y2 = act.hard_swish(z2, a, b)
+                y3 = act.hard_swish(z3, a, b)
+                store4(out, k, y0, y1, y2, y3)
+            j += sj
+        return
+    si2 = si + si
+    si3 = si2 + si
     while j < cols:
         bj = bias[j]
         i = i0
@@ -2889,12 +4456,65 @@ def hard_swish_bias_forward(x, bias, out, saved, a, b):
 
 
 @cuda.jit(**CUDA_KERNEL)
-def hard_swish_bias_backward(g, saved, grad_pre, partial, a, b):
+def hard_swish_bias_backward(g, saved, grad_pre, partial, a, b, vector):
     j, i0, sj, si = _grid_2d_unsigned()  # unsigned indices, as the forward
-    si2 = si + si
-    si3 = si2 + si
     rows = uint64(g.shape[0])
     cols = uint64(g.shape[1])
+    if vector:  # four columns a thread, 128-bit accesses, as the forward
+        groups = cols >> uint64(2)
+        sk = si * groups
+        end = rows * groups
+        while j < groups:
+            acc0 = act.typed(0.0, partial[0, 0])  # one sum per column, in row order
+            acc1 = acc0
+            acc2 = acc0
+            acc3 = acc0
+            k = i0 * groups + j
+            while k + sk < end:  # two rows' groups of both inputs in flight per thread
+                g0, g1, g2, g3 = load4(g, k)
+                v0, v1, v2, v3 = load4(saved, k)
+                g4, g5, g6, g7 = load4(g, k + sk)
+                v4, v5, v6, v7 = load4(saved, k + sk)
+                d0 = act.hard_swish_grad(g0, v0, a, b)
+                d1 = act.hard_swish_grad(g1, v1, a, b)
+                d2 = act.hard_swish_grad(g2, v2, a, b)
+                d3 = act.hard_swish_grad(g3, v3, a, b)
+                store4(grad_pre, k, d0, d1, d2, d3)
+                acc0 += d0
+                acc1 += d1
+                acc2 += d2
+                acc3 += d3
+                d0 = act.hard_swish_grad(g4, v4, a, b)
+                d1 = act.hard_swish_grad(g5, v5, a, b)
+                d2 = act.hard_swish_grad(g6, v6, a, b)
+                d3 = act.hard_swish_grad(g7, v7, a, b)
+                store4(grad_pre, k + sk, d0, d1, d2, d3)
+                acc0 += d0
+                acc1 += d1
+                acc2 += d2
+                acc3 += d3
+                k += sk + sk
+            if k < end:
+                g0, g1, g2, g3 = load4(g, k)
+                v0, v1, v2, v3 = load4(saved, k)
+                d0 = act.hard_swish_grad(g0, v0, a, b)
+                d1 = act.hard_swish_grad(g1, v1, a, b)
+                d2 = act.hard_swish_grad(g2, v2, a, b)
+                d3 = act.hard_swish_grad(g3, v3, a, b)
+                store4(grad_pre, k, d0, d1, d2, d3)
+                acc0 += d0
+                acc1 += d1
+                acc2 += d2
+                acc3 += d3
+            c = j << uint64(2)
+            partial[i0, c] = acc0
+            partial[i0, c + uint64(1)] = acc1
+            partial[i0, c + uint64(2)] = acc2
+            partial[i0, c + uint64(3)] = acc3
+            j += sj
+        return
+    si2 = si + si
+    si3 = si2 + si
     while j < cols:
         acc = act.typed(0.0, partial[0, 0])  # of partial's dtype (float64)
         i = i0
@@ -3033,12 +4653,58 @@ def hard_tanh_backward(g, v, out, a, b, vector):
 
 
 @cuda.jit(**CUDA_KERNEL)
-def hard_tanh_bias_forward(x, bias, out, saved, a, b):
+def hard_tanh_bias_forward(x, bias, out, saved, a, b, vector):
     j, i0, sj, si = _grid_2d_unsigned()  # unsigned indices, as the forward
-    si2 = si + si
-    si3 = si2 + si
     rows = uint64(x.shape[0])
     cols = uint64(x.shape[1])
+    if vector:  # cols % 4 == 0, the matrices on 16 bytes: four columns (a group) a thread
+        groups = cols >> uint64(2)  # j counts groups; group k of the flat data: row k // groups
+        sk = si * groups  # from a group to the same columns si rows down
+        end = rows * groups  # past the last row's groups (k < end: row < rows)
+        while j < groups:
+            c = j << uint64(2)
+            b0 = bias[c]
+            b1 = bias[c + uint64(1)]
+            b2 = bias[c + uint64(2)]
+            b3 = bias[c + uint64(3)]
+            k = i0 * groups + j
+            while k + sk < end:  # two rows' groups in flight per thread
+                x0, x1, x2, x3 = load4(x, k)
+                x4, x5, x6, x7 = load4(x, k + sk)
+                z0 = x0 + b0
+                z1 = x1 + b1
+                z2 = x2 + b2
+                z3 = x3 + b3
+                y0 = act.hard_tanh(z0, a, b)
+                y1 = act.hard_tanh(z1, a, b)
+                y2 = act.hard_tanh(z2, a, b)
+                y3 = act.hard_tanh(z3, a, b)
+                store4(out, k, y0, y1, y2, y3)
+                z0 = x4 + b0
+                z1 = x5 + b1
+                z2 = x6 + b2
+                z3 = x7 + b3
+                y0 = act.hard_tanh(z0, a, b)
+                y1 = act.hard_tanh(z1, a, b)
+                y2 = act.hard_tanh(z2, a, b)
+                y3 = act.hard_tanh(z3, a, b)
+                store4(out, k + sk, y0, y1, y2, y3)
+                k += sk + sk
+            if k < end:
+                x0, x1, x2, x3 = load4(x, k)
+                z0 = x0 + b0
+                z1 = x1 + b1
+                z2 = x2 + b2
+                z3 = x3 + b3
+                y0 = act.hard_tanh(z0, a, b)
+                y1 = act.hard_tanh(z1, a, b)
+                y2 = act.hard_tanh(z2, a, b)
+                y3 = act.hard_tanh(z3, a, b)
+                store4(out, k, y0, y1, y2, y3)
+            j += sj
+        return
+    si2 = si + si
+    si3 = si2 + si
     while j < cols:
         bj = bias[j]
         i = i0
@@ -3060,12 +4726,65 @@ def hard_tanh_bias_forward(x, bias, out, saved, a, b):
 
 
 @cuda.jit(**CUDA_KERNEL)
-def hard_tanh_bias_backward(g, saved, grad_pre, partial, a, b):
+def hard_tanh_bias_backward(g, saved, grad_pre, partial, a, b, vector):
     j, i0, sj, si = _grid_2d_unsigned()  # unsigned indices, as the forward
-    si2 = si + si
-    si3 = si2 + si
     rows = uint64(g.shape[0])
     cols = uint64(g.shape[1])
+    if vector:  # four columns a thread, 128-bit accesses, as the forward
+        groups = cols >> uint64(2)
+        sk = si * groups
+        end = rows * groups
+        while j < groups:
+            acc0 = act.typed(0.0, partial[0, 0])  # one sum per column, in row order
+            acc1 = acc0
+            acc2 = acc0
+            acc3 = acc0
+            k = i0 * groups + j
+            while k + sk < end:  # two rows' groups of both inputs in flight per thread
+                g0, g1, g2, g3 = load4(g, k)
+                v0, v1, v2, v3 = load4(saved, k)
+                g4, g5, g6, g7 = load4(g, k + sk)
+                v4, v5, v6, v7 = load4(saved, k + sk)
+                d0 = act.hard_tanh_grad(g0, v0, a, b)
+                d1 = act.hard_tanh_grad(g1, v1, a, b)
+                d2 = act.hard_tanh_grad(g2, v2, a, b)
+                d3 = act.hard_tanh_grad(g3, v3, a, b)
+                store4(grad_pre, k, d0, d1, d2, d3)
+                acc0 += d0
+                acc1 += d1
+                acc2 += d2
+                acc3 += d3
+                d0 = act.hard_tanh_grad(g4, v4, a, b)
+                d1 = act.hard_tanh_grad(g5, v5, a, b)
+                d2 = act.hard_tanh_grad(g6, v6, a, b)
+                d3 = act.hard_tanh_grad(g7, v7, a, b)
+                store4(grad_pre, k + sk, d0, d1, d2, d3)
+                acc0 += d0
+                acc1 += d1
+                acc2 += d2
+                acc3 += d3
+                k += sk + sk
+            if k < end:
+                g0, g1, g2, g3 = load4(g, k)
+                v0, v1, v2, v3 = load4(saved, k)
+                d0 = act.hard_tanh_grad(g0, v0, a, b)
+                d1 = act.hard_tanh_grad(g1, v1, a, b)
+                d2 = act.hard_tanh_grad(g2, v2, a, b)
+                d3 = act.hard_tanh_grad(g3, v3, a, b)
+                store4(grad_pre, k, d0, d1, d2, d3)
+                acc0 += d0
+                acc1 += d1
+                acc2 += d2
+                acc3 += d3
+            c = j << uint64(2)
+            partial[i0, c] = acc0
+            partial[i0, c + uint64(1)] = acc1
+            partial[i0, c + uint64(2)] = acc2
+            partial[i0, c + uint64(3)] = acc3
+            j += sj
+        return
+    si2 = si + si
+    si3 = si2 + si
     while j < cols:
         acc = act.typed(0.0, partial[0, 0])  # of partial's dtype (float64)
         i = i0

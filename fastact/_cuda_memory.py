@@ -1,8 +1,10 @@
 """128-bit loads and stores for the CUDA kernels: four consecutive elements in one instruction.
 
 ``load4(a, k)`` returns ``a[4k], a[4k+1], a[4k+2], a[4k+3]`` and ``store4(a, k, v0, v1, v2, v3)``
-writes them, for a 1-D C-contiguous float32 or float64 device array whose data starts on a
-16-byte boundary (the caller checks: ``fastact.cuda._aligned``). On a GPU they compile to one
+writes them, for a C-contiguous float32 or float64 device array whose data starts on a 16-byte
+boundary (the caller checks: ``fastact.cuda._aligned``). ``k`` counts groups of four in the
+array's flat (C-order) data, whatever its number of dimensions: group k of a (rows, cols)
+matrix with cols % 4 == 0 is row ``4k // cols``, columns ``4k % cols`` to ``4k % cols + 3``. On a GPU they compile to one
 ``ld.global.v4.f32`` / ``st.global.v4.f32`` (two ``.v2.f64`` for float64): a warp moves 512
 contiguous bytes per instruction, where numba's indexing emits one 32-bit load per element.
 PyTorch's elementwise kernels load the same way.
@@ -23,28 +25,32 @@ from fastact._config import CUDA_VECTOR_BYTES as VECTOR_BYTES
 
 if config.ENABLE_CUDASIM:  # type: ignore[attr-defined]
 
-    def _check(a, k):
-        data = getattr(a, "_ary", a)  # the simulator's in-kernel array wraps a NumPy array
-        start = np.asarray(data).ctypes.data + 4 * int(k) * data.itemsize
+    def _flat(a, k):
+        """The array's flat data (a view) after checking the alignment of group k."""
+        data = np.asarray(getattr(a, "_ary", a))  # the simulator's in-kernel array wraps NumPy
+        if not data.flags.c_contiguous:
+            raise AssertionError("fastact: a 128-bit access needs a C-contiguous array")
+        start = data.ctypes.data + 4 * int(k) * data.itemsize
         if start % VECTOR_BYTES:
             raise AssertionError(f"fastact: a 128-bit access at {start:#x} is not 16-byte aligned")
+        return data.reshape(-1)
 
     @cuda.jit(**CUDA_DEVICE)
     def load4(a, k):
         """a[4k], a[4k+1], a[4k+2], a[4k+3] (the simulator's twin: checks the alignment)."""
-        _check(a, k)
-        i = 4 * k
-        return a[i], a[i + 1], a[i + 2], a[i + 3]
+        flat = _flat(a, k)
+        i = 4 * int(k)
+        return flat[i], flat[i + 1], flat[i + 2], flat[i + 3]
 
     @cuda.jit(**CUDA_DEVICE)
     def store4(a, k, v0, v1, v2, v3):
         """a[4k:4k+4] = v0, v1, v2, v3 (the simulator's twin: checks the alignment)."""
-        _check(a, k)
-        i = 4 * k
-        a[i] = v0
-        a[i + 1] = v1
-        a[i + 2] = v2
-        a[i + 3] = v3
+        flat = _flat(a, k)
+        i = 4 * int(k)
+        flat[i] = v0
+        flat[i + 1] = v1
+        flat[i + 2] = v2
+        flat[i + 3] = v3
 
 else:
     from llvmlite import ir
@@ -53,7 +59,7 @@ else:
     from numba.cuda.extending import intrinsic
 
     def _vector_pointer(context, builder, array_type, array, k, k_type):
-        """A pointer to element 4k of ``array`` as a <4 x T> pointer."""
+        """A pointer to flat element 4k of ``array`` as a <4 x T> pointer."""
         data = context.make_array(array_type)(context, builder, value=array).data
         first = builder.mul(
             context.cast(builder, k, k_type, types.uint64), ir.Constant(ir.IntType(64), 4)
@@ -64,13 +70,10 @@ else:
     def _check_types(func, array, k):
         if not (
             isinstance(array, types.Array)
-            and array.ndim == 1
             and array.layout == "C"
             and array.dtype in (types.float32, types.float64)
         ):
-            raise NumbaTypeError(
-                f"{func} needs a 1-D C-contiguous float32/float64 array, got {array}"
-            )
+            raise NumbaTypeError(f"{func} needs a C-contiguous float32/float64 array, got {array}")
         if not isinstance(k, types.Integer):
             raise NumbaTypeError(f"{func} needs an integer group index, got {k}")
 

@@ -16,11 +16,13 @@ from typing import Any
 import numpy as np
 from numba import cuda
 
-from fastact import _config, _cuda_fused, _cuda_kernels
+from fastact import _cuda_fused, _cuda_kernels
 from fastact.cuda import (
     _grid_1d,
     _grid_2d,
     _grid_columns,
+    _launch_bias_backward,
+    _launch_bias_forward,
     _no_squares,
     _prelu_backward_into,
     _softmax_cross_entropy_into,
@@ -90,16 +92,16 @@ class DeviceOps:
     def bias_act(self, act, z, bias, h, saved):
         if z.size:
             kernel = getattr(_cuda_kernels, f"{act.spec.name}_bias_forward")
-            kernel[_grid_2d(*z.shape)](z, bias, h, saved, act.a, act.b)
+            _launch_bias_forward(kernel, z, bias, h, saved, (act.a, act.b))
 
     def bias_act_backward(self, act, g, saved, grad_pre, grad_bias, scratch64):
-        rows, cols = g.shape
+        cols = g.shape[1]
         if not cols:
             return
-        blocks, threads = _grid_2d(rows, cols, _config.CUDA_BIAS_MIN_ROWS)
-        partial = self._partial(blocks[1] * threads[1], cols)
         kernel = getattr(_cuda_kernels, f"{act.spec.name}_bias_backward")
-        kernel[blocks, threads](g, saved, grad_pre, partial, act.a, act.b)
+        partial = _launch_bias_backward(
+            kernel, g, saved, grad_pre, (act.a, act.b), lambda n: self._partial(n, cols)
+        )
         _cuda_kernels.column_sums[_grid_columns(cols)](partial, grad_bias)
 
     def _partial(self, rows, cols):

@@ -336,6 +336,36 @@ def _launch_elementwise(kernel, arrays, params):
     kernel[blocks, threads](*arrays, *params, vector)
 
 
+def _bias_vector(cols: int, *arrays) -> np.bool_:
+    """Whether a generated bias kernel takes its 128-bit loop: four columns a thread, so the
+    columns must come in fours (then every row starts on 16 bytes when the matrix does)."""
+    return np.bool_(cols % 4 == 0 and _aligned(*arrays))
+
+
+def _launch_bias_forward(kernel, x, bias, out, saved, params):
+    """A generated bias + activation forward on (rows, cols) matrices: a thread per group of
+    four columns with 128-bit accesses when ``_bias_vector``, else a thread per column."""
+    rows, cols = x.shape
+    vector = _bias_vector(cols, x, out, saved)
+    kernel[_grid_2d(rows, cols // 4 if vector else cols)](x, bias, out, saved, *params, vector)
+
+
+def _launch_bias_backward(kernel, g, saved, grad_pre, params, partial_rows):
+    """A generated bias + activation backward, laid out as :func:`_launch_bias_forward`; each
+    thread sums >= ``CUDA_BIAS_MIN_ROWS`` rows of its column, or four times that of its four
+    columns on the 128-bit loop (row blocks: at most 1/16, or 1/64, of the rows; 256M
+    elements of 1024 features: 2048 and 4096 under the block limit). ``partial_rows(n)``
+    gives the (n, cols) float64 array of the row blocks' partial sums, which is returned for
+    ``column_sums`` to add up."""
+    rows, cols = g.shape
+    vector = _bias_vector(cols, g, saved, grad_pre)
+    min_rows = _config.CUDA_BIAS_MIN_ROWS * (4 if vector else 1)
+    blocks, threads = _grid_2d(rows, cols // 4 if vector else cols, min_rows)
+    partial = partial_rows(blocks[1] * threads[1])
+    kernel[blocks, threads](g, saved, grad_pre, partial, *params, vector)
+    return partial
+
+
 def forward(op, x, out, a, b):
     """``op`` (a ``fastact._api.Op``) on a device array: called by the public functions."""
     func = op.public_name
@@ -428,11 +458,9 @@ def bias_act(x, bias, activation, *, out=None, **params):
     saved, saved_result = (
         (target, result) if spec.fused_saves_output else _empty(like, tuple(x.shape), dtype)
     )
-    rows, cols = x.shape
     if x.size:
-        blocks, threads = _grid_2d(rows, cols)
         kernel = getattr(kernels(), f"{spec.name}_bias_forward")
-        kernel[blocks, threads](x, bias, target, saved, a, b)
+        _launch_bias_forward(kernel, x, bias, target, saved, (a, b))
     return result, saved_result
 
 
@@ -455,10 +483,11 @@ def bias_act_backward(grad_output, saved, activation, **params):
     grad_pre, grad_pre_result = _empty(like, tuple(g.shape), dtype)
     grad_bias, grad_bias_result = _empty(like, (cols,), dtype)
     if cols:
-        blocks, threads = _grid_2d(rows, cols, _config.CUDA_BIAS_MIN_ROWS)
-        partial = cuda.device_array((blocks[1] * threads[1], cols), np.float64)
         k = kernels()
-        getattr(k, f"{spec.name}_bias_backward")[blocks, threads](g, saved, grad_pre, partial, a, b)
+        partial = _launch_bias_backward(
+            getattr(k, f"{spec.name}_bias_backward"), g, saved, grad_pre, (a, b),
+            lambda n: cuda.device_array((n, cols), np.float64),
+        )  # fmt: skip
         k.column_sums[_grid_columns(cols)](partial, grad_bias)  # float64, stored in dtype
     return grad_pre_result, grad_bias_result
 

@@ -132,9 +132,9 @@ def signatures(name: str, ty, f64):
     if name == "column_sums":
         return (m, v)
     if name.endswith("_bias_forward"):
-        return (m, v, m, m, ty, ty)
+        return (m, v, m, m, ty, ty, boolean)
     if name.endswith("_bias_backward"):
-        return (m, m, m, f64[:, ::1], ty, ty)
+        return (m, m, m, f64[:, ::1], ty, ty, boolean)
     if name.endswith("_backward"):
         return (v, v, v, ty, ty, boolean)
     return (v, v, ty, ty, boolean)

@@ -242,16 +242,20 @@ def test_shared_memory_stays_within_two_reduction_buffers(ptx_results):
     assert not heavy, heavy
 
 
-def test_elementwise_kernels_move_four_elements_per_instruction(ptx_results):
-    """The generated forward and backward kernels load and store through fastact._cuda_memory:
-    128-bit accesses (``ld.global.v4.f32``; ``.v2.f64`` twice for float64's four elements),
-    at three sites per array (two groups in flight, then one). The other kernels index
-    element by element: the table below fails both ways, so it stays true."""
+def test_activation_kernels_move_four_elements_per_instruction(ptx_results):
+    """The generated kernels (forward, backward, bias + activation and its backward) load and
+    store through fastact._cuda_memory: 128-bit accesses (``ld.global.v4.f32``; ``.v2.f64``
+    twice for float64's four elements), at three sites per array (two groups in flight, then
+    one); the bias forward stores x + b too where the backward needs it. The other kernels
+    index element by element: the table below fails both ways, so it stays true."""
     vector = {}
-    for name in ACTIVATIONS:
+    for name, spec in ACTIVATIONS.items():
+        bias_stores = 3 if spec.fused_saves_output else 6
         for dtype, halves in (("float32", 1), ("float64", 2)):
             vector[f"{name}_forward/{dtype}"] = (3 * halves, 3 * halves)
             vector[f"{name}_backward/{dtype}"] = (6 * halves, 3 * halves)
+            vector[f"{name}_bias_forward/{dtype}"] = (3 * halves, bias_stores * halves)
+            vector[f"{name}_bias_backward/{dtype}"] = (6 * halves, 3 * halves)
     got = {
         k: (r["vector_loads"], r["vector_stores"])
         for k, r in ptx_results.items()

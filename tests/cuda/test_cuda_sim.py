@@ -268,6 +268,44 @@ def test_bias_act_matches_cpu(variant, dtype, rng):
     )
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(13, 8), (2, 4), (1, 12), (5, 160), (0, 8)])
+@pytest.mark.parametrize("name", ["silu", "relu"])
+def test_bias_vector_and_element_loops_agree(name, shape, dtype, rng):
+    """With cols % 4 == 0 and every matrix on 16 bytes, the bias kernels take four columns a
+    thread with 128-bit accesses (the simulator's load4/store4 assert the alignment); a matrix
+    that starts mid-way takes the element loop. silu saves x + b, relu its output. 24 threads:
+    13 rows are pairs of rows, then one; 160 columns (40 groups) loop over the columns."""
+    rows, cols = shape
+    x = (rng.standard_normal(shape) * 3).astype(dtype)
+    bias = rng.standard_normal(cols).astype(dtype)
+    g = rng.standard_normal(shape).astype(dtype)
+    want_out, want_saved = fused.bias_act(x, bias, name)
+    want_pre, want_bias = fused.bias_act_backward(g, want_saved, name)
+    floor = 8 * np.finfo(dtype).eps * np.abs(want_pre).sum(axis=0).max(initial=0.0)
+
+    def matrix(a, offset):
+        return offset_copy(a.ravel(), offset).reshape(shape) if a.size else cuda.to_device(a)
+
+    for x_off, out_off, g_off in [(0, 0, 0), (1, 0, 0), (0, 1, 1), (1, 1, 0)]:
+        dx, dout = matrix(x, x_off), matrix(np.full(shape, np.nan, dtype), out_off)
+        out, saved = fa.cuda.bias_act(dx, cuda.to_device(bias), name, out=dout)
+        if x.size:
+            assert fa.cuda._bias_vector(cols, dx, dout, saved) == (x_off == out_off == 0)
+        assert out is dout
+        assert_ulp(to_host(out), want_out, FUSED_MAX_ULP)
+        np.testing.assert_array_equal(to_host(saved), want_saved)
+        dg = matrix(g, g_off)
+        pre, grad_bias = fa.cuda.bias_act_backward(dg, saved, name)
+        if x.size:
+            saved_off = out_off if saved is out else 0  # else x + b, in a fresh array
+            assert fa.cuda._bias_vector(cols, dg, saved, pre) == (g_off == saved_off == 0)
+        assert_ulp(to_host(pre), want_pre, FUSED_MAX_ULP)
+        np.testing.assert_allclose(
+            to_host(grad_bias), want_bias, rtol=4 * np.finfo(dtype).eps, atol=floor
+        )
+
+
 @pytest.mark.parametrize("shape, block", [((37, 3), 64), ((3, 70), 8), ((1, 1), 8), ((0, 4), 8)])
 def test_bias_act_launch_shapes(shape, block, monkeypatch, rng):
     """Narrow matrices (2-D blocks: 32 x 2 threads), wide ones (3 column blocks), tiny, empty."""
