@@ -4,9 +4,10 @@
 writes them, for a C-contiguous float32 or float64 device array whose data starts on a 16-byte
 boundary (the caller checks: ``fastact.cuda._aligned``). ``k`` counts groups of four in the
 array's flat (C-order) data, whatever its number of dimensions: group k of a (rows, cols)
-matrix with cols % 4 == 0 is row ``4k // cols``, columns ``4k % cols`` to ``4k % cols + 3``. On a GPU they compile to one
-``ld.global.v4.f32`` / ``st.global.v4.f32`` (two ``.v2.f64`` for float64): a warp moves 512
-contiguous bytes per instruction, where numba's indexing emits one 32-bit load per element.
+matrix with cols % 4 == 0 is row ``4k // cols``, columns ``4k % cols`` to ``4k % cols + 3``.
+On a GPU they compile to one ``ld.global.v4.f32`` / ``st.global.v4.f32`` (two ``.v2.f64`` for
+float64): a warp moves 512 contiguous bytes per instruction, where numba's indexing emits one
+32-bit load per element.
 PyTorch's elementwise kernels load the same way.
 
 Numba cannot express a vector load (LLVM's load-store vectorizer needs an alignment it cannot

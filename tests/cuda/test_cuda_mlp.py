@@ -40,8 +40,9 @@ def data(classes, rng, n=30, features=4):
 )
 @pytest.mark.parametrize("classes", [2, 3])
 def test_device_training_matches_cpu(kw, classes, rng):
+    """8 hidden units: the first layer's bias kernels take four columns a thread."""
     X, y = data(classes, rng)
-    common = dict(hidden_sizes=(5, 3), epochs=2, batch_size=8, lr=0.05, seed=3, dtype="float64")
+    common = dict(hidden_sizes=(8, 3), epochs=2, batch_size=8, lr=0.05, seed=3, dtype="float64")
     cpu = MLP(**common, **kw).fit(X, y)
     gpu = MLP(**common, **kw, device="cuda").fit(X, y, validation_data=(X, y))
     for a, b in zip(cpu.network_.params, gpu.network_.params):
