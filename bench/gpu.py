@@ -512,6 +512,10 @@ def bench_fused(dtype, errors):
     add("dropout p=0.5 (+ mask)", lambda: fused.dropout(x, 0.5, 0, out=out),
         (lambda: torch.nn.functional.dropout(tx, 0.5, True)) if tt is not None else None,
         2 * n * item + n)  # fmt: skip
+    k = fa.cuda.fused_kernels()
+    seed = fa.cuda.dropout_seed(0)
+    t = np.dtype(dtype).type
+    add("  the same, mask preallocated", lambda: k.dropout[fa.cuda._grid_1d(n)](x, seed, t(0.5), t(2), out, mask), None, 2 * n * item + n)  # fmt: skip
     add(
         "dropout_backward",
         lambda: fused.dropout_backward(g, mask, 0.5, out=out),
@@ -530,9 +534,16 @@ def bench_fused(dtype, errors):
     add("batch_norm forward (training)", bn,
         (lambda: torch.nn.functional.batch_norm(tX, tvec[2], tvec[3], tvec[0], tvec[1], True)) if tt is not None else None,
         4 * X.size * item)  # fmt: skip
+    # the same launches into preallocated arrays (as the MLP): the kernels without numba's
+    # allocations (cuMemAlloc for y and xhat, then a cuMemFree that waits for the GPU)
+    Y, XH = (cuda.device_array(X.shape, dtype) for _ in range(2))
+    center, inv_std = (cuda.device_array(cols, dtype) for _ in range(2))
+    add("  the same, outputs preallocated", lambda: fa.cuda._batch_norm_into(X, *vec, True, 0.1, 1e-5, Y, XH, center, inv_std), None, 4 * X.size * item)  # fmt: skip
     _, cache = bn()
     G = g[: X.size].reshape(X.shape)
     add("batch_norm backward", lambda: fused.batch_norm_backward(G, cache), None, 4 * X.size * item)
+    DX, DG, DB = cuda.device_array(X.shape, dtype), cuda.device_array(cols, dtype), cuda.device_array(cols, dtype)  # fmt: skip
+    add("  the same, outputs preallocated", lambda: fa.cuda._batch_norm_backward_into(G, cache, DX, DG, DB), None, 4 * X.size * item)  # fmt: skip
     p_, v_, m_, s_ = (random_device(n, dtype, 30 + i, 1.0) for i in range(4))
     fa.cuda.fused_kernels().zero[fa.cuda._grid_1d(n)](s_)  # Adam's second moment: >= 0
     add(

@@ -226,6 +226,29 @@ def bce_with_logits(logits, targets, grad, total, bad):
     _block_sum_add(wrong, bad, 0)
 
 
+@cuda.jit(**CUDA_KERNEL)
+def count_bad_labels(labels, classes, bad):
+    """bad[0] += the labels outside [0, classes): read before a loss writes into ``out``
+    (which may be the logits), so that a bad label leaves it untouched."""
+    wrong = _ZERO
+    i0, s = _grid_1d_unsigned()
+    for i in range(i0, uint64(labels.size), s):
+        label = labels[i]
+        wrong += 0.0 if (label >= 0 and label < classes) else 1.0
+    _block_sum_add(wrong, bad, 0)
+
+
+@cuda.jit(**CUDA_KERNEL)
+def count_bad_targets(targets, bad):
+    """bad[0] += the targets outside [0, 1] or NaN (as count_bad_labels, for bce_with_logits)."""
+    wrong = _ZERO
+    i0, s = _grid_1d_unsigned()
+    for i in range(i0, uint64(targets.size), s):
+        t = targets[i]
+        wrong += 0.0 if (t >= 0 and t <= 1) else 1.0
+    _block_sum_add(wrong, bad, 0)
+
+
 # --------------------------------------------------------------------------- dropout
 @cuda.jit(**CUDA_DEVICE)
 def _four(a, i, s, s2, s3):

@@ -18,11 +18,14 @@ Device rules (stricter than NumPy's): float32 and float64 only; contiguous array
 Fortran order) of any shape; a backward's two arrays have the same shape, dtype and layout (no
 broadcasting); kernels run on numba's default stream, asynchronously, on numba's current GPU
 (CuPy and PyTorch arrays must be there, and their library's current stream a default one).
+Temporaries (partial sums, loss totals) are scratch arrays kept per thread and reused by the
+next call: :func:`release_scratch` frees them.
 """
 
 from __future__ import annotations
 
 import sys
+import threading
 
 import numpy as np
 
@@ -274,6 +277,55 @@ def _out(func: str, out, shape: tuple, dtype: np.dtype, order: str, inputs=(), l
     return array, out
 
 
+# --------------------------------------------------------------------------- scratch
+#: The temporaries of fastact's own launches (partial sums, per-column coefficients, loss
+#: totals), kept per thread: {slot: (context, device array)}
+_SCRATCH = threading.local()
+
+
+def _scratch(slot: str, shape, dtype=np.float64):
+    """A device array for one call's temporaries: a view of a buffer kept per thread (and CUDA
+    context) and ``slot`` (one per temporary a call holds at once), grown when too small. Each
+    numba allocation is a cuMemAlloc (and a cuMemFree later, which waits for the GPU), so
+    repeated calls reuse these instead. Safe: fastact launches in order on numba's default
+    stream, and no scratch array outlives the call (or the launches) it was taken for. The
+    largest are the column reductions' float64 partial sums (at most CUDA_MAX_BLOCKS x
+    CUDA_BLOCK_SIZE, 16 MiB each). :func:`release_scratch` frees them."""
+    from numba import config, cuda
+
+    dtype = np.dtype(dtype)
+    shape = tuple(int(d) for d in np.atleast_1d(shape))
+    n = max(1, int(np.prod(shape)))
+    # numba keeps one Context object per GPU (a new one after cuda.close()); the simulator
+    # makes one on each call, for its single device
+    context = _SIMULATOR if config.ENABLE_CUDASIM else cuda.current_context()  # type: ignore[attr-defined]
+    buffers = _SCRATCH.__dict__.setdefault("buffers", {})
+    key = (slot, dtype.str)
+    held = buffers.get(key)
+    if held is None or held[0] is not context or held[1].size < n:
+        held = buffers[key] = (context, cuda.device_array(n, dtype))
+    return held[1][: int(np.prod(shape))].reshape(shape)
+
+
+_SIMULATOR = object()
+
+
+def release_scratch() -> None:
+    """Frees the device memory fastact keeps for its temporaries in this thread (the float64
+    partial sums of the column reductions: up to 16 MiB per sum a call holds, on each GPU
+    used). They come back on the next call that needs them."""
+    _SCRATCH.__dict__.pop("buffers", None)
+
+
+def _zeros(slot: str, shape):
+    """A float64 scratch array set to 0 on the device (no host copy, nothing to wait for)."""
+    array = _scratch(slot, shape)
+    flat = array.reshape(array.size)
+    if flat.size:
+        fused_kernels().zero[_grid_1d(flat.size)](flat)
+    return array
+
+
 # --------------------------------------------------------------------------- launches
 def _grid_1d(n: int) -> tuple[int, int]:
     threads = _config.CUDA_BLOCK_SIZE
@@ -468,8 +520,6 @@ def bias_act_backward(grad_output, saved, activation, **params):
     """Backward of :func:`bias_act` on the GPU: ``(grad_pre, grad_bias)``, as
     :func:`fastact.fused.bias_act_backward` (the bias gradient accumulated in float64, returned
     in the input's dtype)."""
-    from numba import cuda
-
     from fastact.fused import resolve_activation
 
     func = "bias_act_backward"
@@ -486,7 +536,7 @@ def bias_act_backward(grad_output, saved, activation, **params):
         k = kernels()
         partial = _launch_bias_backward(
             getattr(k, f"{spec.name}_bias_backward"), g, saved, grad_pre, (a, b),
-            lambda n: cuda.device_array((n, cols), np.float64),
+            lambda n: _scratch("partial", (n, cols)),
         )  # fmt: skip
         k.column_sums[_grid_columns(cols)](partial, grad_bias)  # float64, stored in dtype
     return grad_pre_result, grad_bias_result
@@ -529,10 +579,10 @@ def _new_or_out(func: str, out, reference, inputs=(), like=None):
     return target, result
 
 
-def _total():
-    from numba import cuda
-
-    return cuda.to_device(np.zeros(1, np.float64))
+def _loss_sums():
+    """The loss kernels' float64 [total, bad count], zeroed scratch: (both, total, bad)."""
+    sums = _zeros("loss", 2)
+    return sums, sums[0:1], sums[1:2]
 
 
 def softmax(logits, *, out=None):
@@ -570,18 +620,23 @@ def softmax_cross_entropy(logits, labels, *, out=None):
             f"got {tuple(y.shape)}"
         )
     target, result = _new_or_out(func, out, x, [("logits", x), ("labels", y)], logits)
-    work = _scratch_if(out, target)
-    total, bad = _total(), _total()
-    _softmax_cross_entropy_into(x, y, work, total, bad)
-    if bad.copy_to_host()[0]:
+    sums, total, bad = _loss_sums()
+    rows, classes = x.shape
+    if out is not None:  # every label checked before out (maybe the logits) is written
+        fused_kernels().count_bad_labels[_grid_1d(rows)](y, np.int64(classes), bad)
+        _bad_labels(func, classes, bad.copy_to_host()[0], "out was not written")
+    _softmax_cross_entropy_into(x, y, target, total, bad)
+    loss, wrong = sums.copy_to_host()
+    _bad_labels(func, classes, wrong, "no result")
+    return float(loss) / rows, result
+
+
+def _bad_labels(func, classes, count, what):
+    if count:
         raise ValueError(
-            f"fastact.{func}: labels must be in [0, {x.shape[1]}) (logits has {x.shape[1]} "
-            f"classes); {int(bad.copy_to_host()[0])} label(s) are not (the gradient rows of "
-            f"those samples were not written)"
+            f"fastact.{func}: labels must be in [0, {classes}) (logits has {classes} classes); "
+            f"{int(count)} label(s) are not ({what})"
         )
-    if work is not target:
-        target.copy_to_device(work)
-    return float(total.copy_to_host()[0]) / x.shape[0], result
 
 
 def binary_cross_entropy_with_logits(logits, targets, *, out=None):
@@ -594,31 +649,24 @@ def binary_cross_entropy_with_logits(logits, targets, *, out=None):
     x = _like(func, "logits", x, x)
     t = _like(func, "targets", targets, x)
     target, result = _new_or_out(func, out, x, [("logits", x), ("targets", t)], logits)
-    work = _scratch_if(out, target)
-    total, bad = _total(), _total()
+    sums, total, bad = _loss_sums()
     n = x.size
-    fused_kernels().bce_with_logits[_grid_1d(n)](
-        _flat(x, "C"), _flat(t, "C"), _flat(work, "C"), total, bad
-    )
-    if bad.copy_to_host()[0]:
+    k = fused_kernels()
+    if out is not None:  # every target checked before out (maybe the logits) is written
+        k.count_bad_targets[_grid_1d(n)](_flat(t, "C"), bad)
+        _bad_targets(func, bad.copy_to_host()[0], "out was not written")
+    k.bce_with_logits[_grid_1d(n)](_flat(x, "C"), _flat(t, "C"), _flat(target, "C"), total, bad)
+    loss, wrong = sums.copy_to_host()
+    _bad_targets(func, wrong, "no result")
+    return float(loss) / n, result
+
+
+def _bad_targets(func, count, what):
+    if count:
         raise ValueError(
             f"fastact.{func}: targets must be probabilities in [0, 1] (e.g. 0/1 labels), got "
-            f"{int(bad.copy_to_host()[0])} value(s) outside it or NaN"
+            f"{int(count)} value(s) outside it or NaN ({what})"
         )
-    if work is not target:
-        target.copy_to_device(work)
-    return float(total.copy_to_host()[0]) / n, result
-
-
-def _scratch_if(out, target):
-    """Where a loss kernel writes its gradient: a scratch array when the caller gave ``out``
-    (copied into it once the labels or targets proved valid: a bad one leaves ``out``, which
-    may be the logits, unchanged, as on the CPU), else ``target`` itself."""
-    from numba import cuda
-
-    if out is None:
-        return target
-    return cuda.device_array(target.shape, target.dtype)
 
 
 def _device_any(func: str, name: str, value):
@@ -691,8 +739,6 @@ def dropout_backward(grad_output, mask, p, *, out=None):
 def batch_norm(x, gamma, beta, running_mean, running_var, training, momentum=0.1, eps=1e-5):
     """1-D batch normalization on the GPU: ``(y, cache)`` as :func:`fastact.fused.batch_norm`
     (running statistics updated in place on the device)."""
-    from numba import cuda
-
     from fastact.fused import BatchNormCache, _batch_norm_scalars
 
     func = "batch_norm"
@@ -710,14 +756,14 @@ def batch_norm(x, gamma, beta, running_mean, running_var, training, momentum=0.1
     ]
     dtype = np.dtype(x.dtype)
     y, y_result = _empty(like, tuple(x.shape), dtype)
-    xhat = cuda.device_array(x.shape, dtype)  # the cache stays numba's
-    inv_std = cuda.device_array(f, dtype)
-    center = cuda.device_array(f, dtype)
+    xhat, _ = _empty(like, tuple(x.shape), dtype)  # the cache holds numba views
+    inv_std, _ = _empty(like, (f,), dtype)
+    center = _scratch("center", (f,), dtype)
     g_, b_, mean_, var_ = vectors
     _batch_norm_into(
         x, g_, b_, mean_, var_, bool(training), momentum, eps, y, xhat, center, inv_std
     )
-    gamma_copy = cuda.device_array(f, dtype)
+    gamma_copy, _ = _empty(like, (f,), dtype)
     gamma_copy.copy_to_device(vectors[0])
     return y_result, BatchNormCache(xhat, gamma_copy, inv_std, bool(training))
 
@@ -725,23 +771,22 @@ def batch_norm(x, gamma, beta, running_mean, running_var, training, momentum=0.1
 def _batch_norm_into(x, gamma, beta, running_mean, running_var, training, momentum, eps, y, xhat,
                      center, inv_std):  # fmt: skip
     """The launches of a batch-norm forward (no checks; y may be x): column sums by row blocks
-    and their totals (mean), the same for the squared deviations (variance), then y."""
-    from numba import cuda
-
+    and their totals (mean), the same for the squared deviations (variance), then y. The
+    partial sums and the mean are scratch arrays (:func:`_scratch`)."""
     k = fused_kernels()
     rows, cols = x.shape
     if not cols:
         return
     if training:
         blocks, threads = _grid_2d(rows, cols, _config.CUDA_BIAS_MIN_ROWS)
-        partial = cuda.device_array((blocks[1] * threads[1], cols), np.float64)
-        mean = cuda.to_device(np.zeros(cols))  # the center of the first pass: 0
+        partial = _scratch("partial", (blocks[1] * threads[1], cols))
+        mean = _zeros("mean", cols)  # the center of the first pass: 0
         k.column_partials[blocks, threads](x, mean, False, partial)
         k.batch_norm_mean[_grid_columns(cols)](partial, rows, mean)
         k.column_partials[blocks, threads](x, mean, True, partial)
     else:
-        partial = cuda.device_array((1, cols), np.float64)  # unused with fixed statistics
-        mean = cuda.device_array(cols, np.float64)
+        partial = _scratch("partial", (1, cols))  # unused with fixed statistics
+        mean = _scratch("mean", cols)
     columns, (tx, ty) = _grid_columns(cols)  # fixed statistics: nothing to sum, one row
     k.batch_norm_stats[columns, (tx, ty if training else 1)](
         partial, rows, mean, running_mean, running_var, training, momentum, eps, center, inv_std
@@ -770,17 +815,17 @@ def batch_norm_backward(grad_output, cache):
 
 
 def _batch_norm_backward_into(g, cache, dx, dgamma, dbeta):
-    from numba import cuda
-
+    """The launches of a batch-norm backward (no checks): the row blocks' sums of g and
+    g xhat, their totals and dx's coefficients per column (scratch arrays), then dx."""
     rows, cols = g.shape
     if not cols:
         return
     k = fused_kernels()
     dtype = np.dtype(g.dtype)
-    coef = [cuda.device_array(cols, dtype) for _ in range(3)]
+    coef = [_scratch(f"coefficient {i}", (cols,), dtype) for i in range(3)]
     blocks, threads = _grid_2d(rows, cols, _config.CUDA_BIAS_MIN_ROWS)
-    partial_g = cuda.device_array((blocks[1] * threads[1], cols), np.float64)
-    partial_gx = cuda.device_array((blocks[1] * threads[1], cols), np.float64)
+    partial_g = _scratch("partial", (blocks[1] * threads[1], cols))
+    partial_gx = _scratch("partial 2", (blocks[1] * threads[1], cols))
     k.batch_norm_backward_partials[blocks, threads](g, cache.xhat, partial_g, partial_gx)
     k.batch_norm_backward_sums[_grid_columns(cols)](
         partial_g, partial_gx, rows, cache.gamma, cache.inv_std, cache.training, dgamma, dbeta,
@@ -908,14 +953,12 @@ def prelu(x, weight, out=None):
 def prelu_backward(grad_output, x, weight, out=None):
     """Backward of :func:`prelu` on the GPU: ``(grad_input, grad_weight)`` (grad_weight summed
     in float64, returned with weight's shape and dtype)."""
-    from numba import cuda
-
     func = "prelu_backward"
     like = grad_output
     x, w, channels, inner = _prelu_args(func, x, weight)
     g = _like(func, "grad_output", grad_output, x)
     target, result = _new_or_out(func, out, x, [("grad_output", g), ("x", x), ("weight", w)], like)
-    grad_w = cuda.to_device(np.zeros(channels, np.float64))
+    grad_w = _zeros("prelu", channels)  # float64 sums, read back below
     if x.size:
         _prelu_backward_into(
             _flat(g, "C"), _flat(x, "C"), w, _flat(target, "C"), grad_w, channels, inner

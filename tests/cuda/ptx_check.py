@@ -150,6 +150,8 @@ def fused_signatures(name: str, ty, f64):
         "softmax": (m, m, ty),
         "softmax_cross_entropy": (m, i, m, d, d, ty),
         "bce_with_logits": (v, v, v, d, d),
+        "count_bad_labels": (i, int64, d),
+        "count_bad_targets": (v, d),
         "dropout": (v, uint64, ty, ty, v, boolean[::1]),
         "dropout_backward": (v, boolean[::1], ty, v),
         "column_partials": (m, d, boolean, f64[:, ::1]),

@@ -354,3 +354,106 @@ def test_device_prelu_and_dropout_check_as_the_cpu():
     grad_x, grad_w = fa.prelu_backward(big, dev(np.array([-1.0, -1.0], np.float32)),
                                        dev(np.array([0.1], np.float32)))  # fmt: skip
     assert to_host(grad_w)[0] == -np.inf  # as the CPU: inf, no overflow warning
+
+
+def test_temporaries_are_scratch_reused_by_the_next_call(rng, monkeypatch):
+    """The reductions' partial sums, per-column coefficients, the batch mean and the loss
+    totals are scratch arrays kept per thread (fastact.cuda._scratch): a repeated call
+    allocates its results only and copies nothing from the host; a larger call grows the
+    buffers, and alternating shapes stay right."""
+    fa.cuda.release_scratch()
+    allocated = []
+    real_alloc, real_copy = cuda.device_array, cuda.to_device
+
+    def cases(rows):
+        x = rng.standard_normal((rows, 6))
+        ones, zeros, g = np.ones(6), np.zeros(6), rng.standard_normal((rows, 6))
+        labels = rng.integers(0, 6, rows)
+        host = (x, ones, zeros, g, labels)
+        return host, [dev(a) for a in host]
+
+    def run(device, host):
+        x, ones, zeros, g, labels = device
+        y, cache = fused.batch_norm(x, ones, zeros, dev(zeros), dev(ones), True)
+        dx, dgamma, dbeta = fused.batch_norm_backward(g, cache)
+        pre, grad_bias = fused.bias_act_backward(g, x, "silu")
+        loss, grad = fused.softmax_cross_entropy(x, labels)
+        hx, hones, hzeros, hg, hlabels = host
+        want_y, want_cache = fused.batch_norm(hx, hones, hzeros, hzeros.copy(), hones.copy(), True)
+        tol = dict(rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(to_host(y), want_y, **tol)
+        for got, want in zip((dx, dgamma, dbeta), fused.batch_norm_backward(hg, want_cache)):
+            np.testing.assert_allclose(to_host(got), want, **tol)
+        np.testing.assert_allclose(to_host(grad_bias), fused.bias_act_backward(hg, hx, "silu")[1])
+        np.testing.assert_allclose(loss, fused.softmax_cross_entropy(hx, hlabels)[0], rtol=1e-13)
+
+    small, large = cases(19), cases(40)
+
+    def counted(real):
+        def call(*args, **kwargs):
+            allocated.append(args)
+            return real(*args, **kwargs)
+
+        return call
+
+    monkeypatch.setattr(cuda, "device_array", counted(real_alloc))
+    monkeypatch.setattr(cuda, "to_device", counted(real_copy))
+    run(small[1], small[0])  # (the two running-statistics vectors: to_device, in run)
+    first = len(allocated)
+    allocated.clear()
+    run(small[1], small[0])
+    # results only: y, xhat, inv_std, gamma's copy; dx, dgamma, dbeta; grad_pre, grad_bias;
+    # the loss gradient; + the running statistics' two copies
+    assert len(allocated) == 4 + 3 + 2 + 1 + 2 < first
+    allocated.clear()
+    run(large[1], large[0])  # more row blocks: the partial sums grow
+    run(small[1], small[0])
+    fa.cuda.release_scratch()
+    allocated.clear()
+    run(small[1], small[0])
+    assert len(allocated) == first
+
+
+def test_scratch_is_kept_per_thread():
+    """Two threads never share a scratch buffer (numba may give each its own default stream)."""
+    import threading
+
+    fa.cuda.release_scratch()
+    here = fa.cuda._scratch("partial", (4, 3))
+    assert fa.cuda._span(fa.cuda._scratch("partial", (2, 6))) == fa.cuda._span(here)
+    there = []
+    thread = threading.Thread(target=lambda: there.append(fa.cuda._scratch("partial", (4, 3))))
+    thread.start()
+    thread.join()
+    assert fa.cuda._span(there[0]) != fa.cuda._span(here)
+    grown = fa.cuda._scratch("partial", (5, 3))  # larger: a new buffer, then reused
+    assert fa.cuda._span(fa.cuda._scratch("partial", (3,)))[0] == fa.cuda._span(grown)[0]
+    assert fa.cuda._scratch("partial", (3,), np.float32).dtype == np.float32
+
+
+def test_labels_and_targets_are_counted_before_out_is_written(rng):
+    """With out given, a kernel counts the bad labels (targets) before the loss kernel writes:
+    the count is exact, whatever the integer type, and out keeps its values."""
+    logits = rng.standard_normal((6, 4))
+    for labels in (
+        np.array([0, 4, 1, -1, 3, 9], np.int32),
+        np.array([0, 2**64 - 1, 1, 4, 3, 2], np.uint64),
+    ):
+        work = dev(logits)
+        want = int(((labels.astype(np.float64) < 0) | (labels.astype(np.float64) >= 4)).sum())
+        with pytest.raises(ValueError, match=rf"{want} label\(s\) are not \(out was not written\)"):
+            fused.softmax_cross_entropy(work, dev(labels), out=work)
+        np.testing.assert_array_equal(to_host(work), logits)
+        with pytest.raises(ValueError, match=rf"{want} label\(s\) are not \(no result\)"):
+            fused.softmax_cross_entropy(dev(logits), dev(labels))
+    z = dev(logits.reshape(-1))
+    targets = np.full(24, 0.5)
+    targets[[1, 5, 9]] = [np.nan, -0.0 - 1e-300, 1 + 1e-15]
+    with pytest.raises(ValueError, match=r"got 3 value\(s\) outside it or NaN \(out was not"):
+        fused.binary_cross_entropy_with_logits(z, dev(targets), out=z)
+    np.testing.assert_array_equal(to_host(z), logits.reshape(-1))
+    targets[[1, 5, 9]] = [0.0, -0.0, 1.0]  # the ends are in
+    loss, grad = fused.binary_cross_entropy_with_logits(z, dev(targets), out=z)
+    want_loss, want_grad = fused.binary_cross_entropy_with_logits(logits.reshape(-1), targets)
+    assert grad is z and abs(loss - want_loss) < 1e-12
+    np.testing.assert_allclose(to_host(z), want_grad, rtol=1e-12)

@@ -92,6 +92,8 @@ FUSED_F64 = {
     "softmax": True,  # the row sum
     "softmax_cross_entropy": True,  # row sums, the loss
     "bce_with_logits": True,  # the loss
+    "count_bad_labels": True,  # the count, added in float64
+    "count_bad_targets": True,
     "dropout": False,
     "dropout_backward": False,
     "column_partials": True,  # float64 partial sums
@@ -163,6 +165,8 @@ def test_float64_in_float32_kernels_only_by_design(ptx_results):
 FUSED_UNSIGNED = {
     "softmax": 0,
     "softmax_cross_entropy": 0,
+    "count_bad_labels": 0,
+    "count_bad_targets": 0,
     "dropout": 0,
     "dropout_backward": 0,
     "column_partials": 0,
