@@ -305,48 +305,73 @@ def dropout_backward(g, mask, scale, out):
 
 
 # --------------------------------------------------------------------------- batch norm
+@cuda.jit(**CUDA_DEVICE)
+def _column_shift(x, j):
+    """The shift of column j's one-pass moments: its first value (float64), or 0 where that is
+    inf or NaN (the statistics are then inf or NaN, as the CPU's two-pass ones)."""
+    c = np.float64(x[uint64(0), j])
+    return c if math.isfinite(c) else _ZERO
+
+
 @cuda.jit(**CUDA_KERNEL)
-def column_partials(x, center, squares, partial):
-    """partial[r, j] = sum over the rows r, r + si, ... of (x - center[j]), or of its square
-    (float64): the first stage of a column reduction, launched on a 2-D grid (x along the
-    columns, y over row blocks), so tall matrices use the whole GPU."""
+def batch_norm_moments(x, partial_sum, partial_squares):
+    """partial_sum[r, j] and partial_squares[r, j] = the float64 sums of d and d^2 over the rows
+    r, r + si, ... of column j, d = x - _column_shift(x, j): the first stage of the batch
+    statistics in one pass over x, on a 2-D grid (x along the columns, y over row blocks), four
+    rows' loads in flight per thread. Shifting by a value of the column bounds the cancellation
+    of var = S2/n - (S1/n)^2: (mean - shift)^2 <= n var, so its relative error stays below
+    ~(3n + 1) float64 roundings (in practice (mean - shift)^2 is of the order of var)."""
     j0, i0, sj, si = _grid_2d_unsigned()
+    si2 = si + si
+    si3 = si2 + si
+    rows = uint64(x.shape[0])
     for j in range(j0, uint64(x.shape[1]), sj):
-        c = center[j]
-        acc = _ZERO
-        for i in range(i0, uint64(x.shape[0]), si):
+        c = _column_shift(x, j)
+        s1 = _ZERO
+        s2 = _ZERO
+        i = i0
+        while i + si3 < rows:
+            x0, x1, x2, x3 = x[i, j], x[i + si, j], x[i + si2, j], x[i + si3, j]
+            d0, d1, d2, d3 = x0 - c, x1 - c, x2 - c, x3 - c
+            s1 += d0
+            s2 += d0 * d0
+            s1 += d1
+            s2 += d1 * d1
+            s1 += d2
+            s2 += d2 * d2
+            s1 += d3
+            s2 += d3 * d3
+            i += si3 + si
+        while i < rows:
             d = x[i, j] - c
-            acc += d * d if squares else d
-        partial[i0, j] = acc
+            s1 += d
+            s2 += d * d
+            i += si
+        partial_sum[i0, j] = s1
+        partial_squares[i0, j] = s2
 
 
 @cuda.jit(**CUDA_REDUCE_KERNEL)
-def batch_norm_mean(partial, n, mean):
-    """mean[j] = (sum of partial[:, j]) / n (float64; launch: fastact.cuda._grid_columns)."""
-    start, stop, step = _column_strips(mean.size)
-    for first in range(start, stop, step):
-        j = first + uint64(cuda.threadIdx.x)
-        total = _column_total(partial, j)  # every thread, past the columns too
-        if cuda.threadIdx.y == 0 and j < stop:
-            mean[j] = total / n
-
-
-@cuda.jit(**CUDA_REDUCE_KERNEL)
-def batch_norm_stats(partial, n, mean, running_mean, running_var, training, momentum, eps, center,
-                     inv_std):  # fmt: skip
-    """Per column: training, the biased variance from the partial sums of squared deviations
-    (two-pass, float64) and the running statistics updated; else the running statistics.
+def batch_norm_stats(x, partial_sum, partial_squares, n, running_mean, running_var, training,
+                     momentum, eps, center, inv_std):  # fmt: skip
+    """Per column: training, the mean and biased variance from batch_norm_moments' partial sums
+    (added in float64: S1, S2; mean = shift + S1/n, var = (S2 - S1 S1/n)/n, a rounding below 0
+    taken as 0) and the running statistics updated; else the running statistics.
     center = mean and inv_std = 1 / sqrt(var + eps), in x's dtype. Launch:
     fastact.cuda._grid_columns."""
     start, stop, step = _column_strips(center.size)
     for first in range(start, stop, step):
         j = first + uint64(cuda.threadIdx.x)
         # every thread, past the columns too (training is the same for all)
-        var = _column_total(partial, j) / n if training else _ZERO
+        s1 = _column_total(partial_sum, j) if training else _ZERO
+        s2 = _column_total(partial_squares, j) if training else _ZERO
         if cuda.threadIdx.y != 0 or j >= stop:
             continue
         if training:
-            m = mean[j]
+            d = s1 / n
+            m = _column_shift(x, j) + d
+            var = (s2 - s1 * d) / n
+            var = _ZERO if var < 0.0 else var  # (NaN stays NaN)
             keep = 1.0 - momentum
             running_mean[j] = keep * running_mean[j] + momentum * m
             running_var[j] = keep * running_var[j] + momentum * (var * (n / (n - 1.0)))
@@ -390,7 +415,7 @@ def _normalize(x, c, s, gj, bj, i, j, y, xhat):
 @cuda.jit(**CUDA_KERNEL)
 def batch_norm_backward_partials(g, xhat, partial_g, partial_gx):
     """Row-block partial sums (float64) of g and g xhat per column (2-D grid, as
-    column_partials)."""
+    batch_norm_moments)."""
     j0, i0, sj, si = _grid_2d_unsigned()
     for j in range(j0, uint64(g.shape[1]), sj):
         sg = _ZERO

@@ -770,27 +770,24 @@ def batch_norm(x, gamma, beta, running_mean, running_var, training, momentum=0.1
 
 def _batch_norm_into(x, gamma, beta, running_mean, running_var, training, momentum, eps, y, xhat,
                      center, inv_std):  # fmt: skip
-    """The launches of a batch-norm forward (no checks; y may be x): column sums by row blocks
-    and their totals (mean), the same for the squared deviations (variance), then y. The
-    partial sums and the mean are scratch arrays (:func:`_scratch`)."""
+    """The launches of a batch-norm forward (no checks; y may be x): the column moments by row
+    blocks (scratch arrays: :func:`_scratch`), their totals (mean, variance), then y."""
     k = fused_kernels()
     rows, cols = x.shape
     if not cols:
         return
     if training:
         blocks, threads = _grid_2d(rows, cols, _config.CUDA_BIAS_MIN_ROWS)
-        partial = _scratch("partial", (blocks[1] * threads[1], cols))
-        mean = _zeros("mean", cols)  # the center of the first pass: 0
-        k.column_partials[blocks, threads](x, mean, False, partial)
-        k.batch_norm_mean[_grid_columns(cols)](partial, rows, mean)
-        k.column_partials[blocks, threads](x, mean, True, partial)
-    else:
-        partial = _scratch("partial", (1, cols))  # unused with fixed statistics
-        mean = _scratch("mean", cols)
+        partial_sum = _scratch("partial", (blocks[1] * threads[1], cols))
+        partial_squares = _scratch("partial 2", (blocks[1] * threads[1], cols))
+        k.batch_norm_moments[blocks, threads](x, partial_sum, partial_squares)
+    else:  # unused with fixed statistics
+        partial_sum = partial_squares = _scratch("partial", (1, cols))
     columns, (tx, ty) = _grid_columns(cols)  # fixed statistics: nothing to sum, one row
     k.batch_norm_stats[columns, (tx, ty if training else 1)](
-        partial, rows, mean, running_mean, running_var, training, momentum, eps, center, inv_std
-    )
+        x, partial_sum, partial_squares, rows, running_mean, running_var, training, momentum,
+        eps, center, inv_std,
+    )  # fmt: skip
     if rows:
         k.batch_norm_apply[_grid_2d(rows, cols)](x, gamma, beta, center, inv_std, y, xhat)
 

@@ -187,6 +187,50 @@ def test_batch_norm_matches_cpu(shape, max_blocks, dtype, training, monkeypatch,
         np.testing.assert_allclose(to_host(got), want, rtol=tol * 16, atol=tol * 16)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_one_pass_batch_statistics_against_exact_ones(dtype, rng):
+    """batch_norm_moments shifts each column by its first value, so var = S2/n - (S1/n)^2
+    cancels at most (mean - shift)^2 / var <= n. Against exact rational statistics: a column
+    far from 0, one whose first value is an outlier (that worst case), a constant one
+    (variance exactly 0)."""
+    from fractions import Fraction
+
+    n = 64
+    x = rng.standard_normal((n, 3))
+    x[:, 0] += 1e8 if dtype == np.float64 else 1e4
+    x[0, 1] = 1e6
+    x[:, 2] = 3.0
+    x = x.astype(dtype)
+    ones, zeros = np.ones(3, dtype), np.zeros(3, dtype)
+    d_rm, d_rv = dev(zeros), dev(ones)
+    fused.batch_norm(dev(x), dev(ones), dev(zeros), d_rm, d_rv, True, momentum=1.0)
+    rm, rv = to_host(d_rm), to_host(d_rv)
+    tol = 1e-13 if dtype == np.float64 else np.finfo(dtype).eps  # float32: one rounding
+    for j in range(2):
+        values = [Fraction(float(v)) for v in x[:, j]]
+        mean = sum(values) / n
+        var = sum((v - mean) ** 2 for v in values) / (n - 1)  # the running one: unbiased
+        assert abs(Fraction(float(rm[j])) - mean) <= tol * abs(mean), (j, rm[j], float(mean))
+        assert abs(Fraction(float(rv[j])) - var) <= tol * var, (j, rv[j], float(var))
+    assert rm[2] == 3 and rv[2] == 0
+
+
+# the simulator runs the kernels on NumPy scalars, which warn at inf - inf (a GPU does not)
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_batch_statistics_of_a_column_that_starts_with_inf():
+    """Its shift is 0, not inf (inf - inf would make every value NaN): the mean is inf and the
+    variance NaN, as the CPU's two passes give."""
+    x = np.array([[np.inf, 1.0], [2.0, 1.0], [3.0, 2.0]])
+    ones, zeros = np.ones(2), np.zeros(2)
+    d_rm, d_rv = dev(zeros), dev(ones)
+    fused.batch_norm(dev(x), dev(ones), dev(zeros), d_rm, d_rv, True, momentum=1.0)
+    cpu_rm, cpu_rv = zeros.copy(), ones.copy()
+    fused.batch_norm(x, ones, zeros, cpu_rm, cpu_rv, True, momentum=1.0)
+    np.testing.assert_allclose(to_host(d_rm), cpu_rm, rtol=4e-16)
+    np.testing.assert_allclose(to_host(d_rv), cpu_rv, rtol=4e-16)  # NaN where the CPU's is
+    assert cpu_rm[0] == np.inf and np.isnan(cpu_rv[0]) and cpu_rv[1] == 1 / 3
+
+
 @pytest.mark.parametrize("nesterov", [False, True])
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_optimizers_match_cpu(dtype, nesterov, rng):

@@ -96,8 +96,7 @@ FUSED_F64 = {
     "count_bad_targets": True,
     "dropout": False,
     "dropout_backward": False,
-    "column_partials": True,  # float64 partial sums
-    "batch_norm_mean": True,
+    "batch_norm_moments": True,  # float64 partial sums
     "batch_norm_stats": True,  # mean, variance
     "batch_norm_apply": False,
     "batch_norm_backward_partials": True,
@@ -169,8 +168,7 @@ FUSED_UNSIGNED = {
     "count_bad_targets": 0,
     "dropout": 0,
     "dropout_backward": 0,
-    "column_partials": 0,
-    "batch_norm_mean": 0,
+    "batch_norm_moments": 0,
     "batch_norm_stats": 0,
     "batch_norm_apply": 0,
     "batch_norm_backward_partials": 0,
@@ -200,8 +198,7 @@ def test_kernels_index_without_negative_index_wraparound(ptx_results):
 
 
 #: Kernels that call _column_total: blocks of up to 1024 threads (fastact.cuda._grid_columns)
-REDUCING = {"column_sums", "fused.batch_norm_mean", "fused.batch_norm_stats",
-            "fused.batch_norm_backward_sums"}  # fmt: skip
+REDUCING = {"column_sums", "fused.batch_norm_stats", "fused.batch_norm_backward_sums"}
 
 
 def test_column_sum_kernels_fit_blocks_of_1024_threads(ptx_results):
