@@ -289,8 +289,9 @@ def _scratch(slot: str, shape, dtype=np.float64):
     numba allocation is a cuMemAlloc (and a cuMemFree later, which waits for the GPU), so
     repeated calls reuse these instead. Safe: fastact launches in order on numba's default
     stream, and no scratch array outlives the call (or the launches) it was taken for. The
-    largest are the column reductions' float64 partial sums (at most CUDA_MAX_BLOCKS x
-    CUDA_BLOCK_SIZE, 16 MiB each). :func:`release_scratch` frees them."""
+    largest are the column reductions' float64 partial sums: CUDA_MAX_BLOCKS x
+    CUDA_BLOCK_SIZE of them at most (16 MiB), or one row where the columns alone are more.
+    :func:`release_scratch` frees them."""
     from numba import config, cuda
 
     dtype = np.dtype(dtype)
@@ -300,7 +301,7 @@ def _scratch(slot: str, shape, dtype=np.float64):
     # makes one on each call, for its single device
     context = _SIMULATOR if config.ENABLE_CUDASIM else cuda.current_context()  # type: ignore[attr-defined]
     buffers = _SCRATCH.__dict__.setdefault("buffers", {})
-    key = (slot, dtype.str)
+    key = (slot, dtype.str, id(context))  # the context is held with its buffer: a live id
     held = buffers.get(key)
     if held is None or held[0] is not context or held[1].size < n:
         held = buffers[key] = (context, cuda.device_array(n, dtype))
@@ -311,9 +312,10 @@ _SIMULATOR = object()
 
 
 def release_scratch() -> None:
-    """Frees the device memory fastact keeps for its temporaries in this thread (the float64
-    partial sums of the column reductions: up to 16 MiB per sum a call holds, on each GPU
-    used). They come back on the next call that needs them."""
+    """Frees the device memory fastact keeps for its temporaries in this thread (mostly the
+    float64 partial sums of the column reductions: up to 16 MiB for each of the two a call
+    may hold, more only past two million columns, on each GPU used). They come back on the
+    next call that needs them."""
     _SCRATCH.__dict__.pop("buffers", None)
 
 
