@@ -544,6 +544,24 @@ def bench_fused(dtype, errors):
     add("batch_norm backward", lambda: fused.batch_norm_backward(G, cache), None, 4 * X.size * item)
     DX, DG, DB = cuda.device_array(X.shape, dtype), cuda.device_array(cols, dtype), cuda.device_array(cols, dtype)  # fmt: skip
     add("  the same, outputs preallocated", lambda: fa.cuda._batch_norm_backward_into(G, cache, DX, DG, DB), None, 4 * X.size * item)  # fmt: skip
+    slopes = random_device(cols, dtype, 25, 0.25)
+    tw = tt(slopes) if tt is not None else None
+    add("prelu (a slope per feature)", lambda: fa.prelu(X, slopes, out=Y),
+        (lambda: torch.nn.functional.prelu(tX, tw)) if tt is not None else None,
+        2 * X.size * item)  # fmt: skip
+    add("prelu_backward (+ slope gradient)", lambda: fa.prelu_backward(G, X, slopes, out=DX), None,
+        3 * X.size * item)  # fmt: skip
+    targets = cuda.to_device((np.arange(n) % 2).astype(dtype))
+    torch_bce = None
+    if tt is not None:
+        tl, tlt = tt(x).clone().requires_grad_(True), tt(targets)
+
+        def torch_bce(tl=tl, tlt=tlt):
+            tl.grad = None
+            torch.nn.functional.binary_cross_entropy_with_logits(tl, tlt).backward()
+
+    # with out: the targets are checked (read) once before the loss kernel reads them again
+    add("bce_with_logits (loss + gradient)", lambda: fused.binary_cross_entropy_with_logits(x, targets, out=out), torch_bce, 4 * n * item)  # fmt: skip
     p_, v_, m_, s_ = (random_device(n, dtype, 30 + i, 1.0) for i in range(4))
     fa.cuda.fused_kernels().zero[fa.cuda._grid_1d(n)](s_)  # Adam's second moment: >= 0
     add(
