@@ -319,8 +319,8 @@ def batch_norm_moments(x, partial_sum, partial_squares):
     r, r + si, ... of column j, d = x - _column_shift(x, j): the first stage of the batch
     statistics in one pass over x, on a 2-D grid (x along the columns, y over row blocks), four
     rows' loads in flight per thread. Shifting by a value of the column bounds the cancellation
-    of var = S2/n - (S1/n)^2: (mean - shift)^2 <= n var, so its relative error stays below
-    ~(3n + 1) float64 roundings (in practice (mean - shift)^2 is of the order of var)."""
+    of var = S2/n - (S1/n)^2: (mean - shift)^2 <= n var, so its relative error is at most
+    about 1 + 3n times the sums' own (in practice (mean - shift)^2 is of the order of var)."""
     j0, i0, sj, si = _grid_2d_unsigned()
     si2 = si + si
     si3 = si2 + si

@@ -626,18 +626,18 @@ def softmax_cross_entropy(logits, labels, *, out=None):
     rows, classes = x.shape
     if out is not None:  # every label checked before out (maybe the logits) is written
         fused_kernels().count_bad_labels[_grid_1d(rows)](y, np.int64(classes), bad)
-        _bad_labels(func, classes, bad.copy_to_host()[0], "out was not written")
+        _bad_labels(func, classes, bad.copy_to_host()[0], " (out was not written)")
     _softmax_cross_entropy_into(x, y, target, total, bad)
     loss, wrong = sums.copy_to_host()
-    _bad_labels(func, classes, wrong, "no result")
+    _bad_labels(func, classes, wrong, "")
     return float(loss) / rows, result
 
 
-def _bad_labels(func, classes, count, what):
+def _bad_labels(func, classes, count, untouched):
     if count:
         raise ValueError(
             f"fastact.{func}: labels must be in [0, {classes}) (logits has {classes} classes); "
-            f"{int(count)} label(s) are not ({what})"
+            f"{int(count)} label(s) are not{untouched}"
         )
 
 
@@ -656,18 +656,18 @@ def binary_cross_entropy_with_logits(logits, targets, *, out=None):
     k = fused_kernels()
     if out is not None:  # every target checked before out (maybe the logits) is written
         k.count_bad_targets[_grid_1d(n)](_flat(t, "C"), bad)
-        _bad_targets(func, bad.copy_to_host()[0], "out was not written")
+        _bad_targets(func, bad.copy_to_host()[0], " (out was not written)")
     k.bce_with_logits[_grid_1d(n)](_flat(x, "C"), _flat(t, "C"), _flat(target, "C"), total, bad)
     loss, wrong = sums.copy_to_host()
-    _bad_targets(func, wrong, "no result")
+    _bad_targets(func, wrong, "")
     return float(loss) / n, result
 
 
-def _bad_targets(func, count, what):
+def _bad_targets(func, count, untouched):
     if count:
         raise ValueError(
             f"fastact.{func}: targets must be probabilities in [0, 1] (e.g. 0/1 labels), got "
-            f"{int(count)} value(s) outside it or NaN ({what})"
+            f"{int(count)} value(s) outside it or NaN{untouched}"
         )
 
 
