@@ -471,6 +471,19 @@ def bench_fused(dtype, errors):
                 errors.append(f"torch {name}: {type(exc).__name__}: {str(exc)[:200]}")
         rows.append((name, ms, tms, moved))
 
+    def torch_loss(name, logits, target):
+        """PyTorch's loss ``name`` (torch.nn.functional) and its autograd backward on copies
+        of the device arrays, or None without PyTorch."""
+        if tt is None:
+            return None
+        t_logits, t_target = tt(logits).clone().requires_grad_(True), tt(target)
+
+        def run():
+            t_logits.grad = None
+            getattr(torch.nn.functional, name)(t_logits, t_target).backward()
+
+        return run
+
     def one_thread_per_row(fn):  # the narrow rows' kernel shape on wide rows, for comparison
         def run():
             saved = _config.CUDA_ROW_THREADS_MIN_CLASSES
@@ -489,13 +502,7 @@ def bench_fused(dtype, errors):
         logits = x[: r * classes].reshape(r, classes)
         labels = cuda.to_device(np.random.default_rng(0).integers(0, classes, r))
         grad = out[: r * classes].reshape(r, classes)
-        torch_ce = None
-        if tt is not None:
-            tl, tl_lab = tt(logits).clone().requires_grad_(True), tt(labels)
-
-            def torch_ce(tl=tl, tl_lab=tl_lab):
-                tl.grad = None
-                torch.nn.functional.cross_entropy(tl, tl_lab).backward()
+        torch_ce = torch_loss("cross_entropy", logits, labels)
 
         def ce(logits=logits, labels=labels, grad=grad):
             fused.softmax_cross_entropy(logits, labels, out=grad)
@@ -552,14 +559,7 @@ def bench_fused(dtype, errors):
     add("prelu_backward (+ slope gradient)", lambda: fa.prelu_backward(G, X, slopes, out=DX), None,
         3 * X.size * item)  # fmt: skip
     targets = cuda.to_device((np.arange(n) % 2).astype(dtype))
-    torch_bce = None
-    if tt is not None:
-        tl, tlt = tt(x).clone().requires_grad_(True), tt(targets)
-
-        def torch_bce(tl=tl, tlt=tlt):
-            tl.grad = None
-            torch.nn.functional.binary_cross_entropy_with_logits(tl, tlt).backward()
-
+    torch_bce = torch_loss("binary_cross_entropy_with_logits", x, targets)
     # with out: the targets are checked (read) once before the loss kernel reads them again
     add("bce_with_logits (loss + gradient)", lambda: fused.binary_cross_entropy_with_logits(x, targets, out=out), torch_bce, 4 * n * item)  # fmt: skip
     p_, v_, m_, s_ = (random_device(n, dtype, 30 + i, 1.0) for i in range(4))
