@@ -42,6 +42,72 @@ def fastact_epochs(X, y, X_test, y_test, epochs, matmul):
     return times, clf.score(X_test, y_test)
 
 
+def launch_costs(repeat=2000):
+    """Host microseconds per call, launched ``repeat`` times then one synchronize (the GPU work
+    is tiny: what is measured is the launch path). fastact's zero kernel (one array), its sgd
+    kernel (the MLP's update: 9 arguments) and, with CuPy, one batch's matrix product: the
+    three kinds of call an MLP step makes (~26 launches with fastact's own matmul)."""
+    from numba import cuda
+
+    import fastact as fa
+
+    k = fa.cuda.fused_kernels()
+
+    def per_call(fn):
+        fn()
+        cuda.synchronize()
+        start = time.perf_counter()
+        for _ in range(repeat):
+            fn()
+        cuda.synchronize()
+        return (time.perf_counter() - start) / repeat * 1e6
+
+    f = np.float32
+    zeros = cuda.device_array(256, np.float64)
+    p, g, v = (cuda.to_device(np.zeros(256, f)) for _ in range(3))
+    squares, slot = fa.cuda._no_squares()
+    costs = {
+        "numba launch: zero (1 array)": per_call(lambda: k.zero[1, 256](zeros)),
+        "numba launch: sgd (9 arguments)": per_call(
+            lambda: k.sgd[1, 256](p, g, v, f(0.01), f(0.9), f(0.0), False, squares, slot)
+        ),
+    }
+    try:
+        import cupy
+
+        a, b = cupy.ones((M.BATCH, 784), f), cupy.ones((784, 256), f)
+        c = cupy.empty((M.BATCH, 256), f)
+        costs["CuPy matmul 128x784 @ 784x256"] = per_call(lambda: cupy.matmul(a, b, out=c))
+    except Exception as exc:
+        print(f"CuPy matmul not timed: {type(exc).__name__}: {exc}", file=sys.stderr)
+    return costs
+
+
+def launches_per_step(X, y):
+    """numba kernel launches per training step of MLP(device='cuda') with fastact's own
+    matmul (FASTACT_CUDA_MATMUL=numba: the matrix products are launches too), over one
+    epoch."""
+    import fastact as fa
+    from fastact.mlp import MLP
+
+    dispatcher = type(fa.cuda.fused_kernels().zero)  # kernel[grid, block] configures a launch
+    count = [0]
+    real = dispatcher.__getitem__
+
+    def counted(self, config):
+        count[0] += 1
+        return real(self, config)
+
+    dispatcher.__getitem__ = counted
+    os.environ["FASTACT_CUDA_MATMUL"] = "numba"
+    try:
+        MLP(M.HIDDEN, "relu", optimizer="sgd", lr=M.LR, momentum=M.MOMENTUM,
+            batch_size=M.BATCH, epochs=1, seed=0, device="cuda").fit(X, y)  # fmt: skip
+    finally:
+        dispatcher.__getitem__ = real
+    return count[0] / -(-len(X) // M.BATCH)
+
+
 def torch_epochs(X, y, X_test, y_test, epochs):
     import torch
 
@@ -116,6 +182,13 @@ def main(argv=None):
     print(f"{'implementation':<24}{'s / epoch':>10}{'test acc':>10}")
     for label, t, acc in rows:
         print(f"{label:<24}{t:>10.3f}{acc:>10.4f}")
+    try:
+        steps = launches_per_step(X[: 20 * M.BATCH], y[: 20 * M.BATCH])
+        print(f"fastact (own matmul): {steps:.1f} launches per step")
+        for what, us in launch_costs().items():
+            print(f"  {what:<36}{us:8.1f} us per call (host)")
+    except Exception as exc:
+        print(f"launch costs: {type(exc).__name__}: {exc}", file=sys.stderr)
 
 
 if __name__ == "__main__":
