@@ -11,8 +11,37 @@ from __future__ import annotations
 
 import os
 
+import pytest
+
 SIMULATOR = os.environ.get("NUMBA_ENABLE_CUDASIM", "0") not in ("", "0")
 ENABLED = SIMULATOR or os.environ.get("FASTACT_CUDA_TESTS", "0") not in ("", "0")
 
 if not ENABLED:
     collect_ignore_glob = ["*"]
+
+
+@pytest.fixture
+def count_allocations(monkeypatch):
+    """Call it to start recording: it returns the list that names ("device_array",
+    "to_device") every numba allocation and host copy made from then on, by fastact or the
+    test (numba.cuda's functions are restored after the test)."""
+
+    def start():
+        from numba import cuda
+
+        calls = []
+
+        def recorded(name):
+            real = getattr(cuda, name)
+
+            def call(*args, **kwargs):
+                calls.append(name)
+                return real(*args, **kwargs)
+
+            return call
+
+        for name in ("device_array", "to_device"):
+            monkeypatch.setattr(cuda, name, recorded(name))
+        return calls
+
+    return start

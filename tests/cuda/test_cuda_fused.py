@@ -401,14 +401,12 @@ def test_device_prelu_and_dropout_check_as_the_cpu():
     assert to_host(grad_w)[0] == -np.inf  # as the CPU: inf, no overflow warning
 
 
-def test_temporaries_are_scratch_reused_by_the_next_call(rng, monkeypatch):
+def test_temporaries_are_scratch_reused_by_the_next_call(rng, count_allocations):
     """The reductions' partial sums (the batch statistics' too), per-column coefficients and the
     loss totals are scratch arrays kept per thread (fastact.cuda._scratch): a repeated call
     allocates its results only and copies nothing from the host; a larger call grows the
     buffers, and alternating shapes stay right."""
     fa.cuda.release_scratch()
-    allocated = []
-    real_alloc, real_copy = cuda.device_array, cuda.to_device
 
     def cases(rows):
         x = rng.standard_normal((rows, 6))
@@ -433,16 +431,7 @@ def test_temporaries_are_scratch_reused_by_the_next_call(rng, monkeypatch):
         np.testing.assert_allclose(loss, fused.softmax_cross_entropy(hx, hlabels)[0], rtol=1e-13)
 
     small, large = cases(19), cases(40)
-
-    def counted(real):
-        def call(*args, **kwargs):
-            allocated.append(args)
-            return real(*args, **kwargs)
-
-        return call
-
-    monkeypatch.setattr(cuda, "device_array", counted(real_alloc))
-    monkeypatch.setattr(cuda, "to_device", counted(real_copy))
+    allocated = count_allocations()
     run(small[1], small[0])  # (the two running-statistics vectors: to_device, in run)
     first = len(allocated)
     allocated.clear()

@@ -133,21 +133,16 @@ def test_device_training_step_launches(rng, monkeypatch):
     assert counts["gather_batch"] == counts["move_sqrts"] == 1
 
 
-def test_device_batch_norm_steps_allocate_nothing(rng, monkeypatch):
+def test_device_batch_norm_steps_allocate_nothing(rng, count_allocations):
     """A training step with batch norm takes its temporaries (the statistics' and gradients'
     partial sums, the backward's coefficients) from fastact.cuda's scratch: after the first
     epoch no step allocates device memory or copies from the host (each step made 6
     allocations and a copy of zeros per batch-norm layer before the scratch)."""
-    from numba import cuda
-
     X, y = data(3, rng, n=32)
     mlp = MLP(hidden_sizes=(5, 3), epochs=1, batch_size=8, batch_norm=True, seed=0,
               device="cuda")  # fmt: skip
     mlp.fit(X, y)  # compiles, allocates and copies the data first
-    calls = []
-    for name in ("device_array", "to_device"):
-        real = getattr(cuda, name)
-        monkeypatch.setattr(cuda, name, lambda *a, _real=real, _name=name, **k: calls.append(_name) or _real(*a, **k))  # fmt: skip
+    calls = count_allocations()
     mlp.partial_fit(X, y)
     # once per call of partial_fit (4 steps here): the data, its targets, the batch order, the
     # epoch's statistics and the labels' flag
