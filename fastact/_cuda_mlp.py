@@ -52,6 +52,20 @@ class DeviceOps:
         self.cupy = _cupy()
         self._buffers: dict[tuple, Any] = {}  # reused device arrays
         self._no_norm = None  # (squares, slot) of the optimizer steps without a norm
+        self._flat_views: dict[int, tuple] = {}  # id(array) -> (array, its 1-D view)
+
+    def _flat(self, a):
+        """``a`` as a 1-D view, the same view object every step. A launch types each array
+        it is given and numba caches that per array object: a fresh ``reshape`` per call
+        costs that typing again (see ``bench/gpu_host_cost.py``). The layers' buffers persist,
+        so the cache stays small; it is emptied past 64 entries (the views of a last, shorter
+        batch are new each epoch). An entry holds its array: the id stays that array's."""
+        entry = self._flat_views.get(id(a))
+        if entry is None:
+            if len(self._flat_views) >= 64:
+                self._flat_views.clear()
+            entry = self._flat_views[id(a)] = (a, a.reshape(a.size))
+        return entry[1]
 
     def asarray(self, a):
         return cuda.to_device(np.ascontiguousarray(a))
@@ -114,7 +128,9 @@ class DeviceOps:
     def prelu(self, z, slope, h):
         if z.size:
             n = z.size
-            _cuda_fused.prelu_forward[_grid_1d(n)](z.reshape(n), slope, h.reshape(n), z.shape[1], 1)
+            _cuda_fused.prelu_forward[_grid_1d(n)](
+                self._flat(z), slope, self._flat(h), z.shape[1], 1
+            )
 
     def prelu_backward(self, g, z, slope, grad_pre, slope_grad, scratch64):
         n = z.size
@@ -122,7 +138,7 @@ class DeviceOps:
         _cuda_fused.zero[_grid_1d(channels)](scratch64)
         if n:
             _prelu_backward_into(
-                g.reshape(n), z.reshape(n), slope, grad_pre.reshape(n), scratch64, channels, 1
+                self._flat(g), self._flat(z), slope, self._flat(grad_pre), scratch64, channels, 1
             )
         _cuda_fused.copy_into[_grid_1d(channels)](scratch64, slope_grad)
 
@@ -145,14 +161,14 @@ class DeviceOps:
         if n:
             t = np.dtype(h.dtype).type
             _cuda_fused.dropout[_grid_1d(n)](
-                h.reshape(n), dropout_seed(rng), t(p), scale, out.reshape(n), mask.reshape(n)
+                self._flat(h), dropout_seed(rng), t(p), scale, self._flat(out), self._flat(mask)
             )
 
     def dropout_backward(self, g, mask, scale, out):
         n = g.size
         if n:
             _cuda_fused.dropout_backward[_grid_1d(n)](
-                g.reshape(n), mask.reshape(n), scale, out.reshape(n)
+                self._flat(g), self._flat(mask), scale, self._flat(out)
             )
 
     def sgd(self, p, g, v, lr, momentum, weight_decay, nesterov, norm_slot=-1):
@@ -196,7 +212,7 @@ class DeviceOps:
         buf = self._buffers.get(key)
         if buf is None or buf.shape[0] < shape[0]:
             buf = self._buffers[key] = cuda.device_array(shape, dtype)
-        return buf[: shape[0]]
+        return buf if buf.shape[0] == shape[0] else buf[: shape[0]]
 
     def start_epoch(self, n_layers):
         # [summed loss, correct, squared norms (scratch) x n_layers, norms x n_layers]
@@ -208,7 +224,7 @@ class DeviceOps:
         if binary:
             n = logits.size
             _cuda_fused.bce_with_logits[_grid_1d(n)](
-                logits.reshape(n), y, grad.reshape(n), self._stats, self._unchecked
+                self._flat(logits), y, self._flat(grad), self._stats, self._unchecked
             )
         else:
             _softmax_cross_entropy_into(logits, y, grad, self._stats, self._unchecked)

@@ -24,6 +24,8 @@ next call: :func:`release_scratch` frees them.
 
 from __future__ import annotations
 
+import math
+import numbers
 import sys
 import threading
 
@@ -291,21 +293,29 @@ def _scratch(slot: str, shape, dtype=np.float64):
     stream, and no scratch array outlives the call (or the launches) it was taken for. The
     largest are the column reductions' float64 partial sums: CUDA_MAX_BLOCKS x
     CUDA_BLOCK_SIZE of them at most (16 MiB), or one row where the columns alone are more.
-    :func:`release_scratch` frees them."""
+    :func:`release_scratch` frees them. The same shape gives the same view object: a launch
+    types each array object it is given, once per object (see ``bench/gpu_host_cost.py``)."""
     from numba import config, cuda
 
     dtype = np.dtype(dtype)
-    shape = tuple(int(d) for d in np.atleast_1d(shape))
-    n = max(1, int(np.prod(shape)))
+    shape = (int(shape),) if isinstance(shape, numbers.Integral) else tuple(map(int, shape))
+    size = math.prod(shape)
     # numba keeps one Context object per GPU (a new one after cuda.close()); the simulator
     # makes one on each call, for its single device
     context = _SIMULATOR if config.ENABLE_CUDASIM else cuda.current_context()  # type: ignore[attr-defined]
     buffers = _SCRATCH.__dict__.setdefault("buffers", {})
     key = (slot, dtype.str, id(context))  # the context is held with its buffer: a live id
     held = buffers.get(key)
-    if held is None or held[0] is not context or held[1].size < n:
-        held = buffers[key] = (context, cuda.device_array(n, dtype))
-    return held[1][: int(np.prod(shape))].reshape(shape)
+    if held is None or held[0] is not context or held[1].size < size:
+        # (context, buffer, {shape: view of the buffer})
+        held = buffers[key] = (context, cuda.device_array(max(1, size), dtype), {})
+    views = held[2]
+    view = views.get(shape)
+    if view is None:
+        if len(views) >= 16:
+            views.clear()
+        view = views[shape] = held[1][:size].reshape(shape)
+    return view
 
 
 _SIMULATOR = object()
@@ -322,7 +332,7 @@ def release_scratch() -> None:
 def _zeros(slot: str, shape):
     """A float64 scratch array set to 0 on the device (no host copy, nothing to wait for)."""
     array = _scratch(slot, shape)
-    flat = array.reshape(array.size)
+    flat = _scratch(slot, array.size)
     if flat.size:
         fused_kernels().zero[_grid_1d(flat.size)](flat)
     return array

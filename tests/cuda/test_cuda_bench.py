@@ -3,6 +3,8 @@ every kernel against the CPU), so that the one run a lent GPU allows does not fa
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import subprocess
 import sys
@@ -54,3 +56,25 @@ def test_gpu_mlp_launch_counts_and_costs_run_in_the_simulator(monkeypatch):
     costs = gpu_mlp.launch_costs(repeat=2)
     assert {"numba launch: zero (1 array)", "numba launch: sgd (9 arguments)"} <= set(costs)
     assert all(us > 0 for us in costs.values())
+
+
+def test_gpu_host_cost_steps_make_no_new_arrays(tmp_path):
+    """bench/gpu_host_cost.py runs numba's real launch path with the driver stubbed out (no
+    simulator): a steady training step launches the kernels the simulator counts and makes no
+    new device-array object (numba would type each one again at its launch)."""
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
+    out = tmp_path / "cost.json"
+    run = subprocess.run(
+        [sys.executable, "bench/gpu_host_cost.py", "--steps", "30", "--repeat", "1",
+         "--json", str(out)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    rows = json.loads(out.read_text())
+    launches = {"relu": 26, "relu + dropout 0.2": 30, "relu + batch norm": 40, "prelu": 34,
+                "relu, adam": 26}  # fmt: skip
+    assert {name: row["launches_per_step"] for name, row in rows.items()} == launches
+    assert {name: row["arrays_created_per_step"] for name, row in rows.items()} == dict.fromkeys(
+        launches, 0
+    )
+    assert all(math.isfinite(row["host_us_per_step"]) for row in rows.values())  # noisy at 30

@@ -465,6 +465,28 @@ def test_scratch_is_kept_per_thread():
     assert fa.cuda._scratch("partial", (3,), np.float32).dtype == np.float32
 
 
+def test_scratch_gives_the_same_view_for_the_same_shape():
+    """A launch types each array object once (numba caches it on the object): the scratch
+    hands out one view per slot, dtype and shape, not a new one per call."""
+    fa.cuda.release_scratch()
+    first = fa.cuda._scratch("partial", (4, 3))
+    assert fa.cuda._scratch("partial", [4, 3]) is first
+    assert fa.cuda._scratch("partial", (3, 4)) is not first
+    assert fa.cuda._scratch("partial", (3, 4)).shape == (3, 4)
+    assert fa.cuda._scratch("partial", 12).shape == (12,)
+    assert fa.cuda._scratch("partial", (4, 3), np.float32) is not first
+    grown = fa.cuda._scratch("partial", (8, 3))  # a new buffer: new views
+    assert fa.cuda._scratch("partial", (4, 3)) is not first
+    assert fa.cuda._span(fa.cuda._scratch("partial", (4, 3)))[0] == fa.cuda._span(grown)[0]
+    for n in range(1, 40):  # the views kept per buffer are bounded
+        fa.cuda._scratch("partial", (n,))
+    (views,) = [
+        held[2] for key, held in fa.cuda._SCRATCH.buffers.items() if key[:2] == ("partial", "<f8")
+    ]
+    assert 0 < len(views) <= 16
+    assert fa.cuda._scratch("partial", (0, 3)).shape == (0, 3)
+
+
 def test_labels_and_targets_are_counted_before_out_is_written(rng):
     """With out given, a kernel counts the bad labels (targets) before the loss kernel writes:
     the count is exact, whatever the integer type, and out keeps its values."""

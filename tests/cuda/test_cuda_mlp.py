@@ -147,3 +147,22 @@ def test_device_batch_norm_steps_allocate_nothing(rng, count_allocations):
     # once per call of partial_fit (4 steps here): the data, its targets, the batch order, the
     # epoch's statistics and the labels' flag
     assert calls == ["to_device"] * 5, calls
+
+
+def test_device_ops_flat_views_are_kept_per_array():
+    """DeviceOps hands the kernels one 1-D view per array (numba types each array object a
+    launch gets once), and keeps at most 64 of them."""
+    from numba import cuda
+
+    from fastact._cuda_mlp import DeviceOps
+
+    ops = DeviceOps()
+    a = cuda.device_array((3, 4), np.float32)
+    flat = ops._flat(a)
+    assert flat.shape == (12,) and ops._flat(a) is flat
+    assert ops._flat(a[:2]).shape == (8,)
+    kept = [cuda.device_array((2, 2), np.float32) for _ in range(100)]
+    for b in kept:
+        ops._flat(b)
+    assert len(ops._flat_views) <= 64
+    assert ops._flat(kept[-1]) is ops._flat(kept[-1])
