@@ -488,38 +488,62 @@ def _squares(a, b, c, d):
     return s + np.float64(d) * np.float64(d)
 
 
-@cuda.jit(**CUDA_KERNEL)
-def sgd(p, g, v, lr, momentum, weight_decay, nesterov, squares, slot):
-    """fastact.fused.sgd_step over a parameter (v neither read nor written without momentum:
-    it may be empty). Four elements' loads in flight per thread, before their stores.
-    slot >= 0: squares[slot] += the sum of g^2 (float64; the MLP's gradient-norm statistic,
-    as the CPU kernel's return value), else squares is not touched (it may be empty)."""
+@cuda.jit(**CUDA_DEVICE)
+def _sgd_range(p, g, v, start, stop, lr, momentum, weight_decay, nesterov, norm):
+    """fastact.fused.sgd_step over this thread's share of p[start:stop] (v neither read nor
+    written without momentum), four elements' loads in flight, before their stores. Returns
+    the thread's float64 sum of g^2 if ``norm``, else 0."""
     zero = typed(0.0, lr)
     acc = _ZERO
-    n = uint64(p.size)
     i, s, s2, s3 = _grid_1d_by_four()
-    while i + s3 < n:
+    i += start
+    while i + s3 < stop:
         p0, p1, p2, p3 = _four(p, i, s, s2, s3)
         g0, g1, g2, g3 = _four(g, i, s, s2, s3)
         v0 = v1 = v2 = v3 = zero
         if momentum != 0:
             v0, v1, v2, v3 = _four(v, i, s, s2, s3)
-        if slot >= 0:
+        if norm:
             acc += _squares(g0, g1, g2, g3)
         _sgd_store(p, v, i, p0, g0, v0, lr, momentum, weight_decay, nesterov)
         _sgd_store(p, v, i + s, p1, g1, v1, lr, momentum, weight_decay, nesterov)
         _sgd_store(p, v, i + s2, p2, g2, v2, lr, momentum, weight_decay, nesterov)
         _sgd_store(p, v, i + s3, p3, g3, v3, lr, momentum, weight_decay, nesterov)
         i += s3 + s
-    while i < n:
+    while i < stop:
         gi = g[i]
         vi = v[i] if momentum != 0 else zero
-        if slot >= 0:
+        if norm:
             acc += np.float64(gi) * np.float64(gi)
         _sgd_store(p, v, i, p[i], gi, vi, lr, momentum, weight_decay, nesterov)
         i += s
-    if slot >= 0:  # the same for every thread: the block sum's barriers
+    return acc
+
+
+@cuda.jit(**CUDA_KERNEL)
+def sgd(p, g, v, lr, momentum, weight_decay, nesterov, squares, slot):
+    """fastact.fused.sgd_step over a parameter (v may be empty without momentum).
+    slot >= 0: squares[slot] += the sum of g^2 (float64; the MLP's gradient-norm statistic,
+    as the CPU kernel's return value), else squares is not touched (it may be empty)."""
+    norm = slot >= 0
+    acc = _sgd_range(p, g, v, uint64(0), uint64(p.size), lr, momentum, weight_decay, nesterov, norm)
+    if norm:  # the same for every thread: the block sum's barriers
         _block_sum_add(acc, squares, slot)
+
+
+@cuda.jit(**CUDA_KERNEL)
+def sgd_segments(p, g, v, lr, momentum, weight_decay, nesterov, starts, stops, decays, slots, squares):  # fmt: skip
+    """sgd over segments of flat buffers, every parameter of a network in one launch
+    (fastact._cuda_mlp.ParamPack): segment k is [starts[k], stops[k]), with weight decay
+    where decays[k], and squares[slots[k]] += its sum of g^2 where slots[k] >= 0."""
+    zero = typed(0.0, lr)
+    for k in range(starts.size):
+        decay = weight_decay if decays[k] else zero
+        norm = slots[k] >= 0  # the same for every thread of the block, as k
+        acc = _sgd_range(p, g, v, uint64(starts[k]), uint64(stops[k]), lr, momentum, decay,
+                         nesterov, norm)  # fmt: skip
+        if norm:
+            _block_sum_add(acc, squares, slots[k])
 
 
 @cuda.jit(**CUDA_DEVICE)
@@ -531,34 +555,57 @@ def _adam_store(p, m, v, i, pi, gi, mi, vi, h):
     )  # fmt: skip
 
 
-@cuda.jit(**CUDA_KERNEL)
-def adam(p, g, m, v, step_size, beta1, one_minus_beta1, beta2, one_minus_beta2, inv_sqrt_bias2, eps, weight_decay, squares, slot):  # fmt: skip
-    """fastact.fused.adam_step over a parameter; four elements' loads in flight per thread,
-    before their stores. squares, slot: as sgd's."""
-    h = (step_size, beta1, one_minus_beta1, beta2, one_minus_beta2, inv_sqrt_bias2, eps, weight_decay)  # fmt: skip
+@cuda.jit(**CUDA_DEVICE)
+def _adam_range(p, g, m, v, start, stop, h, norm):
+    """fastact.fused.adam_step over this thread's share of p[start:stop] (h: the step's
+    scalars), four elements' loads in flight, before their stores. Returns the thread's
+    float64 sum of g^2 if ``norm``, else 0."""
     acc = _ZERO
-    n = uint64(p.size)
     i, s, s2, s3 = _grid_1d_by_four()
-    while i + s3 < n:
+    i += start
+    while i + s3 < stop:
         p0, p1, p2, p3 = _four(p, i, s, s2, s3)
         g0, g1, g2, g3 = _four(g, i, s, s2, s3)
         m0, m1, m2, m3 = _four(m, i, s, s2, s3)
         v0, v1, v2, v3 = _four(v, i, s, s2, s3)
-        if slot >= 0:
+        if norm:
             acc += _squares(g0, g1, g2, g3)
         _adam_store(p, m, v, i, p0, g0, m0, v0, h)
         _adam_store(p, m, v, i + s, p1, g1, m1, v1, h)
         _adam_store(p, m, v, i + s2, p2, g2, m2, v2, h)
         _adam_store(p, m, v, i + s3, p3, g3, m3, v3, h)
         i += s3 + s
-    while i < n:
+    while i < stop:
         gi = g[i]
-        if slot >= 0:
+        if norm:
             acc += np.float64(gi) * np.float64(gi)
         _adam_store(p, m, v, i, p[i], gi, m[i], v[i], h)
         i += s
-    if slot >= 0:  # the same for every thread: the block sum's barriers
+    return acc
+
+
+@cuda.jit(**CUDA_KERNEL)
+def adam(p, g, m, v, step_size, beta1, one_minus_beta1, beta2, one_minus_beta2, inv_sqrt_bias2, eps, weight_decay, squares, slot):  # fmt: skip
+    """fastact.fused.adam_step over a parameter. squares, slot: as sgd's."""
+    h = (step_size, beta1, one_minus_beta1, beta2, one_minus_beta2, inv_sqrt_bias2, eps, weight_decay)  # fmt: skip
+    norm = slot >= 0
+    acc = _adam_range(p, g, m, v, uint64(0), uint64(p.size), h, norm)
+    if norm:  # the same for every thread: the block sum's barriers
         _block_sum_add(acc, squares, slot)
+
+
+@cuda.jit(**CUDA_KERNEL)
+def adam_segments(p, g, m, v, step_size, beta1, one_minus_beta1, beta2, one_minus_beta2, inv_sqrt_bias2, eps, weight_decay, starts, stops, decays, slots, squares):  # fmt: skip
+    """adam over segments of flat buffers in one launch: starts, stops, decays, slots and
+    squares as sgd_segments'."""
+    zero = typed(0.0, eps)
+    for k in range(starts.size):
+        decay = weight_decay if decays[k] else zero
+        h = (step_size, beta1, one_minus_beta1, beta2, one_minus_beta2, inv_sqrt_bias2, eps, decay)  # fmt: skip
+        norm = slots[k] >= 0
+        acc = _adam_range(p, g, m, v, uint64(starts[k]), uint64(stops[k]), h, norm)
+        if norm:
+            _block_sum_add(acc, squares, slots[k])
 
 
 # --------------------------------------------------------------------------- prelu

@@ -43,6 +43,55 @@ def _cupy():
         return None
 
 
+class ParamPack:
+    """Every parameter of a network as views of one flat device buffer, and its gradient as
+    views of another, each starting on 64 bytes, so that one launch (``sgd_segments``,
+    ``adam_segments``) updates them all: a numba launch costs the host tens of microseconds
+    (``bench/gpu_host_cost.py``), six or more per step with a launch per parameter. The
+    optimizers' states take the same layout (``zeros``, ``views``)."""
+
+    ALIGN = 16  # elements: 64 bytes of float32, 128 of float64
+
+    def __init__(self, params):
+        self.dtype = np.dtype(params[0].value.dtype)
+        self.shapes = [p.value.shape for p in params]
+        starts, stops, end = [], [], 0
+        for p in params:
+            starts.append(end)
+            stops.append(end + p.value.size)
+            end = -(-stops[-1] // self.ALIGN) * self.ALIGN
+        self.size = end
+        self.bounds = list(zip(starts, stops))
+        self.largest = max(b - a for a, b in self.bounds)
+        self.values, self.grads = self.zeros(), self.zeros()
+        for p, value, grad in zip(params, self.views(self.values), self.views(self.grads)):
+            value.copy_to_device(p.value)
+            p.value, p.grad = value, grad
+        self.starts = cuda.to_device(np.array(starts, np.int64))
+        self.stops = cuda.to_device(np.array(stops, np.int64))
+        self.decays = cuda.to_device(np.array([p.decay for p in params], np.bool_))
+        self._slots: dict[tuple, Any] = {}
+
+    def zeros(self):
+        """A flat buffer of zeros for all the parameters."""
+        return cuda.to_device(np.zeros(self.size, self.dtype))
+
+    def views(self, flat):
+        """Each parameter's part of ``flat``, in its shape."""
+        return [flat[a:b].reshape(shape) for (a, b), shape in zip(self.bounds, self.shapes)]
+
+    def slots(self, norm_slots, first):
+        """The statistics' index each parameter's sum of squares goes to (``first`` + its
+        norm slot), or -1; a device array made once per set of slots."""
+        key = (None if norm_slots is None else tuple(norm_slots), first)
+        slots = self._slots.get(key)
+        if slots is None:
+            index = [-1 if norm_slots is None or k < 0 else first + k for k in norm_slots or
+                     [-1] * len(self.bounds)]  # fmt: skip
+            slots = self._slots[key] = cuda.to_device(np.array(index, np.int64))
+        return slots
+
+
 class DeviceOps:
     """``fastact.mlp.HostOps``'s methods on numba device arrays."""
 
@@ -170,6 +219,33 @@ class DeviceOps:
             _cuda_fused.dropout_backward[_grid_1d(n)](
                 self._flat(g), self._flat(mask), scale, self._flat(out)
             )
+
+    def pack(self, params):
+        """The parameters moved into one flat buffer (see ParamPack)."""
+        return ParamPack(params)
+
+    def sgd_packed(self, pack, v, lr, momentum, weight_decay, nesterov, norm_slots):
+        """sgd on every parameter of ``pack`` in one launch (``v``: its flat velocity)."""
+        _cuda_fused.sgd_segments[_grid_1d(pack.largest)](
+            pack.values, pack.grads, v, lr, momentum, weight_decay, nesterov, pack.starts,
+            pack.stops, pack.decays, *self._packed_squares(pack, norm_slots),
+        )  # fmt: skip
+
+    def adam_packed(self, pack, m, v, *scalars_and_slots):
+        """adam on every parameter of ``pack`` in one launch (scalars as ``adam``'s, then
+        the norm slots)."""
+        *scalars, norm_slots = scalars_and_slots
+        _cuda_fused.adam_segments[_grid_1d(pack.largest)](
+            pack.values, pack.grads, m, v, *scalars, pack.starts, pack.stops, pack.decays,
+            *self._packed_squares(pack, norm_slots),
+        )  # fmt: skip
+
+    def _packed_squares(self, pack, norm_slots):
+        """(slots, squares) of the segment kernels: the epoch's statistics where a norm is
+        wanted (its slots start at 2), else an empty array."""
+        if norm_slots is not None and any(k >= 0 for k in norm_slots):
+            return pack.slots(norm_slots, 2), self._stats
+        return pack.slots(None, 2), self._squares_slot(-1)[0]
 
     def sgd(self, p, g, v, lr, momentum, weight_decay, nesterov, norm_slot=-1):
         """As HostOps.sgd: the kernel adds the gradient's sum of squares to the epoch's scratch

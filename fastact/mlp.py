@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 from numba import njit, prange
@@ -152,6 +153,11 @@ class HostOps:
     def input(self, a):
         """A batch to predict on, where the network reads it: ``a`` itself (no copy)."""
         return a
+
+    def pack(self, params):
+        """None: the host's optimizers call their kernel per parameter (a call costs ~1 us;
+        the GPU's DeviceOps packs the parameters so that one launch updates them all)."""
+        return None
 
     def asarray(self, a):
         """Where the trainer keeps an array (parameters, statistics): ``a`` itself when it is
@@ -456,6 +462,7 @@ class Network:
         self.binary = sizes[-1] == 1
         self.params = [p for layer in self.layers for p in layer.params]
         self.batch_norm = any(layer.batch_norm for layer in self.layers)
+        self.pack = self.ops.pack(self.params)  # for the optimizers: see HostOps.pack
 
     def forward(self, x, training=False, rng=None):
         for layer in self.layers:
@@ -502,12 +509,18 @@ def _flat(*arrays):
 class SGD:
     """SGD with momentum (optionally Nesterov) and L2 weight decay on the weights."""
 
-    def __init__(self, params, lr, momentum=0.9, weight_decay=0.0, nesterov=False, ops=None):
-        self.ops = ops or HOST
-        self.params = params
+    def __init__(self, params, lr, momentum=0.9, weight_decay=0.0, nesterov=False, ops=None,
+                 pack=None):  # fmt: skip
+        """``pack``: the network's ``ops.pack(params)``, or None (see HostOps.pack)."""
+        self.ops: Any = ops or HOST  # HostOps, or its GPU twin (fastact._cuda_mlp.DeviceOps)
+        self.params, self.pack = params, pack
         self.nesterov = bool(nesterov)
         t = np.dtype(params[0].value.dtype).type
         self.lr, self.momentum, self.weight_decay = t(lr), t(momentum), t(weight_decay)
+        if pack is not None:  # one flat buffer, laid out as the parameters
+            self._velocity = pack.zeros()
+            self.velocity = pack.views(self._velocity)
+            return
         self.velocity = [self.ops.zeros(p.value.shape, p.value.dtype) for p in params]
         # 1-D views made once: a device launch types each array object it is given, and
         # numba caches that per object (a fresh reshape every step costs ~20 us a launch)
@@ -517,6 +530,10 @@ class SGD:
         """One update of every parameter; ``norm_slots[i]`` >= 0: the ops add parameter i's
         gradient norm to that epoch statistic (see ``HostOps.sgd``). The caller then calls
         ``ops.end_step()``: the GPU's ops take the step's square roots there."""
+        if self.pack is not None:
+            self.ops.sgd_packed(self.pack, self._velocity, self.lr, self.momentum,
+                                self.weight_decay, self.nesterov, norm_slots)  # fmt: skip
+            return
         zero = self.lr * 0
         for i, (p, (value, grad, v)) in enumerate(zip(self.params, self._flat)):
             self.ops.sgd(
@@ -534,16 +551,22 @@ class SGD:
 class Adam:
     """Adam (as torch.optim.Adam) with L2 weight decay on the weights."""
 
-    def __init__(self, params, lr, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0, ops=None):
-        self.ops = ops or HOST
-        self.params = params
+    def __init__(self, params, lr, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0, ops=None,
+                 pack=None):  # fmt: skip
+        """``pack``: as SGD's."""
+        self.ops: Any = ops or HOST  # HostOps or DeviceOps
+        self.params, self.pack = params, pack
         self.lr, self.beta1, self.beta2 = lr, beta1, beta2
         self.t = np.dtype(params[0].value.dtype).type
         self.eps, self.weight_decay = self.t(eps), self.t(weight_decay)
+        self.steps = 0
+        if pack is not None:
+            self._m, self._v = pack.zeros(), pack.zeros()
+            self.m, self.v = pack.views(self._m), pack.views(self._v)
+            return
         self.m = [self.ops.zeros(p.value.shape, p.value.dtype) for p in params]
         self.v = [self.ops.zeros(p.value.shape, p.value.dtype) for p in params]
         self._flat = [_flat(p.value, p.grad, m, v) for p, m, v in zip(params, self.m, self.v)]
-        self.steps = 0
 
     def step(self, norm_slots=None):
         """One update of every parameter (``norm_slots``: as ``SGD.step``)."""
@@ -553,16 +576,15 @@ class Adam:
         inv_sqrt_bias2 = t(1.0 / math.sqrt(1.0 - self.beta2**self.steps))
         b1, b2 = t(self.beta1), t(self.beta2)
         c1, c2 = t(1.0 - self.beta1), t(1.0 - self.beta2)
+        scalars = (step_size, b1, c1, b2, c2, inv_sqrt_bias2, self.eps)
+        if self.pack is not None:
+            self.ops.adam_packed(self.pack, self._m, self._v, *scalars, self.weight_decay,
+                                 norm_slots)  # fmt: skip
+            return
         for i, (p, flat) in enumerate(zip(self.params, self._flat)):
             self.ops.adam(
                 *flat,
-                step_size,
-                b1,
-                c1,
-                b2,
-                c2,
-                inv_sqrt_bias2,
-                self.eps,
+                *scalars,
                 self.weight_decay if p.decay else t(0.0),
                 norm_slot=-1 if norm_slots is None else norm_slots[i],
             )
@@ -913,9 +935,9 @@ class MLP:
         )
         opt: SGD | Adam
         if self.optimizer == "sgd":
-            opt = SGD(net.params, self.lr, self.momentum, self.weight_decay, ops=ops)
+            opt = SGD(net.params, self.lr, self.momentum, self.weight_decay, ops=ops, pack=net.pack)
         else:
-            opt = Adam(net.params, self.lr, weight_decay=self.weight_decay, ops=ops)
+            opt = Adam(net.params, self.lr, weight_decay=self.weight_decay, ops=ops, pack=net.pack)
         self.history_ = {"loss": [], "train_accuracy": [], "grad_norms": []}
         if validation:
             self.history_["val_accuracy"] = []

@@ -162,6 +162,8 @@ def fused_signatures(name: str, ty, f64):
         "batch_norm_backward_apply": (m, m, v, v, v, m),
         "sgd": (v, v, v, ty, ty, ty, boolean, d, int64),
         "adam": (v, v, v, v) + (ty,) * 8 + (d, int64),
+        "sgd_segments": (v, v, v, ty, ty, ty, boolean, i, i, boolean[::1], i, d),
+        "adam_segments": (v, v, v, v) + (ty,) * 8 + (i, i, boolean[::1], i, d),
         "prelu_forward": (v, v, v, int64, int64),
         "prelu_backward": (v, v, v, v, d, int64, int64),
         "matmul": (m, m, m, boolean, boolean),

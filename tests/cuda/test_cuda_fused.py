@@ -513,3 +513,49 @@ def test_labels_and_targets_are_counted_before_out_is_written(rng):
     want_loss, want_grad = fused.binary_cross_entropy_with_logits(logits.reshape(-1), targets)
     assert grad is z and abs(loss - want_loss) < 1e-12
     np.testing.assert_allclose(to_host(z), want_grad, rtol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "optimizer, momentum, nesterov",
+    [("sgd", 0.0, False), ("sgd", 0.9, False), ("sgd", 0.9, True), ("adam", 0.0, False)],
+)
+def test_segment_updates_equal_one_launch_per_parameter(optimizer, momentum, nesterov, rng):
+    """sgd_segments / adam_segments (the MLP's update of every parameter in one launch) give
+    each segment what sgd / adam give it alone, bit for bit: its weight decay or none, its
+    sum of squares added to its slot or to none; the gaps between segments are not touched.
+    Segment lengths around the four-element loop's edges; small blocks: several per segment."""
+    k = fa.cuda.fused_kernels()
+    f = np.float32
+    lengths, starts, end = [1, 7, 64, 3, 129], [], 0
+    for n in lengths:
+        starts.append(end)
+        end += n + 5  # a gap
+    decays, slots = [True, False, True, False, True], [0, -1, 1, -1, 2]
+    p, g, m, v = (rng.standard_normal(end).astype(f) for _ in range(4))
+    v = np.abs(v)  # adam's second moment
+    scalars = {"sgd": (f(0.1), f(momentum), f(0.01), nesterov),
+               "adam": tuple(f(x) for x in (0.01, 0.9, 0.1, 0.999, 0.001, 1.2, 1e-8, 0.01))}  # fmt: skip
+    one = dict(p=dev(p), m=dev(m), v=dev(v), squares=dev(np.zeros(3)))
+    for a, n, decay, slot in zip(starts, lengths, decays, slots):
+        part = slice(a, a + n)
+        args = [one["p"][part], dev(g[part])] + ([one["m"][part]] if optimizer == "adam" else [])
+        args.append(one["v"][part])
+        values = list(scalars[optimizer])
+        values[2 if optimizer == "sgd" else 7] = values[2 if optimizer == "sgd" else 7] * decay
+        grid = fa.cuda._grid_1d(n)
+        getattr(k, optimizer)[grid](*args, *values, one["squares"], slot)
+    seg = dict(p=dev(p), m=dev(m), v=dev(v), squares=dev(np.zeros(3)))
+    table = (dev(np.array(starts, np.int64)), dev(np.array(starts, np.int64) + lengths),
+             dev(np.array(decays)), dev(np.array(slots, np.int64)))  # fmt: skip
+    states = [seg["m"]] if optimizer == "adam" else []
+    getattr(k, f"{optimizer}_segments")[fa.cuda._grid_1d(max(lengths))](
+        seg["p"], dev(g), *states, seg["v"], *scalars[optimizer], *table, seg["squares"]
+    )
+    for name in ("p", "m", "v"):
+        np.testing.assert_array_equal(to_host(seg[name]), to_host(one[name]), err_msg=name)
+    np.testing.assert_allclose(to_host(seg["squares"]), to_host(one["squares"]), rtol=1e-15)
+    assert to_host(seg["squares"])[2] > 0
+    gaps = np.ones(end, bool)
+    for a, n in zip(starts, lengths):
+        gaps[a : a + n] = False
+    np.testing.assert_array_equal(to_host(seg["p"])[gaps], p[gaps])
