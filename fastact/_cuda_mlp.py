@@ -101,20 +101,27 @@ class DeviceOps:
         self.cupy = _cupy()
         self._buffers: dict[tuple, Any] = {}  # reused device arrays
         self._no_norm = None  # (squares, slot) of the optimizer steps without a norm
-        self._flat_views: dict[int, tuple] = {}  # id(array) -> (array, its 1-D view)
+        self._views: dict[tuple, tuple] = {}  # (kind, id(array)) -> (array, its view)
+
+    def _view(self, kind, a):
+        """``a`` as a 1-D view (``kind`` "flat") or a CuPy array ("cupy"), the same object
+        every step. A launch types each array it is given and numba caches that per array
+        object: a fresh ``reshape`` per call costs that typing again (see
+        ``bench/gpu_host_cost.py``); CuPy reads the ``__cuda_array_interface__`` of each
+        array it is given. The layers' buffers persist, so the cache stays small; it is
+        emptied past 64 entries (the views of a last, shorter batch are new each epoch). An
+        entry holds its array: the id stays that array's."""
+        key = (kind, id(a))
+        entry = self._views.get(key)
+        if entry is None:
+            if len(self._views) >= 64:
+                self._views.clear()
+            view = a.reshape(a.size) if kind == "flat" else self.cupy.asarray(a)
+            entry = self._views[key] = (a, view)
+        return entry[1]
 
     def _flat(self, a):
-        """``a`` as a 1-D view, the same view object every step. A launch types each array
-        it is given and numba caches that per array object: a fresh ``reshape`` per call
-        costs that typing again (see ``bench/gpu_host_cost.py``). The layers' buffers persist,
-        so the cache stays small; it is emptied past 64 entries (the views of a last, shorter
-        batch are new each epoch). An entry holds its array: the id stays that array's."""
-        entry = self._flat_views.get(id(a))
-        if entry is None:
-            if len(self._flat_views) >= 64:
-                self._flat_views.clear()
-            entry = self._flat_views[id(a)] = (a, a.reshape(a.size))
-        return entry[1]
+        return self._view("flat", a)
 
     def asarray(self, a):
         return cuda.to_device(np.ascontiguousarray(a))
@@ -137,8 +144,8 @@ class DeviceOps:
             return out
         if self.cupy is not None:
             cp = self.cupy
-            ca, cb = cp.asarray(a), cp.asarray(b)
-            cp.matmul(ca.T if trans_a else ca, cb.T if trans_b else cb, out=cp.asarray(out))
+            ca, cb = self._view("cupy", a), self._view("cupy", b)
+            cp.matmul(ca.T if trans_a else ca, cb.T if trans_b else cb, out=self._view("cupy", out))
         else:
             rows, cols = out.shape
             _cuda_fused.matmul[_grid_2d(rows, cols)](a, b, out, trans_a, trans_b)

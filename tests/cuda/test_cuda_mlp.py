@@ -165,5 +165,46 @@ def test_device_ops_flat_views_are_kept_per_array():
     kept = [cuda.device_array((2, 2), np.float32) for _ in range(100)]
     for b in kept:
         ops._flat(b)
-    assert len(ops._flat_views) <= 64
+    assert len(ops._views) <= 64
     assert ops._flat(kept[-1]) is ops._flat(kept[-1])
+
+
+def test_device_cupy_matmul_views_are_made_once(rng, monkeypatch):
+    """With CuPy, each matrix product reads its three arrays through CuPy views: made once per
+    array (CuPy reads an array's __cuda_array_interface__ to view it), so that a steady
+    epoch makes none. A stand-in for CuPy (products on the host) counts them."""
+    from fastact import _cuda_mlp
+
+    class View:
+        def __init__(self, array, transposed=False):
+            self.array, self.transposed = array, transposed
+
+        @property
+        def T(self):
+            return View(self.array, not self.transposed)
+
+        def host(self):
+            h = self.array.copy_to_host()
+            return h.T if self.transposed else h
+
+    made = []
+
+    def asarray(a):
+        made.append(a)
+        return View(a)
+
+    def matmul(a, b, out):
+        out.array.copy_to_device(np.ascontiguousarray(a.host() @ b.host()))
+
+    stand_in = type("cupy", (), {"asarray": staticmethod(asarray), "matmul": staticmethod(matmul)})
+    monkeypatch.setattr(_cuda_mlp, "_cupy", lambda: stand_in)
+    X, y = data(3, rng, n=32)
+    common = dict(hidden_sizes=(5, 3), epochs=1, batch_size=8, seed=0, dtype="float64")
+    mlp = MLP(**common, device="cuda").fit(X, y)
+    first = len(made)
+    mlp.partial_fit(X, y)
+    assert first > 0 and len(made) == first  # 4 steps, no new views
+    monkeypatch.setattr(_cuda_mlp, "_cupy", lambda: None)
+    own = MLP(**common, device="cuda").fit(X, y).partial_fit(X, y)
+    for a, b in zip(mlp.network_.params, own.network_.params):
+        np.testing.assert_allclose(a.value.copy_to_host(), b.value.copy_to_host(), rtol=1e-12)
