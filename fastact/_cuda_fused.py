@@ -532,18 +532,20 @@ def sgd(p, g, v, lr, momentum, weight_decay, nesterov, squares, slot):
 
 
 @cuda.jit(**CUDA_KERNEL)
-def sgd_segments(p, g, v, lr, momentum, weight_decay, nesterov, starts, stops, decays, slots, squares):  # fmt: skip
+def sgd_segments(p, g, v, lr, momentum, weight_decay, nesterov, segments, squares):
     """sgd over segments of flat buffers, every parameter of a network in one launch
-    (fastact._cuda_mlp.ParamPack): segment k is [starts[k], stops[k]), with weight decay
-    where decays[k], and squares[slots[k]] += its sum of g^2 where slots[k] >= 0."""
+    (fastact._cuda_mlp.ParamPack). Segment k (a column of the int64 table ``segments``:
+    start, stop, decay, slot) is p[start:stop], with weight decay where decay != 0, and
+    squares[slot] += its sum of g^2 where slot >= 0. (One table: a launch costs the host
+    microseconds per array argument.)"""
     zero = typed(0.0, lr)
-    for k in range(starts.size):
-        decay = weight_decay if decays[k] else zero
-        norm = slots[k] >= 0  # the same for every thread of the block, as k
-        acc = _sgd_range(p, g, v, uint64(starts[k]), uint64(stops[k]), lr, momentum, decay,
-                         nesterov, norm)  # fmt: skip
+    for k in range(segments.shape[1]):
+        start, stop, decayed, slot = segments[0, k], segments[1, k], segments[2, k], segments[3, k]
+        decay = weight_decay if decayed != 0 else zero
+        norm = slot >= 0  # the same for every thread of the block, as k
+        acc = _sgd_range(p, g, v, uint64(start), uint64(stop), lr, momentum, decay, nesterov, norm)
         if norm:
-            _block_sum_add(acc, squares, slots[k])
+            _block_sum_add(acc, squares, slot)
 
 
 @cuda.jit(**CUDA_DEVICE)
@@ -595,17 +597,18 @@ def adam(p, g, m, v, step_size, beta1, one_minus_beta1, beta2, one_minus_beta2, 
 
 
 @cuda.jit(**CUDA_KERNEL)
-def adam_segments(p, g, m, v, step_size, beta1, one_minus_beta1, beta2, one_minus_beta2, inv_sqrt_bias2, eps, weight_decay, starts, stops, decays, slots, squares):  # fmt: skip
-    """adam over segments of flat buffers in one launch: starts, stops, decays, slots and
-    squares as sgd_segments'."""
+def adam_segments(p, g, m, v, step_size, beta1, one_minus_beta1, beta2, one_minus_beta2, inv_sqrt_bias2, eps, weight_decay, segments, squares):  # fmt: skip
+    """adam over segments of flat buffers in one launch: segments and squares as
+    sgd_segments'."""
     zero = typed(0.0, eps)
-    for k in range(starts.size):
-        decay = weight_decay if decays[k] else zero
+    for k in range(segments.shape[1]):
+        start, stop, decayed, slot = segments[0, k], segments[1, k], segments[2, k], segments[3, k]
+        decay = weight_decay if decayed != 0 else zero
         h = (step_size, beta1, one_minus_beta1, beta2, one_minus_beta2, inv_sqrt_bias2, eps, decay)  # fmt: skip
-        norm = slots[k] >= 0
-        acc = _adam_range(p, g, m, v, uint64(starts[k]), uint64(stops[k]), h, norm)
+        norm = slot >= 0
+        acc = _adam_range(p, g, m, v, uint64(start), uint64(stop), h, norm)
         if norm:
-            _block_sum_add(acc, squares, slots[k])
+            _block_sum_add(acc, squares, slot)
 
 
 # --------------------------------------------------------------------------- prelu

@@ -63,14 +63,12 @@ class ParamPack:
         self.size = end
         self.bounds = list(zip(starts, stops))
         self.largest = max(b - a for a, b in self.bounds)
+        self.decays = [p.decay for p in params]
         self.values, self.grads = self.zeros(), self.zeros()
         for p, value, grad in zip(params, self.views(self.values), self.views(self.grads)):
             value.copy_to_device(p.value)
             p.value, p.grad = value, grad
-        self.starts = cuda.to_device(np.array(starts, np.int64))
-        self.stops = cuda.to_device(np.array(stops, np.int64))
-        self.decays = cuda.to_device(np.array([p.decay for p in params], np.bool_))
-        self._slots: dict[tuple, Any] = {}
+        self._tables: dict[tuple, Any] = {}
 
     def zeros(self):
         """A flat buffer of zeros for all the parameters."""
@@ -80,16 +78,16 @@ class ParamPack:
         """Each parameter's part of ``flat``, in its shape."""
         return [flat[a:b].reshape(shape) for (a, b), shape in zip(self.bounds, self.shapes)]
 
-    def slots(self, norm_slots, first):
-        """The statistics' index each parameter's sum of squares goes to (``first`` + its
-        norm slot), or -1; a device array made once per set of slots."""
-        key = (None if norm_slots is None else tuple(norm_slots), first)
-        slots = self._slots.get(key)
-        if slots is None:
-            index = [-1 if norm_slots is None or k < 0 else first + k for k in norm_slots or
-                     [-1] * len(self.bounds)]  # fmt: skip
-            slots = self._slots[key] = cuda.to_device(np.array(index, np.int64))
-        return slots
+    def table(self, slots):
+        """The segment kernels' table (int64, a column per parameter: start, stop, weight
+        decay or not, the statistic its sum of squares goes to or -1), a device array made
+        once per ``slots``."""
+        slots = tuple(slots)
+        table = self._tables.get(slots)
+        if table is None:
+            rows = [*zip(*self.bounds), [int(d) for d in self.decays], slots]
+            table = self._tables[slots] = cuda.to_device(np.array(rows, np.int64))
+        return table
 
 
 class DeviceOps:
@@ -234,8 +232,8 @@ class DeviceOps:
     def sgd_packed(self, pack, v, lr, momentum, weight_decay, nesterov, norm_slots):
         """sgd on every parameter of ``pack`` in one launch (``v``: its flat velocity)."""
         _cuda_fused.sgd_segments[_grid_1d(pack.largest)](
-            pack.values, pack.grads, v, lr, momentum, weight_decay, nesterov, pack.starts,
-            pack.stops, pack.decays, *self._packed_squares(pack, norm_slots),
+            pack.values, pack.grads, v, lr, momentum, weight_decay, nesterov,
+            *self._packed_squares(pack, norm_slots),
         )  # fmt: skip
 
     def adam_packed(self, pack, m, v, *scalars_and_slots):
@@ -243,16 +241,15 @@ class DeviceOps:
         the norm slots)."""
         *scalars, norm_slots = scalars_and_slots
         _cuda_fused.adam_segments[_grid_1d(pack.largest)](
-            pack.values, pack.grads, m, v, *scalars, pack.starts, pack.stops, pack.decays,
-            *self._packed_squares(pack, norm_slots),
-        )  # fmt: skip
+            pack.values, pack.grads, m, v, *scalars, *self._packed_squares(pack, norm_slots)
+        )
 
     def _packed_squares(self, pack, norm_slots):
-        """(slots, squares) of the segment kernels: the epoch's statistics where a norm is
-        wanted (its slots start at 2), else an empty array."""
+        """(table, squares) of the segment kernels: the epoch's statistics where a norm is
+        wanted (their slots start at 2: see start_epoch), else an empty array."""
         if norm_slots is not None and any(k >= 0 for k in norm_slots):
-            return pack.slots(norm_slots, 2), self._stats
-        return pack.slots(None, 2), self._squares_slot(-1)[0]
+            return pack.table(k + 2 if k >= 0 else -1 for k in norm_slots), self._stats
+        return pack.table([-1] * len(pack.bounds)), self._squares_slot(-1)[0]
 
     def sgd(self, p, g, v, lr, momentum, weight_decay, nesterov, norm_slot=-1):
         """As HostOps.sgd: the kernel adds the gradient's sum of squares to the epoch's scratch

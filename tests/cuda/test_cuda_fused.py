@@ -545,8 +545,7 @@ def test_segment_updates_equal_one_launch_per_parameter(optimizer, momentum, nes
         grid = fa.cuda._grid_1d(n)
         getattr(k, optimizer)[grid](*args, *values, one["squares"], slot)
     seg = dict(p=dev(p), m=dev(m), v=dev(v), squares=dev(np.zeros(3)))
-    table = (dev(np.array(starts, np.int64)), dev(np.array(starts, np.int64) + lengths),
-             dev(np.array(decays)), dev(np.array(slots, np.int64)))  # fmt: skip
+    table = [dev(np.array([starts, np.add(starts, lengths), decays, slots], np.int64))]
     states = [seg["m"]] if optimizer == "adam" else []
     getattr(k, f"{optimizer}_segments")[fa.cuda._grid_1d(max(lengths))](
         seg["p"], dev(g), *states, seg["v"], *scalars[optimizer], *table, seg["squares"]
