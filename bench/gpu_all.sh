@@ -7,11 +7,13 @@
 #
 # In order of what the tables need most: every kernel checked against the CPU and timed
 # (bench/gpu.py, the tables of docs/gpu.md), loop shapes of the elementwise kernels
-# (bench/gpu_loops.py), the MLP epoch (bench/gpu_mlp.py), then the CUDA tests on the GPU
-# (FASTACT_CUDA_TESTS=1). Each step's output goes to OUTDIR/<step>.txt and to the terminal,
-# under a time limit of its own (9.5 minutes in all); a step that fails or runs out of time
-# does not stop the next. Python: $PYTHON, else python3. numba-cuda 0.30 does not import with
-# NumPy 2.5: where the machine has 2.5, put NumPy 2.4 first on PYTHONPATH.
+# (bench/gpu_loops.py), the MLP epoch (bench/gpu_mlp.py), the CUDA tests on the GPU
+# (FASTACT_CUDA_TESTS=1), then the host's share of an MLP step on this machine's CPU
+# (bench/gpu_host_cost.py: no GPU used). Each step's output goes to OUTDIR/<step>.txt and to
+# the terminal, under a time limit of its own (9.75 minutes in all); a step that fails or
+# runs out of time does not stop the next. Python: $PYTHON, else python3. numba-cuda 0.30
+# does not import with NumPy 2.5: where the machine has 2.5, put NumPy 2.4 first on
+# PYTHONPATH.
 set -u
 out=${1:-results/gpu}
 mkdir -p "$out"
@@ -44,4 +46,5 @@ step kernels 240 "$py" bench/gpu.py "${sim[@]}"
 step loops 120 "$py" bench/gpu_loops.py "${sim[@]}"
 [ -n "${sim[*]}" ] || step mlp 90 "$py" bench/gpu_mlp.py
 step tests 120 env "${test_env[@]}" "$py" -m pytest -q -p no:cacheprovider "${tests[@]}"
+step host 15 env -u NUMBA_ENABLE_CUDASIM "$py" bench/gpu_host_cost.py --repeat 3 --only relu
 exit $status

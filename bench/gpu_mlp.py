@@ -45,8 +45,9 @@ def fastact_epochs(X, y, X_test, y_test, epochs, matmul):
 def launch_costs(repeat=2000):
     """Host microseconds per call, launched ``repeat`` times then one synchronize (the GPU work
     is tiny: what is measured is the launch path). fastact's zero kernel (one array), its sgd
-    kernel (the MLP's update: 9 arguments) and, with CuPy, one batch's matrix product: the
-    three kinds of call an MLP step makes (~26 launches with fastact's own matmul)."""
+    kernel (9 arguments, as the MLP's update of all its parameters, sgd_segments) and, with
+    CuPy, one batch's matrix product: the three kinds of call an MLP step makes (21 launches
+    with fastact's own matmul). bench/gpu_host_cost.py measures the same path without a GPU."""
     from numba import cuda
 
     import fastact as fa
