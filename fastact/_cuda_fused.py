@@ -531,6 +531,15 @@ def sgd(p, g, v, lr, momentum, weight_decay, nesterov, squares, slot):
         _block_sum_add(acc, squares, slot)
 
 
+@cuda.jit(**CUDA_DEVICE)
+def _block_past(start, stop):
+    """True when this block has no element of [start, stop) in a 1-D grid-stride loop from
+    start (its first index, start + blockIdx.x * blockDim.x, is past stop): the same for every
+    thread of the block, so the block may skip the segment, barriers and all."""
+    first = uint64(start) + uint64(cuda.blockIdx.x) * uint64(cuda.blockDim.x)
+    return first >= uint64(stop)
+
+
 @cuda.jit(**CUDA_KERNEL)
 def sgd_segments(p, g, v, lr, momentum, weight_decay, nesterov, segments, squares):
     """sgd over segments of flat buffers, every parameter of a network in one launch
@@ -541,6 +550,8 @@ def sgd_segments(p, g, v, lr, momentum, weight_decay, nesterov, segments, square
     zero = typed(0.0, lr)
     for k in range(segments.shape[1]):
         start, stop, decayed, slot = segments[0, k], segments[1, k], segments[2, k], segments[3, k]
+        if _block_past(start, stop):  # the grid is sized for the largest segment
+            continue
         decay = weight_decay if decayed != 0 else zero
         norm = slot >= 0  # the same for every thread of the block, as k
         acc = _sgd_range(p, g, v, uint64(start), uint64(stop), lr, momentum, decay, nesterov, norm)
@@ -603,6 +614,8 @@ def adam_segments(p, g, m, v, step_size, beta1, one_minus_beta1, beta2, one_minu
     zero = typed(0.0, eps)
     for k in range(segments.shape[1]):
         start, stop, decayed, slot = segments[0, k], segments[1, k], segments[2, k], segments[3, k]
+        if _block_past(start, stop):
+            continue
         decay = weight_decay if decayed != 0 else zero
         h = (step_size, beta1, one_minus_beta1, beta2, one_minus_beta2, inv_sqrt_bias2, eps, decay)  # fmt: skip
         norm = slot >= 0

@@ -11,6 +11,7 @@ accumulate on the device: one copy to the host per epoch. Imported only for devi
 from __future__ import annotations
 
 import os
+import weakref
 from typing import Any
 
 import numpy as np
@@ -100,15 +101,19 @@ class DeviceOps:
         self._buffers: dict[tuple, Any] = {}  # reused device arrays
         self._no_norm = None  # (squares, slot) of the optimizer steps without a norm
         self._views: dict[tuple, tuple] = {}  # (kind, id(array)) -> (array, its view)
+        self._input = None  # a weak reference to the latest batch to predict on
 
     def _view(self, kind, a):
         """``a`` as a 1-D view (``kind`` "flat") or a CuPy array ("cupy"), the same object
         every step. A launch types each array it is given and numba caches that per array
         object: a fresh ``reshape`` per call costs that typing again (see
         ``bench/gpu_host_cost.py``); CuPy reads the ``__cuda_array_interface__`` of each
-        array it is given. The layers' buffers persist, so the cache stays small; it is
-        emptied past 64 entries (the views of a last, shorter batch are new each epoch). An
-        entry holds its array: the id stays that array's."""
+        array it is given. Only the arrays that persist are kept: the layers' buffers and
+        parameters (the cache is emptied whenever ``empty`` allocates, so that a buffer
+        replaced by a larger one is not held, and past 64 entries), not a batch to predict on
+        (``input``: a new array each). An entry holds its array: the id stays that array's."""
+        if self._input is not None and self._input() is a:
+            return a.reshape(a.size) if kind == "flat" else self.cupy.asarray(a)
         key = (kind, id(a))
         entry = self._views.get(key)
         if entry is None:
@@ -125,13 +130,16 @@ class DeviceOps:
         return cuda.to_device(np.ascontiguousarray(a))
 
     def input(self, a):
-        """A batch to predict on, copied to the device."""
-        return self.asarray(a)
+        """A batch to predict on, copied to the device (not kept by ``_view``)."""
+        batch = self.asarray(a)
+        self._input = weakref.ref(batch)
+        return batch
 
     def to_host(self, a):
         return a.copy_to_host()
 
     def empty(self, shape, dtype):
+        self._views.clear()  # it may replace a buffer: see _view
         return cuda.device_array(shape, dtype)
 
     def zeros(self, shape, dtype):

@@ -557,4 +557,5 @@ def test_segment_updates_equal_one_launch_per_parameter(optimizer, momentum, nes
     gaps = np.ones(end, bool)
     for a, n in zip(starts, lengths):
         gaps[a : a + n] = False
-    np.testing.assert_array_equal(to_host(seg["p"])[gaps], p[gaps])
+    for name, before in (("p", p), ("m", m), ("v", v)):
+        np.testing.assert_array_equal(to_host(seg[name])[gaps], before[gaps], err_msg=name)
