@@ -294,7 +294,7 @@ def test_trainer_arrays_are_64_byte_aligned():
         clf.fit(X, y)
         layers = clf.network_.layers
         arrays = [a for p in clf.network_.params for a in (p.value, p.grad)]
-        arrays += [buf for layer in layers for buf in layer._buffers.values()]
+        arrays += [buf for layer in layers for buf, _ in layer._buffers.values()]
         assert len(arrays) > 10
         assert all(a.ctypes.data % mlp.ALIGNMENT == 0 for a in arrays)
     ops = mlp.HostOps()
