@@ -1,10 +1,34 @@
-"""Helpers of the GPU scripts (bench/gpu.py, bench/gpu_loops.py): sizes on the command line,
-ULP distances, CUDA-event timings. numba is imported inside the functions, after a script has
+"""Helpers of the GPU scripts (bench/gpu.py, bench/gpu_loops.py, bench/gpu_mlp.py,
+bench/gpu_host_cost.py): sizes on the command line, ULP distances, CUDA-event timings, a
+launch counter. numba is imported inside the functions, after a script has
 chosen the simulator (NUMBA_ENABLE_CUDASIM must be set before numba is imported)."""
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
+
+
+@contextlib.contextmanager
+def counting_launches():
+    """Counts numba kernel launches (``kernel[grid, block]`` configures one) inside the
+    ``with`` block: yields a one-element list, the count."""
+    import fastact as fa
+
+    dispatcher = type(fa.cuda.fused_kernels().zero)
+    count = [0]
+    configure = dispatcher.__getitem__
+
+    def counted(self, config):
+        count[0] += 1
+        return configure(self, config)
+
+    dispatcher.__getitem__ = counted
+    try:
+        yield count
+    finally:
+        dispatcher.__getitem__ = configure
 
 
 def parse_size(text: str) -> int:

@@ -37,6 +37,9 @@ import warnings
 
 import numpy as np
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _gpu_common import counting_launches
+
 NETWORKS = {
     "relu": {},
     "relu + dropout 0.2": {"dropout": 0.2},
@@ -98,22 +101,6 @@ def install_stand_ins():
     return created
 
 
-def launch_counter():
-    """A counter of numba launches (kernel[grid, block] calls)."""
-    import fastact as fa
-
-    dispatcher = type(fa.cuda.fused_kernels().zero)
-    count = [0]
-    configure = dispatcher.__getitem__
-
-    def counted(self, config):
-        count[0] += 1
-        return configure(self, config)
-
-    dispatcher.__getitem__ = counted
-    return count
-
-
 def measure(options, steps, repeat, created, launches):
     """(host us per step, launches per step, device arrays created per step) of one network."""
     from fastact.mlp import MLP
@@ -163,13 +150,13 @@ def main(argv=None):
     if args.steps <= 20:
         parser.error("--steps must be more than 20")
     created = install_stand_ins()
-    launches = launch_counter()
     rows = {}
-    for name in args.only or NETWORKS:
-        us, launched, made = measure(dict(NETWORKS[name]), args.steps, args.repeat, created,
-                                     launches)  # fmt: skip
-        rows[name] = {"host_us_per_step": us, "launches_per_step": launched,
-                      "arrays_created_per_step": made}  # fmt: skip
+    with counting_launches() as launches:
+        for name in args.only or NETWORKS:
+            us, launched, made = measure(dict(NETWORKS[name]), args.steps, args.repeat, created,
+                                         launches)  # fmt: skip
+            rows[name] = {"host_us_per_step": us, "launches_per_step": launched,
+                          "arrays_created_per_step": made}  # fmt: skip
     print(f"host cost of MLP(device='cuda') steps, driver stand-ins, {args.steps} steps, "
           f"median of {args.repeat}")  # fmt: skip
     print(f"{'network':<22}{'us / step':>10}{'launches':>10}{'us / launch':>12}{'new arrays':>11}")

@@ -21,6 +21,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _mlp_cases as M
+from _gpu_common import counting_launches
 
 
 def fastact_epochs(X, y, X_test, y_test, epochs, matmul):
@@ -88,24 +89,12 @@ def launches_per_step(X, y):
     """numba kernel launches per training step of MLP(device='cuda') with fastact's own
     matmul (FASTACT_CUDA_MATMUL=numba: the matrix products are launches too), over one
     epoch."""
-    import fastact as fa
     from fastact.mlp import MLP
 
-    dispatcher = type(fa.cuda.fused_kernels().zero)  # kernel[grid, block] configures a launch
-    count = [0]
-    real = dispatcher.__getitem__
-
-    def counted(self, config):
-        count[0] += 1
-        return real(self, config)
-
-    dispatcher.__getitem__ = counted
     os.environ["FASTACT_CUDA_MATMUL"] = "numba"
-    try:
+    with counting_launches() as count:
         MLP(M.HIDDEN, "relu", optimizer="sgd", lr=M.LR, momentum=M.MOMENTUM,
             batch_size=M.BATCH, epochs=1, seed=0, device="cuda").fit(X, y)  # fmt: skip
-    finally:
-        dispatcher.__getitem__ = real
     return count[0] / -(-len(X) // M.BATCH)
 
 
