@@ -244,10 +244,9 @@ class DeviceOps:
             *self._packed_squares(pack, norm_slots),
         )  # fmt: skip
 
-    def adam_packed(self, pack, m, v, *scalars_and_slots):
-        """adam on every parameter of ``pack`` in one launch (scalars as ``adam``'s, then
-        the norm slots)."""
-        *scalars, norm_slots = scalars_and_slots
+    def adam_packed(self, pack, m, v, scalars, norm_slots):
+        """adam on every parameter of ``pack`` in one launch (``scalars``: ``adam``'s eight,
+        weight decay last)."""
         _cuda_fused.adam_segments[_grid_1d(pack.largest)](
             pack.values, pack.grads, m, v, *scalars, *self._packed_squares(pack, norm_slots)
         )

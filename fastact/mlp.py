@@ -588,8 +588,9 @@ class Adam:
         c1, c2 = t(1.0 - self.beta1), t(1.0 - self.beta2)
         scalars = (step_size, b1, c1, b2, c2, inv_sqrt_bias2, self.eps)
         if self.pack is not None:
-            self.ops.adam_packed(self.pack, self._m, self._v, *scalars, self.weight_decay,
-                                 norm_slots)  # fmt: skip
+            self.ops.adam_packed(
+                self.pack, self._m, self._v, (*scalars, self.weight_decay), norm_slots
+            )
             return
         for i, (p, flat) in enumerate(zip(self.params, self._flat)):
             self.ops.adam(
