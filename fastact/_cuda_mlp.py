@@ -92,14 +92,16 @@ class ParamPack:
 
 
 class DeviceOps:
-    """``fastact.mlp.HostOps``'s methods on numba device arrays."""
+    """``fastact.mlp.HostOps``'s methods on numba device arrays, but for the optimizers: the
+    host updates parameter by parameter (``sgd``, ``adam``), the GPU all of a network's
+    parameters in one launch (``pack``, ``sgd_packed``, ``adam_packed``)."""
 
     device = "cuda"
 
     def __init__(self):
         self.cupy = _cupy()
         self._buffers: dict[tuple, Any] = {}  # reused device arrays
-        self._no_norm = None  # (squares, slot) of the optimizer steps without a norm
+        self._no_norm = None  # the optimizer's squares when no norm is wanted (empty)
         self._views: dict[tuple, tuple] = {}  # (kind, id(array)) -> (array, its view)
         self._input = None  # a weak reference to the latest batch to predict on
 
@@ -256,28 +258,9 @@ class DeviceOps:
         wanted (their slots start at 2: see start_epoch), else an empty array."""
         if norm_slots is not None and any(k >= 0 for k in norm_slots):
             return pack.table(k + 2 if k >= 0 else -1 for k in norm_slots), self._stats
-        return pack.table([-1] * len(pack.bounds)), self._squares_slot(-1)[0]
-
-    def sgd(self, p, g, v, lr, momentum, weight_decay, nesterov, norm_slot=-1):
-        """As HostOps.sgd: the kernel adds the gradient's sum of squares to the epoch's scratch
-        slot of layer ``norm_slot``; ``end_step`` turns the step's sums into norms."""
-        if p.size:
-            _cuda_fused.sgd[_grid_1d(p.size)](
-                p, g, v, lr, momentum, weight_decay, nesterov, *self._squares_slot(norm_slot)
-            )
-
-    def adam(self, p, g, m, v, *scalars, norm_slot=-1):
-        if p.size:
-            _cuda_fused.adam[_grid_1d(p.size)](p, g, m, v, *scalars, *self._squares_slot(norm_slot))
-
-    def _squares_slot(self, norm_slot):
-        """(squares, slot) for the optimizer kernels: the epoch's statistics and the layer's
-        scratch slot, or an empty array and -1 (no norm wanted)."""
-        if norm_slot >= 0:
-            return self._stats, 2 + norm_slot
         if self._no_norm is None:
-            self._no_norm = _no_squares()
-        return self._no_norm
+            self._no_norm = _no_squares()[0]
+        return pack.table([-1] * len(pack.bounds)), self._no_norm
 
     # the training loop's data and statistics
     def data(self, X, targets):
