@@ -129,7 +129,8 @@ import numpy as np
 from numba import config, cuda, float64, uint64
 
 from fastact import activations as act
-from fastact._config import CUDA_DEVICE, CUDA_KERNEL, CUDA_MAX_THREADS
+from fastact._config import CUDA_DEVICE, CUDA_MAX_THREADS
+from fastact._cuda_launch import CUDA_KERNEL
 from fastact._cuda_memory import load4, store4
 
 #: float64 accumulators start from this (a bare 0.0 would add in float32 under the simulator,

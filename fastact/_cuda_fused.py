@@ -17,7 +17,7 @@ import numpy as np
 from numba import cuda, float64, njit, uint64
 
 from fastact import activations as act
-from fastact._config import CUDA_DEVICE, CUDA_KERNEL, CUDA_MAX_THREADS, SCALAR
+from fastact._config import CUDA_DEVICE, CUDA_MAX_THREADS, SCALAR
 from fastact._cuda_kernels import (
     _MAX,
     _SUM,
@@ -30,6 +30,7 @@ from fastact._cuda_kernels import (
     _grid_2d_unsigned,
     _tree,
 )
+from fastact._cuda_launch import CUDA_KERNEL
 from fastact._math import exp, log1p, typed
 from fastact.fused import adam_step, sgd_step
 
