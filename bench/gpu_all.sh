@@ -46,5 +46,5 @@ step kernels 240 "$py" bench/gpu.py "${sim[@]}"
 step loops 120 "$py" bench/gpu_loops.py "${sim[@]}"
 [ -n "${sim[*]}" ] || step mlp 90 "$py" bench/gpu_mlp.py
 step tests 120 env "${test_env[@]}" "$py" -m pytest -q -p no:cacheprovider "${tests[@]}"
-step host 15 env -u NUMBA_ENABLE_CUDASIM "$py" bench/gpu_host_cost.py --repeat 3 --only relu
+step host 15 env -u NUMBA_ENABLE_CUDASIM "$py" bench/gpu_host_cost.py --repeat 3 --only relu --numba-arguments
 exit $status

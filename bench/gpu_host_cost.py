@@ -1,6 +1,6 @@
 """What issuing a training step of MLP(device='cuda') costs the host, measured without a GPU.
 
-    python bench/gpu_host_cost.py [--steps 200] [--repeat 5] [--only NAME ...]
+    python bench/gpu_host_cost.py [--steps 200] [--repeat 5] [--only NAME ...] [--numba-arguments]
 
 At batch 128 a GPU step is bound by the host: the GPU's work is a few microseconds a kernel,
 and every launch goes through numba-cuda's dispatcher in Python. This script runs that real
@@ -16,8 +16,9 @@ a warm-up epoch: host microseconds per step (the median over ``--repeat`` one-ep
 ``--steps`` steps and of 20 steps, their difference over the steps between), numba launches
 per step, and device-array objects created per step. numba types each array object a launch
 is given once and caches that on the object, so a new object (a slice or reshape made per
-step) is typed again at its launch; a steady step should create none. ``--json PATH`` also
-writes the table.
+step) is typed again at its launch; a steady step should create none. ``--numba-arguments``
+adds each network again with numba's own marshalling of array arguments (fastact's launch
+extension off: ``fastact._cuda_launch``). ``--json PATH`` also writes the table.
 
 Run it with NUMBA_ENABLE_CUDASIM unset (the simulator has no dispatcher of this kind).
 """
@@ -38,7 +39,7 @@ import warnings
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _gpu_common import counting_launches
+from _gpu_common import counting_launches, numba_argument_path
 
 NETWORKS = {
     "relu": {},
@@ -143,6 +144,8 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--only", nargs="*", choices=sorted(NETWORKS), metavar="NAME")
+    parser.add_argument("--numba-arguments", action="store_true",
+                        help="each network also with numba's own argument marshalling")  # fmt: skip
     parser.add_argument("--json", help="also write the table to this file")
     args = parser.parse_args(argv)
     if os.environ.get("NUMBA_ENABLE_CUDASIM", "0") not in ("", "0"):
@@ -153,16 +156,21 @@ def main(argv=None):
     rows = {}
     with counting_launches() as launches:
         for name in args.only or NETWORKS:
-            us, launched, made = measure(dict(NETWORKS[name]), args.steps, args.repeat, created,
-                                         launches)  # fmt: skip
-            rows[name] = {"host_us_per_step": us, "launches_per_step": launched,
-                          "arrays_created_per_step": made}  # fmt: skip
+            paths = [(name, contextlib.nullcontext)]
+            if args.numba_arguments:
+                paths.append((f"{name} (numba arguments)", numba_argument_path))
+            for label, path in paths:
+                with path():
+                    us, launched, made = measure(dict(NETWORKS[name]), args.steps, args.repeat,
+                                                 created, launches)  # fmt: skip
+                rows[label] = {"host_us_per_step": us, "launches_per_step": launched,
+                               "arrays_created_per_step": made}  # fmt: skip
     print(f"host cost of MLP(device='cuda') steps, driver stand-ins, {args.steps} steps, "
           f"median of {args.repeat}")  # fmt: skip
-    print(f"{'network':<22}{'us / step':>10}{'launches':>10}{'us / launch':>12}{'new arrays':>11}")
+    print(f"{'network':<37}{'us / step':>10}{'launches':>10}{'us / launch':>12}{'new arrays':>11}")
     for name, row in rows.items():
         us, launched = row["host_us_per_step"], row["launches_per_step"]
-        print(f"{name:<22}{us:>10.0f}{launched:>10.1f}{us / launched:>12.1f}"
+        print(f"{name:<37}{us:>10.0f}{launched:>10.1f}{us / launched:>12.1f}"
               f"{row['arrays_created_per_step']:>11.1f}")  # fmt: skip
     if args.json:
         with open(args.json, "w") as f:

@@ -6,7 +6,9 @@ The task of bench/_mlp_cases.py (60,000 x 784 float32, batch 128, SGD momentum 0
 on the GPU: fastact with CuPy's cuBLAS for the matrix products (when CuPy is installed), fastact
 with its own matmul kernel (FASTACT_CUDA_MATMUL=numba), and torch.nn on CUDA with the same
 initialization. Each: the median seconds per epoch over ``--epochs`` epochs after one warm-up
-epoch (compilation), and the test accuracy after those epochs. Prints a table last.
+epoch (compilation), and the test accuracy after those epochs; the own-matmul epochs also
+with numba's own marshalling of array arguments (fastact's launch extension off:
+``fastact._cuda_launch``). Prints a table last.
 """
 
 from __future__ import annotations
@@ -21,10 +23,11 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _mlp_cases as M
-from _gpu_common import counting_launches
+from _gpu_common import counting_launches, numba_argument_path
 
 
-def fastact_epochs(X, y, X_test, y_test, epochs, matmul):
+def fastact_epochs(X, y, X_test, y_test, epochs, matmul, score=True):
+    """(seconds of each epoch, test accuracy after ``epochs`` more, NaN unless ``score``)."""
     from numba import cuda
 
     from fastact.mlp import MLP
@@ -39,16 +42,27 @@ def fastact_epochs(X, y, X_test, y_test, epochs, matmul):
         clf = make(1).fit(X, y)  # one epoch, the data copied to the GPU included
         cuda.synchronize()
         times.append(time.perf_counter() - start)
+    if not score:
+        return times, float("nan")
     clf = make(epochs).fit(X, y)
     return times, clf.score(X_test, y_test)
 
 
+def numba_argument_epochs(X, y, X_test, y_test, epochs):
+    """fastact_epochs with the own matmul and numba's own marshalling of array arguments (the
+    launch extension of fastact._cuda_launch off), no accuracy: what the extension saves."""
+    with numba_argument_path():
+        return fastact_epochs(X, y, X_test, y_test, epochs, "numba", score=False)
+
+
 def launch_costs(repeat=2000):
     """Host microseconds per call, launched ``repeat`` times then one synchronize (the GPU work
-    is tiny: what is measured is the launch path). fastact's zero kernel (one array), its sgd
-    kernel (9 arguments, as the MLP's update of all its parameters, sgd_segments) and, with
-    CuPy, one batch's matrix product: the three kinds of call an MLP step makes (21 launches
-    with fastact's own matmul). bench/gpu_host_cost.py measures the same path without a GPU."""
+        is tiny: what is measured is the launch path). fastact's zero kernel (one array), its sgd
+        kernel (9 arguments, as the MLP's update of all its parameters, sgd_segments) and, with
+        CuPy, one batch's matrix product: the three kinds of call an MLP step makes (21 launches
+        with fastact's own matmul), each also with numba's own argument marshalling (the launch
+    extension of fastact._cuda_launch off). bench/gpu_host_cost.py measures the same path without
+    a GPU."""
     from numba import cuda
 
     import fastact as fa
@@ -68,12 +82,15 @@ def launch_costs(repeat=2000):
     zeros = cuda.device_array(256, np.float64)
     p, g, v = (cuda.to_device(np.zeros(256, f)) for _ in range(3))
     squares, slot = fa.cuda._no_squares()
+    zero = lambda: k.zero[1, 256](zeros)  # noqa: E731
+    sgd = lambda: k.sgd[1, 256](p, g, v, f(0.01), f(0.9), f(0.0), False, squares, slot)  # noqa: E731
     costs = {
-        "numba launch: zero (1 array)": per_call(lambda: k.zero[1, 256](zeros)),
-        "numba launch: sgd (9 arguments)": per_call(
-            lambda: k.sgd[1, 256](p, g, v, f(0.01), f(0.9), f(0.0), False, squares, slot)
-        ),
+        "numba launch: zero (1 array)": per_call(zero),
+        "numba launch: sgd (9 arguments)": per_call(sgd),
     }
+    with numba_argument_path():
+        costs["  numba's argument path: zero"] = per_call(zero)
+        costs["  numba's argument path: sgd"] = per_call(sgd)
     try:
         import cupy
 
@@ -151,6 +168,10 @@ def main(argv=None):
         (
             "fastact (own matmul)",
             lambda: fastact_epochs(X, y, X_test, y_test, args.epochs, "numba"),
+        ),
+        (
+            "  numba's argument path",
+            lambda: numba_argument_epochs(X, y, X_test, y_test, args.epochs),
         ),
         ("PyTorch CUDA", lambda: torch_epochs(X, y, X_test, y_test, args.epochs + 1)),
     ):

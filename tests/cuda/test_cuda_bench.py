@@ -61,18 +61,20 @@ def test_gpu_mlp_launch_counts_and_costs_run_in_the_simulator(monkeypatch):
 def test_gpu_host_cost_steps_make_no_new_arrays(tmp_path):
     """bench/gpu_host_cost.py runs numba's real launch path with the driver stubbed out (no
     simulator): a steady training step launches the kernels the simulator counts and makes no
-    new device-array object (numba would type each one again at its launch)."""
+    new device-array object (numba would type each one again at its launch); also with
+    numba's own argument marshalling (--numba-arguments)."""
     env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
     out = tmp_path / "cost.json"
     run = subprocess.run(
         [sys.executable, "bench/gpu_host_cost.py", "--steps", "30", "--repeat", "1",
-         "--json", str(out)],
+         "--numba-arguments", "--json", str(out)],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     rows = json.loads(out.read_text())
     launches = {"relu": 21, "relu + dropout 0.2": 25, "relu + batch norm": 33, "prelu": 27,
                 "relu, adam": 21}  # fmt: skip
+    launches.update({f"{name} (numba arguments)": n for name, n in launches.items()})
     assert {name: row["launches_per_step"] for name, row in rows.items()} == launches
     assert {name: row["arrays_created_per_step"] for name, row in rows.items()} == dict.fromkeys(
         launches, 0
