@@ -57,12 +57,12 @@ def numba_argument_epochs(X, y, X_test, y_test, epochs):
 
 def launch_costs(repeat=2000):
     """Host microseconds per call, launched ``repeat`` times then one synchronize (the GPU work
-        is tiny: what is measured is the launch path). fastact's zero kernel (one array), its sgd
-        kernel (9 arguments, as the MLP's update of all its parameters, sgd_segments) and, with
-        CuPy, one batch's matrix product: the three kinds of call an MLP step makes (21 launches
-        with fastact's own matmul), each also with numba's own argument marshalling (the launch
-    extension of fastact._cuda_launch off). bench/gpu_host_cost.py measures the same path without
-    a GPU."""
+    is tiny: what is measured is the launch path). fastact's zero kernel (one array), its sgd
+    kernel (9 arguments, as the MLP's update of all its parameters, sgd_segments) and, with
+    CuPy, one batch's matrix product: the three kinds of call an MLP step makes (20 launches
+    with fastact's own matmul); the two kernels also with numba's own argument marshalling
+    (the launch extension of fastact._cuda_launch off). bench/gpu_host_cost.py measures the
+    same path without a GPU."""
     from numba import cuda
 
     import fastact as fa

@@ -697,17 +697,6 @@ def add_bias(z, bias):
 
 
 @cuda.jit(**CUDA_KERNEL)
-def move_sqrts(total, first, count, into, into_first):
-    """into[into_first + k] += sqrt(total[first + k]); total[first + k] = 0, for k < count
-    (one thread: the step's gradient norms from the sums of squares sgd/adam left, their slots
-    ready for the next step)."""
-    if cuda.grid(1) == 0:
-        for k in range(count):
-            into[into_first + k] += math.sqrt(total[first + k])
-            total[first + k] = 0.0
-
-
-@cuda.jit(**CUDA_KERNEL)
 def copy_into(src, out):
     """out[i] = src[i], converted to out's dtype."""
     i0, s = _grid_1d_unsigned()
@@ -723,9 +712,12 @@ def zero(out):
 
 
 @cuda.jit(**CUDA_KERNEL)
-def count_correct(logits, targets, binary, total, index):
-    """total[index] += rows whose prediction matches: binary, logit > 0 vs target > 0.5;
-    else argmax (first maximum) vs the class index."""
+def end_step(logits, targets, binary, stats, layers):
+    """The MLP's per-step statistics, in ``stats`` = [summed loss, correct, the step's sums of
+    squares x layers, the epoch's norms x layers]: adds the rows of the batch whose prediction
+    matches (binary: logit > 0 vs target > 0.5; else argmax, the first maximum, vs the class
+    index) to ``stats[1]``, and each layer's sqrt(sum of squares) (that sgd/adam left) to its
+    norm, the sums reset to 0 for the next step (one thread)."""
     acc = _ZERO
     for i in range(cuda.grid(1), logits.shape[0], cuda.gridsize(1)):
         if binary:
@@ -737,4 +729,8 @@ def count_correct(logits, targets, binary, total, index):
                     best = j
             hit = best == targets[i]
         acc += 1.0 if hit else 0.0
-    _block_sum_add(acc, total, index)
+    _block_sum_add(acc, stats, 1)
+    if cuda.grid(1) == 0:
+        for k in range(layers):
+            stats[2 + layers + k] += math.sqrt(stats[2 + k])
+            stats[2 + k] = 0.0

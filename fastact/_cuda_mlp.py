@@ -299,14 +299,13 @@ class DeviceOps:
         else:
             _softmax_cross_entropy_into(logits, y, grad, self._stats, self._unchecked)
 
-    def count_correct(self, logits, t, binary):
-        _cuda_fused.count_correct[_grid_1d(logits.shape[0])](logits, t, binary, self._stats, 1)
-
-    def end_step(self):
-        """The step's gradient norms (one launch for every layer): sqrt of each scratch sum
-        the optimizer kernels left, added to the epoch's norms; the scratch slots reset."""
-        n = self._n_layers
-        _cuda_fused.move_sqrts[1, 1](self._stats, 2, n, self._stats, 2 + n)
+    def end_step(self, logits, t, binary):
+        """The step's statistics in one launch: the batch's correct predictions, and each
+        layer's gradient norm, the sqrt of the scratch sum the optimizer kernel left, added to
+        the epoch's norms (the scratch slots reset)."""
+        rows = logits.shape[0]
+        _cuda_fused.end_step[_grid_1d(max(rows, 1))](logits, t, binary, self._stats,
+                                                     self._n_layers)  # fmt: skip
 
     def end_epoch(self):
         stats = self._stats.copy_to_host()

@@ -80,7 +80,7 @@ def gather_rows(X, targets, order, start, x, t):
 def count_correct(logits, targets, binary):
     """Rows of logits that predict their target: binary (one logit), logit > 0 vs target >
     0.5; else the first maximum's index vs the class index (as the CUDA twin,
-    ``fastact._cuda_fused.count_correct``: the simulator cannot share a function taking arrays)."""
+    ``fastact._cuda_fused.end_step``: the simulator cannot share a function taking arrays)."""
     wide_vectors()
     hits = 0
     for i in range(logits.shape[0]):
@@ -272,10 +272,9 @@ class HostOps:
             loss = fused.softmax_cross_entropy_kernel(logits, y, grad)
         self._loss += loss * len(logits)
 
-    def end_step(self):
-        """After an optimizer step: nothing to do here (the norms are added by sgd/adam)."""
-
-    def count_correct(self, logits, t, binary):
+    def end_step(self, logits, t, binary):
+        """After an optimizer step: the batch's correct predictions (the norms were added by
+        sgd/adam; the GPU's ops take their square roots here)."""
         self._correct += count_correct(logits, t, binary)
 
     def end_epoch(self):
@@ -538,7 +537,7 @@ class SGD:
     def step(self, norm_slots=None):
         """One update of every parameter; ``norm_slots[i]`` >= 0: the ops add parameter i's
         gradient norm to that epoch statistic (see ``HostOps.sgd``). The caller then calls
-        ``ops.end_step()``: the GPU's ops take the step's square roots there."""
+        ``ops.end_step``: the GPU's ops take the step's square roots there."""
         if self.pack is not None:
             self.ops.sgd_packed(self.pack, self._velocity, self.lr, self.momentum,
                                 self.weight_decay, self.nesterov, norm_slots)  # fmt: skip
@@ -978,8 +977,7 @@ class MLP:
             x, t = ops.batch(X, targets, order, start, stop)
             logits = net.train_step(x, t, rng)
             opt.step(norm_slots)  # also adds each weight gradient's norm to the epoch's
-            ops.end_step()  # statistics (on the GPU end_step takes the step's square roots)
-            ops.count_correct(logits, t, binary)
+            ops.end_step(logits, t, binary)  # statistics; correct predictions
         total_loss, correct, norms = ops.end_epoch()
         history["loss"].append(total_loss / n)
         history["train_accuracy"].append(correct / n)

@@ -169,10 +169,9 @@ def fused_signatures(name: str, ty, f64):
         "matmul": (m, m, m, boolean, boolean),
         "gather_batch": (m, v, i, int64, m, v),
         "add_bias": (m, v),
-        "move_sqrts": (d, int64, int64, d, int64),
         "copy_into": (d, v),
         "zero": (d,),
-        "count_correct": (m, v, boolean, d, int64),
+        "end_step": (m, v, boolean, d, int64),
     }
     return table[name]
 

@@ -111,10 +111,9 @@ FUSED_F64 = {
     "matmul": False,
     "gather_batch": False,
     "add_bias": False,
-    "move_sqrts": True,
     "copy_into": True,  # float64 sums stored in the parameter's dtype
     "zero": False,  # (launched on the float64 scratch: a plain store)
-    "count_correct": True,  # the count, added in float64
+    "end_step": True,  # the count, added in float64; the norms' square roots
 }
 
 
