@@ -23,7 +23,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _mlp_cases as M
-from _gpu_common import counting_launches, numba_argument_path
+from _gpu_common import counting_launches, gpu_time, numba_argument_path
 
 
 def fastact_epochs(X, y, X_test, y_test, epochs, matmul, score=True):
@@ -100,6 +100,62 @@ def launch_costs(repeat=2000):
     except Exception as exc:
         print(f"CuPy matmul not timed: {type(exc).__name__}: {exc}", file=sys.stderr)
     return costs
+
+
+#: The matrix products of one step of the 784-256-256-10 network at batch 128: (m, k, n) of
+#: c (m x n) = op(a) @ op(b), trans_a, trans_b. Forward x @ W per layer; backward dW = x^T g
+#: per layer and dX = g W^T for the upper two.
+STEP_PRODUCTS = [
+    ((128, 784, 256), False, False), ((128, 256, 256), False, False),
+    ((128, 256, 10), False, False), ((256, 128, 10), True, False),
+    ((128, 10, 256), False, True), ((256, 128, 256), True, False),
+    ((128, 256, 256), False, True), ((784, 128, 256), True, False),
+]  # fmt: skip
+
+
+def matmul_times(repeat=20):
+    """GPU milliseconds (CUDA events, median of ``repeat``) of one step's matrix products
+    (STEP_PRODUCTS, float32), each checked against NumPy first (outputs pre-filled with NaN):
+    fastact's tiled kernel, the naive one it replaced and, with CuPy, cuBLAS. Returns
+    ({implementation: total ms per step}, the worst |error| / (|exact| + 1) of the two
+    kernels)."""
+    from _gpu_naive_matmul import naive_matmul as naive
+    from numba import cuda
+
+    import fastact as fa
+    from fastact.cuda import _grid_2d, _grid_tiles
+
+    k = fa.cuda.fused_kernels()
+    rng = np.random.default_rng(0)
+    try:
+        import cupy
+    except Exception:
+        cupy = None
+    totals = {"fastact tiled": 0.0, "naive (before)": 0.0, **({"CuPy": 0.0} if cupy else {})}
+    worst = 0.0
+    for (m, depth, n), ta, tb in STEP_PRODUCTS:
+        a = rng.standard_normal((depth, m) if ta else (m, depth)).astype(np.float32)
+        b = rng.standard_normal((n, depth) if tb else (depth, n)).astype(np.float32)
+        want = (a.T if ta else a).astype(np.float64) @ (b.T if tb else b).astype(np.float64)
+        da, db = cuda.to_device(a), cuda.to_device(b)
+        runs = {
+            "fastact tiled": lambda c: k.matmul[_grid_tiles(m, n)](da, db, c, ta, tb),
+            "naive (before)": lambda c: naive[_grid_2d(m, n)](da, db, c, ta, tb),
+        }
+        for name, run in runs.items():
+            c = cuda.to_device(np.full((m, n), np.nan, np.float32))
+            run(c)
+            got = c.copy_to_host()
+            error = float(np.max(np.abs(got - want) / (np.abs(want) + 1)))
+            worst = max(worst, error) if error == error else float("inf")  # NaN: not written
+            totals[name] += gpu_time(lambda: run(c), repeat)
+        if cupy is not None:
+            ca, cb = cupy.asarray(a), cupy.asarray(b)
+            cc = cupy.empty((m, n), np.float32)
+            totals["CuPy"] += gpu_time(
+                lambda: cupy.matmul(ca.T if ta else ca, cb.T if tb else cb, out=cc), repeat
+            )
+    return totals, worst
 
 
 def launches_per_step(X, y):
@@ -200,6 +256,14 @@ def main(argv=None):
             print(f"  {what:<36}{us:8.1f} us per call (host)")
     except Exception as exc:
         print(f"launch costs: {type(exc).__name__}: {exc}", file=sys.stderr)
+    try:
+        totals, worst = matmul_times()
+        print(f"one step's 8 matrix products (float32; fastact's kernels against NumPy: worst "
+              f"|error| / (|exact| + 1) = {worst:.1e}), GPU time:")  # fmt: skip
+        for what, ms in totals.items():
+            print(f"  {what:<36}{ms * 1e3:8.1f} us per step (GPU)")
+    except Exception as exc:
+        print(f"matmul times: {type(exc).__name__}: {exc}", file=sys.stderr)
 
 
 if __name__ == "__main__":

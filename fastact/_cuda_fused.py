@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import cuda, float64, njit, uint64
+from numba import config, cuda, float64, njit, uint64
 
 from fastact import activations as act
 from fastact._config import CUDA_DEVICE, CUDA_MAX_THREADS, SCALAR
@@ -655,21 +655,68 @@ def prelu_backward(g, x, w, out, grad_w, channels, inner):
 
 
 # --------------------------------------------------------------------------- the MLP's steps
+#: The matmul kernel's tiles of c: MATMUL_TILE x MATMUL_TILE elements per block of
+#: MATMUL_TILE x MATMUL_TILE // 4 threads (four rows each). 4 under the simulator, whose
+#: threads are Python threads (the same code, more tiles per matrix).
+MATMUL_TILE = 32 if not config.ENABLE_CUDASIM else 4  # type: ignore[attr-defined]
+_PADDED = MATMUL_TILE + 1  # a row of a staged slab: a column's elements in different banks
+_TILE = np.uint64(MATMUL_TILE)  # unsigned, as the indices (no wraparound code per access)
+_QUARTER = np.uint64(MATMUL_TILE // 4)
+_U2, _U3 = np.uint64(2), np.uint64(3)
+
+
 @cuda.jit(**CUDA_KERNEL)
 def matmul(a, b, c, trans_a, trans_b):
-    """c = op(a) @ op(b), op the transpose where asked; one thread per element of c (x along
-    c's columns), summed in c's dtype. The fallback without CuPy's cuBLAS."""
-    j0, i0 = cuda.grid(2)
-    sj, si = cuda.gridsize(2)
-    depth = a.shape[0] if trans_a else a.shape[1]
-    for i in range(i0, c.shape[0], si):
-        for j in range(j0, c.shape[1], sj):
-            acc = typed(0.0, c[0, 0])
-            for k in range(depth):
-                x = a[k, i] if trans_a else a[i, k]
-                y = b[j, k] if trans_b else b[k, j]
-                acc += x * y
-            c[i, j] = acc
+    """c = op(a) @ op(b), op the transpose where asked, summed in c's dtype in the order of the
+    inner index. The fallback without CuPy's cuBLAS. Blocks of MATMUL_TILE x MATMUL_TILE / 4
+    threads take tiles of c (grid-stride over the tiles; launch: fastact.cuda._grid_tiles):
+    each thread four rows of one column. The tile's slabs of op(a) and op(b), MATMUL_TILE of
+    the inner index at a time, are staged in shared memory, read with consecutive threads on
+    consecutive addresses whatever the transposition (a warp reads 128 contiguous bytes of a
+    row, where one thread per element of c read a[k, i] or b[j, k] with a row's stride
+    between threads), and each staged value serves MATMUL_TILE products."""
+    sa = cuda.shared.array((MATMUL_TILE, _PADDED), c.dtype)  # op(a)[i, k]
+    sb = cuda.shared.array((MATMUL_TILE, _PADDED), c.dtype)  # op(b)[k, j]
+    tx, ty = uint64(cuda.threadIdx.x), uint64(cuda.threadIdx.y)
+    rows, cols = uint64(c.shape[0]), uint64(c.shape[1])
+    depth = uint64(a.shape[0] if trans_a else a.shape[1])
+    zero = typed(0.0, c[0, 0])
+    for ti in range(uint64(cuda.blockIdx.y) * _TILE, rows, uint64(cuda.gridDim.y) * _TILE):
+        for tj in range(uint64(cuda.blockIdx.x) * _TILE, cols, uint64(cuda.gridDim.x) * _TILE):
+            acc0 = acc1 = acc2 = acc3 = zero
+            for k0 in range(uint64(0), depth, _TILE):
+                for r in range(ty, _TILE, _QUARTER):  # stage the slabs, zeros outside
+                    if trans_a:  # op(a)[ti + tx, k0 + r] = a[k0 + r, ti + tx]
+                        i, k = ti + tx, k0 + r
+                        sa[tx, r] = a[k, i] if i < rows and k < depth else zero
+                    else:
+                        i, k = ti + r, k0 + tx
+                        sa[r, tx] = a[i, k] if i < rows and k < depth else zero
+                    if trans_b:  # op(b)[k0 + tx, tj + r] = b[tj + r, k0 + tx]
+                        k, j = k0 + tx, tj + r
+                        sb[tx, r] = b[j, k] if k < depth and j < cols else zero
+                    else:
+                        k, j = k0 + r, tj + tx
+                        sb[r, tx] = b[k, j] if k < depth and j < cols else zero
+                cuda.syncthreads()
+                for q in range(min(_TILE, depth - k0)):
+                    bq = sb[q, tx]
+                    acc0 += sa[ty, q] * bq
+                    acc1 += sa[ty + _QUARTER, q] * bq
+                    acc2 += sa[ty + _U2 * _QUARTER, q] * bq
+                    acc3 += sa[ty + _U3 * _QUARTER, q] * bq
+                cuda.syncthreads()  # the slabs are overwritten next
+            j = tj + tx
+            if j < cols:
+                i = ti + ty
+                if i < rows:
+                    c[i, j] = acc0
+                if i + _QUARTER < rows:
+                    c[i + _QUARTER, j] = acc1
+                if i + _U2 * _QUARTER < rows:
+                    c[i + _U2 * _QUARTER, j] = acc2
+                if i + _U3 * _QUARTER < rows:
+                    c[i + _U3 * _QUARTER, j] = acc3
 
 
 @cuda.jit(**CUDA_KERNEL)

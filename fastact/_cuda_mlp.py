@@ -22,6 +22,7 @@ from fastact.cuda import (
     _grid_1d,
     _grid_2d,
     _grid_columns,
+    _grid_tiles,
     _launch_bias_backward,
     _launch_bias_forward,
     _no_squares,
@@ -155,8 +156,7 @@ class DeviceOps:
             ca, cb = self._view("cupy", a), self._view("cupy", b)
             cp.matmul(ca.T if trans_a else ca, cb.T if trans_b else cb, out=self._view("cupy", out))
         else:
-            rows, cols = out.shape
-            _cuda_fused.matmul[_grid_2d(rows, cols)](a, b, out, trans_a, trans_b)
+            _cuda_fused.matmul[_grid_tiles(*out.shape)](a, b, out, trans_a, trans_b)
         return out
 
     def add_bias(self, z, bias):

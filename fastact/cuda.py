@@ -358,6 +358,16 @@ def _grid_2d(rows: int, cols: int, min_rows: int = 1) -> tuple[tuple, tuple]:
     return (bx, by), (tx, ty)
 
 
+def _grid_tiles(rows: int, cols: int) -> tuple[tuple, tuple]:
+    """Blocks of the matmul kernel (fastact/_cuda_fused.py): one per MATMUL_TILE x
+    MATMUL_TILE tile of the (rows, cols) product, up to ``CUDA_MAX_BLOCKS`` in all (the
+    kernel's grid-stride loop takes the rest); MATMUL_TILE x MATMUL_TILE // 4 threads each."""
+    tile = fused_kernels().MATMUL_TILE
+    bx = max(1, min(-(-cols // tile), _config.CUDA_MAX_BLOCKS))
+    by = max(1, min(-(-rows // tile), _config.CUDA_MAX_BLOCKS // bx))
+    return (bx, by), (tile, tile // 4)
+
+
 def _grid_columns(cols: int) -> tuple[int, tuple]:
     """Blocks for the column sums (``_column_total`` in fastact/_cuda_kernels.py): (tx, ty)
     threads, tx along the columns (a warp, or the smallest power of two >= cols), ty =

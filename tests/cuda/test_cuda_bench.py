@@ -58,6 +58,20 @@ def test_gpu_mlp_launch_counts_and_costs_run_in_the_simulator(monkeypatch):
     assert all(us > 0 for us in costs.values())
 
 
+def test_gpu_mlp_matmul_times_check_both_kernels_in_the_simulator(monkeypatch):
+    """bench/gpu_mlp.py's matrix products of a step (here small ones, every transposition):
+    the tiled and the naive kernel agree with NumPy before they are timed."""
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    import gpu_mlp
+
+    products = [((6, 5, 7), False, False), ((5, 6, 7), True, False), ((6, 9, 3), False, True)]
+    monkeypatch.setattr(gpu_mlp, "STEP_PRODUCTS", products)
+    totals, worst = gpu_mlp.matmul_times(repeat=1)
+    assert set(totals) >= {"fastact tiled", "naive (before)"}
+    assert all(math.isfinite(ms) for ms in totals.values())  # the simulator: no GPU times
+    assert worst < 1e-5
+
+
 def test_gpu_host_cost_steps_make_no_new_arrays(tmp_path):
     """bench/gpu_host_cost.py runs numba's real launch path with the driver stubbed out (no
     simulator): a steady training step launches the kernels the simulator counts and makes no

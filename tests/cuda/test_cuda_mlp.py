@@ -75,15 +75,30 @@ def test_device_float32_with_dropout_trains(rng):
 @pytest.mark.parametrize(
     "trans_a, trans_b", [(False, False), (True, False), (False, True), (True, True)]
 )
-def test_matmul_kernel(trans_a, trans_b, rng):
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("shape", [(7, 5, 9), (1, 1, 1), (10, 13, 6), (4, 0, 3)])
+def test_matmul_kernel(trans_a, trans_b, dtype, shape, rng):
+    """Against NumPy in float64 on the same values, for every transposition. The simulator's
+    tiles are 4 x 4 (MATMUL_TILE), so these products span several tiles with partial ones at
+    the edges, an inner dimension that is not a multiple of the tile, and (CUDA_MAX_BLOCKS 3,
+    from the fixture) more tiles than blocks: the grid-stride loop. An inner dimension of 0
+    gives zeros. Inputs are left unchanged."""
+    from fastact._cuda_fused import MATMUL_TILE
     from fastact._cuda_mlp import DeviceOps
 
-    a = rng.standard_normal((7, 5) if not trans_a else (5, 7))
-    b = rng.standard_normal((5, 9) if not trans_b else (9, 5))
-    out = cuda.device_array((7, 9))
-    DeviceOps().matmul(cuda.to_device(a), cuda.to_device(b), out, trans_a, trans_b)
-    want = (a.T if trans_a else a) @ (b.T if trans_b else b)
-    np.testing.assert_allclose(out.copy_to_host(), want, rtol=1e-12)
+    m, k, n = shape
+    assert MATMUL_TILE == 4 or not SIMULATOR
+    a = rng.standard_normal((k, m) if trans_a else (m, k)).astype(dtype)
+    b = rng.standard_normal((n, k) if trans_b else (k, n)).astype(dtype)
+    da, db = cuda.to_device(a), cuda.to_device(b)
+    out = cuda.to_device(np.full((m, n), np.nan, dtype))
+    DeviceOps().matmul(da, db, out, trans_a, trans_b)
+    want = (a.T if trans_a else a).astype(np.float64) @ (b.T if trans_b else b).astype(np.float64)
+    # summed in the dtype: k roundings of terms up to ~|a||b|
+    tol = 1e-12 if dtype == np.float64 else 4e-6 * max(k, 1)
+    np.testing.assert_allclose(out.copy_to_host(), want, rtol=tol, atol=tol)
+    np.testing.assert_array_equal(da.copy_to_host(), a)
+    np.testing.assert_array_equal(db.copy_to_host(), b)
 
 
 def test_bad_device():
