@@ -64,6 +64,7 @@ def parse(argv=None):
 ARGS = parse()
 if ARGS.simulate:
     os.environ["NUMBA_ENABLE_CUDASIM"] = "1"  # before numba is imported
+    sys.setswitchinterval(1e-4)  # the simulator's barriers: see tests/cuda/conftest.py
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # noqa: E402

@@ -10,6 +10,7 @@ numba for the CPU kernels) cannot switch to the simulator: there this folder is 
 from __future__ import annotations
 
 import os
+import sys
 
 import pytest
 
@@ -18,6 +19,14 @@ ENABLED = SIMULATOR or os.environ.get("FASTACT_CUDA_TESTS", "0") not in ("", "0"
 
 if not ENABLED:
     collect_ignore_glob = ["*"]
+
+if SIMULATOR:
+    # The simulator runs a block's threads as Python threads, and the thread that runs the
+    # block polls them in a loop until all wait at a barrier (cuda.syncthreads): with Python's
+    # default switch interval (5 ms) each barrier costs milliseconds of GIL hand-overs. 0.1 ms
+    # makes the kernels with barriers (block and column sums, the tiled matmul) several times
+    # faster here; it changes scheduling, never results.
+    sys.setswitchinterval(1e-4)
 
 
 @pytest.fixture
