@@ -234,6 +234,8 @@ def main(argv=None):
         try:
             times, acc = run()
             rows.append((label, statistics.median(times), acc))
+            # each row as it comes too: gpu_all.sh may stop this script before the table
+            print(f"{label}: {rows[-1][1]:.3f} s / epoch, test accuracy {acc:.4f}", flush=True)
         except Exception as exc:
             rows.append((label, float("nan"), float("nan")))
             print(f"{label}: {type(exc).__name__}: {exc}", file=sys.stderr)

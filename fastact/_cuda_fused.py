@@ -680,7 +680,7 @@ def matmul(a, b, c, trans_a, trans_b):
     tx, ty = uint64(cuda.threadIdx.x), uint64(cuda.threadIdx.y)
     rows, cols = uint64(c.shape[0]), uint64(c.shape[1])
     depth = uint64(a.shape[0] if trans_a else a.shape[1])
-    zero = typed(0.0, c[0, 0])
+    zero = typed(0.0, sa[0, 0])  # c's dtype (c itself may be empty)
     for ti in range(uint64(cuda.blockIdx.y) * _TILE, rows, uint64(cuda.gridDim.y) * _TILE):
         for tj in range(uint64(cuda.blockIdx.x) * _TILE, cols, uint64(cuda.gridDim.x) * _TILE):
             acc0 = acc1 = acc2 = acc3 = zero

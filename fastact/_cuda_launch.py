@@ -13,7 +13,8 @@ argument before its own marshalling. ``DeviceArrayArguments`` hands numba's own 
 public functions), and a device array never needs the copies back that ``InOut`` arranges for
 host arrays. Everything else (host arrays, CuPy or PyTorch arrays, scalars) takes numba's path.
 
-Under the simulator, with another numba-cuda that lacks these functions, or with
+Under the simulator, with a numba-cuda release other than the one checked
+(``CHECKED_VERSION``: a private function's behaviour is what the extension relies on), or with
 ``FASTACT_CUDA_ARGUMENTS=numba`` in the environment, the kernels take no extension.
 """
 
@@ -27,15 +28,21 @@ from fastact import _config
 
 #: the extensions every fastact kernel is declared with ([] where numba's own path is used)
 EXTENSIONS: list = []
+#: The numba-cuda release (major, minor) whose ``InOut.to_device`` the extension reproduces
+#: (checked by tests/cuda/launch_check.py); with any other the kernels take numba's path.
+CHECKED_VERSION = ("0", "30")
 
 if not config.ENABLE_CUDASIM and os.environ.get("FASTACT_CUDA_ARGUMENTS", "").lower() != "numba":  # type: ignore[attr-defined]  # fmt: skip
     try:
+        import numba_cuda  # type: ignore[import-untyped]
         from numba.cuda import types as _types
         from numba.cuda.args import ArgHint as _ArgHint
         from numba.cuda.cudadrv.devicearray import _to_strided_memory_view  # type: ignore[attr-defined]
-    except ImportError:  # not numba-cuda 0.30's layout: numba's own path
-        pass
-    else:
+
+        _checked = numba_cuda.__version__.split(".")[:2] == list(CHECKED_VERSION)
+    except (ImportError, AttributeError):  # not numba-cuda 0.30's layout: numba's own path
+        _checked = False
+    if _checked:
 
         class _DeviceArray(_ArgHint):
             """A numba device array on its way into a launch: ``to_device`` returns what

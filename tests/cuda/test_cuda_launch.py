@@ -10,9 +10,21 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.cuda.conftest import SIMULATOR
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def checked_release() -> bool:
+    """Whether the installed numba-cuda is the release the extension was checked against
+    (fastact._cuda_launch.CHECKED_VERSION); with another the kernels take numba's path."""
+    import numba_cuda
+
+    from fastact._cuda_launch import CHECKED_VERSION
+
+    return numba_cuda.__version__.split(".")[:2] == list(CHECKED_VERSION)
 
 
 def test_kernels_receive_the_arguments_numbas_own_path_gives(tmp_path):
@@ -31,8 +43,12 @@ def test_kernels_receive_the_arguments_numbas_own_path_gives(tmp_path):
     )  # fmt: skip
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     summary = json.loads(out.read_text())
-    assert summary["extensions"] == 1
     assert summary["mismatches"] == []
+    if not checked_release():
+        assert summary["extensions"] == 0
+        pytest.skip("numba-cuda is not the release fastact._cuda_launch was checked against: "
+                    "check this test's comparison with it, then update CHECKED_VERSION")  # fmt: skip
+    assert summary["extensions"] == 1
     assert summary["numba_path_arrays_in_steps"] == 0
     assert summary["launches"] > 400 and summary["array_arguments"] > 1400
     assert {"matmul", "sgd_segments", "adam_segments", "batch_norm_moments", "dropout",
@@ -54,4 +70,4 @@ def test_the_numba_setting_and_the_simulator_turn_the_extension_off():
                              env={**env, "FASTACT_CUDA_ARGUMENTS": setting}, timeout=300)  # fmt: skip
         assert run.returncode == 0, run.stderr[-3000:]
         lines.append(run.stdout.strip())
-    assert lines == ["0 False", "1 True"]
+    assert lines == ["0 False", "1 True" if checked_release() else "0 False"]
