@@ -36,6 +36,7 @@ from fastact._api import on_device, typed_params
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 _kernels_module = None
+_fused_module = None
 
 
 def is_available() -> bool:
@@ -569,11 +570,15 @@ def bias_act_backward(grad_output, saved, activation, **params):
 # the same argument checks, the kernels of fastact/_cuda_fused.py. Device arrays must be
 # C-contiguous and of one float dtype; losses come back as Python floats (one synchronization).
 def fused_kernels():
-    """The CUDA kernels of the fused ops (``fastact._cuda_fused``), imported on first use."""
-    kernels()  # the same clear error without numba-cuda
-    from fastact import _cuda_fused
+    """The CUDA kernels of the fused ops (``fastact._cuda_fused``), imported on first use
+    (kept, as ``kernels()``'s: an import statement per launch costs ~0.5 us)."""
+    global _fused_module
+    if _fused_module is None:
+        kernels()  # the same clear error without numba-cuda
+        from fastact import _cuda_fused
 
-    return _cuda_fused
+        _fused_module = _cuda_fused
+    return _fused_module
 
 
 def _like(func: str, name: str, value, reference, shape=None):
