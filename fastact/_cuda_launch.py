@@ -24,7 +24,10 @@ import os
 
 from numba import config
 
-from fastact import _config
+from fastact import _config, _cuda_simulator
+
+if config.ENABLE_CUDASIM:  # type: ignore[attr-defined]
+    _cuda_simulator.lock_shared_arrays()  # its shared arrays' race: see _cuda_simulator
 
 #: the extensions every fastact kernel is declared with ([] where numba's own path is used)
 EXTENSIONS: list = []
