@@ -45,9 +45,9 @@ def test_block_sums_keep_every_threads_share_when_threads_meet_at_a_new_shared_a
         np.testing.assert_allclose(squares.copy_to_host(), [launch * want], rtol=1e-14)
 
 
-def test_shared_arrays_are_one_per_line_and_launch():
-    """The replacement keys arrays as numba does: two lines, two arrays; one array for all the
-    threads (and blocks) of a launch; a new one at the next launch."""
+def test_shared_arrays_are_one_per_line():
+    """The replacement keys arrays as numba does: two lines, two arrays, each the same for all
+    the threads of a block."""
 
     @cuda.jit
     def two_arrays(out):
