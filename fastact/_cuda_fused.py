@@ -7,6 +7,7 @@ throughout; 1-D launches use ``fastact.cuda._grid_1d``, 2-D ones ``_grid_2d`` (x
 columns, so a warp reads consecutive elements of a row). Sums over the whole array (losses,
 squared norms) reduce in shared memory per block, then one float64 atomic add per block: their
 last bits may vary from run to run (the order of the blocks' additions), as cuBLAS/PyTorch's.
+So may prelu's slope gradient (one float64 atomic add per thread and channel).
 """
 
 from __future__ import annotations
@@ -637,7 +638,8 @@ def prelu_forward(x, w, out, channels, inner):
 @cuda.jit(**CUDA_KERNEL)
 def prelu_backward(g, x, w, out, grad_w, channels, inner):
     """out = leaky_relu_grad(g, x, w[c]); grad_w[c] += sum of g x over x <= 0 (float64).
-    Grid: y over channels, x over parts of a channel's outer * inner elements."""
+    Grid: y over channels, x over parts of a channel's outer * inner elements; each thread
+    adds its part with an atomic add, in an order that may change the last bits run to run."""
     part, c0 = cuda.grid(2)
     parts, sc = cuda.gridsize(2)
     per_channel = x.size // channels if channels else 0

@@ -154,7 +154,10 @@ class DeviceOps:
         if self.cupy is not None:
             cp = self.cupy
             ca, cb = self._view("cupy", a), self._view("cupy", b)
-            cp.matmul(ca.T if trans_a else ca, cb.T if trans_b else cb, out=self._view("cupy", out))
+            # on the default stream, as the kernels around it, whatever stream the caller
+            # made CuPy's current one (that stream would not wait for them, nor they for it)
+            with cp.cuda.Stream.null:
+                cp.matmul(ca.T if trans_a else ca, cb.T if trans_b else cb, out=self._view("cupy", out))  # fmt: skip
         else:
             _cuda_fused.matmul[_grid_tiles(*out.shape)](a, b, out, trans_a, trans_b)
         return out

@@ -82,29 +82,39 @@ def _check_device_and_stream(func: str, name: str, value, interface: dict) -> No
     (another GPU's memory would fault there), and its library's current stream must be a
     default stream: fastact's kernels run on the default stream, which the other streams'
     work may not wait for (PyTorch's and non-blocking CuPy streams), so that work could read
-    a result before it is written, or reuse its memory."""
+    a result before it is written, or reuse its memory. Any other library's array must name
+    a default stream (or none) in its ``__cuda_array_interface__``, for the same reason."""
     from numba import cuda
 
     lib = _library(value)
+    stream = interface.get("stream")
     if lib == "torch":  # PyTorch exports no stream: ask it
         import torch
 
         device = value.device
         index = device.index if device.index is not None else torch.cuda.current_device()
         other_stream = torch.cuda.current_stream(device) != torch.cuda.default_stream(device)
-        context = "torch.cuda.stream(...)"
+        context = "used inside torch.cuda.stream(...)"
+        advice = "call fastact outside the stream context (after synchronizing the stream)"
     elif lib == "cupy":
         index = value.device.id
-        other_stream = interface.get("stream") not in _DEFAULT_STREAMS
-        context = "a CuPy stream (with cupy.cuda.Stream(): ...)"
-    else:
-        return
+        other_stream = stream not in _DEFAULT_STREAMS
+        context = "used inside a CuPy stream (with cupy.cuda.Stream(): ...)"
+        advice = "call fastact outside the stream context (after synchronizing the stream)"
+    else:  # another library: its device is not known here
+        index = None
+        other_stream = stream not in _DEFAULT_STREAMS
+        context = (
+            f"a {type(value).__name__} on CUDA stream {stream!r} (its __cuda_array_interface__)"
+        )
+        advice = "synchronize that stream and pass the array on the default stream"
     if other_stream:
         raise ValueError(
-            f"fastact.{func}: {name} is used inside {context}; fastact's kernels run on the "
-            f"default stream, which that stream does not wait for: call fastact outside the "
-            f"stream context (after synchronizing the stream)"
+            f"fastact.{func}: {name} is {context}; fastact's kernels run on the default "
+            f"stream, which that stream does not wait for: {advice}"
         )
+    if index is None:
+        return
     current = cuda.get_current_device().id
     if index != current:
         raise ValueError(

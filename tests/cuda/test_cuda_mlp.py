@@ -3,6 +3,8 @@ the same batches, so without dropout the two must train the same model (float64:
 
 from __future__ import annotations
 
+import types
+
 import numpy as np
 import pytest
 
@@ -188,7 +190,8 @@ def test_device_ops_flat_views_are_kept_per_array():
 def test_device_cupy_matmul_views_are_made_once(rng, monkeypatch):
     """With CuPy, each matrix product reads its three arrays through CuPy views: made once per
     array (CuPy reads an array's __cuda_array_interface__ to view it), so that a steady
-    epoch makes none. A stand-in for CuPy (products on the host) counts them."""
+    epoch makes none. A stand-in for CuPy (products on the host) counts them, and checks
+    that each runs on the default stream (the caller's current CuPy stream may be another)."""
     from fastact import _cuda_mlp
 
     class View:
@@ -209,10 +212,21 @@ def test_device_cupy_matmul_views_are_made_once(rng, monkeypatch):
         made.append(a)
         return View(a)
 
+    class NullStream:  # cupy.cuda.Stream.null: records whether it is the current stream
+        current = False
+
+        def __enter__(self):
+            NullStream.current = True
+
+        def __exit__(self, *exc):
+            NullStream.current = False
+
     def matmul(a, b, out):
+        assert NullStream.current, "cuBLAS must run on the default stream, as the kernels"
         out.array.copy_to_device(np.ascontiguousarray(a.host() @ b.host()))
 
     stand_in = type("cupy", (), {"asarray": staticmethod(asarray), "matmul": staticmethod(matmul)})
+    stand_in.cuda = types.SimpleNamespace(Stream=types.SimpleNamespace(null=NullStream()))
     monkeypatch.setattr(_cuda_mlp, "_cupy", lambda: stand_in)
     X, y = data(3, rng, n=32)
     common = dict(hidden_sizes=(5, 3), epochs=1, batch_size=8, seed=0, dtype="float64")

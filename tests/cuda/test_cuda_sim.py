@@ -452,6 +452,36 @@ def test_an_array_that_cannot_export_its_interface_is_a_clear_type_error():
         fa.relu_backward(x, _Unexportable())
 
 
+class _OtherLibraryArray:
+    """Another library's device array (neither PyTorch's nor CuPy's), on ``stream``. Its
+    memory is never read: the simulator has no from_cuda_array_interface, and the refusal
+    comes first."""
+
+    def __init__(self, stream):
+        self.stream = stream
+
+    @property
+    def __cuda_array_interface__(self):
+        return {"shape": (2,), "typestr": "<f4", "data": (0, False), "version": 3,
+                "strides": None, "stream": self.stream}  # fmt: skip
+
+
+def test_another_librarys_array_on_a_non_default_stream_is_refused():
+    """fastact's kernels run on the default stream: another library's array must name a
+    default stream (or none), as CuPy's; numba would not order that stream's work with them."""
+    from fastact.cuda import _check_device_and_stream
+
+    for stream in (None, 1, 2):  # none given, the legacy and the per-thread default streams
+        array = _OtherLibraryArray(stream)
+        _check_device_and_stream("relu", "x", array, array.__cuda_array_interface__)
+    with pytest.raises(ValueError, match=r"relu: x is a _OtherLibraryArray on CUDA stream 1234"):
+        fa.relu(_OtherLibraryArray(1234))
+    x = cuda.to_device(np.array([-1.0, 2.0], np.float32))
+    with pytest.raises(ValueError, match=r"relu_backward: x is .* stream 1234.* synchronize"):
+        fa.relu_backward(x, _OtherLibraryArray(1234))
+    assert x.copy_to_host().tolist() == [-1.0, 2.0]
+
+
 class _FakeDevice:
     """A CuPy device (``.id``, a context manager) or a torch.device (``.index``)."""
 
