@@ -18,13 +18,16 @@
    go through the public functions with ``out=``; the fused rows time the kernel launches
    (``fastact.cuda.bias_act`` allocates its outputs, numba's allocator is not what is measured).
 
-The table comes last. Exit status 1 if any check failed.
+Each failure and each timing row prints as it comes (float32 first: checked, then timed); the
+tables come again last, also when a time limit's SIGTERM cuts the run short (what was
+measured by then). Exit status 1 if any check failed or the run was cut short.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import time
 
@@ -265,8 +268,10 @@ def cupy_forward(name, kw):
     return lambda x, o: ops[name](cp.asarray(x), cp.asarray(o))
 
 
-def bench(dtype, variants, errors):
-    """Rows of timings (ms) for one dtype; the copy's time first."""
+def bench(dtype, variants, errors, entry):
+    """Timings (ms) for one dtype into ``entry`` (a dict): the copy's time ("copy_ms") first,
+    then a row per activation ("rows"), each printed as soon as it is measured (a run cut
+    short keeps what it measured); an error skips the row, noted in ``errors``."""
     n = ARGS.size
     item = np.dtype(dtype).itemsize
     cols = min(BIAS_COLS, n)
@@ -294,49 +299,51 @@ def bench(dtype, variants, errors):
     grid_eb = fa.cuda._grid_2d(rows, cols, _config.CUDA_BIAS_MIN_ROWS)
     partial_e = partial_rows(grid_eb[0][1] * grid_eb[1][1])
     no = np.bool_(False)
-    try:
-        import torch
-
-        tt = (lambda a: torch.as_tensor(a, device="cuda")) if torch.cuda.is_available() else None
-    except Exception:
-        tt = None
+    tt = torch_tensor()
     if tt is not None:  # PyTorch's copy kernel beats cudaMemcpy on H200 (0.51 vs 0.61 ms at 1 GiB)
         tx_, ty_ = tt(x), tt(y)
         copy_ms = min(copy_ms, gpu_time(lambda: ty_.copy_(tx_), ARGS.repeat))
         del tx_, ty_
-    out_rows = []
+    entry["copy_ms"] = copy_ms
+    print(table_header(dtype, copy_ms), flush=True)
     for name, kw, reg in variants:
-        fwd, bwd = getattr(fa, name), getattr(fa, f"{name}_backward")
-        spec = ACTIVATIONS[reg]
-        a, b = (
-            np.dtype(dtype).type(v)
-            for v in (tuple(p.default for p in spec.params) + (0.0, 0.0))[:2]
-        )
         row = {"name": label(name, kw)}
-        row["fwd"] = gpu_time(lambda: fwd(x, **kw, out=y), ARGS.repeat)
-        v = y if spec.grad_from == "output" else x
-        row["bwd"] = gpu_time(lambda: bwd(g, v, **kw, out=pre), ARGS.repeat)
-        saves = not spec.fused_saves_output  # writes x + b for the backward
-        kf = getattr(k, f"{reg}_bias_forward")
-        kb = getattr(k, f"{reg}_bias_backward")
-        saved2 = aux2 if saves else y2
-        row["bias_fwd"] = gpu_time(
-            lambda: fa.cuda._launch_bias_forward(kf, x2, bias, y2, saved2, (a, b)), ARGS.repeat
-        )
+        try:
+            fwd, bwd = getattr(fa, name), getattr(fa, f"{name}_backward")
+            spec = ACTIVATIONS[reg]
+            a, b = (
+                np.dtype(dtype).type(v)
+                for v in (tuple(p.default for p in spec.params) + (0.0, 0.0))[:2]
+            )
+            row["fwd"] = gpu_time(lambda: fwd(x, **kw, out=y), ARGS.repeat)
+            v = y if spec.grad_from == "output" else x
+            row["bwd"] = gpu_time(lambda: bwd(g, v, **kw, out=pre), ARGS.repeat)
+            saves = not spec.fused_saves_output  # writes x + b for the backward
+            kf = getattr(k, f"{reg}_bias_forward")
+            kb = getattr(k, f"{reg}_bias_backward")
+            saved2 = aux2 if saves else y2
+            row["bias_fwd"] = gpu_time(
+                lambda: fa.cuda._launch_bias_forward(kf, x2, bias, y2, saved2, (a, b)),
+                ARGS.repeat,
+            )
 
-        def bias_backward():
-            partial = fa.cuda._launch_bias_backward(kb, g2, saved2, pre2, (a, b), partial_rows)
-            k.column_sums[fa.cuda._grid_columns(cols)](partial, grad_bias)
+            def bias_backward():
+                partial = fa.cuda._launch_bias_backward(kb, g2, saved2, pre2, (a, b), partial_rows)
+                k.column_sums[fa.cuda._grid_columns(cols)](partial, grad_bias)
 
-        def bias_backward_element():
-            kb[grid_eb](g2, saved2, pre2, partial_e, a, b, no)
-            k.column_sums[fa.cuda._grid_columns(cols)](partial_e, grad_bias)
+            def bias_backward_element():
+                kb[grid_eb](g2, saved2, pre2, partial_e, a, b, no)
+                k.column_sums[fa.cuda._grid_columns(cols)](partial_e, grad_bias)
 
-        row["bias_bwd"] = gpu_time(bias_backward, ARGS.repeat)
-        row["bias_fwd_element"] = gpu_time(
-            lambda: kf[grid_e](x2, bias, y2, saved2, a, b, no), ARGS.repeat
-        )
-        row["bias_bwd_element"] = gpu_time(bias_backward_element, ARGS.repeat)
+            row["bias_bwd"] = gpu_time(bias_backward, ARGS.repeat)
+            row["bias_fwd_element"] = gpu_time(
+                lambda: kf[grid_e](x2, bias, y2, saved2, a, b, no), ARGS.repeat
+            )
+            row["bias_bwd_element"] = gpu_time(bias_backward_element, ARGS.repeat)
+        except Exception as exc:
+            errors.append(f"{row['name']}: {type(exc).__name__}: {str(exc)[:200]}")
+            print(f"{row['name']:<32} error: {errors[-1]}", flush=True)
+            continue
         row["bytes"] = {
             "fwd": 2 * n * item,
             "bwd": 3 * n * item,
@@ -364,8 +371,30 @@ def bench(dtype, variants, errors):
                 row["cupy_fwd"] = gpu_time(lambda: cp_fwd(x, y), ARGS.repeat)
             except Exception as exc:
                 errors.append(f"cupy {row['name']}: {type(exc).__name__}: {str(exc)[:200]}")
-        out_rows.append(row)
-    return copy_ms, out_rows
+        entry["rows"].append(row)
+        print(table_row(dtype, copy_ms, row), flush=True)
+
+
+def torch_tensor():
+    """A function making a PyTorch CUDA tensor of a device array (no copy), or None without
+    PyTorch with CUDA."""
+    try:
+        import torch
+
+        return (lambda a: torch.as_tensor(a, device="cuda")) if torch.cuda.is_available() else None
+    except Exception:
+        return None
+
+
+def release_memory():
+    """Frees what one dtype's timings left: PyTorch's cached blocks, numba's pending frees."""
+    import gc
+
+    gc.collect()
+    if "torch" in sys.modules and torch_tensor() is not None:
+        sys.modules["torch"].cuda.empty_cache()
+    if not ARGS.simulate:
+        cuda.current_context().deallocations.clear()
 
 
 # --------------------------------------------------------------------------- fused training ops
@@ -443,27 +472,30 @@ def check_fused(dtype, rng, failures):
         failures.append(f"fused prelu {np.dtype(dtype).name}: {problem or f'{ulp} ULP'}")
 
 
-def bench_fused(dtype, errors):
+def bench_fused(dtype, errors, rows, copy_ms):
     """Milliseconds of the fused ops at --size elements (softmax CE: 10 and 1000 classes per
     row, the latter also with one thread per row as before 2026-11-27; batch norm: 1024
     features), with PyTorch's equivalents (fused optimizers, autograd for the losses) when
-    present: rows of (name, fastact ms, torch ms or None, bytes moved)."""
+    present: rows of (name, fastact ms, torch ms or None, bytes moved) appended to ``rows``,
+    each printed as it is measured; an op that fails is noted in ``errors`` and skipped."""
     n = ARGS.size
     item = np.dtype(dtype).itemsize
     x = random_device(n, dtype, 11, 3.0)
     g = random_device(n, dtype, 12, 1.0)
     out = cuda.device_array(n, dtype)
     mask = cuda.device_array(n, np.bool_)
-    try:
+    tt = torch_tensor()
+    if tt is not None:
         import torch
-
-        tt = (lambda a: torch.as_tensor(a, device="cuda")) if torch.cuda.is_available() else None
-    except Exception:
-        tt = None
-    rows = []
+    print(table_fused_header(dtype), flush=True)
 
     def add(name, fn, torch_fn, moved):
-        ms = gpu_time(fn, ARGS.repeat)
+        try:
+            ms = gpu_time(fn, ARGS.repeat)
+        except Exception as exc:
+            errors.append(f"{name}: {type(exc).__name__}: {str(exc)[:200]}")
+            print(f"  {name:<38} error: {errors[-1]}", flush=True)
+            return
         tms = None
         if torch_fn is not None:
             try:
@@ -471,13 +503,18 @@ def bench_fused(dtype, errors):
             except Exception as exc:
                 errors.append(f"torch {name}: {type(exc).__name__}: {str(exc)[:200]}")
         rows.append((name, ms, tms, moved))
+        print(table_fused_row(dtype, copy_ms, rows[-1]), flush=True)
 
     def torch_loss(name, logits, target):
         """PyTorch's loss ``name`` (torch.nn.functional) and its autograd backward on copies
         of the device arrays, or None without PyTorch."""
         if tt is None:
             return None
-        t_logits, t_target = tt(logits).clone().requires_grad_(True), tt(target)
+        try:  # copies: PyTorch's memory, which may run short at --size
+            t_logits, t_target = tt(logits).clone().requires_grad_(True), tt(target)
+        except Exception as exc:
+            errors.append(f"torch {name}: {type(exc).__name__}: {str(exc)[:200]}")
+            return None
 
         def run():
             t_logits.grad = None
@@ -573,62 +610,96 @@ def bench_fused(dtype, errors):
     )
     add("adam_update", lambda: fused.adam_update(p_, g, m_, s_, 3), None, 7 * n * item)
     if tt is not None:
-        tp = torch.nn.Parameter(tt(p_).clone())
-        tp.grad = tt(g).clone()
+        try:
+            tp = torch.nn.Parameter(tt(p_).clone())
+            tp.grad = tt(g).clone()
+        except Exception as exc:
+            errors.append(f"torch optimizers: {type(exc).__name__}: {str(exc)[:200]}")
+            return
         for name, opt in (("torch SGD (fused=True)", torch.optim.SGD([tp], lr=0.01, momentum=0.9, fused=True)),
                           ("torch Adam (fused=True)", torch.optim.Adam([tp], fused=True))):  # fmt: skip
             try:
                 rows.append((name, gpu_time(opt.step, ARGS.repeat), None, 0))
+                print(table_fused_row(dtype, copy_ms, rows[-1]), flush=True)
             except Exception as exc:
                 errors.append(f"{name}: {type(exc).__name__}: {str(exc)[:200]}")
-    return rows
+
+
+def table_fused_header(dtype):
+    n = ARGS.size
+    return f"\nfused ops, {np.dtype(dtype).name}, {n:,} elements: ms (GB/s)        PyTorch ms"
+
+
+def table_fused_row(dtype, copy_ms, row):
+    name, ms, tms, moved = row
+    copy_gbs = 2 * ARGS.size * np.dtype(dtype).itemsize / copy_ms / 1e6
+    bw = f"({moved / ms / 1e6:,.0f} GB/s, {moved / ms / 1e6 / copy_gbs:.0%})" if moved else ""
+    return f"  {name:<38} {ms:8.3f} {bw:<22} {'' if tms is None else f'{tms:8.3f}'}"
 
 
 def table_fused(dtype, copy_ms, rows):
-    n = ARGS.size
-    copy_gbs = 2 * n * np.dtype(dtype).itemsize / copy_ms / 1e6
-    print(f"\nfused ops, {np.dtype(dtype).name}, {n:,} elements: ms (GB/s)        PyTorch ms")
-    for name, ms, tms, moved in rows:
-        bw = f"({moved / ms / 1e6:,.0f} GB/s, {moved / ms / 1e6 / copy_gbs:.0%})" if moved else ""
-        print(f"  {name:<38} {ms:8.3f} {bw:<22} {'' if tms is None else f'{tms:8.3f}'}")
+    print(table_fused_header(dtype))
+    for row in rows:
+        print(table_fused_row(dtype, copy_ms, row))
 
 
-def table(dtype, copy_ms, rows):
+def table_header(dtype, copy_ms):
     n = ARGS.size
     item = np.dtype(dtype).itemsize
     copy_gbs = 2 * n * item / copy_ms / 1e6
-    print(
+    return (
         f"\n{np.dtype(dtype).name}: {n:,} elements ({n * item / 2**30:.2f} GiB per array); "
-        f"fastest device-to-device copy {copy_ms:.3f} ms = {copy_gbs:,.0f} GB/s (read + write)"
-    )
-    print(
+        f"fastest device-to-device copy {copy_ms:.3f} ms = {copy_gbs:,.0f} GB/s (read + write)\n"
         "ms (% of the copy's bandwidth)   fwd              bwd              bias fwd         "
         "bias bwd         | torch fwd  bwd     bias f  bias b | cupy fwd"
     )
 
-    def cell(r, key):
-        ms = r[key]
-        pct = r["bytes"][key] / ms / 1e6 / copy_gbs * 100
-        return f"{ms:7.3f} ({pct:3.0f}%)"
 
-    def other(r, key):
+def _cell(dtype, copy_ms, r, key):
+    copy_gbs = 2 * ARGS.size * np.dtype(dtype).itemsize / copy_ms / 1e6
+    ms = r[key]
+    pct = r["bytes"][key] / ms / 1e6 / copy_gbs * 100
+    return f"{ms:7.3f} ({pct:3.0f}%)"
+
+
+def table_row(dtype, copy_ms, r):
+    def cell(key):
+        return _cell(dtype, copy_ms, r, key)
+
+    def other(key):
         return f"{r[key]:7.3f}" if key in r else "      -"
 
+    return (
+        f"{r['name']:<32} {cell('fwd'):<16} {cell('bwd'):<16} {cell('bias_fwd'):<16} "
+        f"{cell('bias_bwd'):<16} | {other('torch_fwd')} {other('torch_bwd')} "
+        f"{other('torch_bias_fwd')} {other('torch_bias_bwd')} | {other('cupy_fwd')}"
+    )
+
+
+def table(dtype, copy_ms, rows):
+    print(table_header(dtype, copy_ms))
     for r in rows:
-        print(
-            f"{r['name']:<32} {cell(r, 'fwd'):<16} {cell(r, 'bwd'):<16} {cell(r, 'bias_fwd'):<16} "
-            f"{cell(r, 'bias_bwd'):<16} | {other(r, 'torch_fwd')} {other(r, 'torch_bwd')} "
-            f"{other(r, 'torch_bias_fwd')} {other(r, 'torch_bias_bwd')} | {other(r, 'cupy_fwd')}"
-        )
+        print(table_row(dtype, copy_ms, r))
     print(
         "bias + activation, the element loop (a thread per column; the table's bias columns "
         "take the 128-bit loop):\nms (% of the copy's bandwidth)   bias fwd         bias bwd"
     )
     for r in rows:
-        print(f"{r['name']:<32} {cell(r, 'bias_fwd_element'):<16} {cell(r, 'bias_bwd_element')}")
+        print(
+            f"{r['name']:<32} {_cell(dtype, copy_ms, r, 'bias_fwd_element'):<16} "
+            f"{_cell(dtype, copy_ms, r, 'bias_bwd_element')}"
+        )
+
+
+def _interrupted(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def main() -> int:
+    """Per dtype: the checks (each failure printed as found), then the timings (each row
+    printed as measured); the tables again at the end, also when a time limit's SIGTERM
+    (`timeout`) or Ctrl-C cuts the run short: what was measured by then."""
+    signal.signal(signal.SIGTERM, _interrupted)
     t0 = time.perf_counter()
     if not fa.cuda.is_available():
         print(
@@ -647,29 +718,50 @@ def main() -> int:
     variants = [v for v in VARIANTS if not only or v[0] in only or label(v[0], v[1]) in only]
     dtypes = [np.dtype(d).type for d in ARGS.dtypes.split(",")]
     rng = np.random.default_rng(int(time.time()))  # fresh data each run
-    failures, worst = [], {}
-    for dtype in dtypes:
-        for name, kw, reg in variants:
-            worst[(label(name, kw), dtype)] = check(name, kw, reg, dtype, rng, failures)
-        if not ARGS.no_fused:
-            check_fused(dtype, rng, failures)
-    t1 = time.perf_counter()
-    print(
-        f"correctness: {len(variants) * len(dtypes)} activation/dtype pairs, 4 kernels each, "
-        f"{ARGS.check_size:,} elements, in {t1 - t0:.0f} s (compilation included)",
-        flush=True,
-    )
+    failures, worst, checked = [], {}, []
     results, errors, fused_results = [], [], []
-    if not ARGS.no_timing:
+    cut_short = None
+    try:
         for dtype in dtypes:
-            results.append((dtype, *bench(dtype, variants, errors)))
+            t1 = time.perf_counter()
+            for name, kw, reg in variants:
+                before = len(failures)
+                worst[(label(name, kw), dtype)] = check(name, kw, reg, dtype, rng, failures)
+                for f in failures[before:]:
+                    print("FAILED:", f, flush=True)
             if not ARGS.no_fused:
-                fused_results.append((dtype, results[-1][1], bench_fused(dtype, errors)))
-        print(f"timing: {time.perf_counter() - t1:.0f} s", flush=True)
+                before = len(failures)
+                check_fused(dtype, rng, failures)
+                for f in failures[before:]:
+                    print("FAILED:", f, flush=True)
+            checked.append(dtype)
+            print(
+                f"correctness, {np.dtype(dtype).name}: {len(variants)} activations, 4 kernels "
+                f"each{', the fused ops' if not ARGS.no_fused else ''}, "
+                f"{ARGS.check_size:,} elements, in {time.perf_counter() - t1:.0f} s "
+                f"(compilation included)",
+                flush=True,
+            )
+            if ARGS.no_timing:
+                continue
+            t2 = time.perf_counter()
+            entry = {"copy_ms": None, "rows": []}
+            results.append((dtype, entry))
+            bench(dtype, variants, errors, entry)
+            if not ARGS.no_fused:
+                fused_results.append((dtype, entry["copy_ms"], []))
+                bench_fused(dtype, errors, fused_results[-1][2], entry["copy_ms"])
+            print(f"timing, {np.dtype(dtype).name}: {time.perf_counter() - t2:.0f} s", flush=True)
+            release_memory()
+    except KeyboardInterrupt as exc:
+        cut_short = f"cut short ({exc or 'interrupted'}) after {time.perf_counter() - t0:.0f} s"
+        print(f"\n{cut_short}: the tables below hold what was measured by then", flush=True)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends the run
     for e in errors:
         print("note:", e)
-    for dtype, copy_ms, rows in results:
-        table(dtype, copy_ms, rows)
+    for dtype, entry in results:
+        if entry["copy_ms"] is not None:
+            table(dtype, entry["copy_ms"], entry["rows"])
     for dtype, copy_ms, rows in fused_results:
         table_fused(dtype, copy_ms, rows)
     print(
@@ -683,6 +775,10 @@ def main() -> int:
         print(f"\nFAILED: {len(failures)} check(s):")
         for f in failures:
             print("  " + f)
+        return 1
+    if cut_short:
+        print(f"\n{cut_short}; no check failed (checked: "
+              f"{', '.join(np.dtype(d).name for d in checked) or 'none'})")  # fmt: skip
         return 1
     print(
         f"\nall kernels match the CPU (<= {ARGS.max_ulp} ULP; {time.perf_counter() - t0:.0f} s in all)"

@@ -64,7 +64,8 @@ CUDA_ROW_THREADS = 32
 #: fast-math flags (nnan/ninf); FMA contraction is on without it (NVVM's default), as
 #: ``contract`` on the CPU. No disk cache: numba's cache checks only the kernel's own file, and
 #: fastact's fingerprinting locators (below) cover the CPU cache only; compiling a CUDA kernel
-#: takes ~0.3 s, once per process, kernel and dtype. The scalar functions the kernels call
+#: takes 0.35-4.2 s (to PTX and machine code, one core of the 2-core VM; mish the slowest), once
+#: per process, kernel and dtype. The scalar functions the kernels call
 #: are the CPU's own ``SCALAR`` njit functions: numba-cuda compiles them as device functions
 #: (their ``inline='always'`` inlines them at numba-IR level, so the kernel's options apply).
 CUDA_KERNEL = dict(fastmath=False, cache=False)

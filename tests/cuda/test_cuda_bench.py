@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -39,6 +40,35 @@ def test_gpu_benchmark_script_checks_pass_in_the_simulator(script):
     )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert "match the CPU (<=" in run.stdout
+
+
+def test_gpu_script_cut_short_by_its_time_limit_prints_what_it_measured():
+    """bench/gpu_all.sh runs bench/gpu.py under `timeout`, whose SIGTERM must not lose the
+    rows already measured: each prints as it comes, and the tables again at the end."""
+    proc = subprocess.Popen(
+        [sys.executable, "bench/gpu.py", "--only", "sigmoid", "--simulate"],
+        cwd=ROOT,
+        env={**os.environ, "NUMBA_ENABLE_CUDASIM": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    seen = []
+    try:
+        for line in proc.stdout:  # the float32 timings' first row, then the time limit
+            seen.append(line)
+            if line.startswith("sigmoid "):
+                proc.send_signal(signal.SIGTERM)
+                break
+        rest = proc.communicate(timeout=600)[0]
+    finally:
+        proc.kill()
+    out = "".join(seen) + rest
+    assert proc.returncode == 1, out[-3000:]
+    assert "cut short (signal 15)" in out and "no check failed (checked: float32)" in out
+    final = rest.split("the tables below hold what was measured by then", 1)[1]
+    assert "float32: 96 elements" in final and "\nsigmoid " in final, out[-3000:]
+    assert "float64: 96 elements" not in out  # float64 was neither checked nor timed
 
 
 def test_gpu_mlp_launch_counts_and_costs_run_in_the_simulator(monkeypatch):
