@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 LINT_PATHS := fastact bench tools tests conftest.py
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: demo test lint docs package-check bench accuracy clean
+.PHONY: demo test lint docs package-check bench accuracy gpu-wheels clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -43,6 +43,13 @@ bench: $(STAMP)
 
 accuracy: $(STAMP)
 	$(PY) tools/accuracy_report.py
+
+# For a lent GPU machine with Python 3.12 and NumPy 2.5 (numba-cuda 0.30 needs NumPy < 2.5) and
+# no network: NumPy 2.4's wheel into .whl/, to carry there (docs/gpu.md, "How to rerun")
+gpu-wheels:
+	$(PYTHON) -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 \
+	  --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
+	  -d .whl numpy==2.4.6
 
 clean:
 	rm -rf $(VENV) build dist site *.egg-info
