@@ -123,7 +123,7 @@ def prelu(x, weight, out=None):
 
         return cuda.prelu(x, weight, out)
     xc, w, result, shape3 = _prepare("prelu", x, weight)
-    target = contiguous_target("prelu", out, xc.shape, xc.dtype, result, xc)
+    target = contiguous_target("prelu", out, xc.shape, xc.dtype, result, xc, w)
     kernel = prelu_forward_parallel if xc.size >= PARALLEL_THRESHOLD else prelu_forward_serial
     kernel(xc.reshape(shape3), w, target.reshape(shape3))
     return finish(out, target, result)
@@ -153,7 +153,7 @@ def prelu_backward(grad_output, x, weight, out=None):
             f"shape {xc.shape}"
         ) from None
     gc = np.asarray(g, dtype=xc.dtype, order="C")
-    target = contiguous_target(func, out, xc.shape, xc.dtype, result, xc, gc)
+    target = contiguous_target(func, out, xc.shape, xc.dtype, result, xc, gc, w)
     grad_w = np.empty(shape3[1], np.float64)
     kernel = prelu_backward_parallel if xc.size >= PARALLEL_THRESHOLD else prelu_backward_serial
     kernel(gc.reshape(shape3), xc.reshape(shape3), w, target.reshape(shape3), grad_w)

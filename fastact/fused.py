@@ -71,8 +71,10 @@ def _float_array(func, name, value, ndim=None):
 
 
 def _c(a, dtype):
-    """``a`` as a C-contiguous array of ``dtype`` (no copy when it already is one)."""
-    return np.ascontiguousarray(a, dtype=dtype)
+    """``a`` as a C-contiguous array of ``dtype`` (no copy when it already is one); values
+    beyond ``dtype``'s range become inf, without a warning (as NumPy's casts into ``out=``)."""
+    with np.errstate(over="ignore"):
+        return np.ascontiguousarray(a, dtype=dtype)
 
 
 # --------------------------------------------------------------------------- bias + activation

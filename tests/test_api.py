@@ -547,6 +547,22 @@ def test_prelu_keeps_0d_arrays_0d():
     assert grad_x == 0.5 and grad_w == -2.0 and np.ndim(grad_x) == 0
 
 
+def test_prelu_out_may_overlap_the_weight():
+    """As NumPy's ufuncs: the result is as if the inputs were read before out is written,
+    also when out shares memory with the slopes (the weight read as a view, no copy)."""
+    x = -np.arange(1.0, 7.0).reshape(2, 3)
+    buf = np.zeros((2, 3))
+    buf[0] = [0.1, 0.2, 0.3]
+    want = fa.prelu(x, buf[0].copy())
+    np.testing.assert_array_equal(fa.prelu(x, buf[0], out=buf), want)
+    buf = np.zeros((2, 3))
+    buf[0] = [0.1, 0.2, 0.3]
+    want_x, want_w = fa.prelu_backward(np.ones((2, 3)), x, buf[0].copy())
+    grad_x, grad_w = fa.prelu_backward(np.ones((2, 3)), x, buf[0], out=buf)
+    np.testing.assert_array_equal(grad_x, want_x)
+    np.testing.assert_array_equal(grad_w, want_w)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_results_do_not_depend_on_the_layout(dtype):
     """Contiguous input runs the vectorized loop, a strided view the scalar one: the same

@@ -558,3 +558,17 @@ def test_a_read_only_view_of_param_may_be_grad():
     g.flags.writeable = False
     fused.sgd_update(p, g, lr=0.25)
     np.testing.assert_array_equal(p, 1.5)
+
+
+def test_casts_into_a_narrower_dtype_overflow_to_inf_without_a_warning():
+    """A float64 gradient or statistic beyond float32's range, next to float32 arrays, is
+    inf in the computation, as NumPy's casts into out= (RuntimeWarnings are errors here)."""
+    p = np.ones(1, np.float32)
+    fused.sgd_update(p, np.array([1e300]), lr=0.1)
+    assert p[0] == -np.inf
+    x = np.array([[0.5], [-1.0], [2.0], [0.0]], np.float32)
+    stats = np.zeros(1, np.float32), np.ones(1, np.float32)
+    y, cache = fused.batch_norm(x, np.array([1.0]), np.array([1e300]), *stats, True)
+    assert y.dtype == np.float32 and (y == np.inf).all()
+    grad_x, grad_gamma, grad_beta = fused.batch_norm_backward(np.full((4, 1), 1e300), cache)
+    assert grad_beta[0] == np.inf
