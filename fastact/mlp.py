@@ -626,6 +626,12 @@ def _unique_labels(values, what="y"):
         ) from None
 
 
+def _label_kind(labels):
+    """The labels' kind by their dtype: "strings", "numbers", or None (object arrays: any mix)."""
+    kind = np.asarray(labels).dtype.kind
+    return "strings" if kind in "US" else "numbers" if kind in "biuf" else None
+
+
 def _encode(classes, y, what="y"):
     """Class indices of labels in the sorted ``classes`` (ValueError for other labels)."""
     try:
@@ -801,6 +807,10 @@ class MLP:
         return sizes, dtype
 
     def _check_X(self, X, dtype, what="X"):
+        if type(X).__module__.startswith("scipy.sparse"):
+            raise ValueError(
+                f"MLP: {what} is a sparse matrix; the trainer takes dense arrays (X.toarray())"
+            )
         try:
             X = as_array("MLP", what, X)
         except TypeError as exc:
@@ -830,6 +840,8 @@ class MLP:
             raise ValueError(f"MLP: y must be 1-D (one label per sample), got shape {y.shape}")
         if len(y) != len(X):
             raise ValueError(f"MLP: {what} has {len(X)} samples but its labels have {len(y)}")
+        if y.dtype.kind in "fc" and np.isnan(y).any():
+            raise ValueError("MLP: y contains NaN; a label must be a class, not missing")
         return X, y
 
     def _check_fitted(self, X):
@@ -845,7 +857,9 @@ class MLP:
     # ------------------------------------------------------------------ training
     def fit(self, X, y, validation_data=None):
         """Train on ``X`` (samples, features) and labels ``y`` (any hashable, >= 2 classes),
-        from a fresh initialization, for ``epochs`` epochs."""
+        from a fresh initialization, for ``epochs`` epochs. A ValueError ends training that
+        diverges (a loss, gradient norm or parameter that is not finite after an epoch; as
+        scikit-learn's MLPClassifier): lower ``lr`` or scale ``X``."""
         sizes, dtype = self._check_params()
         X, y = self._check_Xy(X, y, dtype)
         classes, y_idx = _unique_labels(y)
@@ -973,18 +987,45 @@ class MLP:
         norm_slots = [next((k for k, w in enumerate(weights) if w is p), -1) for p in net.params]
         order = rng.permutation(n)
         ops.start_epoch(len(weights))
-        for start, stop in bounds:
-            x, t = ops.batch(X, targets, order, start, stop)
-            logits = net.train_step(x, t, rng)
-            opt.step(norm_slots)  # also adds each weight gradient's norm to the epoch's
-            ops.end_step(logits, t, binary)  # statistics; correct predictions
+        # a diverging run overflows in the host's matrix products: reported once, below
+        with np.errstate(over="ignore", invalid="ignore"):
+            for start, stop in bounds:
+                x, t = ops.batch(X, targets, order, start, stop)
+                logits = net.train_step(x, t, rng)
+                opt.step(norm_slots)  # also adds each weight gradient's norm to the epoch's
+                ops.end_step(logits, t, binary)  # statistics; correct predictions
         total_loss, correct, norms = ops.end_epoch()
         history["loss"].append(total_loss / n)
         history["train_accuracy"].append(correct / n)
         history["grad_norms"].append((np.asarray(norms) / len(bounds)).tolist())
+        self._check_finite(history)
         if validation is not None:
             Xv, yv_idx = validation
             history["val_accuracy"].append(float(np.mean(self._logits_argmax(Xv) == yv_idx)))
+
+    def _check_finite(self, history):
+        """Raises when the epoch just trained produced a non-finite loss, gradient norm or
+        parameter (as scikit-learn's MLPClassifier): training has diverged, and the model's
+        predictions would be meaningless."""
+        ops = self.network_.ops
+        loss = history["loss"][-1]
+        problems = [f"the loss is {loss}"] if not math.isfinite(loss) else []
+        problems += [
+            f"layer {k}'s weight gradient norm is {v}"
+            for k, v in enumerate(history["grad_norms"][-1])
+            if not math.isfinite(v)
+        ]
+        pack = self.network_.pack  # the GPU's parameters in one buffer: one copy to check
+        values = [pack.values] if pack is not None else [p.value for p in self.network_.params]
+        if not all(np.isfinite(np.asarray(ops.to_host(v))).all() for v in values):
+            problems.append("some parameters are not finite")
+        if problems:
+            bad = "; ".join(problems[:3])
+            raise ValueError(
+                f"MLP: training diverged in epoch {len(history['loss'])}: {bad}. Lower lr "
+                f"(now {self.lr}) or scale X (e.g. sklearn's StandardScaler); history_ holds "
+                "the epochs so far"
+            )
 
     def _ops(self):
         """Where the network lives: HOST, or the GPU's DeviceOps for device='cuda'."""
@@ -1007,10 +1048,11 @@ class MLP:
         the host."""
         net, chunk = self.network_, max(self.batch_size, 1024)
         ops = net.ops
-        parts = [
-            np.array(ops.to_host(net.forward(ops.input(X[s : s + chunk]))))
-            for s in range(0, len(X), chunk)
-        ]
+        with np.errstate(over="ignore", invalid="ignore"):  # a diverged model's: NaN, no warning
+            parts = [
+                np.array(ops.to_host(net.forward(ops.input(X[s : s + chunk]))))
+                for s in range(0, len(X), chunk)
+            ]
         return np.concatenate(parts)
 
     def _logits_argmax(self, X):
@@ -1038,6 +1080,12 @@ class MLP:
         y = np.asarray(y)
         if y.shape != (len(X),):
             raise ValueError(f"MLP: y must have shape ({len(X)},), got {y.shape}")
+        kinds = {_label_kind(y), _label_kind(self.classes_)}
+        if kinds == {"strings", "numbers"}:  # they never compare equal: an accuracy of 0
+            raise ValueError(
+                f"MLP: y has {_label_kind(y)} as labels, the classes are "
+                f"{_label_kind(self.classes_)} ({self.classes_.tolist()[:5]})"
+            )
         return float(np.mean(self.predict(X) == y))
 
 

@@ -402,3 +402,37 @@ def test_labels_of_mixed_types_are_refused_by_name():
     clf = MLP(epochs=1).fit(X, np.array(["a", "b"] * 10))
     with pytest.raises(ValueError, match="labels of another type than the classes"):
         clf.partial_fit(X, np.array([1, 2] * 10, dtype=object))
+
+
+def test_training_that_diverges_is_an_error():
+    """As scikit-learn's MLPClassifier: a learning rate that makes the weights overflow ends
+    with a ValueError (not a model that predicts from NaN), and no RuntimeWarning escapes
+    (they are errors in the tests)."""
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((256, 10))
+    y = (X[:, 0] + X[:, 1] > 0).astype(int) + (X[:, 2] > 0)
+    clf = MLP((32, 32), optimizer="sgd", lr=100.0, epochs=20, seed=0)
+    with pytest.raises(ValueError, match=r"training diverged in epoch \d+: the loss is nan"):
+        clf.fit(X, y)
+    assert not np.isfinite(clf.history_["loss"][-1])
+    assert np.all(np.isfinite(clf.history_["loss"][:-1]))
+    clf.predict(X)  # a diverged model predicts (NaN logits) without warnings
+    with pytest.raises(ValueError, match="training diverged in epoch 1"):
+        MLP((8,), epochs=2, seed=0).fit(np.clip(X * 1e38, -3e38, 3e38).astype(np.float32), y)
+    fine = MLP((8,), epochs=1, seed=0).fit(X, y)  # an overflow in the last step: the weights
+    fine.network_.params[1].value[0] = np.inf  # are checked too, not only the loss
+    with pytest.raises(ValueError, match="diverged in epoch 1: some parameters are not finite"):
+        fine._check_finite(fine.history_)
+
+
+def test_labels_that_cannot_be_classes_are_refused():
+    X, y = blobs(n=20)
+    with pytest.raises(ValueError, match="y contains NaN"):
+        MLP(epochs=1).fit(X, np.where(np.arange(20) == 3, np.nan, y.astype(float)))
+    clf = MLP(epochs=1, seed=0).fit(X, y)
+    with pytest.raises(ValueError, match=r"y has strings as labels, the classes are numbers"):
+        clf.score(X, y.astype(str))
+    assert clf.score(X, y + 10) == 0.0  # labels it never saw: wrong, not an error
+    sparse = pytest.importorskip("scipy.sparse")
+    with pytest.raises(ValueError, match=r"X is a sparse matrix.*toarray"):
+        clf.predict(sparse.csr_matrix(X))

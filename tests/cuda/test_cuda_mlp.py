@@ -108,6 +108,21 @@ def test_bad_device():
         MLP(device="gpu").fit(np.zeros((4, 2)), [0, 1, 0, 1])
 
 
+# the simulator runs the kernels as NumPy scalar code, whose overflow warns (a GPU's does not)
+@pytest.mark.filterwarnings("ignore:.*overflow encountered:RuntimeWarning")
+def test_device_training_that_diverges_is_an_error(rng):
+    """As on the CPU: an epoch that ends with a non-finite loss, gradient norm or parameter
+    raises (the statistics come from the device's one copy per epoch), in the same epoch."""
+    X, y = data(3, rng, n=32)
+    common = dict(hidden_sizes=(6,), optimizer="sgd", lr=1e4, epochs=6, seed=0, dtype="float64")
+    with pytest.raises(ValueError, match=r"diverged in epoch (\d+)") as host:
+        MLP(**common).fit(X * 1e100, y)
+    with pytest.raises(ValueError, match=r"diverged in epoch (\d+)") as device:
+        MLP(**common, device="cuda").fit(X * 1e100, y)
+    epoch = str(host.value).split("epoch ")[1].split(":")[0]
+    assert f"diverged in epoch {epoch}:" in str(device.value)
+
+
 def test_device_partial_fit_continues_like_fit(rng):
     """partial_fit on the device: two calls train fit(epochs=2)'s model, as on the CPU."""
     X, y = data(3, rng)
