@@ -163,7 +163,7 @@ def softplus(x, beta=1.0, threshold=20.0, out=None):
 
     ``log(1 + exp(beta x)) / beta``
 
-    Stable form: ``(max(beta x, 0) + log1p(exp(-|beta x|))) / beta; x where beta x > threshold``.
+    Stable form: ``(max(beta x, 0) + log1p(exp(-|beta x|))) / beta, the rounding of beta x corrected; x where beta x > threshold``.
 
     Parameters
     ----------

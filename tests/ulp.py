@@ -142,12 +142,14 @@ def default_params(name):
 def param_cases(name):
     """The parameter tuples to test: the defaults, and for activations with parameters one
     more set (every default halved, 0 -> 0.5: exact in float32, e.g. softplus beta 0.5,
-    threshold 10; elu/celu alpha 0.5; hard_tanh (-0.5, 0.5))."""
+    threshold 10; elu/celu alpha 0.5; hard_tanh (-0.5, 0.5)); softplus also beta 3."""
     cases = [default_params(name)]
     spec = ACTIVATIONS.get(name)
     if spec is not None and spec.params:
         values = [p.default * 0.5 if p.default != 0 else 0.5 for p in spec.params]
         cases.append(tuple(values + [0.0] * (2 - len(values))))
+    if name == "softplus":  # beta x rounded (beta not a power of two): exp amplifies it
+        cases.append((3.0, 20.0))
     return cases
 
 
