@@ -310,7 +310,10 @@ def dropout_backward(g, mask, scale, out):
 @cuda.jit(**CUDA_DEVICE)
 def _column_shift(x, j):
     """The shift of column j's one-pass moments: its first value (float64), or 0 where that is
-    inf or NaN (the statistics are then inf or NaN, as the CPU's two-pass ones)."""
+    inf or NaN (the statistics are then inf or NaN, as the CPU's two-pass ones). Not as the
+    CPU: float64 values ~1e154 or more from the first one overflow the sum of squares, and
+    var = (S2 - S1 S1/n)/n is then inf - inf = NaN (the CPU's stays finite to ~1e154 from the
+    mean)."""
     c = np.float64(x[uint64(0), j])
     return c if math.isfinite(c) else _ZERO
 
