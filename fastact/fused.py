@@ -804,8 +804,9 @@ def _state(func, name, value, param):
         or not value.flags.c_contiguous
         or not value.flags.writeable
     ):
+        where = " NumPy" if on_device(value) else ""  # as param: on the host
         raise ValueError(
-            f"fastact.{func}: {name} must be a writeable C-contiguous array with "
+            f"fastact.{func}: {name} must be a writeable C-contiguous{where} array with "
             f"param's shape {param.shape} and dtype {param.dtype} (start from zeros)"
         )
     return value.reshape(-1)

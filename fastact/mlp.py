@@ -32,7 +32,7 @@ import numpy as np
 from numba import njit, prange
 
 from fastact import _kernels, _prelu, fused
-from fastact._api import as_array, param_in
+from fastact._api import as_array, on_device, param_in
 from fastact._config import PARALLEL, SERIAL
 from fastact._math import wide_vectors
 from fastact.activations import ACTIVATIONS
@@ -807,6 +807,12 @@ class MLP:
         return sizes, dtype
 
     def _check_X(self, X, dtype, what="X"):
+        if on_device(X):
+            raise ValueError(
+                f"MLP: {what} is a CUDA device array; the MLP takes host arrays (device='cuda' "
+                "copies them to the GPU once): pass X.copy_to_host(), cupy.asnumpy(X) or "
+                "X.cpu().numpy()"
+            )
         if type(X).__module__.startswith("scipy.sparse"):
             raise ValueError(
                 f"MLP: {what} is a sparse matrix; the trainer takes dense arrays (X.toarray())"

@@ -106,6 +106,9 @@ def test_matmul_kernel(trans_a, trans_b, dtype, shape, rng):
 def test_bad_device():
     with pytest.raises(ValueError, match="device must be 'cpu' or 'cuda'"):
         MLP(device="gpu").fit(np.zeros((4, 2)), [0, 1, 0, 1])
+    X = cuda.to_device(np.zeros((4, 2)))  # the MLP takes host data, also with device='cuda'
+    with pytest.raises(ValueError, match=r"X is a CUDA device array; the MLP takes host"):
+        MLP(device="cuda").fit(X, [0, 1, 0, 1])
 
 
 # the simulator runs the kernels as NumPy scalar code, whose overflow warns (a GPU's does not)
