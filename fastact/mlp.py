@@ -23,6 +23,7 @@ other on few cores (measured in docs/mlp.md); the single-threaded kernels never 
 
 from __future__ import annotations
 
+import inspect
 import math
 import numbers
 from collections.abc import Iterable
@@ -757,6 +758,45 @@ class MLP:
         self.verbose = verbose
         self.device = device
 
+    # ------------------------------------------------------------------ scikit-learn API
+    _estimator_type = "classifier"  # scikit-learn before 1.6
+
+    def get_params(self, deep=True):
+        """The constructor's parameters as a dict (scikit-learn's estimator API: ``clone``,
+        ``GridSearchCV``, ``cross_val_score``)."""
+        return {name: getattr(self, name) for name in _PARAM_NAMES}
+
+    def set_params(self, **params):
+        """Sets constructor parameters by name (checked at the next ``fit``); returns self."""
+        for name, value in params.items():
+            if name not in _PARAM_NAMES:
+                raise ValueError(
+                    f"MLP: no parameter {name!r}; valid parameters: {', '.join(_PARAM_NAMES)}"
+                )
+            setattr(self, name, value)
+        return self
+
+    def __sklearn_tags__(self):
+        """scikit-learn's tags (1.6 and later): a classifier of dense, finite 2-D input."""
+        from sklearn.utils import ClassifierTags, InputTags, Tags, TargetTags
+
+        return Tags(
+            estimator_type="classifier",
+            target_tags=TargetTags(required=True),
+            classifier_tags=ClassifierTags(),
+            input_tags=InputTags(sparse=False, allow_nan=False),
+        )
+
+    def __repr__(self):
+        def changed(name, value):
+            try:
+                return bool(value != _PARAM_DEFAULTS[name])
+            except Exception:  # e.g. an array, which has no single truth value
+                return True
+
+        shown = [f"{k}={v!r}" for k, v in self.get_params().items() if changed(k, v)]
+        return f"MLP({', '.join(shown)})"
+
     # ------------------------------------------------------------------ checks
     def _check_params(self):
         if self.activation not in activation_names():
@@ -1093,6 +1133,14 @@ class MLP:
                 f"{_label_kind(self.classes_)} ({self.classes_.tolist()[:5]})"
             )
         return float(np.mean(self.predict(X) == y))
+
+
+_PARAM_DEFAULTS = {
+    name: p.default
+    for name, p in inspect.signature(MLP.__init__).parameters.items()
+    if name != "self"
+}
+_PARAM_NAMES = tuple(_PARAM_DEFAULTS)
 
 
 class _Progress:

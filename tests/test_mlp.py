@@ -436,3 +436,23 @@ def test_labels_that_cannot_be_classes_are_refused():
     sparse = pytest.importorskip("scipy.sparse")
     with pytest.raises(ValueError, match=r"X is a sparse matrix.*toarray"):
         clf.predict(sparse.csr_matrix(X))
+
+
+def test_scikit_learn_estimator_api():
+    """get_params / set_params / tags: scikit-learn's clone and model selection take the MLP."""
+    sklearn_base = pytest.importorskip("sklearn.base")
+    from sklearn.model_selection import cross_val_score
+
+    clf = MLP((8,), epochs=2, seed=0, lr=0.01)
+    assert clf.get_params()["hidden_sizes"] == (8,) and clf.get_params()["device"] == "cpu"
+    assert repr(clf) == "MLP(hidden_sizes=(8,), lr=0.01, epochs=2, seed=0)"
+    twin = sklearn_base.clone(clf)
+    assert twin is not clf and twin.get_params() == clf.get_params()
+    assert sklearn_base.is_classifier(clf)
+    assert clf.set_params(epochs=3) is clf and clf.epochs == 3
+    with pytest.raises(ValueError, match="no parameter 'epoch'; valid parameters: hidden_sizes"):
+        clf.set_params(epoch=3)
+    X, y = blobs(n=60)
+    scores = cross_val_score(MLP((8,), epochs=5, seed=0, lr=0.05), X, y, cv=3)
+    assert scores.shape == (3,) and scores.min() > 0.5
+    assert repr(MLP(hidden_sizes=np.array([4]))).startswith("MLP(hidden_sizes=array([4])")
