@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Everything a lent GPU should run, as one prepared command (a session has ~15 minutes of GPU):
 #
-#   bash bench/gpu_all.sh [OUTDIR]          # at most 9 minutes; OUTDIR defaults to results/gpu
+#   bash bench/gpu_all.sh [OUTDIR]          # ~9 minutes at most; OUTDIR defaults to results/gpu
 #   SIMULATE=1 bash bench/gpu_all.sh /tmp/g # a dry run here, under numba's CUDA simulator
 #                                           # (small sizes, no MLP, a few tests: ~3 minutes)
 #
@@ -11,7 +11,7 @@
 # (bench/gpu_mlp.py), the CUDA tests on the GPU (FASTACT_CUDA_TESTS=1; not the ones gpu.py
 # covers, nor those that need no GPU and run in `make test`), then the host's share of an MLP
 # step on this machine's CPU (bench/gpu_host_cost.py: no GPU used). Each step's output goes
-# to OUTDIR/<step>.txt and to the terminal, under a time limit of its own (9 minutes in
+# to OUTDIR/<step>.txt and to the terminal, under a time limit of its own (530 s in
 # all); a step that fails or runs out of time does not stop the next (gpu.py
 # prints what it measured when its limit cuts it short). Python: $PYTHON, else python3.
 # numba-cuda 0.30 does not import with NumPy 2.5: where the machine has 2.5, put NumPy 2.4
@@ -38,7 +38,7 @@ step() {  # step NAME SECONDS COMMAND...
     shift 2
     echo "== $name (at most ${limit} s): $*"
     local start=$SECONDS
-    timeout "$limit" "$@" 2>&1 | tee "$out/$name.txt"
+    timeout -k 10 "$limit" "$@" 2>&1 | tee "$out/$name.txt"  # -k: gpu.py catches SIGTERM
     local rc=${PIPESTATUS[0]}
     echo "== $name: exit $rc after $((SECONDS - start)) s" | tee -a "$out/$name.txt"
     [ "$rc" = 0 ] || status=1
@@ -54,7 +54,7 @@ for p in ('numba-cuda', 'cupy-cuda12x', 'cupy-cuda13x', 'cupy', 'torch', 'nvidia
     nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null
     lscpu 2>/dev/null | grep -E "^(Model name|CPU\(s\))"
 } 2>&1 | tee "$out/versions.txt"
-step kernels 230 "$py" bench/gpu.py "${sim[@]}"
+step kernels 220 "$py" bench/gpu.py "${sim[@]}"
 step loops 95 "$py" bench/gpu_loops.py "${sim[@]}"
 [ -n "${sim[*]}" ] || step mlp 85 "$py" bench/gpu_mlp.py
 step tests 90 env "${test_env[@]}" "$py" -m pytest -v -p no:cacheprovider "${tests[@]}"

@@ -904,8 +904,8 @@ class MLP:
     def fit(self, X, y, validation_data=None):
         """Train on ``X`` (samples, features) and labels ``y`` (any hashable, >= 2 classes),
         from a fresh initialization, for ``epochs`` epochs. A ValueError ends training that
-        diverges (a loss, gradient norm or parameter that is not finite after an epoch; as
-        scikit-learn's MLPClassifier): lower ``lr`` or scale ``X``."""
+        diverges (a loss or gradient norm that is not finite after an epoch, or a parameter
+        after the last; as scikit-learn's MLPClassifier): lower ``lr`` or scale ``X``."""
         sizes, dtype = self._check_params()
         X, y = self._check_Xy(X, y, dtype)
         classes, y_idx = _unique_labels(y)
@@ -934,6 +934,7 @@ class MLP:
             self._train_epoch(X_on, targets_on, validation)
             progress.update(self.history_)
         progress.close()
+        self._check_finite(self.history_, parameters=True)
         return self
 
     def partial_fit(self, X, y, classes=None):
@@ -1049,11 +1050,12 @@ class MLP:
             Xv, yv_idx = validation
             history["val_accuracy"].append(float(np.mean(self._logits_argmax(Xv) == yv_idx)))
 
-    def _check_finite(self, history):
-        """Raises when the epoch just trained produced a non-finite loss, gradient norm or
-        parameter (as scikit-learn's MLPClassifier): training has diverged, and the model's
-        predictions would be meaningless."""
-        ops = self.network_.ops
+    def _check_finite(self, history, parameters=False):
+        """Raises when the epoch just trained produced a non-finite loss or gradient norm, or
+        with ``parameters`` (after fit's last epoch: an overflow in a last step shows in no
+        loss) a non-finite parameter, as scikit-learn's MLPClassifier: training has
+        diverged, and the model's predictions would be meaningless. Per epoch it reads only
+        the statistics the epoch already has on the host."""
         loss = history["loss"][-1]
         problems = [f"the loss is {loss}"] if not math.isfinite(loss) else []
         problems += [
@@ -1061,10 +1063,12 @@ class MLP:
             for k, v in enumerate(history["grad_norms"][-1])
             if not math.isfinite(v)
         ]
-        pack = self.network_.pack  # the GPU's parameters in one buffer: one copy to check
-        values = [pack.values] if pack is not None else [p.value for p in self.network_.params]
-        if not all(np.isfinite(np.asarray(ops.to_host(v))).all() for v in values):
-            problems.append("some parameters are not finite")
+        if parameters and not problems:
+            ops, pack = self.network_.ops, self.network_.pack
+            # the GPU's parameters are one buffer: one copy
+            values = [pack.values] if pack is not None else [p.value for p in self.network_.params]
+            if not all(np.isfinite(np.asarray(ops.to_host(v))).all() for v in values):
+                problems.append("some parameters are not finite")
         if problems:
             bad = "; ".join(problems[:3])
             raise ValueError(

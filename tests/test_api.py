@@ -549,18 +549,28 @@ def test_prelu_keeps_0d_arrays_0d():
 
 def test_prelu_out_may_overlap_the_weight():
     """As NumPy's ufuncs: the result is as if the inputs were read before out is written,
-    also when out shares memory with the slopes (the weight read as a view, no copy)."""
+    also when out shares memory with the slopes (the weight read as a view, no copy). The
+    slopes are out's elements 1-3: the first row's writes replace slopes the second row reads."""
     x = -np.arange(1.0, 7.0).reshape(2, 3)
+    slopes = [0.1, 0.2, 0.3]
     buf = np.zeros((2, 3))
-    buf[0] = [0.1, 0.2, 0.3]
-    want = fa.prelu(x, buf[0].copy())
-    np.testing.assert_array_equal(fa.prelu(x, buf[0], out=buf), want)
+    buf.ravel()[1:4] = slopes
+    np.testing.assert_array_equal(fa.prelu(x, buf.ravel()[1:4], out=buf), fa.prelu(x, slopes))
     buf = np.zeros((2, 3))
-    buf[0] = [0.1, 0.2, 0.3]
-    want_x, want_w = fa.prelu_backward(np.ones((2, 3)), x, buf[0].copy())
-    grad_x, grad_w = fa.prelu_backward(np.ones((2, 3)), x, buf[0], out=buf)
+    buf.ravel()[1:4] = slopes
+    g = np.full((2, 3), 2.0)
+    grad_x, grad_w = fa.prelu_backward(g, x, buf.ravel()[1:4], out=buf)
+    want_x, want_w = fa.prelu_backward(g, x, np.array(slopes))
     np.testing.assert_array_equal(grad_x, want_x)
     np.testing.assert_array_equal(grad_w, want_w)
+
+
+def test_softplus_with_a_subnormal_beta():
+    """log(2) / beta and the like overflow: inf, as the formula's value, not NaN (the
+    correction of beta x's rounding is left out where it is not finite)."""
+    for dtype, beta in ((np.float32, 1e-39), (np.float64, 1e-310)):
+        x = np.array([-np.inf, 0.0, 1.0], dtype)
+        assert fa.softplus(x, beta=beta).tolist() == [0.0, np.inf, np.inf]
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
