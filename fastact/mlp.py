@@ -886,7 +886,12 @@ class MLP:
             raise ValueError(f"MLP: y must be 1-D (one label per sample), got shape {y.shape}")
         if len(y) != len(X):
             raise ValueError(f"MLP: {what} has {len(X)} samples but its labels have {len(y)}")
-        if y.dtype.kind in "fc" and np.isnan(y).any():
+        missing = (
+            np.isnan(y).any()
+            if y.dtype.kind in "fc"
+            else y.dtype.kind == "O" and any(isinstance(v, float) and v != v for v in y.tolist())
+        )
+        if missing:
             raise ValueError("MLP: y contains NaN; a label must be a class, not missing")
         return X, y
 

@@ -430,6 +430,10 @@ def test_labels_that_cannot_be_classes_are_refused():
     X, y = blobs(n=20)
     with pytest.raises(ValueError, match="y contains NaN"):
         MLP(epochs=1).fit(X, np.where(np.arange(20) == 3, np.nan, y.astype(float)))
+    labels = np.array(["a", "b"] * 10, dtype=object)
+    labels[3] = float("nan")  # as pandas' missing values in a column of strings
+    with pytest.raises(ValueError, match="y contains NaN"):
+        MLP(epochs=1).fit(X, labels)
     clf = MLP(epochs=1, seed=0).fit(X, y)
     with pytest.raises(ValueError, match=r"y has strings as labels, the classes are numbers"):
         clf.score(X, y.astype(str))
