@@ -341,7 +341,7 @@ def bench(dtype, variants, errors, entry):
             )
             row["bias_bwd_element"] = gpu_time(bias_backward_element, ARGS.repeat)
         except Exception as exc:
-            errors.append(f"{row['name']}: {type(exc).__name__}: {str(exc)[:200]}")
+            errors.append(failure(row["name"], exc))
             print(f"{row['name']:<32} error: {errors[-1]}", flush=True)
             continue
         row["bytes"] = {
@@ -364,15 +364,20 @@ def bench(dtype, variants, errors, entry):
                 tsaved = tt(saved2)
                 row["torch_bias_bwd"] = gpu_time(lambda: tb(tg2, tsaved).sum(0), ARGS.repeat)
             except Exception as exc:
-                errors.append(f"torch {row['name']}: {type(exc).__name__}: {str(exc)[:200]}")
+                errors.append(failure(f"torch {row['name']}", exc))
         cp_fwd = cupy_forward(name, kw)
         if cp_fwd is not None:
             try:
                 row["cupy_fwd"] = gpu_time(lambda: cp_fwd(x, y), ARGS.repeat)
             except Exception as exc:
-                errors.append(f"cupy {row['name']}: {type(exc).__name__}: {str(exc)[:200]}")
+                errors.append(failure(f"cupy {row['name']}", exc))
         entry["rows"].append(row)
         print(table_row(dtype, copy_ms, row), flush=True)
+
+
+def failure(what, exc):
+    """The note of an error that skipped ``what``: its type and the start of its message."""
+    return f"{what}: {type(exc).__name__}: {str(exc)[:200]}"
 
 
 def torch_tensor():
@@ -493,7 +498,7 @@ def bench_fused(dtype, errors, rows, copy_ms):
         try:
             ms = gpu_time(fn, ARGS.repeat)
         except Exception as exc:
-            errors.append(f"{name}: {type(exc).__name__}: {str(exc)[:200]}")
+            errors.append(failure(name, exc))
             print(f"  {name:<38} error: {errors[-1]}", flush=True)
             return
         tms = None
@@ -501,7 +506,7 @@ def bench_fused(dtype, errors, rows, copy_ms):
             try:
                 tms = gpu_time(torch_fn, ARGS.repeat)
             except Exception as exc:
-                errors.append(f"torch {name}: {type(exc).__name__}: {str(exc)[:200]}")
+                errors.append(failure(f"torch {name}", exc))
         rows.append((name, ms, tms, moved))
         print(table_fused_row(dtype, copy_ms, rows[-1]), flush=True)
 
@@ -513,7 +518,7 @@ def bench_fused(dtype, errors, rows, copy_ms):
         try:  # copies: PyTorch's memory, which may run short at --size
             t_logits, t_target = tt(logits).clone().requires_grad_(True), tt(target)
         except Exception as exc:
-            errors.append(f"torch {name}: {type(exc).__name__}: {str(exc)[:200]}")
+            errors.append(failure(f"torch {name}", exc))
             return None
 
         def run():
@@ -614,7 +619,7 @@ def bench_fused(dtype, errors, rows, copy_ms):
             tp = torch.nn.Parameter(tt(p_).clone())
             tp.grad = tt(g).clone()
         except Exception as exc:
-            errors.append(f"torch optimizers: {type(exc).__name__}: {str(exc)[:200]}")
+            errors.append(failure("torch optimizers", exc))
             return
         for name, opt in (("torch SGD (fused=True)", torch.optim.SGD([tp], lr=0.01, momentum=0.9, fused=True)),
                           ("torch Adam (fused=True)", torch.optim.Adam([tp], fused=True))):  # fmt: skip
@@ -622,7 +627,7 @@ def bench_fused(dtype, errors, rows, copy_ms):
                 rows.append((name, gpu_time(opt.step, ARGS.repeat), None, 0))
                 print(table_fused_row(dtype, copy_ms, rows[-1]), flush=True)
             except Exception as exc:
-                errors.append(f"{name}: {type(exc).__name__}: {str(exc)[:200]}")
+                errors.append(failure(name, exc))
 
 
 def table_fused_header(dtype):
@@ -691,6 +696,13 @@ def table(dtype, copy_ms, rows):
         )
 
 
+def print_failures(failures, shown):
+    """Prints the failures after the first ``shown``; returns how many are shown now."""
+    for f in failures[shown:]:
+        print("FAILED:", f, flush=True)
+    return len(failures)
+
+
 def _interrupted(signum, frame):
     raise KeyboardInterrupt(f"signal {signum}")
 
@@ -724,16 +736,13 @@ def main() -> int:
     try:
         for dtype in dtypes:
             t1 = time.perf_counter()
+            shown = len(failures)
             for name, kw, reg in variants:
-                before = len(failures)
                 worst[(label(name, kw), dtype)] = check(name, kw, reg, dtype, rng, failures)
-                for f in failures[before:]:
-                    print("FAILED:", f, flush=True)
+                shown = print_failures(failures, shown)
             if not ARGS.no_fused:
-                before = len(failures)
                 check_fused(dtype, rng, failures)
-                for f in failures[before:]:
-                    print("FAILED:", f, flush=True)
+                shown = print_failures(failures, shown)
             checked.append(dtype)
             print(
                 f"correctness, {np.dtype(dtype).name}: {len(variants)} activations, 4 kernels "

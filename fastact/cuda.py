@@ -88,6 +88,7 @@ def _check_device_and_stream(func: str, name: str, value, interface: dict) -> No
 
     lib = _library(value)
     stream = interface.get("stream")
+    advice = "call fastact outside the stream context (after synchronizing the stream)"
     if lib == "torch":  # PyTorch exports no stream: ask it
         import torch
 
@@ -95,12 +96,10 @@ def _check_device_and_stream(func: str, name: str, value, interface: dict) -> No
         index = device.index if device.index is not None else torch.cuda.current_device()
         other_stream = torch.cuda.current_stream(device) != torch.cuda.default_stream(device)
         context = "used inside torch.cuda.stream(...)"
-        advice = "call fastact outside the stream context (after synchronizing the stream)"
     elif lib == "cupy":
         index = value.device.id
         other_stream = stream not in _DEFAULT_STREAMS
         context = "used inside a CuPy stream (with cupy.cuda.Stream(): ...)"
-        advice = "call fastact outside the stream context (after synchronizing the stream)"
     else:  # another library: its device is not known here
         index = None
         other_stream = stream not in _DEFAULT_STREAMS
