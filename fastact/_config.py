@@ -165,6 +165,11 @@ SCALAR: dict[str, Any] = dict(
 #: Implementations of ``numba.extending.overload`` functions (compiled into their callers).
 #: Typed ``Any``: numba's stubs expect their private ``_JITOptions`` TypedDict here.
 OVERLOAD: Any = dict(fastmath=FASTMATH, error_model=ERROR_MODEL)
+#: The same implementations compiled for CUDA: no fastmath flag at all. numba-cuda takes any
+#: flag, ``contract`` alone included, for fastmath=True: a float32 division compiled with
+#: OVERLOAD became ``div.approx.f32`` (2 ULP; 0 for divisors beyond 2^126) in the kernels of
+#: sigmoid, tanh, silu, gelu and more. NVVM contracts multiply-adds into FMAs without the flag.
+CUDA_OVERLOAD: Any = dict(fastmath=False, error_model=ERROR_MODEL)
 #: Single-threaded array kernels (small arrays, strided views).
 SERIAL: dict[str, Any] = dict(cache=CACHE, fastmath=FASTMATH, error_model=ERROR_MODEL, nogil=True)
 #: One term of a sum whose order does not matter (a gradient's squared norm): ``reassoc`` on

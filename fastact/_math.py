@@ -29,7 +29,7 @@ from numba import njit, types
 from numba.core import cgutils  # noqa: F401  (keeps numba's lowering registry loaded)
 from numba.extending import intrinsic, overload
 
-from fastact._config import OVERLOAD, SCALAR
+from fastact._config import CUDA_OVERLOAD, OVERLOAD, SCALAR
 
 f32 = np.float32
 f64 = np.float64
@@ -76,13 +76,26 @@ def fma(typingctx, a, b, c):
     return a(a, b, c), codegen
 
 
+def overload_per_target(python_version):
+    """``@overload(python_version)`` for the CPU (``OVERLOAD`` options) and for CUDA
+    (``CUDA_OVERLOAD``: numba-cuda would compile the CPU's ``contract`` flag as fastmath=True,
+    float32 division approximate). The decorated function is the implementation for both."""
+
+    def register(implementation):
+        overload(python_version, target="cpu", jit_options=OVERLOAD)(implementation)
+        overload(python_version, target="cuda", jit_options=CUDA_OVERLOAD)(implementation)
+        return implementation
+
+    return register
+
+
 # --------------------------------------------------------------------------- typed constants
 def typed(value, like):
     """``value`` as a constant of the float type of ``like`` (float32 stays float32)."""
     return type(like)(value) if isinstance(like, np.floating) else float(value)
 
 
-@overload(typed, jit_options=OVERLOAD)
+@overload_per_target(typed)
 def _typed_overload(value, like):
     if like == types.float32:
         return lambda value, like: np.float32(value)
@@ -343,6 +356,65 @@ def expm1_f32(x):
     return x if x == f32(0.0) else y
 
 
+# --------------------------------------------------------------------------- shared steps
+@njit(**SCALAR)
+def one_plus(a, a_lo):
+    """(s, s_lo) = 1 + a + a_lo as a pair: s = 1 + a rounded, s_lo its exact rounding error
+    (two-sum) plus a_lo. Either dtype."""
+    one = typed(1.0, a)
+    s = one + a
+    b = s - one
+    return s, ((one - (s - b)) + (a - b)) + a_lo
+
+
+def approx_quotient(n, d):
+    """n / d (float32) for a caller that corrects the quotient itself: IEEE division on the
+    CPU; on CUDA the approximate division (``div.approx.f32``: within 2 ULP for |d| in
+    [2^-126, 2^126]), ~11 fewer machine instructions per element than ``div.rn.f32`` and no
+    slow path. Every other division in the CUDA kernels is IEEE, as on the CPU."""
+    return n / d
+
+
+@overload(approx_quotient, target="cpu", jit_options=OVERLOAD)
+def _approx_quotient_cpu(n, d):
+    if n == types.float32 and d == types.float32:
+        return lambda n, d: n / d
+    return None
+
+
+@overload(approx_quotient, target="cuda", jit_options=CUDA_OVERLOAD)
+def _approx_quotient_cuda(n, d):
+    if n == types.float32 and d == types.float32:
+        from numba.cuda import libdevice  # typing for CUDA: numba.cuda is loaded already
+
+        return lambda n, d: libdevice.fast_fdividef(n, d)
+    return None
+
+
+@njit(**SCALAR)
+def _over_one_plus_f32(n, e):
+    """n / (1 + e) for 0 <= e <= 1, as if 1 + e were exact: d = 1 + e rounds, but its error
+    d_lo = e - (d - 1) and the division's remainder fma(-q, d, n) are exact, and correct the
+    quotient (1/d from a linear fit within 9%: the correction is itself ~1 ULP). Without it
+    e / (1 + e) reached 2.2 ULP in float32; with it the error is that of n and e alone. The
+    correction also absorbs an approximate quotient (``approx_quotient``: 2 ULP on CUDA; the
+    remainder of such a q is exact to ~2^-46 of n, and 9% of 2 ULP is 0.2 ULP).
+    n = -0.0 gives +0.0 (callers with signed zeros restore the sign)."""
+    d = f32(1.0) + e
+    d_lo = e - (d - f32(1.0))
+    q = approx_quotient(n, d)
+    remainder = fma(-q, d, n)
+    inv_d = f32(1.4571) - f32(0.5) * d
+    return q + (remainder - q * d_lo) * inv_d
+
+
+@njit(**SCALAR)
+def _over_one_plus_f64(n, e):
+    """n / (1 + e), the plain quotient: float64 sigmoid and silu stay within 2 ULP of their
+    4-ULP bound without the float32 correction (docs/accuracy.md)."""
+    return n / (f64(1.0) + e)
+
+
 # --------------------------------------------------------------------------- log1p
 # w = 1 + u = 2^k * m with m in [sqrt(2)/2, sqrt(2)); log(w) = k*ln2 + log1p(f), f = m - 1,
 # log1p(f) = 2 atanh(s), s = f/(2+f) (fdlibm's form); c corrects the rounding of 1 + u.
@@ -491,7 +563,7 @@ def tanh_f32(x):
     q = q * z + f32(-0.33333333293948986)
     small = a + a * z * q
     e = exp_neg_f32(-(a + a))
-    large = f32(1.0) - (e + e) / (f32(1.0) + e)
+    large = f32(1.0) - _over_one_plus_f32(e + e, e)
     t = small if a < f32(0.55) else large
     return math.copysign(t, x)
 
@@ -538,39 +610,6 @@ def erfcx_f64(a):
     return s * g
 
 
-# --------------------------------------------------------------------------- shared steps
-@njit(**SCALAR)
-def one_plus(a, a_lo):
-    """(s, s_lo) = 1 + a + a_lo as a pair: s = 1 + a rounded, s_lo its exact rounding error
-    (two-sum) plus a_lo. Either dtype."""
-    one = typed(1.0, a)
-    s = one + a
-    b = s - one
-    return s, ((one - (s - b)) + (a - b)) + a_lo
-
-
-@njit(**SCALAR)
-def _over_one_plus_f32(n, e):
-    """n / (1 + e) for 0 <= e <= 1, as if 1 + e were exact: d = 1 + e rounds, but its error
-    d_lo = e - (d - 1) and the division's remainder fma(-q, d, n) are exact, and correct the
-    quotient (1/d from a linear fit within 9%: the correction is itself ~1 ULP). Without it
-    e / (1 + e) reached 2.2 ULP in float32; with it the error is that of n and e alone.
-    n = -0.0 gives +0.0 (callers with signed zeros restore the sign)."""
-    d = f32(1.0) + e
-    d_lo = e - (d - f32(1.0))
-    q = n / d
-    remainder = fma(-q, d, n)
-    inv_d = f32(1.4571) - f32(0.5) * d
-    return q + (remainder - q * d_lo) * inv_d
-
-
-@njit(**SCALAR)
-def _over_one_plus_f64(n, e):
-    """n / (1 + e), the plain quotient: float64 sigmoid and silu stay within 2 ULP of their
-    4-ULP bound without the float32 correction (docs/accuracy.md)."""
-    return n / (f64(1.0) + e)
-
-
 # --------------------------------------------------------------------------- gelu, float32
 # x Phi(x) = x/2 erfc(-x/sqrt2) = x/2 erfcx(a) exp(-x^2/2) (a = |x|/sqrt2) for x <= 0, and
 # x - that for x > 0, all in float32: x^2 = h + l exactly (fma), so exp(-x^2/2) is taken of
@@ -596,7 +635,7 @@ def _gelu_parts_32(x):
     cx = ax * _GELU_C1
     cx_lo = fma(ax, _GELU_C1, -cx)
     d, d_lo = one_plus(cx, cx_lo)  # d + d_lo = 1 + C1 |x| exactly
-    s0 = f32(1.0) / d
+    s0 = approx_quotient(f32(1.0), d)  # a Newton step corrects it:
     s = s0 + (fma(-s0, d, f32(1.0)) - s0 * d_lo) * s0  # 1 / (1 + C1 |x|), ~0.5 ULP: the
     # erfcx below is that at the x that s stands for, so s's error moves x
     u = cx * s  # 1 - s, to float32's relative precision
@@ -716,17 +755,18 @@ def gelu_tanh_f32(x):
 
 @njit(**SCALAR)
 def gelu_tanh_derivative_f32(x):
-    """s + x 2u' s (1 - s) in float32 arithmetic, s = sigmoid(2u), s (1 - s) = e / (1 + e)^2
-    (no cancellation), 2u' = 2 sqrt(2/pi) (1 + 3 * 0.044715 x^2), x 2u' e rounded once (0 below
-    2^-160: |x 2u'| <= 400)."""
+    """s + x 2u' s (1 - s) in float32 arithmetic, s = sigmoid(2u) = n / (1 + e), s (1 - s) =
+    e / (1 + e)^2 (no cancellation), 2u' = 2 sqrt(2/pi) (1 + 3 * 0.044715 x^2), x 2u' e
+    rounded once (0 below 2^-160: |x 2u'| <= 400). One quotient: (n (1 + e) + x 2u' e) /
+    (1 + e)^2, its numerator rounded once (fma) before it cancels for x < 0."""
     xc, y_hi, y_lo, k, positive = _gelu_tanh_parts_32(x)
     e = _scaled_product_or_zero_32(f32(1.0), y_hi, y_lo, k, i32(-30))
     one_plus_e = f32(1.0) + e
     tail = _scaled_product_or_zero_32(f32(1.0), y_hi, y_lo, k, i32(-160))
-    s = (f32(1.0) if positive else tail) / one_plus_e
     du = _GT_K2_HI * fma(_GT_3K1, xc * xc, f32(1.0))
     term = _scaled_product_or_zero_32(xc * du, y_hi, y_lo, k, i32(-160))
-    return s + term / (one_plus_e * one_plus_e)
+    numerator = fma(f32(1.0) if positive else tail, one_plus_e, term)
+    return numerator / (one_plus_e * one_plus_e)
 
 
 # --------------------------------------------------------------------------- generic names
@@ -747,7 +787,7 @@ def _generic(name, impl_32, impl_64, numpy_impl):
             return impl_64
         return None
 
-    @overload(python_version, jit_options=OVERLOAD)
+    @overload_per_target(python_version)
     def _dispatch(x, m=None):
         if m is None or isinstance(m, types.Omitted):
             impl = pick((x,))
@@ -835,7 +875,7 @@ def by_dtype(name, impl_32, impl_64, numpy_impl):
 
         return call
 
-    @overload(python_version, jit_options=OVERLOAD)
+    @overload_per_target(python_version)
     def _dispatch(x):
         if x == types.float32:
             return pick(impl_32)

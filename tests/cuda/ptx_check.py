@@ -4,11 +4,12 @@
 
 Prints one line per kernel and dtype (float64 instructions in its PTX, registers per thread),
 and writes the same as JSON (``{"kernel/dtype": {"f64": n, "wraparound": n, "max_threads": n,
-"shared": bytes, "vector_loads": n, "vector_stores": n, "registers": n, "spill": bytes,
-"error": "..."}}``; ``wraparound``: array accesses with a signed index, see
-``wraparound_instructions``; ``max_threads``: the launch bound, see ``max_threads``;
-``shared``: static shared memory, see ``shared_bytes``; ``vector_*``: 128-bit accesses;
-``registers``/``spill``: from NVIDIA's assembler, see ``assembled``). Run by
+"shared": bytes, "vector_loads": n, "vector_stores": n, "approximate": {opcode: n},
+"registers": n, "spill": bytes, "error": "..."}}``; ``wraparound``: array accesses with a
+signed index, see ``wraparound_instructions``; ``max_threads``: the launch bound, see
+``max_threads``; ``shared``: static shared memory, see ``shared_bytes``; ``vector_*``: 128-bit
+accesses; ``approximate``: see ``approximate_instructions``; ``registers``/``spill``: from
+NVIDIA's assembler, see ``assembled``). Run by
 ``tests/cuda/test_cuda_ptx.py`` in a process of its own, without ``NUMBA_ENABLE_CUDASIM`` (the
 simulator has no compiler); ``--jobs`` worker processes compile (default: up to 4 cores).
 
@@ -71,6 +72,22 @@ def shared_bytes(ptx: str) -> int:
     return sum(int(n) for n in _SHARED.findall(ptx))
 
 
+#: PTX's approximate or flush-to-zero floating-point instructions (``div.approx``, ``div.full``,
+#: ``rcp.approx``, ``sqrt.approx``, ``ex2.approx``, ``tanh.approx``, ``*.ftz``, ...): what
+#: numba-cuda's fastmath emits, where the CPU kernels round as IEEE arithmetic does.
+_APPROXIMATE = re.compile(r"^\s*(?:@!?%p\d+\s+)?([a-z][\w]*(?:\.\w+)*)", re.MULTILINE)
+
+
+def approximate_instructions(ptx: str) -> dict[str, int]:
+    """``{opcode: count}`` of the approximate and flush-to-zero float instructions."""
+    found: dict[str, int] = {}
+    for op in _APPROXIMATE.findall(ptx):
+        parts = op.split(".")
+        if {"approx", "full", "ftz"} & set(parts[1:]):
+            found[op] = found.get(op, 0) + 1
+    return found
+
+
 _VECTOR_LOAD = re.compile(r"^\s*ld\.global(\.\w+)*\.v[24]\.", re.MULTILINE)
 _VECTOR_STORE = re.compile(r"^\s*st\.global(\.\w+)*\.v[24]\.", re.MULTILINE)
 
@@ -83,6 +100,7 @@ def measure(ptx: str) -> dict:
         "shared": shared_bytes(ptx),
         "vector_loads": len(_VECTOR_LOAD.findall(ptx)),  # 128-bit: fastact._cuda_memory
         "vector_stores": len(_VECTOR_STORE.findall(ptx)),
+        "approximate": approximate_instructions(ptx),
     }
 
 

@@ -255,6 +255,49 @@ def test_shared_memory_stays_within_two_reduction_buffers(ptx_results):
         assert ptx_results[f"fused.matmul/{dtype}"]["shared"] == 2 * 32 * 33 * size
 
 
+#: Which float32 kernels divide approximately (``div.approx.f32``), by design: those whose
+#: quotient is corrected afterwards (fastact._math.approx_quotient): n / (1 + e) in
+#: over_one_plus (sigmoid, silu, tanh, gelu_tanh, and the gradients of log_sigmoid and
+#: softplus) through its exact remainder, and gelu's 1 / (1 + C1 |x|) by a Newton step. Every
+#: other float instruction of every kernel rounds as IEEE arithmetic, as the CPU kernels: no
+#: other approximate or flush-to-zero instruction anywhere, and none in float64 kernels.
+#: (Before 2026-12-06 numba-cuda compiled fastact._math's overloads, whose CPU options carry
+#: the ``contract`` flag, as fastmath: every float32 division in them was approximate,
+#: uncorrected ones included.) Exact both ways, as F64_BY_DESIGN.
+#: name: (forward, gradient)
+APPROX_QUOTIENT_BY_DESIGN = {
+    "sigmoid": (True, False),
+    "log_sigmoid": (False, True),
+    "tanh": (True, False),
+    "softplus": (False, True),
+    "gelu": (True, True),
+    "gelu_tanh": (True, False),
+    "silu": (True, False),
+}
+FUSED_APPROX_QUOTIENT = {"bce_with_logits"}  # its gradient's sigmoid
+
+
+def test_approximate_division_only_by_design(ptx_results):
+    want = {f"fused.{n}" for n in FUSED_APPROX_QUOTIENT}
+    for name, (forward, grad) in APPROX_QUOTIENT_BY_DESIGN.items():
+        if forward:
+            want |= {f"{name}_forward", f"{name}_bias_forward"}
+        if grad:
+            want |= {f"{name}_backward", f"{name}_bias_backward"}
+    got, other = set(), {}
+    for key, r in ptx_results.items():
+        ops = dict(r.get("approximate", {}))
+        if ops.pop("div.approx.f32", 0) and key.endswith("/float32"):
+            got.add(key.split("/")[0])
+        elif key.endswith("/float64") and "div.approx.f32" in r.get("approximate", {}):
+            other[key] = r["approximate"]
+        if ops:
+            other[key] = ops
+    assert not other, f"approximate or flush-to-zero instructions (fastmath?): {other}"
+    assert got == want, (sorted(got - want), sorted(want - got))
+    assert all("approximate" in r for r in ptx_results.values() if "error" not in r)
+
+
 def test_activation_kernels_move_four_elements_per_instruction(ptx_results):
     """The generated kernels (forward, backward, bias + activation and its backward) load and
     store through fastact._cuda_memory: 128-bit accesses (``ld.global.v4.f32``; ``.v2.f64``
