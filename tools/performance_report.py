@@ -27,6 +27,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path[:0] = [ROOT, os.path.join(ROOT, "bench")]
 
 import _cases  # noqa: E402  (the benchmark suite's data, peers, copy kernel and timers)
+import llvmlite.binding  # noqa: E402
 import numba  # noqa: E402
 
 import fastact as fa  # noqa: E402
@@ -342,6 +343,30 @@ def main(argv=None) -> int:
     except ImportError:
         torch_version = "not installed"
     cpu = _cases.cpu_model()
+    llvm_cpu = llvmlite.binding.get_host_cpu_name()
+    serial_extra = loop["serial"] - loop["matmul"]
+    parallel_extra = loop["parallel"] - loop["matmul"]
+    if parallel_extra <= serial_extra:
+        blas_verdict = (
+            f"In this run the parallel kernel added {parallel_extra * 1e3:.2f} ms to the matmul's "
+            f"loop and the serial one {serial_extra * 1e3:.2f} ms: the spin count keeps the "
+            "fight small."
+        )
+    else:
+        blas_verdict = (
+            f"In this run the parallel kernel still added more to the matmul's loop than the "
+            f"serial one ({parallel_extra * 1e3:.2f} against {serial_extra * 1e3:.2f} ms): next "
+            "to BLAS on few cores, prefer the serial kernels (`FASTACT_PARALLEL_THRESHOLD` "
+            "above your arrays' sizes, or `numba.set_num_threads(1)`), as the MLP trainer does."
+        )
+    tanh32 = next((r for r in compute if r[0] == "tanh" and r[1] == "float32"), None)
+    tanh_ratio = tanh32[4] if tanh32 is not None and not isinstance(tanh32[4], str) else None
+    if tanh_ratio is None:
+        tanh_note = "its float32 tanh is within 0.6 ULP"
+    elif tanh_ratio < 1:
+        tanh_note = "its float32 tanh is both faster (here) and within 0.6 ULP"
+    else:
+        tanh_note = "its float32 tanh is within 0.6 ULP, and slower here"
     page = f"""# Performance (CPU)
 
 (GPU: the CUDA kernels' tables, measured on an NVIDIA H200 with `bench/gpu.py` and
@@ -424,16 +449,17 @@ temporaries.
 
 numba's OpenMP workers spin after each parallel region (GNU default: 300,000 spins) and take
 the cores from OpenBLAS: with that default the parallel loop ran 5x slower than the serial one
-(8.4 vs 1.7 ms in our first measurement). fastact sets `GOMP_SPINCOUNT=20000` unless you set it,
-which keeps parallel launches at a few µs and the fight small; the MLP trainer uses the serial
-kernels only. Arrays of at least `PARALLEL_THRESHOLD` = {
+(8.4 vs 1.7 ms in our first measurement, on a 2-core Intel Xeon VM). fastact sets
+`GOMP_SPINCOUNT=20000` unless you set it, which keeps parallel launches at a few µs; the MLP
+trainer uses the serial kernels only. {blas_verdict} Arrays of at least `PARALLEL_THRESHOLD` = {
         _config.PARALLEL_THRESHOLD:,} elements use the
-parallel kernels (measured crossover: ~16K elements for sigmoid/gelu, ~64K for relu).
+parallel kernels (measured crossover on that Intel VM: ~16K elements for sigmoid/gelu, ~64K
+for relu).
 
 ## Vector width (512-bit vectors, per kernel)
 
-numba 0.68's LLVM detects this CPU as emeraldrapids and, as for every AVX-512 chip since
-Skylake-X, prefers 256-bit vectors (8 float32 lanes). fastact's kernels call
+numba 0.68's LLVM detects this CPU as {llvm_cpu}; for AVX-512 chips since Skylake-X its tuning
+prefers 256-bit vectors (8 float32 lanes). fastact's kernels call
 `fastact._math.wide_vectors()`, which sets LLVM's per-function `prefer-vector-width=512`
 attribute: 16 float32 lanes in fastact's loops, and no other code of the process changed (the
 process-wide `NUMBA_CPU_FEATURES=...,-prefer-256-bit` does the same for every numba function).
@@ -449,8 +475,8 @@ without and with the attribute in this run (results bit-identical, checked):
     }
 ## Arithmetic alone: one thread, in cache, against torch
 
-The transcendental ops are compute-bound at 16M elements on 2 threads (above, *of copy* well
-below 1), so their ratio to torch there is the ratio of their arithmetic. Here both run on one
+Where *of copy* is well below 1 above, the op is compute-bound at 16M elements on 2 threads,
+and its ratio to torch there is the ratio of their arithmetic. Here both run on one
 thread over {"8,192" if args.quick else "65,536"} elements (in L2), `out=`, alternating rounds;
 *vector instructions* counts the 512-bit instructions of fastact's loop per iteration (per 16
 float32 or 8 float64 elements), from the assembly of the kernel compiled in this run.
@@ -473,13 +499,13 @@ An AVX-512 core issues 512-bit arithmetic on two ports: the instruction count is
 cost (a division also holds the divider).
 fastact's loops carry what its ULP bounds need ([accuracy](accuracy.md)): exp's Cody-Waite
 reduction and polynomial, 2^k applied in two factors so that subnormal results round once,
-float32 sigmoid's and silu's correction for the rounding of 1 + e, tanh's two branches, gelu's
+float32 sigmoid's, silu's and tanh's correction for the rounding of 1 + e, tanh's two
+branches, gelu's
 erfc with x^2 carried as a float32 pair. Where torch / fastact is below 1, torch's loop does
 less arithmetic per element; at 16M elements the memory traffic both pay narrows the gap.
 torch's accuracy on the same inputs is in [accuracy](accuracy.md) ("PyTorch on the same
 inputs"): its float32 sigmoid exceeds fastact's 2-ULP bound and returns 0 for subnormal
-results, its gelu, silu and gelu (tanh) lose the left tail; its float32 tanh is both faster
-and within 0.6 ULP.
+results, its gelu, silu and gelu (tanh) lose the left tail; {tanh_note}.
 """
     with open(args.out, "w") as fh:
         fh.write(page)
