@@ -78,7 +78,7 @@ def fma(typingctx, a, b, c):
 
 def overload_per_target(python_version):
     """``@overload(python_version)`` for the CPU (``OVERLOAD`` options) and for CUDA
-    (``CUDA_OVERLOAD``: numba-cuda would compile the CPU's ``contract`` flag as fastmath=True,
+    (``CUDA_OVERLOAD``: numba-cuda would take the CPU's ``contract`` flag for fast math,
     float32 division approximate). The decorated function is the implementation for both."""
 
     def register(implementation):
