@@ -370,8 +370,9 @@ def one_plus(a, a_lo):
 def approx_quotient(n, d):
     """n / d (float32) for a caller that corrects the quotient itself: IEEE division on the
     CPU; on CUDA the approximate division (``div.approx.f32``: within 2 ULP for |d| in
-    [2^-126, 2^126]), ~11 fewer machine instructions per element than ``div.rn.f32`` and no
-    slow path. Every other division in the CUDA kernels is IEEE, as on the CPU."""
+    [2^-126, 2^126]), no slow path (sigmoid's vector loop: 37.5 machine instructions per
+    element, 48.9 with ``div.rn.f32``). Every other division in the CUDA kernels is IEEE, as on
+    the CPU."""
     return n / d
 
 

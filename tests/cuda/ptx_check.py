@@ -5,7 +5,7 @@
 Prints one line per kernel and dtype (float64 instructions in its PTX, registers per thread),
 and writes the same as JSON (``{"kernel/dtype": {"f64": n, "wraparound": n, "max_threads": n,
 "shared": bytes, "vector_loads": n, "vector_stores": n, "approximate": {opcode: n},
-"registers": n, "spill": bytes, "error": "..."}}``; ``wraparound``: array accesses with a
+"ieee_divisions": n, "registers": n, "spill": bytes, "error": "..."}}``; ``wraparound``: array accesses with a
 signed index, see ``wraparound_instructions``; ``max_threads``: the launch bound, see
 ``max_threads``; ``shared``: static shared memory, see ``shared_bytes``; ``vector_*``: 128-bit
 accesses; ``approximate``: see ``approximate_instructions``; ``registers``/``spill``: from
@@ -78,6 +78,9 @@ def shared_bytes(ptx: str) -> int:
 _APPROXIMATE = re.compile(r"^\s*(?:@!?%p\d+\s+)?([a-z][\w]*(?:\.\w+)*)", re.MULTILINE)
 
 
+_IEEE_DIVISION = re.compile(r"^\s*(?:@!?%p\d+\s+)?div\.rn\.f(?:32|64)\s", re.MULTILINE)
+
+
 def approximate_instructions(ptx: str) -> dict[str, int]:
     """``{opcode: count}`` of the approximate and flush-to-zero float instructions."""
     found: dict[str, int] = {}
@@ -101,6 +104,7 @@ def measure(ptx: str) -> dict:
         "vector_loads": len(_VECTOR_LOAD.findall(ptx)),  # 128-bit: fastact._cuda_memory
         "vector_stores": len(_VECTOR_STORE.findall(ptx)),
         "approximate": approximate_instructions(ptx),
+        "ieee_divisions": len(_IEEE_DIVISION.findall(ptx)),
     }
 
 
@@ -214,8 +218,27 @@ def _setup(cc: tuple) -> None:
         dispatcher.get_current_device = lambda: pytypes.SimpleNamespace(compute_capability=cc)
 
 
+def _probe_log1p():
+    """A kernel whose only arithmetic is fastact._math.log1p, reached through its overload (as
+    the activations reach exp, tanh, over_one_plus): its float32 quotients are not corrected
+    afterwards, so they must be IEEE divisions, as on the CPU. No activation kernel calls
+    log1p in float32; this one shows what the overloads compile to."""
+    from numba import cuda
+
+    from fastact._config import CUDA_KERNEL
+    from fastact._math import log1p
+
+    def probe_log1p(x, out):
+        out[0] = log1p(x[0])
+
+    return cuda.jit(**CUDA_KERNEL)(probe_log1p), lambda name, ty, f64: (ty[::1], ty[::1])
+
+
 def _kernel(name: str):
     from fastact import _cuda_fused, _cuda_kernels
+
+    if name == "probe.log1p":
+        return _probe_log1p()
 
     if name.startswith("fused."):
         return getattr(_cuda_fused, name.removeprefix("fused.")), fused_signatures
@@ -262,6 +285,7 @@ def main(argv=None) -> int:
     from fastact import _cuda_fused, _cuda_kernels
 
     names = kernel_names(_cuda_kernels) + [f"fused.{n}" for n in kernel_names(_cuda_fused)]
+    names.append("probe.log1p")
     if args.only:
         names = [name for name in names if name in args.only]
     results = {}

@@ -131,6 +131,7 @@ def test_every_kernel_compiles_to_ptx(ptx_results):
         for dt in ("float32", "float64")
     } | {"column_sums/float32", "column_sums/float64", "column_sums/partials"}
     expected |= {f"fused.{n}/{dt}" for n in FUSED_F64 for dt in ("float32", "float64")}
+    expected |= {"probe.log1p/float32", "probe.log1p/float64"}  # see test_approximate_division_*
     assert set(ptx_results) == expected
 
 
@@ -190,7 +191,7 @@ def test_kernels_index_without_negative_index_wraparound(ptx_results):
     """Signed indices cost numba's wraparound (a sign test, a masked add) on every array
     access; the generated kernels and the fused elementwise ones index unsigned
     (docs/gpu.md: 59 -> 32 PTX instructions per four relu elements)."""
-    allowed = {k: 0 for k in ptx_results if not k.startswith("fused.")}
+    allowed = {k: 0 for k in ptx_results if not k.startswith(("fused.", "probe."))}
     assert len(allowed) == 4 * 2 * len(ACTIVATIONS) + 3  # + column_sums: 2 dtypes, partials
     for name, count in FUSED_UNSIGNED.items():
         allowed |= {f"fused.{name}/{dt}": count for dt in ("float32", "float64")}
@@ -286,16 +287,18 @@ def test_approximate_division_only_by_design(ptx_results):
             want |= {f"{name}_backward", f"{name}_bias_backward"}
     got, other = set(), {}
     for key, r in ptx_results.items():
-        ops = dict(r.get("approximate", {}))
-        if ops.pop("div.approx.f32", 0) and key.endswith("/float32"):
+        ops = dict(r["approximate"])
+        if key.endswith("/float32") and ops.pop("div.approx.f32", 0):
             got.add(key.split("/")[0])
-        elif key.endswith("/float64") and "div.approx.f32" in r.get("approximate", {}):
-            other[key] = r["approximate"]
-        if ops:
+        if ops:  # anything else, and any approximate division outside float32 kernels
             other[key] = ops
     assert not other, f"approximate or flush-to-zero instructions (fastmath?): {other}"
     assert got == want, (sorted(got - want), sorted(want - got))
-    assert all("approximate" in r for r in ptx_results.values() if "error" not in r)
+    # a float32 quotient reached through fastact._math's overloads and not corrected afterwards
+    # (log1p's) is an IEEE division, as on the CPU: numba-cuda compiled the overloads with
+    # fast math before they had CUDA options of their own (div.approx.f32 here)
+    probe = ptx_results["probe.log1p/float32"]
+    assert probe["approximate"] == {} and probe["ieee_divisions"] >= 2, probe
 
 
 def test_activation_kernels_move_four_elements_per_instruction(ptx_results):
@@ -336,7 +339,7 @@ def test_no_kernel_spills_and_elementwise_kernels_fill_half_an_sm(ptx_results):
         k: r["registers"]
         for k, r in ptx_results.items()
         if k.endswith("/float32")
-        and not k.startswith(("fused.", "column_sums"))  # activation kernels only
+        and not k.startswith(("fused.", "column_sums", "probe."))  # activation kernels only
         and blocks_per_sm(r["registers"], threads) < 4
     }
     assert not few, few
