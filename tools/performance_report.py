@@ -355,7 +355,8 @@ def main(argv=None) -> int:
         width_default = (
             f"numba 0.68's LLVM detects this CPU as {llvm_cpu} and already gives fastact's loops "
             "512-bit vectors without the attribute below (checked in the assembly of this run): "
-            "here the two columns time the same vector width, and their ratio is the run's noise. "
+            "here the two columns time the same vector width (their ratio is the run's noise, "
+            "or other differences of the generated code). "
             "On Intel's AVX-512 chips since Skylake-X LLVM's tuning prefers 256-bit vectors "
             "(8 float32 lanes)."
         )
