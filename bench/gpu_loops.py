@@ -126,7 +126,7 @@ ACTIVATIONS = {
 }
 
 #: rows whose scalar function is fastact's own: the table's last column times the public call
-PUBLIC = {"relu", "sigmoid", "tanh", "softplus", "silu", "gelu"}
+PUBLIC = set(ACTIVATIONS) & set(act.ACTIVATIONS)
 
 
 # --------------------------------------------------------------------------- loop shapes
