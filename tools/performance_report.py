@@ -220,17 +220,24 @@ def _narrow_kernel(name):
     return narrow
 
 
+def _vector_loop(asm: str) -> str:
+    """The basic block of x86 assembly with the most 256/512-bit register operands: a
+    kernel's vector loop."""
+    import re
+
+    blocks = re.split(r"\n(?=\.LBB\d+_\d+:)", asm)
+    return max(blocks, key=lambda b: b.count("zmm") + b.count("ymm"))
+
+
 def default_vector_bits() -> int:
     """The vector width (bits) LLVM gives sigmoid's float32 loop without ``wide_vectors()`` on
     this CPU, from the block with the most 256/512-bit register operands (the vector loop)."""
-    import re
 
     kernel = _narrow_kernel("sigmoid")
     x = np.ones(64, np.float32)
     kernel(x, np.empty_like(x), np.float32(0), np.float32(0))
     asm = kernel.inspect_asm(kernel.signatures[0])
-    blocks = re.split(r"\n(?=\.LBB\d+_\d+:)", asm)
-    hot = max(blocks, key=lambda b: b.count("zmm") + b.count("ymm"))  # the vector loop
+    hot = _vector_loop(asm)
     return 512 if hot.count("zmm") > hot.count("ymm") else 256 if "ymm" in hot else 128
 
 
@@ -269,7 +276,6 @@ def vector_width(n, names=("sigmoid", "tanh", "gelu", "silu", "softplus", "log_s
 def _loop_vector_instructions(name, dtype):
     """Vector (zmm) instructions in the main loop of ``name``'s serial forward kernel, compiled
     afresh as fastact generates it (one iteration: 16 float32 or 8 float64 elements)."""
-    import re
 
     from numba import njit
 
@@ -287,8 +293,7 @@ def _loop_vector_instructions(name, dtype):
     x = np.ones(64, dtype)
     kernel(x, np.empty_like(x), dtype(1), dtype(20))
     asm = kernel.inspect_asm(kernel.signatures[0])
-    blocks = re.split(r"\n(?=\.LBB\d+_\d+:)", asm)
-    hot = max(blocks, key=lambda b: b.count("zmm"))
+    hot = _vector_loop(asm)
     return sum(1 for line in hot.splitlines() if "zmm" in line and not line.strip().startswith("#"))
 
 

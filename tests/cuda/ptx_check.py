@@ -30,7 +30,7 @@ import time
 import types as pytypes
 from concurrent.futures import ProcessPoolExecutor
 
-_INSTRUCTION = re.compile(r"^\s*(@!?%p\d+\s+)?[a-z][\w.]*\s")
+_INSTRUCTION = re.compile(r"^\s*(?:@!?%p\d+\s+)?([a-z][\w.]*)\s")  # group 1: the opcode
 
 
 def f64_instructions(ptx: str) -> int:
@@ -72,19 +72,17 @@ def shared_bytes(ptx: str) -> int:
     return sum(int(n) for n in _SHARED.findall(ptx))
 
 
-#: PTX's approximate or flush-to-zero floating-point instructions (``div.approx``, ``div.full``,
-#: ``rcp.approx``, ``sqrt.approx``, ``ex2.approx``, ``tanh.approx``, ``*.ftz``, ...): what
-#: numba-cuda's fastmath emits, where the CPU kernels round as IEEE arithmetic does.
-_APPROXIMATE = re.compile(r"^\s*(?:@!?%p\d+\s+)?([a-z][\w]*(?:\.\w+)*)", re.MULTILINE)
+def opcodes(ptx: str) -> list[str]:
+    """Every instruction's opcode with its modifiers (``div.approx.f32``), in order."""
+    return [m.group(1) for m in map(_INSTRUCTION.match, ptx.splitlines()) if m]
 
 
-_IEEE_DIVISION = re.compile(r"^\s*(?:@!?%p\d+\s+)?div\.rn\.f(?:32|64)\s", re.MULTILINE)
-
-
-def approximate_instructions(ptx: str) -> dict[str, int]:
-    """``{opcode: count}`` of the approximate and flush-to-zero float instructions."""
+def approximate_instructions(ops: list[str]) -> dict[str, int]:
+    """``{opcode: count}`` of PTX's approximate or flush-to-zero floating-point instructions
+    (``div.approx``, ``div.full``, ``rcp.approx``, ``ex2.approx``, ``*.ftz``, ...) among
+    ``opcodes(ptx)``: what numba-cuda's fastmath emits, where the CPU rounds as IEEE does."""
     found: dict[str, int] = {}
-    for op in _APPROXIMATE.findall(ptx):
+    for op in ops:
         parts = op.split(".")
         if {"approx", "full", "ftz"} & set(parts[1:]):
             found[op] = found.get(op, 0) + 1
@@ -96,6 +94,7 @@ _VECTOR_STORE = re.compile(r"^\s*st\.global(\.\w+)*\.v[24]\.", re.MULTILINE)
 
 
 def measure(ptx: str) -> dict:
+    ops = opcodes(ptx)
     return {
         "f64": f64_instructions(ptx),
         "wraparound": wraparound_instructions(ptx),
@@ -103,8 +102,8 @@ def measure(ptx: str) -> dict:
         "shared": shared_bytes(ptx),
         "vector_loads": len(_VECTOR_LOAD.findall(ptx)),  # 128-bit: fastact._cuda_memory
         "vector_stores": len(_VECTOR_STORE.findall(ptx)),
-        "approximate": approximate_instructions(ptx),
-        "ieee_divisions": len(_IEEE_DIVISION.findall(ptx)),
+        "approximate": approximate_instructions(ops),
+        "ieee_divisions": sum(op in ("div.rn.f32", "div.rn.f64") for op in ops),
     }
 
 
